@@ -1,0 +1,282 @@
+//! Browser glue (wasm-bindgen, `wasm32-unknown-unknown`): runs a function
+//! in the page, on a `Request`, answering a `Response`, with its state in
+//! memory — so sensitive work can happen before data leaves the device.
+//!
+//! [`BrowserFunction`] is the generic part; [`export_function!`] declares
+//! the exported JS class for one function (it needs `wasm-bindgen` as a
+//! direct dependency of the calling crate).
+
+use std::rc::Rc;
+
+use async_trait::async_trait;
+use edge_core::function::{Instance, Services, instantiate};
+use edge_core::log::{Level, LogSink};
+use edge_core::memory::MemoryStore;
+use edge_core::model::{MAX_BODY_BYTES, Runtime};
+use edge_core::platform::{HttpClient, HttpError, OsRandom, url_for_errors};
+use edge_core::{Body, Clock, Config, EdgeFunction, Problem, Request, Response, Timestamp};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+#[doc(hidden)]
+pub use wasm_bindgen;
+
+/// The TypeScript type of the options every exported class takes.
+#[wasm_bindgen::prelude::wasm_bindgen(typescript_custom_section)]
+const OPTIONS_TS: &'static str = r#"
+/** Configuration of an edge function running in the browser. */
+export interface EdgeFunctionOptions {
+  /** Variables, e.g. `POLICY` (a TOML or JSON policy document). */
+  vars?: Record<string, string>;
+  /** Secrets by name. They never appear in logs, errors or responses. */
+  secrets?: Record<string, string>;
+}
+"#;
+
+/// Time from `Date.now()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DateClock;
+
+impl Clock for DateClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(js_sys::Date::now() as u64)
+    }
+}
+
+/// Log lines to the browser console.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConsoleSink;
+
+impl LogSink for ConsoleSink {
+    fn write(&self, level: Level, line: &str) {
+        let line = JsValue::from_str(line);
+        match level {
+            Level::Error => web_sys::console::error_1(&line),
+            Level::Warn => web_sys::console::warn_1(&line),
+            _ => web_sys::console::log_1(&line),
+        }
+    }
+}
+
+/// Outbound HTTP through the global `fetch`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FetchClient;
+
+#[async_trait(?Send)]
+impl HttpClient for FetchClient {
+    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        let url = url_for_errors(req.uri());
+        let transport = |e: JsValue| HttpError::Transport {
+            url: url.clone(),
+            reason: format!("{e:?}"),
+        };
+        let request = to_js_request(req).map_err(transport)?;
+        let fetch = js_sys::Reflect::get(&js_sys::global(), &"fetch".into())
+            .map_err(transport)?
+            .dyn_into::<js_sys::Function>()
+            .map_err(transport)?;
+        let promise = fetch
+            .call1(&JsValue::UNDEFINED, &request)
+            .map_err(transport)?
+            .dyn_into::<js_sys::Promise>()
+            .map_err(transport)?;
+        let response: web_sys::Response = JsFuture::from(promise)
+            .await
+            .map_err(transport)?
+            .dyn_into()
+            .map_err(transport)?;
+        from_js_response(response).await.map_err(transport)
+    }
+}
+
+fn headers_of(js: &web_sys::Headers) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    if let Ok(Some(iter)) = js_sys::try_iter(js) {
+        for entry in iter.flatten() {
+            let entry = js_sys::Array::from(&entry);
+            if let (Some(name), Some(value)) = (entry.get(0).as_string(), entry.get(1).as_string())
+            {
+                pairs.push((name, value));
+            }
+        }
+    }
+    pairs
+}
+
+fn to_js_headers(headers: &http::HeaderMap) -> Result<web_sys::Headers, JsValue> {
+    let js = web_sys::Headers::new()?;
+    for (name, value) in headers {
+        if let Ok(value) = value.to_str() {
+            js.append(name.as_str(), value)?;
+        }
+    }
+    Ok(js)
+}
+
+async fn body_bytes(promise: Result<js_sys::Promise, JsValue>) -> Result<Vec<u8>, JsValue> {
+    let buffer = JsFuture::from(promise?).await?;
+    Ok(js_sys::Uint8Array::new(&buffer).to_vec())
+}
+
+/// Converts a page's `Request` into the core model (413 beyond [`MAX_BODY_BYTES`]).
+pub async fn from_js_request(req: &web_sys::Request) -> Result<Request, Problem> {
+    let bad = |e: JsValue| Problem::bad_request("invalid-request", format!("{e:?}"));
+    let mut builder = http::Request::builder()
+        .method(req.method().as_str())
+        .uri(req.url());
+    for (name, value) in headers_of(&req.headers()) {
+        builder = builder.header(name, value);
+    }
+    let body = body_bytes(req.array_buffer()).await.map_err(bad)?;
+    if body.len() > MAX_BODY_BYTES {
+        return Err(Problem::payload_too_large(MAX_BODY_BYTES));
+    }
+    builder
+        .body(Body::from(body))
+        .map_err(|e| Problem::bad_request("invalid-request", e.to_string()))
+}
+
+/// Converts a core response into a page `Response`.
+pub fn to_js_response(response: Response) -> Result<web_sys::Response, JsValue> {
+    let (parts, body) = response.into_parts();
+    let init = web_sys::ResponseInit::new();
+    init.set_status(parts.status.as_u16());
+    init.set_headers(&to_js_headers(&parts.headers)?.into());
+    // Null-body statuses must be built without a body.
+    if matches!(parts.status.as_u16(), 101 | 204 | 205 | 304) {
+        return web_sys::Response::new_with_opt_str_and_init(None, &init);
+    }
+    let mut bytes = body.to_vec();
+    web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init)
+}
+
+fn to_js_request(req: Request) -> Result<web_sys::Request, JsValue> {
+    let (parts, body) = req.into_parts();
+    let init = web_sys::RequestInit::new();
+    init.set_method(parts.method.as_str());
+    init.set_headers(&to_js_headers(&parts.headers)?.into());
+    if !body.is_empty() {
+        init.set_body(&js_sys::Uint8Array::from(body.as_ref()));
+    }
+    web_sys::Request::new_with_str_and_init(&parts.uri.to_string(), &init)
+}
+
+async fn from_js_response(response: web_sys::Response) -> Result<Response, JsValue> {
+    let mut builder = http::Response::builder().status(response.status());
+    for (name, value) in headers_of(&response.headers()) {
+        builder = builder.header(name, value);
+    }
+    let body = body_bytes(response.array_buffer()).await?;
+    builder
+        .body(Body::from(body))
+        .map_err(|e| JsValue::from_str(&e.to_string()))
+}
+
+fn string_map(options: &JsValue, field: &str) -> Result<Vec<(String, String)>, String> {
+    let value = js_sys::Reflect::get(options, &field.into()).unwrap_or(JsValue::UNDEFINED);
+    if value.is_undefined() || value.is_null() {
+        return Ok(Vec::new());
+    }
+    let object = value
+        .dyn_into::<js_sys::Object>()
+        .map_err(|_| format!("options.{field} must be an object of strings"))?;
+    js_sys::Object::entries(&object)
+        .iter()
+        .map(|entry| {
+            let entry = js_sys::Array::from(&entry);
+            let name = entry.get(0).as_string().unwrap_or_default();
+            let value = entry
+                .get(1)
+                .as_string()
+                .ok_or_else(|| format!("options.{field}.{name} must be a string"))?;
+            Ok((name, value))
+        })
+        .collect()
+}
+
+/// A function running in the page with an in-memory store.
+pub struct BrowserFunction<F> {
+    instance: Instance<F>,
+    store: MemoryStore,
+}
+
+impl<F: EdgeFunction + 'static> BrowserFunction<F> {
+    /// Builds the function from `options` (`{ vars, secrets }`); an invalid
+    /// policy is an error naming the field and value.
+    pub fn new(options: &JsValue) -> Result<Rc<Self>, String> {
+        let mut config = Config::new(F::DEFAULT_POLICY);
+        if !(options.is_undefined() || options.is_null()) {
+            for (name, value) in string_map(options, "vars")? {
+                config = config.with_var(name, value);
+            }
+            for (name, value) in string_map(options, "secrets")? {
+                config = config.with_secret(name, value);
+            }
+        }
+        let instance = instantiate::<F>(&config);
+        if let Err(error) = &instance {
+            return Err(error.to_string());
+        }
+        Ok(Rc::new(BrowserFunction {
+            instance,
+            store: MemoryStore::new(),
+        }))
+    }
+
+    /// Handles one `Request`, resolving to a `Response`.
+    pub fn fetch(self: Rc<Self>, request: web_sys::Request) -> js_sys::Promise {
+        wasm_bindgen_futures::future_to_promise(async move {
+            let response = match from_js_request(&request).await {
+                Ok(request) => {
+                    let services = Services {
+                        runtime: Runtime::Browser,
+                        clock: &DateClock,
+                        store: &self.store,
+                        cache: &self.store,
+                        random: &OsRandom,
+                        http: &FetchClient,
+                        log_sink: &ConsoleSink,
+                    };
+                    edge_core::serve(&self.instance, request, &services).await
+                }
+                Err(problem) => problem.into_response(None),
+            };
+            to_js_response(response).map(JsValue::from)
+        })
+    }
+}
+
+/// Declares the exported JS class `$class` for function type `$function`:
+/// `new $class(options?: EdgeFunctionOptions)` (throws on an invalid
+/// policy) and `fetch(request: Request): Promise<Response>`.
+#[macro_export]
+macro_rules! export_function {
+    ($class:ident, $function:ty) => {
+        /// The function, running in this page. Its state lives in memory.
+        #[::wasm_bindgen::prelude::wasm_bindgen]
+        pub struct $class(::std::rc::Rc<$crate::BrowserFunction<$function>>);
+
+        #[::wasm_bindgen::prelude::wasm_bindgen]
+        impl $class {
+            /// Builds the function; throws when the policy or options are invalid.
+            #[wasm_bindgen(constructor)]
+            pub fn new(
+                #[wasm_bindgen(unchecked_param_type = "EdgeFunctionOptions | undefined")]
+                options: ::wasm_bindgen::JsValue,
+            ) -> ::std::result::Result<$class, ::wasm_bindgen::JsError> {
+                $crate::BrowserFunction::<$function>::new(&options)
+                    .map($class)
+                    .map_err(|e| ::wasm_bindgen::JsError::new(&e))
+            }
+
+            /// Handles a request as the function would at the edge.
+            #[wasm_bindgen(unchecked_return_type = "Promise<Response>")]
+            pub fn fetch(&self, request: $crate::web_sys::Request) -> $crate::js_sys::Promise {
+                ::std::rc::Rc::clone(&self.0).fetch(request)
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+pub use {js_sys, web_sys};

@@ -1,0 +1,141 @@
+//! Fermyon Spin glue (spin-sdk 7, `wasm32-wasip2`, `wasi:http` 0.3): the
+//! only place that knows Spin.
+//!
+//! - [`serve`]: converts a Spin request (path from `spin-path-info`, client
+//!   address from `spin-client-addr`) into the core model, builds the
+//!   function from Spin variables, runs it and converts the response back.
+//! - [`SpinStore`]: the atomic store on `wasi:keyvalue` (store + atomics:
+//!   `increment` and compare-and-swap), which Spin hosts over its
+//!   key-value stores.
+//!
+//! Spin variable names are lower case, so a function variable `POLICY` is
+//! read from the Spin variable `policy`.
+
+mod store;
+
+use async_trait::async_trait;
+use edge_core::function::{Services, instantiate};
+use edge_core::log::StderrSink;
+use edge_core::model::{ClientAddr, MAX_BODY_BYTES, Runtime};
+use edge_core::platform::{HttpClient, HttpError, OsRandom, SystemClock, url_for_errors};
+use edge_core::policy::POLICY_VARIABLE;
+use edge_core::{Body, Config, EdgeFunction, Problem, Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+
+pub use store::{STORE_LABEL, SpinStore};
+
+/// The response type handed back to Spin.
+pub type SpinResponse = http::Response<Full<bytes::Bytes>>;
+
+/// Reads the function's configuration from Spin variables (lower-cased names).
+pub async fn config_from_variables<F: EdgeFunction>() -> Config {
+    let mut config = Config::new(F::DEFAULT_POLICY);
+    for name in std::iter::once(&POLICY_VARIABLE).chain(F::VARIABLES) {
+        if let Ok(value) = spin_sdk::variables::get(name.to_ascii_lowercase()).await {
+            config = config.with_var(*name, value);
+        }
+    }
+    for name in F::SECRETS {
+        if let Ok(value) = spin_sdk::variables::get(name.to_ascii_lowercase()).await {
+            config = config.with_secret(*name, value);
+        }
+    }
+    config
+}
+
+/// Serves one request with function `F`: the body of an `#[http_service]`.
+pub async fn serve<F: EdgeFunction>(req: spin_sdk::http::Request) -> SpinResponse {
+    let instance = instantiate::<F>(&config_from_variables::<F>().await);
+    let request = match from_spin_request(req).await {
+        Ok(request) => request,
+        Err(problem) => return to_spin_response(problem.into_response(None)),
+    };
+    let store = SpinStore::open_default();
+    let services = Services {
+        runtime: Runtime::Spin,
+        clock: &SystemClock,
+        store: &store,
+        cache: &store,
+        random: &OsRandom,
+        http: &SpinHttpClient,
+        log_sink: &StderrSink,
+    };
+    to_spin_response(edge_core::serve(&instance, request, &services).await)
+}
+
+/// Converts a Spin request: the path is `spin-path-info` (the part after
+/// the component's route) plus the query; the body is read up to
+/// [`MAX_BODY_BYTES`] (413 beyond).
+pub async fn from_spin_request(req: spin_sdk::http::Request) -> Result<Request, Problem> {
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .headers
+        .get("spin-path-info")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or_else(|| parts.uri.path());
+    let uri = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut builder = http::Request::builder().method(parts.method).uri(uri);
+    for (name, value) in &parts.headers {
+        builder = builder.header(name, value);
+    }
+    if let Some(addr) = parts
+        .headers
+        .get("spin-client-addr")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<std::net::SocketAddr>().ok())
+    {
+        builder = builder.extension(ClientAddr(addr.ip()));
+    }
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(Problem::payload_too_large(MAX_BODY_BYTES));
+    }
+    let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(Problem::payload_too_large(MAX_BODY_BYTES));
+        }
+        Err(e) => return Err(Problem::bad_request("invalid-body", e.to_string())),
+    };
+    builder
+        .body(body)
+        .map_err(|e| Problem::bad_request("invalid-request", e.to_string()))
+}
+
+/// Converts a core response for Spin.
+pub fn to_spin_response(response: Response) -> SpinResponse {
+    response.map(Full::new)
+}
+
+/// Outbound HTTP through `wasi:http` (Spin's `allowed_outbound_hosts` applies).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpinHttpClient;
+
+#[async_trait(?Send)]
+impl HttpClient for SpinHttpClient {
+    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        let url = url_for_errors(req.uri());
+        let transport = |reason: String| HttpError::Transport {
+            url: url.clone(),
+            reason,
+        };
+        let response = spin_sdk::http::send(req.map(Full::new))
+            .await
+            .map_err(|e| transport(format!("{e:?}")))?;
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, MAX_BODY_BYTES)
+            .collect()
+            .await
+            .map_err(|e| transport(e.to_string()))?
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, Body::from(body)))
+    }
+}

@@ -1,0 +1,244 @@
+//! The contract between a function and the platforms: [`EdgeFunction`] is
+//! what a capability implements once; [`serve`] is what every platform's
+//! glue calls per request. `serve` adds what every function shares: the
+//! health endpoint, correlation ids, a log line per request, and turning
+//! [`Problem`]s and configuration errors into responses.
+
+use async_trait::async_trait;
+use http::{HeaderValue, Method, StatusCode};
+use serde_json::json;
+
+use crate::log::{LogSink, Logger};
+use crate::model::{Request, Response, Runtime, json_response};
+use crate::platform::{AtomicStore, Clock, HttpClient, KeyValueStore, Random};
+use crate::policy::{Config, ConfigError};
+use crate::problem::Problem;
+
+/// The header carrying the correlation id, in and out.
+pub const CORRELATION_HEADER: &str = "x-correlation-id";
+
+/// The platform services one request may use, supplied by the glue.
+pub struct Services<'a> {
+    /// Which runtime this is.
+    pub runtime: Runtime,
+    /// Wall-clock time.
+    pub clock: &'a dyn Clock,
+    /// The strongly consistent store (Durable Object, Spin key-value, memory).
+    pub store: &'a dyn AtomicStore,
+    /// The eventually consistent cache (Workers KV, Spin key-value, memory).
+    pub cache: &'a dyn KeyValueStore,
+    /// Secure randomness.
+    pub random: &'a dyn Random,
+    /// Outbound HTTP.
+    pub http: &'a dyn HttpClient,
+    /// Where log lines go.
+    pub log_sink: &'a dyn LogSink,
+}
+
+/// What a function sees of the platform while handling one request.
+pub struct Context<'a> {
+    services: &'a Services<'a>,
+    log: Logger<'a>,
+}
+
+impl<'a> Context<'a> {
+    /// The runtime serving this request.
+    pub fn runtime(&self) -> Runtime {
+        self.services.runtime
+    }
+    /// Wall-clock time.
+    pub fn clock(&self) -> &'a dyn Clock {
+        self.services.clock
+    }
+    /// The strongly consistent store.
+    pub fn store(&self) -> &'a dyn AtomicStore {
+        self.services.store
+    }
+    /// The eventually consistent cache.
+    pub fn cache(&self) -> &'a dyn KeyValueStore {
+        self.services.cache
+    }
+    /// Secure randomness.
+    pub fn random(&self) -> &'a dyn Random {
+        self.services.random
+    }
+    /// Outbound HTTP.
+    pub fn http(&self) -> &'a dyn HttpClient {
+        self.services.http
+    }
+    /// The logger for this request.
+    pub fn log(&self) -> &Logger<'a> {
+        &self.log
+    }
+}
+
+/// The outcome of one health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// Working.
+    Pass,
+    /// Not working, with a reason safe to show.
+    Fail(String),
+}
+
+/// A capability, written once against the core and served by every platform.
+#[async_trait(?Send)]
+pub trait EdgeFunction: Sized {
+    /// The function's name, in logs and health output.
+    const NAME: &'static str;
+    /// The function's version, in health output.
+    const VERSION: &'static str;
+    /// The built-in policy document (TOML or JSON), replaced by the `POLICY` variable.
+    const DEFAULT_POLICY: &'static str;
+    /// Platform variables the glue reads, besides `POLICY`.
+    const VARIABLES: &'static [&'static str] = &[];
+    /// Platform secrets the glue reads.
+    const SECRETS: &'static [&'static str] = &[];
+
+    /// Builds the function from its validated configuration.
+    fn from_config(config: &Config) -> Result<Self, ConfigError>;
+
+    /// Handles one request (paths are relative to the function's mount).
+    async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem>;
+
+    /// Health checks beyond "the function is configured". The default
+    /// checks that the atomic store answers.
+    async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)> {
+        let store = match ctx.store().get("edge:health").await {
+            Ok(_) => Check::Pass,
+            Err(e) => Check::Fail(e.to_string()),
+        };
+        vec![("store", store)]
+    }
+}
+
+/// A function built from its configuration, or the error that stopped it.
+/// Platforms build this once per isolate (or instance) and keep it.
+pub type Instance<F> = Result<F, ConfigError>;
+
+/// Builds a function from `config`, the platform's variables and secrets.
+pub fn instantiate<F: EdgeFunction>(config: &Config) -> Instance<F> {
+    F::from_config(config)
+}
+
+/// Serves one request: health endpoint, correlation id, problem rendering
+/// and one structured log line per request.
+pub async fn serve<F: EdgeFunction>(
+    instance: &Instance<F>,
+    req: Request,
+    services: &Services<'_>,
+) -> Response {
+    let correlation_id = correlation_id(&req, services.random);
+    let log = Logger::new(services.log_sink, services.clock, F::NAME, &correlation_id);
+    let ctx = Context { services, log };
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let started = services.clock.now();
+
+    let result = match instance {
+        Err(error) => {
+            ctx.log.error(
+                "invalid configuration",
+                json!({ "error": error.to_string() }),
+            );
+            Err(Problem::misconfigured())
+        }
+        Ok(function) if path == "/health" => health(function, &method, &ctx).await,
+        Ok(function) => function.handle(req, &ctx).await,
+    };
+    let mut response = match result {
+        Ok(response) => response,
+        Err(problem) => problem
+            .with_extension("correlation_id", correlation_id.as_str())
+            .into_response(Some(&path)),
+    };
+    if let Ok(value) = HeaderValue::from_str(&correlation_id) {
+        response.headers_mut().insert(CORRELATION_HEADER, value);
+    }
+    let elapsed = services.clock.now().0.saturating_sub(started.0);
+    ctx.log.info(
+        "request",
+        json!({
+            "runtime": services.runtime.as_str(),
+            "method": method.as_str(),
+            "path": path,
+            "status": response.status().as_u16(),
+            "duration_ms": elapsed.as_secs_f64() * 1000.0,
+        }),
+    );
+    response
+}
+
+async fn health<F: EdgeFunction>(
+    function: &F,
+    method: &Method,
+    ctx: &Context<'_>,
+) -> Result<Response, Problem> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(Problem::method_not_allowed(
+            method,
+            &[Method::GET, Method::HEAD],
+        ));
+    }
+    let checks = function.health(ctx).await;
+    let pass = checks.iter().all(|(_, c)| *c == Check::Pass);
+    let checks: serde_json::Map<_, _> = checks
+        .into_iter()
+        .map(|(name, check)| {
+            let value = match check {
+                Check::Pass => json!({ "status": "pass" }),
+                Check::Fail(output) => json!({ "status": "fail", "output": output }),
+            };
+            (name.to_owned(), value)
+        })
+        .collect();
+    let status = if pass {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut response = json_response(
+        status,
+        &json!({
+            "status": if pass { "pass" } else { "fail" },
+            "function": F::NAME,
+            "version": F::VERSION,
+            "runtime": ctx.runtime().as_str(),
+            "checks": checks,
+        }),
+    );
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/health+json"),
+    );
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// The caller's correlation id when it is well formed (1–128 characters of
+/// `[A-Za-z0-9._:-]`, from `x-correlation-id` or `x-request-id`), else a new
+/// random one.
+fn correlation_id(req: &Request, random: &dyn Random) -> String {
+    let incoming = [CORRELATION_HEADER, "x-request-id"]
+        .iter()
+        .filter_map(|name| req.headers().get(*name)?.to_str().ok())
+        .find(|id| {
+            (1..=128).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b))
+        });
+    if let Some(id) = incoming {
+        return id.to_owned();
+    }
+    let mut bytes = [0u8; 16];
+    if random.fill(&mut bytes).is_err() {
+        // Randomness failing must not fail the request; ids then only
+        // need to be distinct enough to read logs by.
+        bytes = [0u8; 16];
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

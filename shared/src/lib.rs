@@ -1,0 +1,40 @@
+//! `edge-core`: the portable core every edge function shares.
+//!
+//! Nothing here depends on a platform SDK. Platforms (Cloudflare Workers,
+//! Fermyon Spin, browsers, native) supply the traits in [`platform`] and
+//! convert their requests to the [`http`]-crate model in [`model`]; the
+//! functions are written once against this crate.
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`model`] | `Request` / `Response` on the `http` crate's types, body limits, client address |
+//! | [`policy`] | declarative TOML/JSON policies, validation with field paths, variables and secrets |
+//! | [`platform`] | the traits a platform provides: [`Clock`], [`KeyValueStore`], [`AtomicStore`], [`Random`], [`HttpClient`] |
+//! | [`memory`] | in-memory implementations of those traits and fakes for tests |
+//! | [`problem`] | RFC 9457 `application/problem+json` errors |
+//! | [`log`] | JSON structured logs |
+//! | [`function`] | the [`EdgeFunction`] trait and [`serve`], which adds health, correlation ids and logs |
+
+pub mod function;
+pub mod log;
+pub mod memory;
+pub mod model;
+pub mod platform;
+pub mod policy;
+pub mod problem;
+
+pub use function::{Context, EdgeFunction, serve};
+pub use model::{Body, ClientAddr, Request, Response};
+pub use platform::{
+    AtomicStore, CasOutcome, Clock, HttpClient, KeyValueStore, Random, StoreError, Timestamp,
+};
+pub use policy::{Config, ConfigError, Secret};
+pub use problem::Problem;
+
+/// Re-exports for platform glue, so adapters use the same versions.
+pub mod reexports {
+    pub use async_trait::async_trait;
+    pub use bytes;
+    pub use http;
+    pub use serde_json;
+}

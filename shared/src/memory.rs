@@ -1,0 +1,399 @@
+//! In-memory implementations of the [`crate::platform`] traits, and fakes
+//! for tests: a clock you move by hand, a store you can take down, seeded
+//! randomness and an HTTP client with canned answers.
+//!
+//! [`MemoryStore`] is also the real store where no shared one exists: the
+//! browser, and native runs.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::{Request, Response};
+use crate::platform::{
+    AtomicStore, CasOutcome, Clock, HttpClient, HttpError, KeyValueStore, Random, StoreError,
+    Timestamp,
+};
+
+/// A store in process memory, atomic under a mutex. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    entries: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of keys stored.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no key is stored.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Vec<u8>>> {
+        // A panic while holding the lock cannot leave a map half-updated:
+        // every operation is a single insert or remove.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Counters are stored as 8 little-endian bytes.
+fn decode_counter(key: &str, bytes: &[u8]) -> Result<i64, StoreError> {
+    let array: [u8; 8] = bytes.try_into().map_err(|_| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: format!("counter has {} bytes, expected 8", bytes.len()),
+    })?;
+    Ok(i64::from_le_bytes(array))
+}
+
+#[async_trait(?Send)]
+impl KeyValueStore for MemoryStore {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().get(key).cloned())
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.lock().insert(key.to_owned(), value.to_vec());
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.lock().remove(key);
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
+impl AtomicStore for MemoryStore {
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        let mut entries = self.lock();
+        let old = match entries.get(key) {
+            Some(bytes) => decode_counter(key, bytes)?,
+            None => 0,
+        };
+        let new = old.saturating_add(delta);
+        entries.insert(key.to_owned(), new.to_le_bytes().to_vec());
+        Ok(new)
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<CasOutcome, StoreError> {
+        let mut entries = self.lock();
+        let current = entries.get(key).map(Vec::as_slice);
+        if current != expected {
+            return Ok(CasOutcome::Conflict {
+                current: current.map(<[u8]>::to_vec),
+            });
+        }
+        entries.insert(key.to_owned(), new.to_vec());
+        Ok(CasOutcome::Swapped)
+    }
+}
+
+/// A store wrapper that can be taken down: while down, every operation
+/// fails with [`StoreError::Unavailable`]. Cloning shares the switch.
+#[derive(Debug, Clone)]
+pub struct FlakyStore<S> {
+    inner: S,
+    up: Arc<AtomicBool>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl<S> FlakyStore<S> {
+    /// Wraps `inner`, initially up.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            up: Arc::new(AtomicBool::new(true)),
+            calls: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Takes the store down (`false`) or brings it back (`true`).
+    pub fn set_available(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+
+    /// How many operations were attempted, up or down.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.up.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("store taken down by test".into()))
+        }
+    }
+}
+
+#[async_trait(?Send)]
+impl<S: KeyValueStore> KeyValueStore for FlakyStore<S> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.set(key, value).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
+}
+
+#[async_trait(?Send)]
+impl<S: AtomicStore> AtomicStore for FlakyStore<S> {
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+        self.check()?;
+        self.inner.increment(key, delta).await
+    }
+
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<CasOutcome, StoreError> {
+        self.check()?;
+        self.inner.compare_and_swap(key, expected, new).await
+    }
+}
+
+/// A clock that only moves when told to. Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct FakeClock {
+    nanos: Arc<AtomicU64>,
+}
+
+impl FakeClock {
+    /// A clock standing at `start`.
+    pub fn at(start: Timestamp) -> Self {
+        let clock = Self::default();
+        clock.set(start);
+        clock
+    }
+
+    /// Moves the clock to `t`.
+    pub fn set(&self, t: Timestamp) {
+        let nanos = u64::try_from(t.0.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.store(nanos, Ordering::SeqCst);
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(by, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(Duration::from_nanos(self.nanos.load(Ordering::SeqCst)))
+    }
+}
+
+/// Deterministic bytes from a seed (SplitMix64), for reproducible tests.
+/// Not for secrets.
+#[derive(Debug, Default)]
+pub struct SeededRandom {
+    state: AtomicU64,
+}
+
+impl SeededRandom {
+    /// A generator starting from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self {
+            state: AtomicU64::new(seed),
+        }
+    }
+
+    fn next_u64(&self) -> u64 {
+        let mut z = self
+            .state
+            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+impl Random for SeededRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), getrandom::Error> {
+        for chunk in buf.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// An HTTP client answering from a table of canned responses keyed by URL
+/// (without query), and counting the calls per URL. Unknown URLs fail.
+#[derive(Debug, Clone, Default)]
+pub struct StaticHttpClient {
+    routes: Arc<Mutex<HashMap<String, Response>>>,
+    calls: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl StaticHttpClient {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Answers `url` with `response` from now on.
+    pub fn route(&self, url: &str, response: Response) {
+        lock(&self.routes).insert(url.to_owned(), response);
+    }
+
+    /// How many requests were sent to `url`.
+    pub fn calls(&self, url: &str) -> usize {
+        lock(&self.calls).get(url).copied().unwrap_or(0)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[async_trait(?Send)]
+impl HttpClient for StaticHttpClient {
+    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        let url = crate::platform::url_for_errors(req.uri());
+        *lock(&self.calls).entry(url.clone()).or_default() += 1;
+        let routes = lock(&self.routes);
+        let canned = routes.get(&url).ok_or_else(|| HttpError::Transport {
+            url: url.clone(),
+            reason: "no canned response".into(),
+        })?;
+        let mut response = Response::new(canned.body().clone());
+        *response.status_mut() = canned.status();
+        *response.headers_mut() = canned.headers().clone();
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    #[test]
+    fn increment_counts_and_reads_with_zero() {
+        block_on(async {
+            let store = MemoryStore::new();
+            assert_eq!(store.increment("c", 0).await, Ok(0));
+            assert_eq!(store.increment("c", 5).await, Ok(5));
+            assert_eq!(store.increment("c", -2).await, Ok(3));
+            assert_eq!(store.increment("c", 0).await, Ok(3));
+        });
+    }
+
+    #[test]
+    fn corrupt_counter_is_an_error_not_a_panic() {
+        block_on(async {
+            let store = MemoryStore::new();
+            store.set("c", b"abc").await.unwrap();
+            assert!(matches!(
+                store.increment("c", 1).await,
+                Err(StoreError::Corrupt { .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn cas_swaps_only_on_expected_value() {
+        block_on(async {
+            let store = MemoryStore::new();
+            assert_eq!(
+                store.compare_and_swap("k", None, b"a").await,
+                Ok(CasOutcome::Swapped)
+            );
+            assert_eq!(
+                store.compare_and_swap("k", None, b"b").await,
+                Ok(CasOutcome::Conflict {
+                    current: Some(b"a".to_vec())
+                })
+            );
+            assert_eq!(
+                store.compare_and_swap("k", Some(b"a"), b"b").await,
+                Ok(CasOutcome::Swapped)
+            );
+            assert_eq!(store.get("k").await, Ok(Some(b"b".to_vec())));
+        });
+    }
+
+    #[test]
+    fn flaky_store_fails_while_down_and_recovers() {
+        block_on(async {
+            let store = FlakyStore::new(MemoryStore::new());
+            store.increment("c", 1).await.unwrap();
+            store.set_available(false);
+            assert!(matches!(
+                store.increment("c", 1).await,
+                Err(StoreError::Unavailable(_))
+            ));
+            store.set_available(true);
+            assert_eq!(store.increment("c", 1).await, Ok(2));
+            assert_eq!(store.calls(), 3);
+        });
+    }
+
+    #[test]
+    fn concurrent_increments_from_threads_are_exact() {
+        let store = MemoryStore::new();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..1000 {
+                        block_on(store.increment("c", 1)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(block_on(store.increment("c", 0)), Ok(8000));
+    }
+
+    #[test]
+    fn fake_clock_moves_only_when_told() {
+        let clock = FakeClock::at(Timestamp::from_millis(1_000));
+        assert_eq!(clock.now().as_millis(), 1_000);
+        clock.advance(Duration::from_millis(250));
+        assert_eq!(clock.now().as_millis(), 1_250);
+    }
+
+    #[test]
+    fn seeded_random_is_reproducible() {
+        let (a, b) = (SeededRandom::new(7), SeededRandom::new(7));
+        let (mut x, mut y) = ([0u8; 20], [0u8; 20]);
+        a.fill(&mut x).unwrap();
+        b.fill(&mut y).unwrap();
+        assert_eq!(x, y);
+        assert_ne!(x, [0u8; 20]);
+    }
+}

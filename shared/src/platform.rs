@@ -1,0 +1,223 @@
+//! The traits a platform provides to the functions: time, storage,
+//! randomness and outbound HTTP.
+//!
+//! They exist so that the functions stay portable and testable: each
+//! platform implements them once in its glue crate, and [`crate::memory`]
+//! holds in-memory implementations and fakes. All are `?Send` because wasm
+//! platforms are single-threaded and their futures are not `Send`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::model::{Request, Response};
+
+/// A point in time: the duration since the Unix epoch, UTC.
+///
+/// On `wasm32-unknown-unknown`, `std::time::SystemTime::now()` panics, so
+/// time always comes from a [`Clock`] the platform supplies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub Duration);
+
+impl Timestamp {
+    /// From milliseconds since the Unix epoch.
+    pub fn from_millis(ms: u64) -> Self {
+        Timestamp(Duration::from_millis(ms))
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn as_millis(self) -> u64 {
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// RFC 3339 / ISO 8601 in UTC with milliseconds, e.g. `2026-11-22T00:00:00.000Z`.
+    pub fn to_rfc3339(self) -> String {
+        humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + self.0).to_string()
+    }
+}
+
+/// A source of wall-clock time.
+pub trait Clock {
+    /// The current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// Why a store operation failed. The message never holds stored values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store cannot be reached or refused the operation.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A compare-and-swap loop gave up after this many conflicting attempts.
+    #[error("store contention: gave up after {0} attempts")]
+    Contention(u32),
+    /// A stored value could not be decoded.
+    #[error("corrupt value under key {key:?}: {reason}")]
+    Corrupt {
+        /// The key whose value is corrupt.
+        key: String,
+        /// What was wrong.
+        reason: String,
+    },
+}
+
+/// A plain key-value store: Workers KV, Spin key-value, memory. It may be
+/// eventually consistent, so use it for caches, never for counting.
+#[async_trait(?Send)]
+pub trait KeyValueStore {
+    /// The value under `key`, if any.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` under `key`, replacing what was there.
+    async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Removes `key`; removing an absent key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// The result of [`AtomicStore::compare_and_swap`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CasOutcome {
+    /// The value was what the caller expected and is now the new value.
+    Swapped,
+    /// Another writer got there first; this is the value now stored.
+    Conflict {
+        /// The current value (`None` when the key is absent).
+        current: Option<Vec<u8>>,
+    },
+}
+
+/// A strongly consistent store with atomic updates: a Durable Object on
+/// Workers, `wasi:keyvalue/atomics` on Spin. This is what makes counting
+/// (and so rate limiting) exact under concurrency.
+///
+/// Counters written by [`increment`](AtomicStore::increment) are read with
+/// `increment(key, 0)`: their byte encoding is the platform's own.
+#[async_trait(?Send)]
+pub trait AtomicStore: KeyValueStore {
+    /// Adds `delta` to the counter under `key` (absent counts as 0) and
+    /// returns the new value.
+    async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
+
+    /// Sets `key` to `new` only if its current value equals `expected`
+    /// (`None`: the key must be absent).
+    async fn compare_and_swap(
+        &self,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: &[u8],
+    ) -> Result<CasOutcome, StoreError>;
+}
+
+/// Applies `update` to the value under `key` with compare-and-swap, retrying
+/// on conflict at most `max_attempts` times. `update` sees the current value
+/// and returns the new one plus a result for the caller.
+///
+/// # Examples
+///
+/// ```
+/// use edge_core::{memory::MemoryStore, platform::update};
+/// # futures::executor::block_on(async {
+/// let store = MemoryStore::new();
+/// let n = update(&store, "k", 8, |old| {
+///     let n = old.map_or(0, |b| b.len()) + 1;
+///     (vec![0; n], n)
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(n, 1);
+/// # });
+/// ```
+pub async fn update<S, T, F>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    mut update: F,
+) -> Result<T, StoreError>
+where
+    S: AtomicStore + ?Sized,
+    F: FnMut(Option<&[u8]>) -> (Vec<u8>, T),
+{
+    let mut current = store.get(key).await?;
+    for _ in 0..max_attempts {
+        let (new, result) = update(current.as_deref());
+        match store
+            .compare_and_swap(key, current.as_deref(), &new)
+            .await?
+        {
+            CasOutcome::Swapped => return Ok(result),
+            CasOutcome::Conflict { current: now } => current = now,
+        }
+    }
+    Err(StoreError::Contention(max_attempts))
+}
+
+/// A source of cryptographically secure random bytes.
+pub trait Random {
+    /// Fills `buf` with random bytes.
+    fn fill(&self, buf: &mut [u8]) -> Result<(), getrandom::Error>;
+}
+
+/// Random bytes from the operating system or the JS runtime, through `getrandom`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsRandom;
+
+impl Random for OsRandom {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), getrandom::Error> {
+        getrandom::fill(buf)
+    }
+}
+
+/// Why an outbound request failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The request could not be sent or no response arrived.
+    #[error("outbound request to {url} failed: {reason}")]
+    Transport {
+        /// The URL, without its query string.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// This platform offers no outbound HTTP.
+    #[error("outbound HTTP is not available on this platform")]
+    Unsupported,
+}
+
+/// Outbound HTTP (JWKS and OIDC discovery fetches).
+#[async_trait(?Send)]
+pub trait HttpClient {
+    /// Sends `req` and returns the whole response.
+    async fn send(&self, req: Request) -> Result<Response, HttpError>;
+}
+
+/// The URL of a request without its query string, for error messages that
+/// must not leak tokens passed as query parameters.
+pub fn url_for_errors(uri: &http::Uri) -> String {
+    let mut s = String::new();
+    if let Some(scheme) = uri.scheme_str() {
+        s.push_str(scheme);
+        s.push_str("://");
+    }
+    if let Some(authority) = uri.authority() {
+        s.push_str(authority.as_str());
+    }
+    s.push_str(uri.path());
+    s
+}
+
+/// The operating system's clock (`std::time::SystemTime`): native and
+/// `wasm32-wasip2`. Never use it on `wasm32-unknown-unknown`, where
+/// `SystemTime::now()` panics; Workers and browsers supply `Date.now()`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+        )
+    }
+}

@@ -1,0 +1,100 @@
+//! Per-request store data and the linker holding every host import.
+
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::kv::{self, KvCtx, KvStore};
+use super::variables::{self, Variables};
+
+/// Data owned by one request's `Store`.
+pub(crate) struct HostState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    hooks: DenyOutbound,
+    kv: KvStore,
+    variables: Variables,
+}
+
+impl HostState {
+    pub(crate) fn new(kv: KvStore, variables: Variables) -> Self {
+        Self {
+            table: ResourceTable::new(),
+            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            hooks: DenyOutbound,
+            kv,
+            variables,
+        }
+    }
+
+    pub(crate) fn hooks(&mut self) -> &mut dyn WasiHttpHooks {
+        &mut self.hooks
+    }
+
+    fn kv(&mut self) -> KvCtx<'_> {
+        KvCtx {
+            store: &self.kv,
+            table: &mut self.table,
+        }
+    }
+
+    fn variables(&mut self) -> &Variables {
+        &self.variables
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.hooks,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// `wasi:http` hooks that refuse outbound requests: edge components under
+/// test must not reach the network (Spin likewise denies any host not listed
+/// in `allowed_outbound_hosts`).
+struct DenyOutbound;
+
+impl WasiHttpHooks for DenyOutbound {
+    fn send_request(
+        &mut self,
+        _request: http::Request<WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = wasmtime_wasi_http::Result<(
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
+                )>,
+            > + Send,
+    > {
+        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
+    }
+}
+
+/// Builds a linker with WASI 0.2 (used by Rust's std on wasm32-wasip2),
+/// WASI 0.3, `wasi:http@0.3`, key-value and variables.
+pub(crate) fn linker() -> wasmtime::Result<Linker<HostState>> {
+    let mut linker = Linker::new(super::engine());
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+    wasmtime_wasi::p3::add_to_linker(&mut linker)?;
+    wasmtime_wasi_http::p3::add_to_linker(&mut linker)?;
+    kv::add_to_linker(&mut linker, HostState::kv)?;
+    variables::add_to_linker(&mut linker, HostState::variables)?;
+    Ok(linker)
+}
