@@ -242,3 +242,152 @@ fn correlation_id(req: &Request, random: &dyn Random) -> String {
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::MemorySink;
+    use crate::memory::{FakeClock, FlakyStore, MemoryStore, SeededRandom, StaticHttpClient};
+    use crate::platform::Timestamp;
+    use crate::policy::{Policy, Validator};
+    use futures::executor::block_on;
+
+    #[derive(serde::Deserialize)]
+    struct EchoPolicy {
+        greeting: String,
+    }
+    impl Policy for EchoPolicy {
+        fn validate(&self, v: &mut Validator) {
+            v.check(
+                !self.greeting.is_empty(),
+                "greeting",
+                &self.greeting,
+                "must not be empty",
+            );
+        }
+    }
+
+    struct Echo(String);
+
+    #[async_trait(?Send)]
+    impl EdgeFunction for Echo {
+        const NAME: &'static str = "echo";
+        const VERSION: &'static str = "1.2.3";
+        const DEFAULT_POLICY: &'static str = "greeting = \"hi\"";
+
+        fn from_config(config: &Config) -> Result<Self, ConfigError> {
+            Ok(Echo(config.policy::<EchoPolicy>()?.greeting))
+        }
+
+        async fn handle(&self, req: Request, _ctx: &Context<'_>) -> Result<Response, Problem> {
+            if req.uri().path() == "/fail" {
+                return Err(Problem::bad_request("nope", "asked to fail"));
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "greeting": self.0 }),
+            ))
+        }
+    }
+
+    struct Fixture {
+        store: FlakyStore<MemoryStore>,
+        clock: FakeClock,
+        random: SeededRandom,
+        http: StaticHttpClient,
+        logs: MemorySink,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture {
+                store: FlakyStore::new(MemoryStore::new()),
+                clock: FakeClock::at(Timestamp::from_millis(1_795_305_600_000)),
+                random: SeededRandom::new(1),
+                http: StaticHttpClient::new(),
+                logs: MemorySink::default(),
+            }
+        }
+
+        fn serve(&self, instance: &Instance<Echo>, req: Request) -> Response {
+            let services = Services {
+                runtime: Runtime::Native,
+                clock: &self.clock,
+                store: &self.store,
+                cache: &self.store,
+                random: &self.random,
+                http: &self.http,
+                log_sink: &self.logs,
+            };
+            block_on(serve(instance, req, &services))
+        }
+    }
+
+    fn get(path: &str) -> Request {
+        http::Request::builder()
+            .uri(path)
+            .body(Default::default())
+            .unwrap()
+    }
+
+    fn body(response: &Response) -> serde_json::Value {
+        serde_json::from_slice(response.body()).unwrap()
+    }
+
+    #[test]
+    fn health_reports_function_and_store() {
+        let f = Fixture::new();
+        let instance = instantiate::<Echo>(&Config::new(Echo::DEFAULT_POLICY));
+        let up = f.serve(&instance, get("/health"));
+        assert_eq!(up.status(), 200);
+        assert_eq!(up.headers()["content-type"], "application/health+json");
+        assert_eq!(body(&up)["version"], "1.2.3");
+        assert_eq!(body(&up)["checks"]["store"]["status"], "pass");
+        f.store.set_available(false);
+        let down = f.serve(&instance, get("/health"));
+        assert_eq!(down.status(), 503);
+        assert_eq!(body(&down)["status"], "fail");
+    }
+
+    #[test]
+    fn correlation_ids_are_echoed_or_generated_and_logged() {
+        let f = Fixture::new();
+        let instance = instantiate::<Echo>(&Config::new(Echo::DEFAULT_POLICY));
+        let mut req = get("/fail");
+        req.headers_mut()
+            .insert("x-request-id", HeaderValue::from_static("req-42"));
+        let response = f.serve(&instance, req);
+        assert_eq!(response.headers()[CORRELATION_HEADER], "req-42");
+        assert_eq!(body(&response)["correlation_id"], "req-42");
+        assert_eq!(body(&response)["instance"], "/fail");
+        let generated = f.serve(&instance, get("/"));
+        let id = generated.headers()[CORRELATION_HEADER]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(id.len(), 32);
+        let logs = f.logs.lines();
+        let last: serde_json::Value = serde_json::from_str(logs.last().unwrap()).unwrap();
+        assert_eq!(last["correlation_id"], id.as_str());
+        assert_eq!(last["status"], 200);
+        assert_eq!(last["timestamp"], "2026-11-22T00:00:00.000Z");
+    }
+
+    #[test]
+    fn an_invalid_policy_answers_500_and_logs_the_field() {
+        let f = Fixture::new();
+        let config = Config::new(Echo::DEFAULT_POLICY).with_var("POLICY", "greeting = \"\"");
+        let instance = instantiate::<Echo>(&config);
+        let response = f.serve(&instance, get("/"));
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            body(&response)["type"],
+            "urn:edge-functions:problem:misconfigured"
+        );
+        let logs = f.logs.lines().join("\n");
+        assert!(
+            logs.contains(r#"greeting: \"\" must not be empty"#),
+            "{logs}"
+        );
+    }
+}

@@ -1,1 +1,42 @@
-//! placeholder
+//! Runs the built functions on every runtime and compares them.
+//!
+//! - [`host`]: a wasmtime host for the Spin builds (wasi:http 0.3 plus the
+//!   key-value and variables interfaces Spin provides), also served by the
+//!   `edge-host` binary;
+//! - [`native`], [`workerd`], [`chromium`]: the other runtimes;
+//! - [`conformance`]: the request/response cases every runtime must pass.
+//!
+//! The builds come from `cargo xtask build` (`target/edge`, or
+//! `EDGE_ARTIFACTS`); tests fail, not skip, when they are missing.
+
+pub mod chromium;
+pub mod conformance;
+pub mod host;
+pub mod native;
+pub mod workerd;
+
+use std::path::{Path, PathBuf};
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Where `cargo xtask build` put the builds.
+pub fn artifacts_dir() -> PathBuf {
+    match std::env::var_os("EDGE_ARTIFACTS") {
+        Some(dir) => PathBuf::from(dir),
+        None => match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) => workspace_root().join(dir).join("edge"),
+            None => workspace_root().join("target/edge"),
+        },
+    }
+}
+
+/// The Spin build of `function`.
+pub fn spin_component(function: &str) -> PathBuf {
+    artifacts_dir().join(format!("spin/{function}.wasm"))
+}

@@ -1,1 +1,81 @@
-fn main() {}
+//! `cargo xtask`: the project's two commands and the steps behind them.
+//!
+//! - `cargo xtask dev`: installs what is missing, builds every function for
+//!   every platform and serves them locally (Workers builds under
+//!   `wrangler dev`, Spin builds under the project's wasmtime host).
+//! - `cargo xtask test`: installs the same, then lints, builds and runs every
+//!   test, the conformance suite on all four runtimes included.
+//!
+//! Other subcommands are the steps: `install`, `build`, `build-worker NAME`,
+//! `sizes`.
+
+mod build;
+mod install;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+/// The functions in `functions/`, each built for every platform.
+pub(crate) const FUNCTIONS: &[Function] = &[Function {
+    name: "counter",
+    browser_class: "CounterFunction",
+}];
+
+/// One function crate.
+pub(crate) struct Function {
+    /// The crate (and directory) name.
+    pub(crate) name: &'static str,
+    /// The class its browser build exports.
+    #[allow(dead_code)]
+    pub(crate) browser_class: &'static str,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    match args.first().map(String::as_str) {
+        Some("install") => install::all(install::Needs::Test),
+        Some("build") => {
+            install::all(install::Needs::Build)?;
+            build::all()?;
+            build::sizes()
+        }
+        Some("build-worker") => match args.get(1) {
+            Some(name) => build::worker(name),
+            None => bail!("usage: cargo xtask build-worker NAME"),
+        },
+        Some("sizes") => build::sizes(),
+        Some("dev") => {
+            install::all(install::Needs::Build)?;
+            build::all()?;
+            build::sizes()?;
+            build::dev()
+        }
+        Some("test") => {
+            install::all(install::Needs::Test)?;
+            let result = build::test();
+            eprintln!(
+                "xtask: test finished in {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+            result
+        }
+        _ => bail!(
+            "usage: cargo xtask <dev|test|install|build|build-worker NAME|sizes>\n\
+             dev   builds every function for every platform and serves them on 127.0.0.1\n\
+             test  lints, builds and runs every test (the conformance suite on all runtimes)"
+        ),
+    }
+}

@@ -237,3 +237,48 @@ fn empty(status: StatusCode) -> Response {
     *response.status_mut() = status;
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(policy: &str) -> Config {
+        Config::new(Counter::DEFAULT_POLICY)
+            .with_var("POLICY", policy)
+            .with_secret(ADMIN_TOKEN_SECRET, "s3cret-token")
+    }
+
+    #[test]
+    fn the_built_in_policy_is_valid() {
+        let counter = Counter::from_config(&config("")).unwrap();
+        assert_eq!(counter.policy.step, 1);
+        assert!(counter.admin_token.is_some());
+    }
+
+    #[test]
+    fn invalid_policies_name_field_and_value() {
+        let policy = Counter::DEFAULT_POLICY.replace("step = 1\n", "step = 0\n");
+        let err = Counter::from_config(&config(&policy)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "policy: counter.step: 0 must be in 1..=1000"
+        );
+        let policy = Counter::DEFAULT_POLICY.replace("\"5s\"", "\"0s\"");
+        let err = Counter::from_config(&config(&policy)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "policy: counter.retry_after: \"0s\" must be >= 1s"
+        );
+        let err = Counter::from_config(&config("[counter]\nstep = 1\nmistake = 2")).unwrap_err();
+        assert!(err.to_string().contains("unknown field `mistake`"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_admin_secret_is_a_start_error_naming_it() {
+        let err = Counter::from_config(&Config::new(Counter::DEFAULT_POLICY)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "counter.admin_token_secret: secret \"COUNTER_ADMIN_TOKEN\" is not set"
+        );
+    }
+}

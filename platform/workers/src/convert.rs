@@ -59,7 +59,13 @@ pub fn to_worker_response(response: Response) -> worker::Result<worker::Response
             headers.append(name.as_str(), value)?;
         }
     }
-    Ok(worker::Response::from_bytes(body.to_vec())?
+    // Null-body statuses must be built without a body.
+    let response = if matches!(parts.status.as_u16(), 101 | 204 | 205 | 304) {
+        worker::Response::empty()?
+    } else {
+        worker::Response::from_bytes(body.to_vec())?
+    };
+    Ok(response
         .with_status(parts.status.as_u16())
         .with_headers(headers))
 }

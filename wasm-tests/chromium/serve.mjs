@@ -1,0 +1,60 @@
+// Serves the browser builds (target/edge/browser/NAME/...) and a demo page
+// on 127.0.0.1. Used by `cargo xtask dev` and by the Chromium runner.
+//   node serve.mjs --port 8080 --root target/edge/browser
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { extname, join, normalize, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const TYPES = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".mjs": "text/javascript; charset=utf-8",
+  ".wasm": "application/wasm",
+  ".ts": "text/plain; charset=utf-8",
+  ".json": "application/json",
+};
+const HERE = fileURLToPath(new URL(".", import.meta.url));
+
+/** Starts the server; resolves to { server, url }. */
+export function serve({ root, port = 0 }) {
+  const base = resolve(root);
+  const server = createServer(async (req, res) => {
+    try {
+      const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+      const file =
+        path === "/" ? join(HERE, "index.html") : normalize(join(base, path));
+      if (path !== "/" && !file.startsWith(base)) {
+        res.writeHead(403).end("forbidden");
+        return;
+      }
+      const body = await readFile(file);
+      res
+        .writeHead(200, {
+          "content-type": TYPES[extname(file)] ?? "application/octet-stream",
+          "cache-control": "no-store",
+        })
+        .end(body);
+    } catch {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found");
+    }
+  });
+  return new Promise((ok, fail) => {
+    server.once("error", fail);
+    server.listen(port, "127.0.0.1", () =>
+      ok({ server, url: `http://127.0.0.1:${server.address().port}` }),
+    );
+  });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const arg = (name, fallback) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : fallback;
+  };
+  const { url } = await serve({
+    root: arg("--root", "target/edge/browser"),
+    port: Number(arg("--port", "8080")),
+  });
+  console.log(`listening on ${url}`);
+}

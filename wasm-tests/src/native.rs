@@ -1,0 +1,92 @@
+//! The native runtime: the core called directly, with the in-memory store.
+//! It is the reference every wasm runtime is compared against.
+
+use anyhow::{Result, bail};
+use edge_core::function::{Services, instantiate};
+use edge_core::log::MemorySink;
+use edge_core::memory::{FlakyStore, MemoryStore, StaticHttpClient};
+use edge_core::model::{MAX_BODY_BYTES, Runtime};
+use edge_core::platform::{OsRandom, SystemClock};
+use edge_core::{Config, EdgeFunction, Problem, Request, Response};
+
+use crate::conformance::{Actual, CaseRequest, Suite};
+
+/// A function served natively, with a store that tests can take down.
+pub struct NativeFunction<F> {
+    instance: Result<F, edge_core::ConfigError>,
+    /// The store; `set_available(false)` takes it down.
+    pub store: FlakyStore<MemoryStore>,
+    /// Every log line written.
+    pub logs: MemorySink,
+}
+
+impl<F: EdgeFunction> NativeFunction<F> {
+    /// Builds the function from a config.
+    pub fn new(config: &Config) -> Self {
+        NativeFunction {
+            instance: instantiate::<F>(config),
+            store: FlakyStore::new(MemoryStore::new()),
+            logs: MemorySink::default(),
+        }
+    }
+
+    /// Serves one request, enforcing the body limit as platform glue does.
+    pub async fn serve(&self, req: Request) -> Response {
+        if req.body().len() > MAX_BODY_BYTES {
+            return Problem::payload_too_large(MAX_BODY_BYTES).into_response(None);
+        }
+        let http = StaticHttpClient::new();
+        let services = Services {
+            runtime: Runtime::Native,
+            clock: &SystemClock,
+            store: &self.store,
+            cache: &self.store,
+            random: &OsRandom,
+            http: &http,
+            log_sink: &self.logs,
+        };
+        edge_core::serve(&self.instance, req, &services).await
+    }
+}
+
+/// Builds a core request from a case request.
+pub fn to_request(case: &CaseRequest, base: &str) -> Result<Request> {
+    let mut builder = http::Request::builder()
+        .method(case.method.as_str())
+        .uri(format!("{base}{}", case.path));
+    for (name, value) in &case.headers {
+        builder = builder.header(name, value);
+    }
+    Ok(builder.body(case.body_bytes().into())?)
+}
+
+/// The suite's config: the function's built-in policy plus the suite's
+/// variables and secrets.
+pub fn suite_config<F: EdgeFunction>(suite: &Suite) -> Config {
+    let mut config = Config::new(F::DEFAULT_POLICY);
+    for (k, v) in &suite.vars {
+        config = config.with_var(k, v);
+    }
+    for (k, v) in &suite.secrets {
+        config = config.with_secret(k, v);
+    }
+    config
+}
+
+async fn answers_for<F: EdgeFunction>(suite: &Suite) -> Result<Vec<Actual>> {
+    let function = NativeFunction::<F>::new(&suite_config::<F>(suite));
+    let mut answers = Vec::new();
+    for case in &suite.cases {
+        let response = function.serve(to_request(&case.request, "")?).await;
+        answers.push(Actual::from_response(&response));
+    }
+    Ok(answers)
+}
+
+/// Runs a suite natively.
+pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
+    match suite.function.as_str() {
+        "counter" => answers_for::<counter::Counter>(suite).await,
+        other => bail!("no native registration for function {other:?}"),
+    }
+}

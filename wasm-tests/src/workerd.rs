@@ -1,0 +1,199 @@
+//! The Workers runtime: a function's worker under `wrangler dev` (workerd
+//! from npm) on 127.0.0.1, with local Durable Objects and KV persisted to a
+//! throwaway directory. The process is stopped when [`WranglerDev`] drops.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::conformance::{Actual, CaseRequest, Suite};
+use crate::workspace_root;
+
+/// How long a start (with its worker build) may take.
+const START_DEADLINE: Duration = Duration::from_secs(420);
+
+/// A running `wrangler dev`.
+pub struct WranglerDev {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+    state: PathBuf,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl WranglerDev {
+    /// Starts the `function` environment with these variables and secrets
+    /// (passed as `--var`), and waits until `/health` answers.
+    pub fn start(
+        function: &str,
+        vars: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        let root = workspace_root();
+        let wrangler = root.join("node_modules/.bin/wrangler");
+        if !wrangler.exists() {
+            bail!("{} is missing: run `cargo xtask test`", wrangler.display());
+        }
+        let port = free_port()?;
+        let scratch =
+            std::env::temp_dir().join(format!("edge-wrangler-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&scratch)?;
+        let log = scratch.join("wrangler.log");
+        let state = scratch.join("state");
+        let mut path = vec![root.join("node_modules/.bin")];
+        path.extend(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        ));
+        let mut command = Command::new(&wrangler);
+        command
+            .current_dir(&root)
+            .env("PATH", std::env::join_paths(path)?)
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("WRANGLER_LOG_PATH", &scratch)
+            .args(["dev", "--env", function, "--ip", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(["--show-interactive-dev-session=false", "--persist-to"])
+            .arg(&state)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::create(scratch.join("wrangler.err"))?)
+            .process_group(0);
+        for (k, v) in vars.iter().chain(secrets) {
+            command.arg("--var").arg(format!("{k}:{v}"));
+        }
+        let child = command.spawn().context("starting wrangler dev")?;
+        let mut dev = WranglerDev {
+            child,
+            port,
+            log,
+            state: scratch,
+        };
+        dev.wait_ready()?;
+        Ok(dev)
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let agent = agent(Duration::from_secs(5));
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "wrangler dev exited ({status}) before serving:\n{}",
+                    self.log_tail()
+                );
+            }
+            if started.elapsed() > START_DEADLINE {
+                bail!(
+                    "wrangler dev not ready after {START_DEADLINE:?}:\n{}",
+                    self.log_tail()
+                );
+            }
+            if let Ok(response) = agent.get(&format!("{}/health", self.url())).call() {
+                if matches!(response.status().as_u16(), 200 | 503) {
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// The last lines wrangler printed.
+    pub fn log_tail(&self) -> String {
+        let mut text = String::new();
+        for name in ["wrangler.log", "wrangler.err"] {
+            if let Ok(mut f) = std::fs::File::open(self.state.join(name)) {
+                let _ = f.read_to_string(&mut text);
+            }
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where wrangler's stdout goes.
+    pub fn log_path(&self) -> &PathBuf {
+        &self.log
+    }
+}
+
+impl Drop for WranglerDev {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &format!("-{}", self.child.id())])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+/// An HTTP client that returns 4xx/5xx as responses, not errors.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// Sends one case request to `base`.
+pub fn send(agent: &ureq::Agent, base: &str, case: &CaseRequest) -> Result<Actual> {
+    let mut builder = http::Request::builder()
+        .method(case.method.as_str())
+        .uri(format!("{base}{}", case.path));
+    for (name, value) in &case.headers {
+        builder = builder.header(name, value);
+    }
+    let response = agent.run(builder.body(case.body_bytes())?)?;
+    let status = response.status().as_u16();
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in response.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let body = response.into_body().read_to_string()?;
+    Ok(Actual {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Runs a suite against a running worker.
+pub fn answers(dev: &WranglerDev, suite: &Suite) -> Result<Vec<Actual>> {
+    let agent = agent(Duration::from_secs(30));
+    suite
+        .cases
+        .iter()
+        .map(|case| send(&agent, &dev.url(), &case.request))
+        .collect()
+}

@@ -1,0 +1,319 @@
+//! Builds every function for every platform, reports sizes, serves them
+//! locally (`dev`) and runs every check and test (`test`).
+//!
+//! Artifacts land in `target/edge/`: `spin/NAME.wasm` (a wasi:http 0.3
+//! component), `browser/NAME/` (ES module, `.d.ts`, `NAME_bg.wasm`); the
+//! Workers build stays where wrangler expects it, `functions/NAME/build/`.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::FUNCTIONS;
+use crate::util::{cmd, root, run, target_dir};
+
+/// Debian's Chromium.
+pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The admin token `cargo xtask dev` gives the local counter.
+const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
+
+fn artifacts() -> PathBuf {
+    target_dir().join("edge")
+}
+
+/// Builds every function for Spin, the browser and Workers.
+pub(crate) fn all() -> Result<()> {
+    for function in FUNCTIONS {
+        spin(function.name)?;
+        browser(function.name)?;
+        worker(function.name)?;
+    }
+    Ok(())
+}
+
+/// The Spin component: `target/edge/spin/NAME.wasm`.
+fn spin(name: &str) -> Result<()> {
+    run(cmd("cargo").args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-wasip2",
+        "-p",
+        name,
+        "--features",
+        "spin",
+    ]))?;
+    let out = artifacts().join("spin");
+    std::fs::create_dir_all(&out)?;
+    let built = target_dir().join(format!("wasm32-wasip2/release/{name}.wasm"));
+    std::fs::copy(&built, out.join(format!("{name}.wasm")))
+        .with_context(|| format!("copying {}", built.display()))?;
+    Ok(())
+}
+
+/// The browser package: `target/edge/browser/NAME/` (wasm-bindgen `--target web`, then `wasm-opt -Oz`).
+fn browser(name: &str) -> Result<()> {
+    run(cmd("cargo").args([
+        "build",
+        "--release",
+        "--target",
+        "wasm32-unknown-unknown",
+        "-p",
+        name,
+        "--features",
+        "browser",
+    ]))?;
+    let out = artifacts().join("browser").join(name);
+    std::fs::create_dir_all(&out)?;
+    let built = target_dir().join(format!("wasm32-unknown-unknown/release/{name}.wasm"));
+    run(cmd("wasm-bindgen")
+        .args(["--target", "web", "--out-dir"])
+        .arg(&out)
+        .arg(&built))?;
+    let wasm = out.join(format!("{name}_bg.wasm"));
+    run(cmd("wasm-opt")
+        .args([
+            "-Oz",
+            "--enable-bulk-memory",
+            "--enable-nontrapping-float-to-int",
+        ])
+        .arg(&wasm)
+        .arg("-o")
+        .arg(&wasm))
+}
+
+/// The Workers build through worker-build, pointed at the local
+/// wasm-bindgen, wasm-opt and esbuild instead of downloads. wrangler runs
+/// this as the environment's build command.
+pub(crate) fn worker(name: &str) -> Result<()> {
+    if !FUNCTIONS.iter().any(|f| f.name == name) {
+        bail!("unknown function {name:?}");
+    }
+    let bin = root().join("node_modules/.bin");
+    run(cmd("worker-build")
+        .args([
+            "--release",
+            &format!("functions/{name}"),
+            "--features",
+            "workers",
+        ])
+        .env("WASM_BINDGEN_BIN", "wasm-bindgen")
+        .env("WASM_OPT_BIN", bin.join("wasm-opt"))
+        .env("ESBUILD_BIN", bin.join("esbuild")))
+}
+
+fn worker_wasm(name: &str) -> Option<PathBuf> {
+    let dir = root().join(format!("functions/{name}/build"));
+    find_wasm(&dir)
+}
+
+fn find_wasm(dir: &Path) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_wasm(&path) {
+                return Some(found);
+            }
+        } else if path.extension().is_some_and(|e| e == "wasm") {
+            return Some(path);
+        }
+    }
+    None
+}
+
+fn gzip_len(bytes: &[u8]) -> Result<usize> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes)?;
+    Ok(encoder.finish()?.len())
+}
+
+/// Prints each function's `.wasm` size, raw and gzip, per platform.
+pub(crate) fn sizes() -> Result<()> {
+    println!("\n| function | platform | .wasm | raw bytes | gzip bytes |");
+    println!("|---|---|---|---:|---:|");
+    for function in FUNCTIONS {
+        let name = function.name;
+        let files = [
+            ("workers", worker_wasm(name)),
+            ("spin", Some(artifacts().join(format!("spin/{name}.wasm")))),
+            (
+                "browser",
+                Some(artifacts().join(format!("browser/{name}/{name}_bg.wasm"))),
+            ),
+        ];
+        for (platform, path) in files {
+            let Some(path) = path.filter(|p| p.exists()) else {
+                println!("| {name} | {platform} | (not built) | | |");
+                continue;
+            };
+            let bytes = std::fs::read(&path)?;
+            let shown = path
+                .strip_prefix(root())
+                .unwrap_or(&path)
+                .display()
+                .to_string();
+            println!(
+                "| {name} | {platform} | {shown} | {} | {} |",
+                bytes.len(),
+                gzip_len(&bytes)?
+            );
+        }
+    }
+    println!();
+    Ok(())
+}
+
+/// Children that are killed (with their process groups) when dropped.
+struct Children(Vec<(String, Child)>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn spawn(name: &str, command: &mut Command) -> Result<(String, Child)> {
+    use std::os::unix::process::CommandExt as _;
+    command.process_group(0);
+    let child = command
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
+    Ok((name.to_owned(), child))
+}
+
+/// Serves every build on 127.0.0.1 until interrupted: the Spin builds on
+/// the wasmtime host (:3000), the Workers build under `wrangler dev`
+/// (:8787), the browser builds' demo page (:8080).
+pub(crate) fn dev() -> Result<()> {
+    run(cmd("cargo").args(["build", "-p", "wasm-tests", "--bin", "edge-host"]))?;
+    let mut children = Children(Vec::new());
+    let mut host = cmd(&target_dir().join("debug/edge-host").to_string_lossy());
+    host.args(["--listen", "127.0.0.1:3000"]);
+    for function in FUNCTIONS {
+        let wasm = artifacts().join(format!("spin/{}.wasm", function.name));
+        host.arg("--app")
+            .arg(format!("/{}={}", function.name, wasm.display()));
+    }
+    host.args(["--var", &format!("counter_admin_token={DEV_ADMIN_TOKEN}")]);
+    children.0.push(spawn("edge-host", &mut host)?);
+    for (i, function) in FUNCTIONS.iter().enumerate() {
+        let port = 8787 + i;
+        children.0.push(spawn(
+            "wrangler",
+            wrangler_dev(function.name, port)
+                .args(["--var", &format!("COUNTER_ADMIN_TOKEN:{DEV_ADMIN_TOKEN}")]),
+        )?);
+    }
+    children.0.push(spawn(
+        "browser demo",
+        cmd("node")
+            .args(["wasm-tests/chromium/serve.mjs", "--port", "8080", "--root"])
+            .arg(artifacts().join("browser")),
+    )?);
+
+    std::thread::sleep(Duration::from_secs(2));
+    println!(
+        "\nServing on 127.0.0.1 (Ctrl-C stops everything):\n\
+         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...\n\
+         \x20 Workers builds (wrangler dev): http://127.0.0.1:8787/...  (first start builds; wait for 'Ready')\n\
+         \x20 Browser builds (demo page):    http://127.0.0.1:8080/\n\n\
+         Try:\n\
+         \x20 curl -s http://127.0.0.1:3000/counter/health\n\
+         \x20 curl -s -X POST 'http://127.0.0.1:3000/counter/counters/demo?by=5'\n\
+         \x20 curl -s -X POST http://127.0.0.1:8787/counters/demo\n\
+         \x20 curl -s -X DELETE -H 'authorization: Bearer {DEV_ADMIN_TOKEN}' http://127.0.0.1:8787/counters/demo -i\n"
+    );
+    loop {
+        for (name, child) in &mut children.0 {
+            if let Some(status) = child.try_wait()? {
+                bail!("{name} exited ({status}); stopping the others");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `wrangler dev` for one function's environment, offline and quiet.
+pub(crate) fn wrangler_dev(name: &str, port: usize) -> Command {
+    let mut command = cmd("wrangler");
+    command
+        .args(["dev", "--env", name, "--ip", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        .args([
+            "--show-interactive-dev-session=false",
+            "--log-level",
+            "warn",
+        ])
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false");
+    command
+}
+
+/// Every check and test: formatting, clippy on the host and on both wasm
+/// targets, docs, the builds and their sizes, then the test suites.
+pub(crate) fn test() -> Result<()> {
+    let step = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
+        let started = Instant::now();
+        let result = f();
+        eprintln!(
+            "xtask: step {name}: {} in {:.0} s",
+            if result.is_ok() { "ok" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        result
+    };
+    step("fmt", &mut || {
+        run(cmd("cargo").args(["fmt", "--all", "--", "--check"]))
+    })?;
+    step("clippy (host)", &mut || {
+        run(cmd("cargo").args(["clippy", "--all-targets", "--", "-D", "warnings"]))
+    })?;
+    step("clippy (wasm targets)", &mut || {
+        for function in FUNCTIONS {
+            for (target, feature) in [
+                ("wasm32-unknown-unknown", "workers"),
+                ("wasm32-unknown-unknown", "browser"),
+                ("wasm32-wasip2", "spin"),
+            ] {
+                run(cmd("cargo").args([
+                    "clippy",
+                    "-p",
+                    function.name,
+                    "--target",
+                    target,
+                    "--features",
+                    feature,
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))?;
+            }
+        }
+        Ok(())
+    })?;
+    step("docs", &mut || {
+        run(cmd("cargo")
+            .args(["doc", "--no-deps", "-p", "edge-core"])
+            .env("RUSTDOCFLAGS", "-D warnings"))
+    })?;
+    step("build", &mut || {
+        all()?;
+        sizes()
+    })?;
+    step("cargo test", &mut || {
+        run(cmd("cargo")
+            .args(["test", "--workspace", "--exclude", "edge-workers"])
+            .args(["--exclude", "edge-spin", "--exclude", "edge-browser"])
+            .env("EDGE_ARTIFACTS", artifacts()))
+    })
+}

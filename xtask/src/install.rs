@@ -1,0 +1,109 @@
+//! Installs what a fresh machine lacks: wasm targets, worker-build, the
+//! wasm-bindgen CLI matching `Cargo.lock`, the npm tools, Chromium (tests
+//! only). Each step checks first, so a second run costs seconds.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util::{cmd, output, root, run};
+
+/// The worker-build version `worker` 0.8.7 goes with.
+const WORKER_BUILD_VERSION: &str = "0.8.7";
+
+/// What the caller is about to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Needs {
+    /// Build and serve.
+    Build,
+    /// Build and test: also a browser.
+    Test,
+}
+
+/// Installs everything `needs` calls for.
+pub(crate) fn all(needs: Needs) -> Result<()> {
+    run(cmd("rustup").args(["target", "add", "wasm32-unknown-unknown", "wasm32-wasip2"]))?;
+    cargo_tool(
+        "worker-build",
+        WORKER_BUILD_VERSION,
+        &["install", "--locked", "worker-build@0.8.7"],
+    )?;
+    let bindgen = wasm_bindgen_version()?;
+    cargo_tool(
+        "wasm-bindgen",
+        &bindgen,
+        &["install", "wasm-bindgen-cli", "--version", &bindgen],
+    )?;
+    npm()?;
+    if needs == Needs::Test {
+        chromium()?;
+    }
+    Ok(())
+}
+
+/// The exact wasm-bindgen version in `Cargo.lock`.
+pub(crate) fn wasm_bindgen_version() -> Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(version) = lines
+                .next()
+                .and_then(|l| l.strip_prefix("version = \""))
+                .and_then(|l| l.strip_suffix('"'))
+            {
+                return Ok(version.to_owned());
+            }
+        }
+    }
+    bail!("wasm-bindgen is not in Cargo.lock")
+}
+
+fn cargo_tool(binary: &str, version: &str, install_args: &[&str]) -> Result<()> {
+    let installed = output(cmd(binary).arg("--version")).unwrap_or_default();
+    if installed.contains(version) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing {binary} {version} (found: {:?})",
+        installed.trim()
+    );
+    run(cmd("cargo").args(install_args))
+}
+
+fn npm() -> Result<()> {
+    let bin = root().join("node_modules/.bin");
+    let stamp = root().join("node_modules/.package-lock.json");
+    let fresh = ["wrangler", "node", "wasm-opt", "esbuild"]
+        .iter()
+        .all(|b| bin.join(b).exists())
+        && newer(&stamp, &root().join("package.json"));
+    if fresh {
+        return Ok(());
+    }
+    // `npm ci` rejects a lockfile written on another platform; `npm install`
+    // with the lockfile installs the same versions.
+    run(cmd("npm").args(["install", "--no-audit", "--no-fund"]))
+}
+
+fn newer(a: &Path, b: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    matches!((modified(a), modified(b)), (Some(a), Some(b)) if a >= b)
+}
+
+fn chromium() -> Result<()> {
+    if Path::new(crate::build::CHROMIUM).exists() {
+        return Ok(());
+    }
+    let sudo = output(cmd("id").arg("-u")).is_none_or(|uid| uid.trim() != "0");
+    let apt = |args: &[&str]| {
+        let mut command = if sudo { cmd("sudo") } else { cmd("apt-get") };
+        if sudo {
+            command.arg("apt-get");
+        }
+        command.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut command)
+    };
+    apt(&["update", "-q"])?;
+    apt(&["install", "-y", "-q", "chromium"])
+}
