@@ -132,9 +132,7 @@ impl WranglerDev {
 
 impl Drop for WranglerDev {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
-            .status();
+        signal_group(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -142,12 +140,19 @@ impl Drop for WranglerDev {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
-            .status();
+        signal_group(self.child.id(), "KILL");
+        let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.state);
     }
+}
+
+/// Sends `signal` to the process group led by `pid` (wrangler and its workerd).
+fn signal_group(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args(["-s", signal, "--", &format!("-{pid}")])
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// An HTTP client that returns 4xx/5xx as responses, not errors.

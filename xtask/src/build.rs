@@ -174,7 +174,7 @@ impl Drop for Children {
     fn drop(&mut self) {
         for (_, child) in &mut self.0 {
             let _ = Command::new("kill")
-                .args(["-TERM", &format!("-{}", child.id())])
+                .args(["-s", "TERM", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.kill();
             let _ = child.wait();

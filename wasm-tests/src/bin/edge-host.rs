@@ -1,1 +1,95 @@
-fn main() {}
+//! `edge-host`: serve Spin HTTP components locally without Spin.
+//!
+//! ```text
+//! edge-host --listen 127.0.0.1:3000 --app /counter=path/to/counter.wasm [--app ...] [--var NAME=VALUE ...]
+//! ```
+//!
+//! All apps share one in-memory key-value store and see the same variables.
+//! Prints `listening on http://ADDR` on stdout once every app is loaded and
+//! the socket is bound. Arguments are parsed by hand (no clap) to keep the
+//! dependency list short.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use wasm_tests::host::{self, App, AppConfig, KvStore};
+
+const USAGE: &str =
+    "usage: edge-host --listen ADDR --app ROUTE=WASM [--app ROUTE=WASM ...] [--var NAME=VALUE ...]";
+
+struct Args {
+    listen: String,
+    apps: Vec<(String, PathBuf)>,
+    variables: HashMap<String, String>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
+    let mut listen = None;
+    let mut apps = Vec::new();
+    let mut variables = HashMap::new();
+    while let Some(flag) = args.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
+        match flag.as_str() {
+            "--listen" => listen = Some(value),
+            "--app" => {
+                let (route, path) = split_pair(&flag, &value)?;
+                apps.push((route.to_owned(), PathBuf::from(path)));
+            }
+            "--var" => {
+                let (name, val) = split_pair(&flag, &value)?;
+                variables.insert(name.to_owned(), val.to_owned());
+            }
+            _ => bail!("unknown argument {flag:?}\n{USAGE}"),
+        }
+    }
+    let listen = listen.with_context(|| format!("--listen is required\n{USAGE}"))?;
+    if apps.is_empty() {
+        bail!("at least one --app is required\n{USAGE}");
+    }
+    Ok(Args {
+        listen,
+        apps,
+        variables,
+    })
+}
+
+fn split_pair<'a>(flag: &str, value: &'a str) -> anyhow::Result<(&'a str, &'a str)> {
+    value
+        .split_once('=')
+        .with_context(|| format!("{flag} expects A=B, got {value:?}"))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args(std::env::args().skip(1))?;
+    let kv = KvStore::new();
+    let apps = args
+        .apps
+        .into_iter()
+        .map(|(route, path)| {
+            let config = AppConfig {
+                variables: args.variables.clone(),
+                kv: kv.clone(),
+                route,
+            };
+            App::load(&path, config)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("failed to bind {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on http://{addr}")?;
+    stdout.flush()?;
+    drop(stdout);
+    host::serve(listener, apps).await
+}

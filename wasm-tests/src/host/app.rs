@@ -2,8 +2,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
@@ -48,9 +49,11 @@ impl App {
     /// Compiles the component at `wasm_path` and links it against the host
     /// imports. Fails if the file is not a component exporting
     /// `wasi:http/handler@0.3.0`, or if it imports something this host lacks.
+    ///
+    /// Compiled components are cached per process (keyed by path, size and
+    /// modification time), so loading the same file again is cheap.
     pub fn load(wasm_path: &Path, config: AppConfig) -> anyhow::Result<App> {
-        let component = Component::from_file(engine(), wasm_path)
-            .with_context(|| format!("failed to compile {}", wasm_path.display()))?;
+        let component = compile(wasm_path)?;
         Self::from_component(&component, config)
             .with_context(|| format!("failed to load {}", wasm_path.display()))
     }
@@ -60,6 +63,7 @@ impl App {
         let route = normalize_route(&config.route)?;
         let instance_pre = state::linker()?.instantiate_pre(component)?;
         let pre = ServicePre::new(instance_pre)
+            .map_err(anyhow::Error::from)
             .context("component does not export `wasi:http/handler@0.3.0`")?;
         Ok(App {
             route,
@@ -117,14 +121,15 @@ impl App {
         // Everything that touches the guest, including reading the response
         // body it streams, has to happen inside `run_concurrent`, which drives
         // the component's tasks.
-        let response = store
+        let response: wasmtime::Result<http::Response<Bytes>> = store
             .run_concurrent(async |store| {
                 let respond = async {
                     let response = service
                         .handle(store, request)
                         .await?
                         .map_err(|code| wasmtime::format_err!("guest returned {code:?}"))?;
-                    let response = store.with(|access| response.into_http(access, async { Ok(()) }))?;
+                    let response =
+                        store.with(|access| response.into_http(access, async { Ok(()) }))?;
                     let (parts, body) = response.into_parts();
                     let body = body
                         .collect()
@@ -138,10 +143,10 @@ impl App {
                         .map_err(|e| wasmtime::format_err!("request body: {e}"))
                 };
                 let (response, ()) = tokio::try_join!(respond, consume_request)?;
-                wasmtime::Result::Ok(response)
+                Ok(response)
             })
-            .await??;
-        Ok(response)
+            .await?;
+        Ok(response?)
     }
 
     /// Makes the URI absolute and adds Spin's routing headers.
@@ -198,6 +203,34 @@ impl App {
     }
 }
 
+/// Compiles `path`, reusing an earlier compilation of the same file.
+///
+/// Cranelift is slow in unoptimized builds (seconds per component), and test
+/// suites load the same few components many times.
+fn compile(path: &Path) -> anyhow::Result<Component> {
+    type Key = (PathBuf, u64, Option<SystemTime>);
+    static CACHE: OnceLock<Mutex<HashMap<Key, Component>>> = OnceLock::new();
+
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+    let key = (canonical, meta.len(), meta.modified().ok());
+    let cache = CACHE.get_or_init(Default::default);
+    let lock = || {
+        cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    if let Some(component) = lock().get(&key) {
+        return Ok(component.clone());
+    }
+    let component = Component::from_file(engine(), path)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("failed to compile {}", path.display()))?;
+    lock().insert(key, component.clone());
+    Ok(component)
+}
+
 /// `/counter`, `/counter/` and `/counter/...` all become `/counter`;
 /// an empty route, `/` and `/...` become `/`.
 fn normalize_route(route: &str) -> anyhow::Result<String> {
@@ -227,7 +260,11 @@ mod tests {
             ("/", "/"),
             ("/...", "/"),
         ] {
-            assert_eq!(normalize_route(input).unwrap(), want, "{input:?}");
+            assert_eq!(
+                normalize_route(input).expect("valid route"),
+                want,
+                "{input:?}"
+            );
         }
         assert!(normalize_route("counter").is_err());
         assert!(normalize_route("/a/.../b").is_err());

@@ -175,11 +175,19 @@ impl KvStore {
 }
 
 /// Guest-held handle to an opened bucket.
+#[allow(
+    unreachable_pub,
+    reason = "bindgen's `with` re-exports it with `pub use`"
+)]
 pub struct BucketHandle {
     name: String,
 }
 
 /// Guest-held handle to a compare-and-swap operation.
+#[allow(
+    unreachable_pub,
+    reason = "bindgen's `with` re-exports it with `pub use`"
+)]
 pub struct CasHandle {
     bucket: String,
     key: String,
@@ -187,22 +195,22 @@ pub struct CasHandle {
 }
 
 /// The per-store view the key-value host functions operate on.
-pub struct KvCtx<'a> {
+pub(crate) struct KvCtx<'a> {
     /// The shared store.
-    pub store: &'a KvStore,
+    pub(crate) store: &'a KvStore,
     /// The instance's resource table, holding bucket and CAS handles.
-    pub table: &'a mut ResourceTable,
+    pub(crate) table: &'a mut ResourceTable,
 }
 
 /// [`HasData`] marker for the key-value interfaces.
-pub struct KvHost;
+pub(crate) struct KvHost;
 
 impl HasData for KvHost {
     type Data<'a> = KvCtx<'a>;
 }
 
 /// Adds `wasi:keyvalue/{store,atomics,batch}@0.2.0-draft2` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
+pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     getter: fn(&mut T) -> KvCtx<'_>,
 ) -> wasmtime::Result<()> {
@@ -351,7 +359,11 @@ impl atomics::Host for KvCtx<'_> {
 }
 
 impl atomics::HostCas for KvCtx<'_> {
-    fn new(&mut self, bucket: Resource<BucketHandle>, key: String) -> KvResult<Resource<CasHandle>> {
+    fn new(
+        &mut self,
+        bucket: Resource<BucketHandle>,
+        key: String,
+    ) -> KvResult<Resource<CasHandle>> {
         let name = self.bucket_name(&bucket)?;
         let data = data_or_return!(self);
         let snapshot = data.snapshot(&name, &key);
@@ -423,5 +435,75 @@ impl batch::Host for KvCtx<'_> {
             }
         }
         Ok(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atomics::{Host as _, HostCas as _};
+    use store::{Host as _, HostBucket as _};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn ok<T, E: std::fmt::Debug>(r: wasmtime::Result<Result<T, E>>) -> T {
+        r.expect("no trap").expect("no guest error")
+    }
+
+    #[test]
+    fn increment_stores_little_endian_i64() -> TestResult {
+        let kv = KvStore::new();
+        let mut table = ResourceTable::new();
+        let mut ctx = KvCtx {
+            store: &kv,
+            table: &mut table,
+        };
+        let bucket = ok(ctx.open("default".into()));
+        let borrow = || Resource::<BucketHandle>::new_borrow(bucket.rep());
+        assert_eq!(ok(ctx.increment(borrow(), "n".into(), 5)), 5);
+        assert_eq!(ok(ctx.increment(borrow(), "n".into(), -7)), -2);
+        assert_eq!(kv.get("default", "n"), Some((-2i64).to_le_bytes().to_vec()));
+        kv.set("default", "n", "12");
+        assert!(ctx.increment(borrow(), "n".into(), 1)?.is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn swap_fails_after_any_intervening_write() -> TestResult {
+        let kv = KvStore::new();
+        let mut table = ResourceTable::new();
+        let mut ctx = KvCtx {
+            store: &kv,
+            table: &mut table,
+        };
+        let bucket = ok(ctx.open("b".into()));
+        let borrow = || Resource::<BucketHandle>::new_borrow(bucket.rep());
+
+        // Absent key, then written and deleted: still a conflict (no ABA).
+        let cas = ok(ctx.new(borrow(), "k".into()));
+        assert_eq!(ok(ctx.current(Resource::new_borrow(cas.rep()))), None);
+        ok(ctx.set(borrow(), "k".into(), b"x".to_vec()));
+        ok(ctx.delete(borrow(), "k".into()));
+        let retry = match ctx.swap(cas, b"mine".to_vec())? {
+            Err(atomics::CasError::CasFailed(retry)) => retry,
+            other => panic!("expected cas-failed, got {other:?}"),
+        };
+        assert_eq!(kv.get("b", "k"), None);
+
+        // The fresh handle holds the latest version and succeeds.
+        assert!(ctx.swap(retry, b"mine".to_vec())?.is_ok());
+        assert_eq!(kv.get("b", "k"), Some(b"mine".to_vec()));
+
+        // Outage: store errors, not cas-failed.
+        let cas = ok(ctx.new(borrow(), "k".into()));
+        kv.set_available(false);
+        match ctx.swap(cas, b"other".to_vec())? {
+            Err(atomics::CasError::StoreError(store::Error::Other(msg))) => {
+                assert_eq!(msg, UNAVAILABLE)
+            }
+            other => panic!("expected store-error, got {other:?}"),
+        }
+        assert!(ctx.get(borrow(), "k".into())?.is_err());
+        Ok(())
     }
 }

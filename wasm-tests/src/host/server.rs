@@ -8,8 +8,8 @@ use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
@@ -32,9 +32,7 @@ pub async fn serve(listener: TcpListener, apps: Vec<App>) -> anyhow::Result<()> 
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let apps = apps.clone();
-                async move {
-                    Ok::<_, std::convert::Infallible>(route(&apps, req, client_addr).await)
-                }
+                async move { Ok::<_, std::convert::Infallible>(route(&apps, req, client_addr).await) }
             });
             let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
             if let Err(e) = conn.await {
@@ -49,15 +47,26 @@ async fn route(
     req: http::Request<Incoming>,
     client_addr: SocketAddr,
 ) -> http::Response<Full<Bytes>> {
-    let Some(app) = apps.iter().find(|app| app.path_info(req.uri().path()).is_some()) else {
+    let Some(app) = apps
+        .iter()
+        .find(|app| app.path_info(req.uri().path()).is_some())
+    else {
         return plain(StatusCode::NOT_FOUND, "not found\n".to_owned());
     };
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(body) => body.to_bytes(),
-        Err(e) => return plain(StatusCode::BAD_REQUEST, format!("reading request body: {e}\n")),
+        Err(e) => {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                format!("reading request body: {e}\n"),
+            );
+        }
     };
-    match app.handle(http::Request::from_parts(parts, body), client_addr).await {
+    match app
+        .handle(http::Request::from_parts(parts, body), client_addr)
+        .await
+    {
         Ok(response) => response.map(Full::new),
         Err(e) => {
             eprintln!("edge-host: {} failed: {e:#}", app.route());

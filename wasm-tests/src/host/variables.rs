@@ -15,10 +15,10 @@ use wasmtime::component::{Accessor, HasData, Linker};
 use super::bindings::spin::variables::variables::{self, Error};
 
 /// The variables visible to one app, shared by all of its instances.
-pub type Variables = Arc<HashMap<String, String>>;
+pub(crate) type Variables = Arc<HashMap<String, String>>;
 
 /// [`HasData`] marker for `spin:variables/variables`.
-pub struct VariablesHost;
+pub(crate) struct VariablesHost;
 
 impl HasData for VariablesHost {
     type Data<'a> = &'a Variables;
@@ -40,7 +40,7 @@ impl<T> variables::HostWithStore<T> for VariablesHost {
 }
 
 /// Adds `spin:variables/variables@3.0.0` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(
+pub(crate) fn add_to_linker<T: Send + 'static>(
     linker: &mut Linker<T>,
     getter: fn(&mut T) -> &Variables,
 ) -> wasmtime::Result<()> {
