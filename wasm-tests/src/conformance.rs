@@ -169,10 +169,10 @@ pub fn check(expect: &Expect, actual: &Actual) -> Result<(), String> {
             Err(e) => problems.push(format!("body is not JSON ({e}): {:?}", actual.body)),
         }
     }
-    if let Some(want) = &expect.body {
-        if &actual.body != want {
-            problems.push(format!("body {:?} (want {want:?})", actual.body));
-        }
+    if let Some(want) = &expect.body
+        && &actual.body != want
+    {
+        problems.push(format!("body {:?} (want {want:?})", actual.body));
     }
     for secret in &expect.body_excludes {
         if actual.body.contains(secret.as_str()) {

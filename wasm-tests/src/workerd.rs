@@ -98,10 +98,10 @@ impl WranglerDev {
                     self.log_tail()
                 );
             }
-            if let Ok(response) = agent.get(&format!("{}/health", self.url())).call() {
-                if matches!(response.status().as_u16(), 200 | 503) {
-                    return Ok(());
-                }
+            if let Ok(response) = agent.get(&format!("{}/health", self.url())).call()
+                && matches!(response.status().as_u16(), 200 | 503)
+            {
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(500));
         }

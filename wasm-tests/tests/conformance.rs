@@ -4,6 +4,7 @@
 //! fails if any case fails anywhere.
 //!
 //! `CONFORMANCE_RUNTIMES=native,wasmtime` limits the runtimes (default: all).
+#![allow(clippy::unwrap_used)] // a panic here is a failed test
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use wasm_tests::conformance::{Actual, Report, Suite, load_suites};
-use wasm_tests::host::{App, AppConfig, KvStore};
+use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
 use wasm_tests::{chromium, native, spin_component, workerd};
 
 const RUNTIMES: [&str; 4] = ["native", "wasmtime", "workerd", "chromium"];
@@ -96,6 +97,7 @@ fn wasmtime_answers(suite: &Suite) -> Result<Vec<Actual>> {
             variables,
             kv: KvStore::new(),
             route: suite.mount.clone(),
+            guest_stderr: Some(GuestLogs::new(1 << 20)),
         },
     )?;
     let runtime = tokio::runtime::Runtime::new()?;

@@ -79,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
                 variables: args.variables.clone(),
                 kv: kv.clone(),
                 route,
+                guest_stderr: None,
             };
             App::load(&path, config)
         })

@@ -31,7 +31,14 @@ pub struct AppConfig {
     /// Mount prefix such as `/counter` (a Spin route `/counter/...`); `/`
     /// mounts the app at the root. A trailing `/...` is accepted and ignored.
     pub route: String,
+    /// Where the guest's stderr (its JSON logs) goes: `None` inherits the
+    /// host's stderr; a pipe captures it (bounded), for tests to read.
+    pub guest_stderr: Option<GuestLogs>,
 }
+
+/// A bounded in-memory capture of guest stderr, shared by every request of
+/// an app. Clone it before handing it to [`AppConfig`] to read it later.
+pub type GuestLogs = wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 /// A compiled, pre-instantiated Spin HTTP component.
 ///
@@ -43,6 +50,7 @@ pub struct App {
     pre: ServicePre<HostState>,
     variables: Variables,
     kv: KvStore,
+    guest_stderr: Option<GuestLogs>,
 }
 
 impl App {
@@ -70,6 +78,7 @@ impl App {
             pre,
             variables: Arc::new(config.variables),
             kv: config.kv,
+            guest_stderr: config.guest_stderr,
         })
     }
 
@@ -113,7 +122,11 @@ impl App {
 
         let mut store = Store::new(
             engine(),
-            HostState::new(self.kv.clone(), self.variables.clone()),
+            HostState::new(
+                self.kv.clone(),
+                self.variables.clone(),
+                self.guest_stderr.clone(),
+            ),
         );
         let service = self.pre.instantiate_async(&mut store).await?;
         let (request, request_io) = WasiRequest::from_http(store.data_mut().hooks(), req);

@@ -23,7 +23,7 @@ mod variables;
 
 use std::sync::OnceLock;
 
-pub use app::{App, AppConfig};
+pub use app::{App, AppConfig, GuestLogs};
 pub use kv::{KvStore, UNAVAILABLE as KV_UNAVAILABLE};
 pub use server::serve;
 

@@ -4,6 +4,7 @@ use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
+use super::app::GuestLogs;
 use super::kv::{self, KvCtx, KvStore};
 use super::variables::{self, Variables};
 
@@ -18,10 +19,16 @@ pub(crate) struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn new(kv: KvStore, variables: Variables) -> Self {
+    pub(crate) fn new(kv: KvStore, variables: Variables, stderr: Option<GuestLogs>) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.inherit_stdout();
+        match stderr {
+            Some(pipe) => wasi.stderr(pipe),
+            None => wasi.inherit_stderr(),
+        };
         Self {
             table: ResourceTable::new(),
-            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             hooks: DenyOutbound,
             kv,

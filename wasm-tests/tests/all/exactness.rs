@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wasm_tests::conformance::CaseRequest;
-use wasm_tests::host::{App, AppConfig, KvStore};
+use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
 use wasm_tests::spin_component;
 use wasm_tests::workerd::{WranglerDev, agent, send};
 
@@ -29,6 +29,7 @@ fn spin_build_counts_concurrent_increments_exactly() {
                 variables: [("counter_admin_token".to_owned(), "x-token".to_owned())].into(),
                 kv: KvStore::new(),
                 route: "/counter".into(),
+                guest_stderr: Some(GuestLogs::new(1 << 20)),
             },
         )
         .expect("the Spin build of counter (run `cargo xtask build`)"),

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use counter::{ADMIN_TOKEN_SECRET, Counter};
 use edge_core::{Config, EdgeFunction};
 use serde_json::Value;
-use wasm_tests::host::{App, AppConfig, KvStore};
+use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
 use wasm_tests::native::NativeFunction;
 use wasm_tests::spin_component;
 
@@ -69,12 +69,14 @@ fn native_counter_fails_closed_and_recovers() {
 #[test]
 fn spin_build_fails_closed_and_recovers() {
     let kv = KvStore::new();
+    let logs = GuestLogs::new(1 << 20);
     let app = App::load(
         &spin_component("counter"),
         AppConfig {
             variables: [("counter_admin_token".to_owned(), "t0k3n-value".to_owned())].into(),
             kv: kv.clone(),
             route: "/counter".into(),
+            guest_stderr: Some(logs.clone()),
         },
     )
     .expect("the Spin build of counter (run `cargo xtask build`)");
@@ -92,4 +94,16 @@ fn spin_build_fails_closed_and_recovers() {
 
     kv.set_available(true);
     assert_eq!(json(&send("POST", "/counters/a"))["value"], 2);
+
+    let logs = String::from_utf8_lossy(&logs.contents()).into_owned();
+    assert!(logs.contains("store unavailable; failing closed"), "{logs}");
+    assert!(
+        !logs.contains("t0k3n-value"),
+        "a secret reached the guest's logs"
+    );
+    for line in logs.lines() {
+        let record: Value = serde_json::from_str(line).expect("every guest log line is JSON");
+        assert_eq!(record["function"], "counter");
+        assert_eq!(record["service"], "edge-functions");
+    }
 }
