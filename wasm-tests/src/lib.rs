@@ -6,7 +6,7 @@
 //! - [`native`], [`workerd`], [`chromium`]: the other runtimes;
 //! - [`conformance`]: the request/response cases every runtime must pass.
 //!
-//! The builds come from `cargo xtask build` (`target/edge`, or
+//! The builds come from `cargo xtask build` (`<repo>/target/edge`, or
 //! `EDGE_ARTIFACTS`); tests fail, not skip, when they are missing.
 
 pub mod chromium;
@@ -25,14 +25,12 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// Where `cargo xtask build` put the builds.
+/// Where `cargo xtask build` put the builds: `<repo>/target/edge` (whatever
+/// `CARGO_TARGET_DIR` says, since `spin.toml` names them there), or `EDGE_ARTIFACTS`.
 pub fn artifacts_dir() -> PathBuf {
     match std::env::var_os("EDGE_ARTIFACTS") {
         Some(dir) => PathBuf::from(dir),
-        None => match std::env::var_os("CARGO_TARGET_DIR") {
-            Some(dir) => workspace_root().join(dir).join("edge"),
-            None => workspace_root().join("target/edge"),
-        },
+        None => workspace_root().join("target/edge"),
     }
 }
 

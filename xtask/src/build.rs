@@ -21,8 +21,10 @@ pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 /// The admin token `cargo xtask dev` gives the local counter.
 const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
 
+/// Always `<repo>/target/edge`, whatever `CARGO_TARGET_DIR` says, because
+/// `spin.toml` names its sources there.
 fn artifacts() -> PathBuf {
-    target_dir().join("edge")
+    root().join("target/edge")
 }
 
 /// Builds every function for Spin, the browser and Workers.
@@ -167,15 +169,23 @@ pub(crate) fn sizes() -> Result<()> {
     Ok(())
 }
 
-/// Children that are killed (with their process groups) when dropped.
+/// Children stopped when dropped. They stay in the terminal's process
+/// group, so Ctrl-C reaches them (and wrangler's workerd) directly too.
 struct Children(Vec<(String, Child)>);
 
 impl Drop for Children {
     fn drop(&mut self) {
         for (_, child) in &mut self.0 {
+            // TERM first: wrangler stops its workerd on TERM, not on KILL.
             let _ = Command::new("kill")
-                .args(["-s", "TERM", "--", &format!("-{}", child.id())])
+                .args(["-s", "TERM", &child.id().to_string()])
                 .status();
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for (_, child) in &mut self.0 {
+            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(100));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -183,8 +193,6 @@ impl Drop for Children {
 }
 
 fn spawn(name: &str, command: &mut Command) -> Result<(String, Child)> {
-    use std::os::unix::process::CommandExt as _;
-    command.process_group(0);
     let child = command
         .spawn()
         .with_context(|| format!("cannot start {name}"))?;
@@ -198,13 +206,8 @@ pub(crate) fn dev() -> Result<()> {
     run(cmd("cargo").args(["build", "-p", "wasm-tests", "--bin", "edge-host"]))?;
     let mut children = Children(Vec::new());
     let mut host = cmd(&target_dir().join("debug/edge-host").to_string_lossy());
-    host.args(["--listen", "127.0.0.1:3000"]);
-    for function in FUNCTIONS {
-        let wasm = artifacts().join(format!("spin/{}.wasm", function.name));
-        host.arg("--app")
-            .arg(format!("/{}={}", function.name, wasm.display()));
-    }
-    host.args(["--var", &format!("counter_admin_token={DEV_ADMIN_TOKEN}")]);
+    host.args(["--listen", "127.0.0.1:3000", "--manifest", "spin.toml"])
+        .args(["--var", &format!("counter_admin_token={DEV_ADMIN_TOKEN}")]);
     children.0.push(spawn("edge-host", &mut host)?);
     for (i, function) in FUNCTIONS.iter().enumerate() {
         let port = 8787 + i;

@@ -24,8 +24,11 @@ pub(crate) fn target_dir() -> PathBuf {
 /// `node_modules/.bin` first on PATH, so wrangler runs on the npm Node 22.
 pub(crate) fn path_with_node_bin() -> std::ffi::OsString {
     let mut paths = vec![root().join("node_modules/.bin")];
-    if let Some(home) = std::env::var_os("HOME") {
-        paths.push(Path::new(&home).join(".cargo/bin"));
+    // Where `cargo install` puts worker-build and wasm-bindgen.
+    match (std::env::var_os("CARGO_HOME"), std::env::var_os("HOME")) {
+        (Some(cargo_home), _) => paths.push(Path::new(&cargo_home).join("bin")),
+        (None, Some(home)) => paths.push(Path::new(&home).join(".cargo/bin")),
+        (None, None) => {}
     }
     if let Some(path) = std::env::var_os("PATH") {
         paths.extend(std::env::split_paths(&path));

@@ -1,10 +1,14 @@
 //! `edge-host`: serve Spin HTTP components locally without Spin.
 //!
 //! ```text
+//! edge-host --listen 127.0.0.1:3000 --manifest spin.toml [--var NAME=VALUE ...]
 //! edge-host --listen 127.0.0.1:3000 --app /counter=path/to/counter.wasm [--app ...] [--var NAME=VALUE ...]
 //! ```
 //!
-//! All apps share one in-memory key-value store and see the same variables.
+//! With `--manifest`, routes, sources and component variables come from the
+//! Spin manifest and `--var` sets application variables (as `spin up
+//! --variable` does). With `--app`, `--var` sets the component variables of
+//! every app directly. All apps share one in-memory key-value store.
 //! Prints `listening on http://ADDR` on stdout once every app is loaded and
 //! the socket is bound. Arguments are parsed by hand (no clap) to keep the
 //! dependency list short.
@@ -16,17 +20,18 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use wasm_tests::host::{self, App, AppConfig, KvStore};
 
-const USAGE: &str =
-    "usage: edge-host --listen ADDR --app ROUTE=WASM [--app ROUTE=WASM ...] [--var NAME=VALUE ...]";
+const USAGE: &str = "usage: edge-host --listen ADDR (--manifest spin.toml | --app ROUTE=WASM ...) [--var NAME=VALUE ...]";
 
 struct Args {
     listen: String,
+    manifest: Option<PathBuf>,
     apps: Vec<(String, PathBuf)>,
     variables: HashMap<String, String>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut listen = None;
+    let mut manifest = None;
     let mut apps = Vec::new();
     let mut variables = HashMap::new();
     while let Some(flag) = args.next() {
@@ -39,6 +44,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
             .with_context(|| format!("{flag} needs a value\n{USAGE}"))?;
         match flag.as_str() {
             "--listen" => listen = Some(value),
+            "--manifest" => manifest = Some(PathBuf::from(value)),
             "--app" => {
                 let (route, path) = split_pair(&flag, &value)?;
                 apps.push((route.to_owned(), PathBuf::from(path)));
@@ -51,11 +57,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         }
     }
     let listen = listen.with_context(|| format!("--listen is required\n{USAGE}"))?;
-    if apps.is_empty() {
-        bail!("at least one --app is required\n{USAGE}");
+    if apps.is_empty() == manifest.is_none() {
+        bail!("give either --manifest or at least one --app\n{USAGE}");
     }
     Ok(Args {
         listen,
+        manifest,
         apps,
         variables,
     })
@@ -71,12 +78,22 @@ fn split_pair<'a>(flag: &str, value: &'a str) -> anyhow::Result<(&'a str, &'a st
 async fn main() -> anyhow::Result<()> {
     let args = parse_args(std::env::args().skip(1))?;
     let kv = KvStore::new();
-    let apps = args
-        .apps
+    let components: Vec<(String, PathBuf, HashMap<String, String>)> = match &args.manifest {
+        Some(manifest) => host::manifest::load(manifest, &args.variables)?
+            .into_iter()
+            .map(|c| (c.route, c.source, c.variables))
+            .collect(),
+        None => args
+            .apps
+            .into_iter()
+            .map(|(route, path)| (route, path, args.variables.clone()))
+            .collect(),
+    };
+    let apps = components
         .into_iter()
-        .map(|(route, path)| {
+        .map(|(route, path, variables)| {
             let config = AppConfig {
-                variables: args.variables.clone(),
+                variables,
                 kv: kv.clone(),
                 route,
                 guest_stderr: None,

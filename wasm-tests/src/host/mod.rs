@@ -17,6 +17,7 @@
 mod app;
 mod bindings;
 mod kv;
+pub mod manifest;
 mod server;
 mod state;
 mod variables;

@@ -1,0 +1,222 @@
+//! Reads a Spin application manifest (`spin.toml`, version 2) the way Spin
+//! does for what this host supports: HTTP triggers (`route` →
+//! `component`), each component's `source`, and variables — application
+//! variables with `default` / `required` / `secret`, and component
+//! variables that are templates over them (`"{{ name }}"`).
+//!
+//! Application variable values come, in order, from explicit overrides
+//! (`edge-host --var`), the environment (`SPIN_VARIABLE_<NAME>`, Spin's own
+//! provider) and the declared default. A required variable with no value
+//! is an error naming it; a secret's value never appears in an error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use serde::Deserialize;
+
+/// One component to serve: its route prefix, its `.wasm` and its resolved
+/// component variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentApp {
+    /// The component's id in the manifest.
+    pub id: String,
+    /// The route prefix, e.g. `/counter` for `route = "/counter/..."`.
+    pub route: String,
+    /// The component's `.wasm`, relative paths resolved against the manifest.
+    pub source: PathBuf,
+    /// The component's variables, templates resolved.
+    pub variables: HashMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Manifest {
+    spin_manifest_version: u32,
+    #[serde(default)]
+    variables: BTreeMap<String, VariableDecl>,
+    #[serde(default)]
+    trigger: Triggers,
+    #[serde(default)]
+    component: BTreeMap<String, Component>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct VariableDecl {
+    #[serde(default)]
+    default: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    secret: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Triggers {
+    #[serde(default)]
+    http: Vec<HttpTrigger>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HttpTrigger {
+    route: String,
+    component: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct Component {
+    source: String,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+}
+
+/// Reads `path` and resolves every HTTP component.
+pub fn load(path: &Path, overrides: &HashMap<String, String>) -> Result<Vec<ComponentApp>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let env: HashMap<String, String> = std::env::vars()
+        .filter_map(|(k, v)| Some((k.strip_prefix("SPIN_VARIABLE_")?.to_ascii_lowercase(), v)))
+        .collect();
+    resolve(&text, base, overrides, &env).with_context(|| format!("in {}", path.display()))
+}
+
+fn resolve(
+    text: &str,
+    base: &Path,
+    overrides: &HashMap<String, String>,
+    env: &HashMap<String, String>,
+) -> Result<Vec<ComponentApp>> {
+    let manifest: Manifest = toml::from_str(text)?;
+    if manifest.spin_manifest_version != 2 {
+        bail!(
+            "spin_manifest_version = {} is not supported (only 2)",
+            manifest.spin_manifest_version
+        );
+    }
+    let mut values = HashMap::new();
+    for (name, decl) in &manifest.variables {
+        let value = overrides
+            .get(name)
+            .or_else(|| env.get(name))
+            .cloned()
+            .or_else(|| decl.default.clone());
+        match value {
+            Some(value) => {
+                values.insert(name.clone(), value);
+            }
+            None if decl.required => bail!(
+                "variable {name:?} is required: pass --var {name}=… or set SPIN_VARIABLE_{}{}",
+                name.to_ascii_uppercase(),
+                if decl.secret { " (a secret)" } else { "" }
+            ),
+            None => {}
+        }
+    }
+    manifest
+        .trigger
+        .http
+        .iter()
+        .map(|trigger| {
+            let component = manifest
+                .component
+                .get(&trigger.component)
+                .with_context(|| {
+                    format!(
+                        "trigger {:?} names component {:?}, which is not declared",
+                        trigger.route, trigger.component
+                    )
+                })?;
+            let variables = component
+                .variables
+                .iter()
+                .map(|(name, template)| Ok((name.clone(), expand(template, &values)?)))
+                .collect::<Result<_>>()
+                .with_context(|| format!("component {:?}", trigger.component))?;
+            Ok(ComponentApp {
+                id: trigger.component.clone(),
+                route: trigger
+                    .route
+                    .trim_end_matches("/...")
+                    .trim_end_matches('/')
+                    .to_owned(),
+                source: base.join(&component.source),
+                variables,
+            })
+        })
+        .collect()
+}
+
+/// Expands `{{ name }}` references to application variables.
+fn expand(template: &str, values: &HashMap<String, String>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .with_context(|| format!("unclosed {{{{ in {template:?}"))?;
+        let name = after[..end].trim();
+        let value = values
+            .get(name)
+            .with_context(|| format!("template refers to variable {name:?}, which has no value"))?;
+        out.push_str(value);
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project_manifest() -> String {
+        std::fs::read_to_string(crate::workspace_root().join("spin.toml")).unwrap()
+    }
+
+    #[test]
+    fn the_project_manifest_resolves() {
+        let overrides = [("counter_admin_token".to_owned(), "s3cret".to_owned())].into();
+        let apps = resolve(
+            &project_manifest(),
+            Path::new("/repo"),
+            &overrides,
+            &HashMap::new(),
+        )
+        .unwrap();
+        let counter = apps.iter().find(|a| a.id == "counter").unwrap();
+        assert_eq!(counter.route, "/counter");
+        assert_eq!(
+            counter.source,
+            Path::new("/repo/target/edge/spin/counter.wasm")
+        );
+        assert_eq!(counter.variables["counter_admin_token"], "s3cret");
+        assert_eq!(counter.variables["policy"], "");
+    }
+
+    #[test]
+    fn a_missing_required_secret_is_named_and_env_fills_it() {
+        let err = resolve(
+            &project_manifest(),
+            Path::new("."),
+            &HashMap::new(),
+            &HashMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"counter_admin_token\" is required"), "{err}");
+        assert!(err.contains("SPIN_VARIABLE_COUNTER_ADMIN_TOKEN"), "{err}");
+        let env = [("counter_admin_token".to_owned(), "from-env".to_owned())].into();
+        let apps = resolve(&project_manifest(), Path::new("."), &HashMap::new(), &env).unwrap();
+        assert_eq!(apps[0].variables["counter_admin_token"], "from-env");
+    }
+
+    #[test]
+    fn templates_expand_and_unknown_names_fail() {
+        let values = [("a".to_owned(), "1".to_owned())].into();
+        assert_eq!(expand("x{{ a }}y{{a}}", &values).unwrap(), "x1y1");
+        assert!(expand("{{ b }}", &values).is_err());
+        assert!(expand("{{ a ", &values).is_err());
+    }
+}
