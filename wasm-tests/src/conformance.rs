@@ -116,12 +116,12 @@ pub struct Actual {
 }
 
 impl Actual {
-    /// From a core response.
-    pub fn from_response(response: &http::Response<bytes::Bytes>) -> Self {
-        let mut headers: BTreeMap<String, String> = BTreeMap::new();
-        for (name, value) in response.headers() {
+    /// From a status, headers (repeated ones joined with `, `) and a body.
+    pub fn new(status: http::StatusCode, headers: &http::HeaderMap, body: &[u8]) -> Self {
+        let mut joined: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in headers {
             let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            headers
+            joined
                 .entry(name.as_str().to_owned())
                 .and_modify(|v| {
                     v.push_str(", ");
@@ -130,10 +130,15 @@ impl Actual {
                 .or_insert(value);
         }
         Actual {
-            status: response.status().as_u16(),
-            headers,
-            body: String::from_utf8_lossy(response.body()).into_owned(),
+            status: status.as_u16(),
+            headers: joined,
+            body: String::from_utf8_lossy(body).into_owned(),
         }
+    }
+
+    /// From a core response.
+    pub fn from_response(response: &http::Response<bytes::Bytes>) -> Self {
+        Actual::new(response.status(), response.headers(), response.body())
     }
 }
 

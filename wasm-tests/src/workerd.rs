@@ -173,24 +173,9 @@ pub fn send(agent: &ureq::Agent, base: &str, case: &CaseRequest) -> Result<Actua
         builder = builder.header(name, value);
     }
     let response = agent.run(builder.body(case.body_bytes())?)?;
-    let status = response.status().as_u16();
-    let mut headers: BTreeMap<String, String> = BTreeMap::new();
-    for (name, value) in response.headers() {
-        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|v| {
-                v.push_str(", ");
-                v.push_str(&value);
-            })
-            .or_insert(value);
-    }
-    let body = response.into_body().read_to_string()?;
-    Ok(Actual {
-        status,
-        headers,
-        body,
-    })
+    let (parts, mut body) = response.into_parts();
+    let body = body.read_to_vec()?;
+    Ok(Actual::new(parts.status, &parts.headers, &body))
 }
 
 /// Runs a suite against a running worker.

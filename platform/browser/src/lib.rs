@@ -118,19 +118,40 @@ async fn body_bytes(promise: Result<js_sys::Promise, JsValue>) -> Result<Vec<u8>
     Ok(js_sys::Uint8Array::new(&buffer).to_vec())
 }
 
+/// Reads a request body chunk by chunk, stopping (and cancelling the
+/// stream) once it passes [`MAX_BODY_BYTES`], so memory stays bounded.
+async fn read_bounded(req: &web_sys::Request) -> Result<Vec<u8>, Problem> {
+    let bad = |e: JsValue| Problem::bad_request("invalid-body", format!("{e:?}"));
+    let Some(stream) = req.body() else {
+        return Ok(Vec::new());
+    };
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    let mut body = Vec::new();
+    loop {
+        let step = JsFuture::from(reader.read()).await.map_err(bad)?;
+        let done = js_sys::Reflect::get(&step, &"done".into()).map_err(bad)?;
+        if done.as_bool() == Some(true) {
+            return Ok(body);
+        }
+        let value = js_sys::Reflect::get(&step, &"value".into()).map_err(bad)?;
+        let chunk = js_sys::Uint8Array::new(&value);
+        if body.len() + chunk.length() as usize > MAX_BODY_BYTES {
+            let _ = reader.cancel();
+            return Err(Problem::payload_too_large(MAX_BODY_BYTES));
+        }
+        body.extend_from_slice(&chunk.to_vec());
+    }
+}
+
 /// Converts a page's `Request` into the core model (413 beyond [`MAX_BODY_BYTES`]).
 pub async fn from_js_request(req: &web_sys::Request) -> Result<Request, Problem> {
-    let bad = |e: JsValue| Problem::bad_request("invalid-request", format!("{e:?}"));
     let mut builder = http::Request::builder()
         .method(req.method().as_str())
         .uri(req.url());
     for (name, value) in headers_of(&req.headers()) {
         builder = builder.header(name, value);
     }
-    let body = body_bytes(req.array_buffer()).await.map_err(bad)?;
-    if body.len() > MAX_BODY_BYTES {
-        return Err(Problem::payload_too_large(MAX_BODY_BYTES));
-    }
+    let body = read_bounded(req).await?;
     builder
         .body(Body::from(body))
         .map_err(|e| Problem::bad_request("invalid-request", e.to_string()))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use bytes::Bytes;
 use http::StatusCode;
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -14,6 +14,10 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::App;
+
+/// The most request body the host buffers for a guest. Functions enforce
+/// their own, smaller limit; this only keeps the host's memory bounded.
+pub const MAX_HOST_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Serves `apps` on `listener` until an accept error occurs.
 ///
@@ -54,8 +58,14 @@ async fn route(
         return plain(StatusCode::NOT_FOUND, "not found\n".to_owned());
     };
     let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
+    let body = match Limited::new(body, MAX_HOST_BODY_BYTES).collect().await {
         Ok(body) => body.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body exceeds the host's {MAX_HOST_BODY_BYTES} bytes\n"),
+            );
+        }
         Err(e) => {
             return plain(
                 StatusCode::BAD_REQUEST,
