@@ -102,13 +102,16 @@ pub trait EdgeFunction: Sized {
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem>;
 
     /// Health checks beyond "the function is configured". The default
-    /// checks that the atomic store answers.
+    /// checks that the atomic store and the cache answer a read.
     async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)> {
-        let store = match ctx.store().get("edge:health").await {
+        let check = |result: Result<Option<Vec<u8>>, crate::StoreError>| match result {
             Ok(_) => Check::Pass,
             Err(e) => Check::Fail(e.to_string()),
         };
-        vec![("store", store)]
+        vec![
+            ("store", check(ctx.store().get("edge:health").await)),
+            ("cache", check(ctx.cache().get("edge:health").await)),
+        ]
     }
 }
 
@@ -343,6 +346,7 @@ mod tests {
         assert_eq!(up.headers()["content-type"], "application/health+json");
         assert_eq!(body(&up)["version"], "1.2.3");
         assert_eq!(body(&up)["checks"]["store"]["status"], "pass");
+        assert_eq!(body(&up)["checks"]["cache"]["status"], "pass");
         f.store.set_available(false);
         let down = f.serve(&instance, get("/health"));
         assert_eq!(down.status(), 503);
