@@ -30,11 +30,3 @@ pub use platform::{
 };
 pub use policy::{Config, ConfigError, Secret};
 pub use problem::Problem;
-
-/// Re-exports for platform glue, so adapters use the same versions.
-pub mod reexports {
-    pub use async_trait::async_trait;
-    pub use bytes;
-    pub use http;
-    pub use serde_json;
-}

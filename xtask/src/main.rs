@@ -18,18 +18,12 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 
 /// The functions in `functions/`, each built for every platform.
-pub(crate) const FUNCTIONS: &[Function] = &[Function {
-    name: "counter",
-    browser_class: "CounterFunction",
-}];
+pub(crate) const FUNCTIONS: &[Function] = &[Function { name: "counter" }];
 
 /// One function crate.
 pub(crate) struct Function {
     /// The crate (and directory) name.
     pub(crate) name: &'static str,
-    /// The class its browser build exports.
-    #[allow(dead_code)]
-    pub(crate) browser_class: &'static str,
 }
 
 fn main() -> ExitCode {
