@@ -396,4 +396,146 @@ mod tests {
         assert_eq!(x, y);
         assert_ne!(x, [0u8; 20]);
     }
+
+    /// A store that lets another writer slip in before each of the first
+    /// `conflicts` compare-and-swaps, as a busy key would.
+    struct Contended {
+        inner: MemoryStore,
+        conflicts: std::cell::Cell<u32>,
+    }
+
+    #[async_trait(?Send)]
+    impl KeyValueStore for Contended {
+        async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(key).await
+        }
+        async fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+            self.inner.set(key, value).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), StoreError> {
+            self.inner.delete(key).await
+        }
+    }
+
+    #[async_trait(?Send)]
+    impl AtomicStore for Contended {
+        async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError> {
+            self.inner.increment(key, delta).await
+        }
+        async fn compare_and_swap(
+            &self,
+            key: &str,
+            expected: Option<&[u8]>,
+            new: &[u8],
+        ) -> Result<CasOutcome, StoreError> {
+            if self.conflicts.get() > 0 {
+                self.conflicts.set(self.conflicts.get() - 1);
+                let other = self.inner.get(key).await?.unwrap_or_default();
+                self.inner
+                    .set(key, &[other, b"x".to_vec()].concat())
+                    .await?;
+            }
+            self.inner.compare_and_swap(key, expected, new).await
+        }
+    }
+
+    #[test]
+    fn update_retries_conflicts_then_gives_up_at_its_bound() {
+        block_on(async {
+            let store = Contended {
+                inner: MemoryStore::new(),
+                conflicts: std::cell::Cell::new(3),
+            };
+            let append = |old: Option<&[u8]>| {
+                let new = [old.unwrap_or_default(), b"y"].concat();
+                (new.clone(), new)
+            };
+            // Three writers slip in; the fourth attempt wins and keeps their writes.
+            let result = crate::platform::update(&store, "k", 4, append).await;
+            assert_eq!(result, Ok(b"xxxy".to_vec()));
+            store.conflicts.set(10);
+            let result = crate::platform::update(&store, "k", 4, append).await;
+            assert_eq!(result, Err(StoreError::Contention(4)));
+        });
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Get(u8),
+        Set(u8, Vec<u8>),
+        Delete(u8),
+        Increment(u8, i64),
+        Cas(u8, Option<Vec<u8>>, Vec<u8>),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        let key = 0u8..3;
+        let value = proptest::collection::vec(any::<u8>(), 0..4);
+        prop_oneof![
+            key.clone().prop_map(Op::Get),
+            (key.clone(), value.clone()).prop_map(|(k, v)| Op::Set(k, v)),
+            key.clone().prop_map(Op::Delete),
+            (key.clone(), -5i64..5).prop_map(|(k, d)| Op::Increment(k, d)),
+            (key, proptest::option::of(value.clone()), value)
+                .prop_map(|(k, e, n)| Op::Cas(k, e, n)),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The semantics every store backend must share, checked against a
+        /// plain map: CAS swaps exactly when the value is the expected one,
+        /// increments count from absent as 0 and fail (not panic) on values
+        /// that are not counters.
+        #[test]
+        fn memory_store_matches_the_reference_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let store = MemoryStore::new();
+            let mut model: HashMap<String, Vec<u8>> = HashMap::new();
+            for op in ops {
+                block_on(async {
+                    match op {
+                        Op::Get(k) => {
+                            let key = k.to_string();
+                            assert_eq!(store.get(&key).await, Ok(model.get(&key).cloned()));
+                        }
+                        Op::Set(k, v) => {
+                            store.set(&k.to_string(), &v).await.unwrap();
+                            model.insert(k.to_string(), v);
+                        }
+                        Op::Delete(k) => {
+                            store.delete(&k.to_string()).await.unwrap();
+                            model.remove(&k.to_string());
+                        }
+                        Op::Increment(k, d) => {
+                            let key = k.to_string();
+                            let got = store.increment(&key, d).await;
+                            match model.get(&key).map(|b| <[u8; 8]>::try_from(b.as_slice())) {
+                                None => {
+                                    assert_eq!(got, Ok(d));
+                                    model.insert(key, d.to_le_bytes().to_vec());
+                                }
+                                Some(Ok(bytes)) => {
+                                    let n = i64::from_le_bytes(bytes).saturating_add(d);
+                                    assert_eq!(got, Ok(n));
+                                    model.insert(key, n.to_le_bytes().to_vec());
+                                }
+                                Some(Err(_)) => assert!(matches!(got, Err(StoreError::Corrupt { .. }))),
+                            }
+                        }
+                        Op::Cas(k, expected, new) => {
+                            let key = k.to_string();
+                            let current = model.get(&key).cloned();
+                            let got = store.compare_and_swap(&key, expected.as_deref(), &new).await;
+                            if current == expected {
+                                assert_eq!(got, Ok(CasOutcome::Swapped));
+                                model.insert(key, new);
+                            } else {
+                                assert_eq!(got, Ok(CasOutcome::Conflict { current }));
+                            }
+                        }
+                    }
+                });
+            }
+        }
+    }
 }
