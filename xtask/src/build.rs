@@ -264,7 +264,7 @@ pub(crate) fn wrangler_dev(name: &str, port: usize) -> Command {
 
 /// Every check and test: formatting, clippy on the host and on both wasm
 /// targets, docs, the builds and their sizes, then the test suites.
-pub(crate) fn test() -> Result<()> {
+pub(crate) fn test(started: Instant) -> Result<()> {
     let step = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         let started = Instant::now();
         let result = f();
@@ -308,10 +308,93 @@ pub(crate) fn test() -> Result<()> {
         all()?;
         sizes()
     })?;
-    step("cargo test", &mut || {
-        run(cmd("cargo")
-            .args(["test", "--workspace", "--exclude", "edge-workers"])
-            .args(["--exclude", "edge-spin", "--exclude", "edge-browser"])
-            .env("EDGE_ARTIFACTS", artifacts()))
-    })
+    let mut tally = Tally::default();
+    let result = step("cargo test", &mut || {
+        tally.run(
+            cmd("cargo")
+                .args(["test", "--workspace", "--exclude", "edge-workers"])
+                .args(["--exclude", "edge-spin", "--exclude", "edge-browser"])
+                .env("EDGE_ARTIFACTS", artifacts()),
+        )
+    });
+    eprintln!(
+        "xtask: test finished in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    // One closing line for everything: cargo's own last line is a doc-test
+    // run that may well say "0 passed".
+    println!("xtask: {} passed, {} failed", tally.passed, tally.failed);
+    result
+}
+
+/// Passed and failed counts read from test output: cargo's `test result:`
+/// lines and the conformance suite's `conformance RUNTIME: N passed, M failed`.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+impl Tally {
+    /// Runs `command`, echoing its stdout while counting.
+    fn run(&mut self, command: &mut Command) -> Result<()> {
+        use std::io::BufRead as _;
+        let mut child = command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start cargo test")?;
+        if let Some(stdout) = child.stdout.take() {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let line = line?;
+                println!("{line}");
+                self.read(&line);
+            }
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("cargo test failed ({status})");
+        }
+        Ok(())
+    }
+
+    fn read(&mut self, line: &str) {
+        let counts = if let Some(rest) = line.strip_prefix("test result: ") {
+            rest
+        } else if line.starts_with("conformance ") {
+            line.split_once(": ").map_or("", |(_, rest)| rest)
+        } else {
+            return;
+        };
+        let tokens: Vec<&str> = counts
+            .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+            .filter(|t| !t.is_empty())
+            .collect();
+        let number_before = |word: &str| {
+            tokens
+                .windows(2)
+                .find_map(|w| (w[1] == word).then(|| w[0].parse::<usize>().ok())?)
+                .unwrap_or(0)
+        };
+        self.passed += number_before("passed");
+        self.failed += number_before("failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn tally_reads_cargo_and_conformance_lines() {
+        let mut tally = Tally::default();
+        for line in [
+            "test result: ok. 23 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.30s",
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored",
+            "conformance workerd: 22 passed, 1 failed (18.8 s)",
+            "running 4 tests",
+        ] {
+            tally.read(line);
+        }
+        assert_eq!((tally.passed, tally.failed), (48, 3));
+    }
 }

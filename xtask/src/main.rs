@@ -59,12 +59,7 @@ fn run(args: &[String]) -> Result<()> {
         }
         Some("test") => {
             install::all(install::Needs::Test)?;
-            let result = build::test();
-            eprintln!(
-                "xtask: test finished in {:.0} s",
-                started.elapsed().as_secs_f64()
-            );
-            result
+            build::test(started)
         }
         _ => bail!(
             "usage: cargo xtask <dev|test|install|build|build-worker NAME|sizes>\n\
