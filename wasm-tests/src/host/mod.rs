@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 
 pub use app::{App, AppConfig, GuestLogs};
 pub use kv::{KvStore, UNAVAILABLE as KV_UNAVAILABLE};
-pub use server::{MAX_HOST_BODY_BYTES, serve};
+pub use server::{MAX_HOST_BODY_BYTES, REQUEST_DEADLINE, serve};
 
 /// The process-wide wasmtime engine, configured for component-model async
 /// (needed by `wasi:http/handler@0.3.0`).

@@ -19,6 +19,9 @@ use super::App;
 /// their own, smaller limit; this only keeps the host's memory bounded.
 pub const MAX_HOST_BODY_BYTES: usize = 16 * 1024 * 1024;
 
+/// How long one request may run in a guest before the host answers 504.
+pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves `apps` on `listener` until an accept error occurs.
 ///
 /// Each request goes to the app with the longest route that matches its
@@ -73,12 +76,21 @@ async fn route(
             );
         }
     };
-    match app
-        .handle(http::Request::from_parts(parts, body), client_addr)
-        .await
-    {
-        Ok(response) => response.map(Full::new),
-        Err(e) => {
+    let handled = tokio::time::timeout(
+        REQUEST_DEADLINE,
+        app.handle(http::Request::from_parts(parts, body), client_addr),
+    )
+    .await;
+    match handled {
+        Ok(Ok(response)) => response.map(Full::new),
+        Err(_) => {
+            eprintln!("edge-host: {} timed out", app.route());
+            plain(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("the guest did not answer within {REQUEST_DEADLINE:?}\n"),
+            )
+        }
+        Ok(Err(e)) => {
             eprintln!("edge-host: {} failed: {e:#}", app.route());
             plain(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}\n"))
         }
