@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::conformance::{Actual, Suite};
-use crate::{artifacts_dir, workspace_root};
+use crate::{artifacts_dir, path_with_node_bin, workspace_root};
 
 /// Runs the suite at `suite_path` in Chromium.
 pub fn answers(suite_path: &Path, suite: &Suite) -> Result<Vec<Actual>> {
@@ -18,13 +18,9 @@ pub fn answers(suite_path: &Path, suite: &Suite) -> Result<Vec<Actual>> {
     if !module.exists() {
         bail!("{} is missing: run `cargo xtask build`", module.display());
     }
-    let mut path = vec![root.join("node_modules/.bin")];
-    path.extend(std::env::split_paths(
-        &std::env::var_os("PATH").unwrap_or_default(),
-    ));
     let output = Command::new("node")
         .current_dir(&root)
-        .env("PATH", std::env::join_paths(path)?)
+        .env("PATH", path_with_node_bin()?)
         .arg(root.join("wasm-tests/chromium/run.mjs"))
         .arg("--root")
         .arg(artifacts_dir().join("browser"))

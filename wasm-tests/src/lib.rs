@@ -25,6 +25,16 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
+/// PATH with the project's npm tools (`node_modules/.bin`: wrangler and
+/// the Node 22 it needs) first.
+pub fn path_with_node_bin() -> anyhow::Result<std::ffi::OsString> {
+    let mut path = vec![workspace_root().join("node_modules/.bin")];
+    path.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    Ok(std::env::join_paths(path)?)
+}
+
 /// Where `cargo xtask build` put the builds: `<repo>/target/edge` (whatever
 /// `CARGO_TARGET_DIR` says, since `spin.toml` names them there), or `EDGE_ARTIFACTS`.
 pub fn artifacts_dir() -> PathBuf {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use crate::conformance::{Actual, CaseRequest, Suite};
-use crate::workspace_root;
+use crate::{path_with_node_bin, workspace_root};
 
 /// How long a start (with its worker build) may take.
 const START_DEADLINE: Duration = Duration::from_secs(420);
@@ -49,14 +49,10 @@ impl WranglerDev {
         std::fs::create_dir_all(&scratch)?;
         let log = scratch.join("wrangler.log");
         let state = scratch.join("state");
-        let mut path = vec![root.join("node_modules/.bin")];
-        path.extend(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        ));
         let mut command = Command::new(&wrangler);
         command
             .current_dir(&root)
-            .env("PATH", std::env::join_paths(path)?)
+            .env("PATH", path_with_node_bin()?)
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
             .env("WRANGLER_LOG_PATH", &scratch)

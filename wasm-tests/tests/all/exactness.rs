@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use wasm_tests::conformance::CaseRequest;
-use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
-use wasm_tests::spin_component;
+use wasm_tests::host::{GuestLogs, KvStore};
 use wasm_tests::workerd::{WranglerDev, agent, send};
 
 const CLIENTS: usize = 64;
@@ -22,18 +21,11 @@ fn case(method: &str, path: &str) -> CaseRequest {
 
 #[test]
 fn spin_build_counts_concurrent_increments_exactly() {
-    let app = Arc::new(
-        App::load(
-            &spin_component("counter"),
-            AppConfig {
-                variables: [("counter_admin_token".to_owned(), "x-token".to_owned())].into(),
-                kv: KvStore::new(),
-                route: "/counter".into(),
-                guest_stderr: Some(GuestLogs::new(1 << 20)),
-            },
-        )
-        .expect("the Spin build of counter (run `cargo xtask build`)"),
-    );
+    let app = Arc::new(crate::counter_app(
+        "x-token",
+        KvStore::new(),
+        GuestLogs::new(1 << 20),
+    ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

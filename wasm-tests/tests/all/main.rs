@@ -4,3 +4,20 @@
 
 mod exactness;
 mod store_failure;
+
+use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
+
+/// The counter's Spin build in the wasmtime host, on `/counter`, with
+/// `admin_token` as its secret, this store and its guest logs captured.
+fn counter_app(admin_token: &str, kv: KvStore, logs: GuestLogs) -> App {
+    App::load(
+        &wasm_tests::spin_component("counter"),
+        AppConfig {
+            variables: [("counter_admin_token".to_owned(), admin_token.to_owned())].into(),
+            kv,
+            route: "/counter".into(),
+            guest_stderr: Some(logs),
+        },
+    )
+    .expect("the Spin build of counter (run `cargo xtask build`)")
+}

@@ -9,9 +9,8 @@ use std::net::SocketAddr;
 use counter::{ADMIN_TOKEN_SECRET, Counter};
 use edge_core::{Config, EdgeFunction};
 use serde_json::Value;
-use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
+use wasm_tests::host::{GuestLogs, KvStore};
 use wasm_tests::native::NativeFunction;
-use wasm_tests::spin_component;
 
 fn request(method: &str, uri: &str) -> edge_core::Request {
     http::Request::builder()
@@ -70,16 +69,7 @@ fn native_counter_fails_closed_and_recovers() {
 fn spin_build_fails_closed_and_recovers() {
     let kv = KvStore::new();
     let logs = GuestLogs::new(1 << 20);
-    let app = App::load(
-        &spin_component("counter"),
-        AppConfig {
-            variables: [("counter_admin_token".to_owned(), "t0k3n-value".to_owned())].into(),
-            kv: kv.clone(),
-            route: "/counter".into(),
-            guest_stderr: Some(logs.clone()),
-        },
-    )
-    .expect("the Spin build of counter (run `cargo xtask build`)");
+    let app = crate::counter_app("t0k3n-value", kv.clone(), logs.clone());
     let client: SocketAddr = ([127, 0, 0, 1], 40001).into();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let send = |method: &str, path: &str| {
