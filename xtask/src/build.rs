@@ -37,21 +37,27 @@ pub(crate) fn all() -> Result<()> {
     Ok(())
 }
 
-/// The Spin component: `target/edge/spin/NAME.wasm`.
-fn spin(name: &str) -> Result<()> {
+/// Builds function `name` in release for `target` with one platform
+/// `feature`, returning the `.wasm` cargo wrote.
+fn release_build(name: &str, target: &str, feature: &str) -> Result<PathBuf> {
     run(cmd("cargo").args([
         "build",
         "--release",
         "--target",
-        "wasm32-wasip2",
+        target,
         "-p",
         name,
         "--features",
-        "spin",
+        feature,
     ]))?;
+    Ok(target_dir().join(format!("{target}/release/{name}.wasm")))
+}
+
+/// The Spin component: `target/edge/spin/NAME.wasm`.
+fn spin(name: &str) -> Result<()> {
+    let built = release_build(name, "wasm32-wasip2", "spin")?;
     let out = artifacts().join("spin");
     std::fs::create_dir_all(&out)?;
-    let built = target_dir().join(format!("wasm32-wasip2/release/{name}.wasm"));
     std::fs::copy(&built, out.join(format!("{name}.wasm")))
         .with_context(|| format!("copying {}", built.display()))?;
     Ok(())
@@ -59,19 +65,9 @@ fn spin(name: &str) -> Result<()> {
 
 /// The browser package: `target/edge/browser/NAME/` (wasm-bindgen `--target web`, then `wasm-opt -Oz`).
 fn browser(name: &str) -> Result<()> {
-    run(cmd("cargo").args([
-        "build",
-        "--release",
-        "--target",
-        "wasm32-unknown-unknown",
-        "-p",
-        name,
-        "--features",
-        "browser",
-    ]))?;
+    let built = release_build(name, "wasm32-unknown-unknown", "browser")?;
     let out = artifacts().join("browser").join(name);
     std::fs::create_dir_all(&out)?;
-    let built = target_dir().join(format!("wasm32-unknown-unknown/release/{name}.wasm"));
     run(cmd("wasm-bindgen")
         .args(["--target", "web", "--out-dir"])
         .arg(&out)
