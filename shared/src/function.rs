@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::log::{LogSink, Logger};
 use crate::model::{Request, Response, Runtime, json_response};
-use crate::platform::{AtomicStore, Clock, HttpClient, KeyValueStore, Random};
+use crate::platform::{Applied, AtomicStore, Clock, HttpClient, KeyValueStore, Random, Timestamp};
 use crate::policy::{Config, ConfigError};
 use crate::problem::Problem;
 
@@ -100,6 +100,19 @@ pub trait EdgeFunction: Sized {
 
     /// Handles one request (paths are relative to the function's mount).
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem>;
+
+    /// Runs one of the function's store transactions (see
+    /// [`TransactionFn`](crate::platform::TransactionFn)). A Durable Object
+    /// calls this by name next to the value, so it sees no configuration:
+    /// everything it needs travels in `input`. The default knows none.
+    fn transaction(
+        name: &str,
+        _input: &[u8],
+        _current: Option<&[u8]>,
+        _now: Timestamp,
+    ) -> Result<Applied, String> {
+        Err(format!("unknown transaction {name:?}"))
+    }
 
     /// Health checks beyond "the function is configured". The default
     /// checks that the atomic store and the cache answer a read.

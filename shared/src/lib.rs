@@ -26,7 +26,8 @@ pub mod problem;
 pub use function::{Context, EdgeFunction, serve};
 pub use model::{Body, ClientAddr, Request, Response};
 pub use platform::{
-    AtomicStore, CasOutcome, Clock, HttpClient, KeyValueStore, Random, StoreError, Timestamp,
+    Applied, AtomicStore, CasOutcome, Clock, HttpClient, KeyValueStore, Random, StoreError,
+    Timestamp, Transaction,
 };
 pub use policy::{Config, ConfigError, Secret};
 pub use problem::Problem;

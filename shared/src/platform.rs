@@ -106,6 +106,14 @@ pub trait AtomicStore: KeyValueStore {
         expected: Option<&[u8]>,
         new: &[u8],
     ) -> Result<CasOutcome, StoreError>;
+
+    /// Runs `tx` on the value under `key` atomically and returns its
+    /// output. The default runs it here with compare-and-swap
+    /// ([`transact_with_cas`]); a store that can run code next to the value
+    /// overrides this to do it in one round trip.
+    async fn transact(&self, key: &str, tx: &Transaction<'_>) -> Result<Vec<u8>, StoreError> {
+        transact_with_cas(self, key, tx).await
+    }
 }
 
 /// Applies `update` to the value under `key` with compare-and-swap, retrying
@@ -149,6 +157,73 @@ where
         }
     }
     Err(StoreError::Contention(max_attempts))
+}
+
+/// What a [`TransactionFn`] decided for one stored value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The new value (`None`: leave the stored value as it is).
+    pub value: Option<Vec<u8>>,
+    /// When the new value stops mattering (it equals "absent" from then
+    /// on), so a store that can expire keys may drop it.
+    pub expires_at: Option<Timestamp>,
+    /// The answer for the caller.
+    pub output: Vec<u8>,
+}
+
+/// A pure read-modify-write of one stored value: given the named
+/// transaction, its input, the current value and the time, what to store
+/// and what to answer. It is what a Redis script is to Redis: stores that
+/// can run code next to the value (a Durable Object) run it there in one
+/// round trip; the others run it in a compare-and-swap loop
+/// ([`AtomicStore::transact`]'s default). It must be deterministic and may
+/// only depend on its arguments, because either side may run it.
+pub type TransactionFn =
+    fn(name: &str, input: &[u8], current: Option<&[u8]>, now: Timestamp) -> Result<Applied, String>;
+
+/// One transaction to run with [`AtomicStore::transact`].
+#[derive(Clone, Copy)]
+pub struct Transaction<'a> {
+    /// The transaction's name, which the runner dispatches on.
+    pub name: &'a str,
+    /// Its serialized arguments.
+    pub input: &'a [u8],
+    /// The code, for stores that run it on the caller's side.
+    pub run: TransactionFn,
+    /// The caller's clock, for stores that run it on the caller's side.
+    pub clock: &'a dyn Clock,
+    /// How many compare-and-swap attempts the caller's side may make.
+    pub max_attempts: u32,
+}
+
+/// Runs `tx` on the caller's side with compare-and-swap, retrying on
+/// conflict at most `tx.max_attempts` times: the default of
+/// [`AtomicStore::transact`].
+pub async fn transact_with_cas<S: AtomicStore + ?Sized>(
+    store: &S,
+    key: &str,
+    tx: &Transaction<'_>,
+) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason,
+    };
+    let mut current = store.get(key).await?;
+    for _ in 0..tx.max_attempts.max(1) {
+        let applied =
+            (tx.run)(tx.name, tx.input, current.as_deref(), tx.clock.now()).map_err(corrupt)?;
+        let Some(new) = applied.value else {
+            return Ok(applied.output);
+        };
+        match store
+            .compare_and_swap(key, current.as_deref(), &new)
+            .await?
+        {
+            CasOutcome::Swapped => return Ok(applied.output),
+            CasOutcome::Conflict { current: now } => current = now,
+        }
+    }
+    Err(StoreError::Contention(tx.max_attempts.max(1)))
 }
 
 /// A source of cryptographically secure random bytes.

@@ -6,3 +6,5 @@ use worker::{Context, Env, Request, Response, Result, event};
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
     edge_workers::serve::<crate::Counter>(req, &env).await
 }
+
+edge_workers::durable_store!(crate::Counter);

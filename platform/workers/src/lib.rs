@@ -5,8 +5,9 @@
 //!   function (built once per isolate from `env` variables and secrets),
 //!   converts the response back.
 //! - [`DurableObjectStore`]: the atomic store, one Durable Object per key
-//!   ([`EdgeStore`], strongly consistent: its input gate makes each
-//!   read-modify-write atomic).
+//!   (the `EdgeStore` class each worker declares with [`durable_store!`],
+//!   strongly consistent: its input gate makes each read-modify-write and
+//!   each transaction atomic).
 //! - [`KvCache`]: the eventually consistent cache on Workers KV.
 //!
 //! Bindings expected in `wrangler.toml`: the Durable Object namespace
@@ -31,7 +32,7 @@ use edge_core::policy::POLICY_VARIABLE;
 use edge_core::{Clock, Config, EdgeFunction, Request, Response, Timestamp};
 
 pub use convert::{from_worker_request, to_worker_response};
-pub use object::EdgeStore;
+pub use object::StoreObject;
 pub use store::{CACHE_BINDING, DurableObjectStore, KvCache, STORE_BINDING};
 
 /// Time from `Date.now()` (workerd advances it only across I/O).

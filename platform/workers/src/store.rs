@@ -1,7 +1,7 @@
 //! The stores on Workers: [`DurableObjectStore`] (atomic, one Durable
 //! Object per key) and [`KvCache`] (Workers KV, eventually consistent).
 //!
-//! The worker talks to [`EdgeStore`] objects with small JSON operations over
+//! The worker talks to `EdgeStore` objects ([`crate::StoreObject`]) with small JSON operations over
 //! `fetch`. Inside the object each operation reads and writes storage with
 //! no other I/O in between, so the input gate makes it atomic: that is what
 //! makes `increment` and `compare_and_swap` exact under concurrency.
@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use edge_core::platform::Transaction;
 use edge_core::{AtomicStore, CasOutcome, KeyValueStore, StoreError};
 use serde::{Deserialize, Serialize};
 use worker::{Env, ObjectNamespace};
@@ -40,6 +41,11 @@ pub(crate) enum Op {
         key: String,
         expected: Option<String>,
         new: String,
+    },
+    Transact {
+        key: String,
+        name: String,
+        input: String,
     },
 }
 
@@ -167,6 +173,19 @@ impl AtomicStore for DurableObjectStore {
                 current: decode(key, reply.value)?,
             })
         }
+    }
+
+    /// One round trip: the object runs the transaction next to the value,
+    /// on its own clock.
+    async fn transact(&self, key: &str, tx: &Transaction<'_>) -> Result<Vec<u8>, StoreError> {
+        let op = Op::Transact {
+            key: key.into(),
+            name: tx.name.into(),
+            input: BASE64.encode(tx.input),
+        };
+        let reply = self.call(key, &op).await?;
+        decode(key, reply.value)?
+            .ok_or_else(|| StoreError::Unavailable("store reply without output".into()))
     }
 }
 

@@ -1,0 +1,765 @@
+//! The four algorithms as pure state transitions on one key's stored state.
+//!
+//! They are pure so that the same code runs inside a Durable Object (one
+//! round trip, the object's clock), in a compare-and-swap loop against Spin's
+//! key-value store, and in memory — and so that property tests can check
+//! them against a reference model on a fake clock. All arithmetic is in
+//! integers (time in milliseconds, bucket levels scaled by the period), so
+//! decisions are exact and identical on every runtime.
+//!
+//! Each algorithm defines the windows in which it promises at most `quota`
+//! permits (`burst` for the buckets):
+//!
+//! | algorithm | promise |
+//! |---|---|
+//! | fixed window | in each aligned period `[kP, (k+1)P)`: ≤ quota |
+//! | sliding window | in every interval of length P: ≤ quota (an exact log, not the two-window estimate) |
+//! | token bucket | in every interval of length d: ≤ burst + quota·d/P |
+//! | GCRA | the same envelope as the token bucket, kept in one timestamp |
+//!
+//! A call may also lease permits to be spent later ([`Acquire::hold_ms`]).
+//! The window algorithms stay exact for leases: a fixed window's lease ends
+//! with its window, and a sliding window counts a lease over its whole
+//! span. The buckets do not lease (their envelope cannot tell a permit spent
+//! late from one spent on time); the policy refuses that combination.
+
+use serde::{Deserialize, Serialize};
+
+/// Which algorithm a scope uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// A counter per aligned period: cheapest, bursts of 2×quota across a boundary.
+    FixedWindow,
+    /// An exact log of the permits in the last period: precise, state grows with quota.
+    SlidingWindow,
+    /// Tokens refilled continuously up to `burst`: controlled bursts.
+    TokenBucket,
+    /// The generic cell rate algorithm: the token bucket's envelope in one value.
+    Gcra,
+}
+
+impl Algorithm {
+    /// The name used in policies and state reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::FixedWindow => "fixed_window",
+            Algorithm::SlidingWindow => "sliding_window",
+            Algorithm::TokenBucket => "token_bucket",
+            Algorithm::Gcra => "gcra",
+        }
+    }
+
+    /// Whether permits may be leased and spent later without breaking the promise.
+    pub fn can_lease(self) -> bool {
+        matches!(self, Algorithm::FixedWindow | Algorithm::SlidingWindow)
+    }
+
+    fn tag(self) -> u8 {
+        match self {
+            Algorithm::FixedWindow => 1,
+            Algorithm::SlidingWindow => 2,
+            Algorithm::TokenBucket => 3,
+            Algorithm::Gcra => 4,
+        }
+    }
+}
+
+/// One scope's limit: `quota` permits per `period_ms`, bursts up to `burst`
+/// (buckets only; the windows use `quota`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// Permits per period.
+    pub quota: u64,
+    /// The period in milliseconds (≥ 1).
+    pub period_ms: u64,
+    /// The bucket size (token bucket, GCRA).
+    pub burst: u64,
+}
+
+/// Take between `cost` and `max` permits: as many as are free up to `max`,
+/// none unless at least `cost` are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Acquire {
+    /// The fewest permits that make the call succeed.
+    pub cost: u64,
+    /// The most permits to take (a lease takes more than it needs now).
+    pub max: u64,
+    /// How long the permits may be held before being spent (0: now).
+    pub hold_ms: u64,
+}
+
+/// Give back unspent permits of an earlier grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    /// The grant's [`Outcome::at_ms`].
+    pub at_ms: u64,
+    /// The grant's [`Outcome::hold_until_ms`].
+    pub until_ms: u64,
+    /// How many of its permits were not spent.
+    pub permits: u64,
+}
+
+/// What one call decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Whether the acquisition succeeded (true when nothing was asked).
+    pub allowed: bool,
+    /// Permits granted (0 when denied).
+    pub granted: u64,
+    /// Permits still free after this call.
+    pub remaining: u64,
+    /// Milliseconds until the full quota is free again.
+    pub reset_ms: u64,
+    /// When denied: milliseconds until `cost` permits will be free.
+    pub retry_after_ms: u64,
+    /// The last millisecond in which the granted permits may be spent.
+    pub hold_until_ms: u64,
+    /// The decision's time on the deciding clock (ms since the epoch).
+    pub at_ms: u64,
+}
+
+/// Why a stored state cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stored rate-limit state is unreadable: {0}")]
+pub struct StateError(pub &'static str);
+
+/// The stored state of one key under one algorithm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Fixed window: the window's start and its count.
+    Fixed {
+        /// Start of the counted window (ms).
+        window_start: u64,
+        /// Permits granted in it.
+        count: u64,
+    },
+    /// Sliding window: the grants still inside some window.
+    Sliding {
+        /// Grants, oldest first.
+        entries: Vec<Entry>,
+    },
+    /// Token bucket: the level (tokens × period) at a time.
+    Bucket {
+        /// Tokens scaled by `period_ms`.
+        level: u128,
+        /// When the level was computed (ms).
+        at: u64,
+    },
+    /// GCRA: the theoretical arrival time, scaled by `quota`.
+    Gcra {
+        /// TAT × quota (ms × quota).
+        tat: u128,
+    },
+}
+
+/// One sliding-window grant: `permits` spent somewhere in `[at, until]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// When granted (ms).
+    pub at: u64,
+    /// Until when its permits may be spent (ms).
+    pub until: u64,
+    /// How many.
+    pub permits: u64,
+}
+
+impl State {
+    /// The state of a key never seen, at `now`.
+    pub fn fresh(limit: &Limit, now: u64) -> State {
+        match limit.algorithm {
+            Algorithm::FixedWindow => State::Fixed {
+                window_start: window_start(now, limit.period_ms),
+                count: 0,
+            },
+            Algorithm::SlidingWindow => State::Sliding {
+                entries: Vec::new(),
+            },
+            Algorithm::TokenBucket => State::Bucket {
+                level: full_level(limit),
+                at: now,
+            },
+            Algorithm::Gcra => State::Gcra {
+                tat: u128::from(now) * u128::from(limit.quota),
+            },
+        }
+    }
+
+    /// The stored form: a tag byte, then little-endian fields.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(33);
+        match self {
+            State::Fixed {
+                window_start,
+                count,
+            } => {
+                out.push(Algorithm::FixedWindow.tag());
+                out.extend_from_slice(&window_start.to_le_bytes());
+                out.extend_from_slice(&count.to_le_bytes());
+            }
+            State::Sliding { entries } => {
+                out.push(Algorithm::SlidingWindow.tag());
+                for e in entries {
+                    out.extend_from_slice(&e.at.to_le_bytes());
+                    out.extend_from_slice(&e.until.to_le_bytes());
+                    out.extend_from_slice(&e.permits.to_le_bytes());
+                }
+            }
+            State::Bucket { level, at } => {
+                out.push(Algorithm::TokenBucket.tag());
+                out.extend_from_slice(&level.to_le_bytes());
+                out.extend_from_slice(&at.to_le_bytes());
+            }
+            State::Gcra { tat } => {
+                out.push(Algorithm::Gcra.tag());
+                out.extend_from_slice(&tat.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads a stored state written for `limit`'s algorithm. A state of
+    /// another algorithm (the policy changed) reads as `None`: start afresh.
+    pub fn decode(limit: &Limit, bytes: &[u8]) -> Result<Option<State>, StateError> {
+        let Some((&tag, rest)) = bytes.split_first() else {
+            return Err(StateError("empty"));
+        };
+        if tag != limit.algorithm.tag() {
+            return Ok(None);
+        }
+        let u64_at = |i: usize| -> Result<u64, StateError> {
+            rest.get(i..i + 8)
+                .and_then(|b| b.try_into().ok())
+                .map(u64::from_le_bytes)
+                .ok_or(StateError("truncated"))
+        };
+        let u128_at = |i: usize| -> Result<u128, StateError> {
+            rest.get(i..i + 16)
+                .and_then(|b| b.try_into().ok())
+                .map(u128::from_le_bytes)
+                .ok_or(StateError("truncated"))
+        };
+        Ok(Some(match limit.algorithm {
+            Algorithm::FixedWindow => State::Fixed {
+                window_start: u64_at(0)?,
+                count: u64_at(8)?,
+            },
+            Algorithm::SlidingWindow => {
+                if rest.len() % 24 != 0 {
+                    return Err(StateError("sliding log is not whole entries"));
+                }
+                let entries = (0..rest.len() / 24)
+                    .map(|i| {
+                        Ok(Entry {
+                            at: u64_at(i * 24)?,
+                            until: u64_at(i * 24 + 8)?,
+                            permits: u64_at(i * 24 + 16)?,
+                        })
+                    })
+                    .collect::<Result<_, StateError>>()?;
+                State::Sliding { entries }
+            }
+            Algorithm::TokenBucket => State::Bucket {
+                level: u128_at(0)?,
+                at: u64_at(16)?,
+            },
+            Algorithm::Gcra => State::Gcra { tat: u128_at(0)? },
+        }))
+    }
+}
+
+fn window_start(now: u64, period: u64) -> u64 {
+    now - now % period.max(1)
+}
+
+fn full_level(limit: &Limit) -> u128 {
+    u128::from(limit.burst) * u128::from(limit.period_ms)
+}
+
+fn ceil_div(a: u128, b: u128) -> u64 {
+    u64::try_from(a.div_ceil(b.max(1))).unwrap_or(u64::MAX)
+}
+
+fn to_u64(v: u128) -> u64 {
+    u64::try_from(v).unwrap_or(u64::MAX)
+}
+
+/// Runs one call on `state` (absent: a fresh key) at time `now` (ms):
+/// first the release, then the acquisition (none: only report). Returns the
+/// new state, the outcome, and when the new state equals a fresh one.
+pub fn decide(
+    limit: &Limit,
+    state: Option<State>,
+    now: u64,
+    release: Option<Release>,
+    acquire: Option<Acquire>,
+) -> (State, Outcome, u64) {
+    let mut state = state.unwrap_or_else(|| State::fresh(limit, now));
+    let p = limit.period_ms.max(1);
+    let quota = limit.quota;
+    let none = Acquire {
+        cost: 0,
+        max: 0,
+        hold_ms: 0,
+    };
+    let want = acquire.unwrap_or(none);
+    let mut outcome = Outcome {
+        allowed: true,
+        granted: 0,
+        remaining: 0,
+        reset_ms: 0,
+        retry_after_ms: 0,
+        hold_until_ms: now.saturating_add(want.hold_ms),
+        at_ms: now,
+    };
+    let grant = |free: u64, outcome: &mut Outcome| -> u64 {
+        if free >= want.cost {
+            let granted = want.max.max(want.cost).min(free);
+            outcome.granted = granted;
+            granted
+        } else {
+            outcome.allowed = false;
+            0
+        }
+    };
+    let expires;
+    match &mut state {
+        State::Fixed {
+            window_start: start,
+            count,
+        } => {
+            let current = window_start(now, p);
+            // A clock behind the stored window counts in the stored one.
+            if current > *start {
+                *start = current;
+                *count = 0;
+            }
+            if let Some(r) = release
+                && window_start(r.at_ms, p) == *start
+            {
+                *count = count.saturating_sub(r.permits);
+            }
+            let end = start.saturating_add(p);
+            let free = quota.saturating_sub(*count);
+            *count = count.saturating_add(grant(free, &mut outcome));
+            outcome.remaining = quota.saturating_sub(*count);
+            outcome.reset_ms = end.saturating_sub(now);
+            outcome.hold_until_ms = outcome.hold_until_ms.min(end - 1);
+            if !outcome.allowed {
+                outcome.retry_after_ms = end.saturating_sub(now);
+            }
+            expires = if *count == 0 { now } else { end };
+        }
+        State::Sliding { entries } => {
+            // An entry counts in every window of length P that can hold one
+            // of its spends, i.e. while `until > now - P`.
+            entries.retain(|e| e.until.saturating_add(p) > now);
+            if let Some(r) = release
+                && let Some(e) = entries
+                    .iter_mut()
+                    .find(|e| e.at == r.at_ms && e.until == r.until_ms)
+            {
+                e.permits = e.permits.saturating_sub(r.permits);
+            }
+            entries.retain(|e| e.permits > 0);
+            let used: u64 = entries.iter().map(|e| e.permits).sum();
+            let free = quota.saturating_sub(used);
+            let granted = grant(free, &mut outcome);
+            if granted > 0 {
+                let until = now.saturating_add(want.hold_ms);
+                match entries.last_mut() {
+                    Some(last) if last.at == now && last.until == until => {
+                        last.permits += granted;
+                    }
+                    _ => entries.push(Entry {
+                        at: now,
+                        until,
+                        permits: granted,
+                    }),
+                }
+            }
+            let used = used + granted;
+            outcome.remaining = quota.saturating_sub(used);
+            let last_until = entries.iter().map(|e| e.until).max().unwrap_or(now);
+            outcome.reset_ms = last_until.saturating_add(p).saturating_sub(now);
+            if !outcome.allowed {
+                // Wait until enough of the oldest-ending grants leave.
+                let mut by_end: Vec<&Entry> = entries.iter().collect();
+                by_end.sort_by_key(|e| e.until);
+                let mut still = used;
+                let mut wait = outcome.reset_ms;
+                for e in by_end {
+                    still -= e.permits;
+                    if still + want.cost <= quota {
+                        wait = e.until.saturating_add(p).saturating_sub(now);
+                        break;
+                    }
+                }
+                outcome.retry_after_ms = wait;
+            }
+            expires = if entries.is_empty() {
+                now
+            } else {
+                last_until.saturating_add(p)
+            };
+        }
+        State::Bucket { level, at } => {
+            let full = full_level(limit);
+            let rate = u128::from(quota); // level units per ms
+            let elapsed = u128::from(now.saturating_sub(*at));
+            *level = (*level + elapsed * rate).min(full);
+            *at = (*at).max(now);
+            if let Some(r) = release {
+                *level = (*level + u128::from(r.permits) * u128::from(p)).min(full);
+            }
+            let free = to_u64(*level / u128::from(p));
+            let granted = grant(free, &mut outcome);
+            *level -= u128::from(granted) * u128::from(p);
+            outcome.remaining = to_u64(*level / u128::from(p));
+            outcome.reset_ms = ceil_div(full - *level, rate);
+            if !outcome.allowed {
+                let need = u128::from(want.cost) * u128::from(p);
+                outcome.retry_after_ms = if need > full {
+                    outcome.reset_ms.max(p)
+                } else {
+                    ceil_div(need - *level, rate)
+                };
+            }
+            expires = now.saturating_add(outcome.reset_ms);
+        }
+        State::Gcra { tat } => {
+            let q = u128::from(quota.max(1));
+            let now_s = u128::from(now) * q;
+            let span = full_level(limit); // burst × P, in scaled time
+            let unit = u128::from(p); // one permit, in scaled time
+            if let Some(r) = release {
+                *tat = tat.saturating_sub(u128::from(r.permits) * unit).max(now_s);
+            }
+            let base = (*tat).max(now_s);
+            let free = to_u64(span.saturating_sub(base - now_s) / unit);
+            let granted = grant(free, &mut outcome);
+            *tat = base + u128::from(granted) * unit;
+            let ahead = *tat - now_s;
+            outcome.remaining = to_u64(span.saturating_sub(ahead) / unit);
+            outcome.reset_ms = ceil_div(ahead, q);
+            if !outcome.allowed {
+                let need = *tat + u128::from(want.cost) * unit;
+                outcome.retry_after_ms = if u128::from(want.cost) * unit > span {
+                    outcome.reset_ms.max(p)
+                } else {
+                    ceil_div(need - span - now_s, q)
+                };
+            }
+            expires = now.saturating_add(outcome.reset_ms);
+        }
+    }
+    if outcome.granted == 0 {
+        outcome.hold_until_ms = now;
+    }
+    (state, outcome, expires)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn limit(algorithm: Algorithm, quota: u64, period_ms: u64, burst: u64) -> Limit {
+        Limit {
+            algorithm,
+            quota,
+            period_ms,
+            burst,
+        }
+    }
+
+    fn take(cost: u64) -> Option<Acquire> {
+        Some(Acquire {
+            cost,
+            max: cost,
+            hold_ms: 0,
+        })
+    }
+
+    /// Runs `calls` (time, cost) through `decide`, round-tripping the stored
+    /// bytes each time as the stores do; returns each decision.
+    fn run(limit: &Limit, calls: &[(u64, u64)]) -> Vec<Outcome> {
+        let mut stored: Option<Vec<u8>> = None;
+        calls
+            .iter()
+            .map(|&(t, cost)| {
+                let state = stored
+                    .as_deref()
+                    .and_then(|b| State::decode(limit, b).unwrap());
+                let (state, outcome, _) = decide(limit, state, t, None, take(cost));
+                stored = Some(state.encode());
+                outcome
+            })
+            .collect()
+    }
+
+    /// The reference model: admit greedily whenever admitting keeps the
+    /// algorithm's promise over the admitted history, computed by brute force.
+    fn reference(limit: &Limit, calls: &[(u64, u64)]) -> Vec<bool> {
+        let (q, p, b) = (limit.quota, limit.period_ms, limit.burst);
+        let mut admitted: Vec<(u64, u64)> = Vec::new();
+        calls
+            .iter()
+            .map(|&(t, cost)| {
+                let ok = match limit.algorithm {
+                    Algorithm::FixedWindow => {
+                        let w = t / p;
+                        let used: u64 = admitted
+                            .iter()
+                            .filter(|(s, _)| s / p == w)
+                            .map(|(_, c)| c)
+                            .sum();
+                        used + cost <= q
+                    }
+                    Algorithm::SlidingWindow => {
+                        // Every window (x - P, x] with x >= t that holds t.
+                        let used: u64 = admitted
+                            .iter()
+                            .filter(|(s, _)| *s + p > t)
+                            .map(|(_, c)| c)
+                            .sum();
+                        used + cost <= q
+                    }
+                    Algorithm::TokenBucket | Algorithm::Gcra => {
+                        // For every interval [s, t]: admitted·P <= B·P + Q·(t - s).
+                        let fits = |from: u64| {
+                            let used: u64 = admitted
+                                .iter()
+                                .filter(|(s, _)| *s >= from)
+                                .map(|(_, c)| c)
+                                .sum();
+                            u128::from(used + cost) * u128::from(p)
+                                <= u128::from(b) * u128::from(p)
+                                    + u128::from(q) * u128::from(t - from)
+                        };
+                        fits(t) && admitted.iter().all(|(s, _)| fits(*s))
+                    }
+                };
+                if ok {
+                    admitted.push((t, cost));
+                }
+                ok
+            })
+            .collect()
+    }
+
+    /// The promise checked directly on what was admitted.
+    fn promise_holds(limit: &Limit, admitted: &[(u64, u64)]) -> Result<(), String> {
+        let (q, p, b) = (limit.quota, limit.period_ms, limit.burst);
+        for (i, &(t, _)) in admitted.iter().enumerate() {
+            let used_since = |from: u64| -> u64 {
+                admitted[..=i]
+                    .iter()
+                    .filter(|(s, _)| *s >= from)
+                    .map(|(_, c)| c)
+                    .sum()
+            };
+            match limit.algorithm {
+                Algorithm::FixedWindow => {
+                    let n = used_since(t - t % p);
+                    if n > q {
+                        return Err(format!("{n} > {q} in the window of {t}"));
+                    }
+                }
+                Algorithm::SlidingWindow => {
+                    let n = used_since((t + 1).saturating_sub(p));
+                    if n > q {
+                        return Err(format!("{n} > {q} in the {p} ms ending at {t}"));
+                    }
+                }
+                Algorithm::TokenBucket | Algorithm::Gcra => {
+                    for &(s, _) in &admitted[..=i] {
+                        let n = used_since(s);
+                        if u128::from(n) * u128::from(p)
+                            > u128::from(b) * u128::from(p) + u128::from(q) * u128::from(t - s)
+                        {
+                            return Err(format!("{n} permits in [{s}, {t}]"));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn any_limit() -> impl Strategy<Value = Limit> {
+        (
+            prop_oneof![
+                Just(Algorithm::FixedWindow),
+                Just(Algorithm::SlidingWindow),
+                Just(Algorithm::TokenBucket),
+                Just(Algorithm::Gcra),
+            ],
+            1u64..12,
+            1u64..2_000,
+            0u64..6,
+        )
+            .prop_map(|(algorithm, quota, period_ms, extra)| {
+                limit(algorithm, quota, period_ms, quota + extra)
+            })
+    }
+
+    /// Calls at increasing times (steps of 0..period/2), costs 1..=3.
+    fn calls(period_hint: u64) -> impl Strategy<Value = Vec<(u64, u64)>> {
+        prop::collection::vec((0..period_hint, 1u64..=3), 1..120).prop_map(|steps| {
+            let mut t = 1_795_305_600_000u64;
+            steps
+                .into_iter()
+                .map(|(dt, cost)| {
+                    t += dt;
+                    (t, cost)
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn every_algorithm_matches_its_reference_and_keeps_its_promise(
+            (limit, calls) in any_limit().prop_flat_map(|l| (Just(l), calls(l.period_ms / 2 + 2)))
+        ) {
+            let got = run(&limit, &calls);
+            let want = reference(&limit, &calls);
+            for (i, (o, w)) in got.iter().zip(&want).enumerate() {
+                prop_assert_eq!(o.allowed, *w, "call {} of {:?}: {:?}", i, calls[i], o);
+            }
+            let admitted: Vec<(u64, u64)> = calls
+                .iter()
+                .zip(&got)
+                .filter(|(_, o)| o.allowed)
+                .map(|(c, _)| *c)
+                .collect();
+            prop_assert_eq!(promise_holds(&limit, &admitted), Ok(()));
+        }
+
+        #[test]
+        fn a_denial_says_truly_when_to_retry(
+            (limit, calls) in any_limit().prop_flat_map(|l| (Just(l), calls(l.period_ms / 2 + 2)))
+        ) {
+            // Retrying exactly at retry_after succeeds; one ms earlier fails.
+            let got = run(&limit, &calls);
+            let Some(i) = got.iter().position(|o| !o.allowed) else { return Ok(()) };
+            let cost = calls[i].1;
+            prop_assume!(cost <= limit.quota.min(limit.burst));
+            let t = calls[i].0 + got[i].retry_after_ms;
+            let mut at_retry = calls[..=i].to_vec();
+            at_retry.push((t, cost));
+            prop_assert!(run(&limit, &at_retry)[i + 1].allowed, "{:?} at {}", got[i], t);
+            if got[i].retry_after_ms > 1 {
+                let mut early = calls[..=i].to_vec();
+                early.push((t - 1, cost));
+                prop_assert!(!run(&limit, &early)[i + 1].allowed, "{:?}", got[i]);
+            }
+        }
+
+        #[test]
+        fn leased_permits_spent_late_keep_the_window_promise(
+            sliding in any::<bool>(),
+            quota in 1u64..20,
+            period_ms in 10u64..2_000,
+            hold_ms in 0u64..1_000,
+            ops in prop::collection::vec((0u64..400, 1u64..6, 0u64..1_000), 1..80),
+        ) {
+            // A lease holder takes up to `batch`, spends some at random times
+            // before the lease ends, and returns the rest on its next call.
+            let algorithm = if sliding { Algorithm::SlidingWindow } else { Algorithm::FixedWindow };
+            let limit = limit(algorithm, quota, period_ms, quota);
+            let mut stored: Option<State> = None;
+            let mut spends: Vec<(u64, u64)> = Vec::new();
+            let mut pending: Option<Release> = None;
+            let mut t = 1_795_305_600_000u64;
+            for (dt, batch, spend_offset) in ops {
+                t += dt;
+                let (state, o, _) = decide(&limit, stored.take(), t, pending.take(), Some(Acquire { cost: 1, max: batch, hold_ms }));
+                stored = Some(state);
+                if o.granted > 0 {
+                    let span = o.hold_until_ms - o.at_ms;
+                    let spent = (spend_offset % (o.granted + 1)).max(1);
+                    for k in 0..spent {
+                        let at = o.at_ms + (spend_offset + k * 37) % (span + 1);
+                        spends.push((at, 1));
+                    }
+                    if spent < o.granted {
+                        pending = Some(Release { at_ms: o.at_ms, until_ms: o.hold_until_ms, permits: o.granted - spent });
+                    }
+                }
+            }
+            spends.sort_unstable();
+            prop_assert_eq!(promise_holds(&limit, &spends), Ok(()));
+        }
+
+        #[test]
+        fn states_round_trip(limit in any_limit(), calls in calls(500)) {
+            let mut state = None;
+            for (t, cost) in calls {
+                let (next, _, _) = decide(&limit, state, t, None, take(cost));
+                prop_assert_eq!(State::decode(&limit, &next.encode()), Ok(Some(next.clone())));
+                state = Some(next);
+            }
+        }
+    }
+
+    #[test]
+    fn fixed_window_counts_and_resets_on_the_boundary() {
+        let l = limit(Algorithm::FixedWindow, 3, 1_000, 3);
+        let t0 = 10_000;
+        let o = run(&l, &[(t0, 1), (t0 + 1, 1), (t0 + 2, 1), (t0 + 3, 1), (t0 + 1_000, 1)]);
+        let allowed: Vec<bool> = o.iter().map(|o| o.allowed).collect();
+        assert_eq!(allowed, [true, true, true, false, true]);
+        assert_eq!(o[2].remaining, 0);
+        assert_eq!(o[3].retry_after_ms, 997);
+        assert_eq!(o[4].remaining, 2);
+    }
+
+    #[test]
+    fn sliding_window_is_exact_across_the_boundary() {
+        // 5 per 15 minutes: 5 at 14:59 deny a 6th at 15:01, allow it at 29:59.
+        let l = limit(Algorithm::SlidingWindow, 5, 900_000, 5);
+        let t = 899_000;
+        let mut calls: Vec<(u64, u64)> = (0..5).map(|i| (t + i, 1)).collect();
+        calls.push((901_000, 1));
+        let o = run(&l, &calls);
+        assert!(!o[5].allowed);
+        assert_eq!(o[5].retry_after_ms, 899_000 + 900_000 - 901_000);
+    }
+
+    #[test]
+    fn token_bucket_refills_continuously() {
+        // 100 per minute, burst 100: empty it, then one token per 600 ms.
+        let l = limit(Algorithm::TokenBucket, 100, 60_000, 100);
+        let mut calls = vec![(0, 100), (1, 1)];
+        calls.push((600, 1));
+        let o = run(&l, &calls);
+        assert!(o[0].allowed && !o[1].allowed && o[2].allowed);
+        assert_eq!(o[1].retry_after_ms, 599);
+    }
+
+    #[test]
+    fn gcra_and_token_bucket_agree() {
+        let calls: Vec<(u64, u64)> = (0..500).map(|i| (i * 37 % 9_000 + i * 5, 1 + i % 3)).collect();
+        let mut sorted = calls.clone();
+        sorted.sort_unstable();
+        let a = run(&limit(Algorithm::TokenBucket, 7, 1_000, 10), &sorted);
+        let b = run(&limit(Algorithm::Gcra, 7, 1_000, 10), &sorted);
+        let allowed = |o: &[Outcome]| o.iter().map(|o| o.allowed).collect::<Vec<_>>();
+        assert_eq!(allowed(&a), allowed(&b));
+    }
+
+    #[test]
+    fn a_state_of_another_algorithm_starts_afresh_and_garbage_is_an_error() {
+        let l = limit(Algorithm::Gcra, 1, 1, 1);
+        let fixed = State::fresh(&limit(Algorithm::FixedWindow, 1, 1, 1), 5).encode();
+        assert_eq!(State::decode(&l, &fixed), Ok(None));
+        assert!(State::decode(&l, &[4, 1, 2]).is_err());
+        assert!(State::decode(&l, &[]).is_err());
+    }
+}

@@ -1,0 +1,2 @@
+//! Rate limit.
+pub mod algorithm;
