@@ -712,7 +712,16 @@ mod tests {
     fn fixed_window_counts_and_resets_on_the_boundary() {
         let l = limit(Algorithm::FixedWindow, 3, 1_000, 3);
         let t0 = 10_000;
-        let o = run(&l, &[(t0, 1), (t0 + 1, 1), (t0 + 2, 1), (t0 + 3, 1), (t0 + 1_000, 1)]);
+        let o = run(
+            &l,
+            &[
+                (t0, 1),
+                (t0 + 1, 1),
+                (t0 + 2, 1),
+                (t0 + 3, 1),
+                (t0 + 1_000, 1),
+            ],
+        );
         let allowed: Vec<bool> = o.iter().map(|o| o.allowed).collect();
         assert_eq!(allowed, [true, true, true, false, true]);
         assert_eq!(o[2].remaining, 0);
@@ -745,7 +754,9 @@ mod tests {
 
     #[test]
     fn gcra_and_token_bucket_agree() {
-        let calls: Vec<(u64, u64)> = (0..500).map(|i| (i * 37 % 9_000 + i * 5, 1 + i % 3)).collect();
+        let calls: Vec<(u64, u64)> = (0..500)
+            .map(|i| (i * 37 % 9_000 + i * 5, 1 + i % 3))
+            .collect();
         let mut sorted = calls.clone();
         sorted.sort_unstable();
         let a = run(&limit(Algorithm::TokenBucket, 7, 1_000, 10), &sorted);

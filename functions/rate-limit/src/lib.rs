@@ -1,2 +1,822 @@
-//! Rate limit.
+//! Rate limit: exact limits shared by every isolate, with the IETF
+//! `RateLimit` headers and a failure mode chosen per scope.
+//!
+//! Each request is matched against the policy's scopes; every matching
+//! scope takes `cost` permits from its key (client IP, JWT subject, API key
+//! id, a header, the route, or one global key) and the strictest decides.
+//! The state lives in the platform's atomic store: on Workers a Durable
+//! Object per key runs the [`algorithm`] next to the value (one round trip,
+//! serialized by the object, so no over-admission); on Spin the same code
+//! runs in a compare-and-swap loop on `wasi:keyvalue`; in a browser, in
+//! memory. Admitted requests go to the policy's `origin`, or, without one,
+//! get a `200` with the decision.
+//!
+//! | request | answer |
+//! |---|---|
+//! | any request, admitted | the origin's answer (or `200` decision), with `RateLimit-Policy` and `RateLimit` |
+//! | any request, over a limit | `429` problem+json with `Retry-After` and the same fields |
+//! | a denied identifier | `403` problem+json |
+//! | store down, scope `fail_closed` | `503` problem+json with `Retry-After` |
+//! | `GET {admin_path}/state?scope=S&ip=…` | the key's state (admin bearer token) |
+//! | `DELETE {admin_path}/state?scope=S&ip=…` | resets the key, `204` |
+
 pub mod algorithm;
+pub mod headers;
+pub mod identity;
+pub mod local;
+pub mod policy;
+
+#[cfg(feature = "browser")]
+mod browser;
+#[cfg(feature = "spin")]
+mod spin;
+#[cfg(feature = "workers")]
+mod workers;
+
+use std::cell::RefCell;
+
+use async_trait::async_trait;
+use edge_core::memory::MemoryStore;
+use edge_core::model::{Runtime, json_response};
+use edge_core::platform::{Applied, AtomicStore, Transaction};
+use edge_core::{
+    Config, ConfigError, Context, EdgeFunction, Problem, Request, Response, Secret, StoreError,
+    Timestamp,
+};
+use http::{HeaderValue, Method, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::algorithm::{Acquire, Limit, Outcome, Release, State, decide};
+use crate::headers::ScopeReport;
+use crate::identity::{BadIdentifier, Identity, ListEntry, keyed_hash};
+use crate::local::{Lease, LocalState};
+use crate::policy::{FailureMode, KeyPart, RateLimitPolicy, Scope, Section, period_ms};
+
+/// The variable switching limiting on or off.
+pub const ENABLED_VARIABLE: &str = "RATE_LIMIT_ENABLED";
+/// The variable choosing fail-open (true) or fail-closed (false) for scopes
+/// that name no failure mode.
+pub const FAIL_OPEN_VARIABLE: &str = "RATE_LIMIT_FAIL_OPEN";
+/// The store transaction's name.
+pub const TRANSACTION: &str = "rate-limit";
+/// Compare-and-swap attempts per decision on stores without transactions:
+/// enough for every one of 64 concurrent writers to win once.
+pub const MAX_CAS_ATTEMPTS: u32 = 128;
+
+/// The input of the [`TRANSACTION`]: everything the algorithm needs, so the
+/// store side needs no configuration.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct TransactionInput {
+    /// The scope's limit.
+    pub limit: Limit,
+    /// Permits to give back first.
+    pub release: Option<Release>,
+    /// Permits to take (none: only report).
+    pub acquire: Option<Acquire>,
+}
+
+/// Runs the [`TRANSACTION`] on one key's state (what the Durable Object and
+/// the compare-and-swap loop both call).
+pub fn run_transaction(
+    name: &str,
+    input: &[u8],
+    current: Option<&[u8]>,
+    now: Timestamp,
+) -> Result<Applied, String> {
+    if name != TRANSACTION {
+        return Err(format!("unknown transaction {name:?}"));
+    }
+    let input: TransactionInput =
+        serde_json::from_slice(input).map_err(|e| format!("bad rate-limit input: {e}"))?;
+    let state = match current {
+        Some(bytes) => State::decode(&input.limit, bytes).map_err(|e| e.to_string())?,
+        None => None,
+    };
+    let now = now.as_millis();
+    let (state, outcome, expires) = decide(&input.limit, state, now, input.release, input.acquire);
+    let changes = input.release.is_some() || input.acquire.is_some();
+    Ok(Applied {
+        value: changes.then(|| state.encode()),
+        expires_at: Some(Timestamp::from_millis(expires)),
+        output: serde_json::to_vec(&outcome).map_err(|e| e.to_string())?,
+    })
+}
+
+/// A scope ready to use.
+#[derive(Debug)]
+struct CompiledScope {
+    scope: Scope,
+    key: Vec<KeyPart>,
+    fallback_key: Option<Vec<KeyPart>>,
+    limit: Limit,
+    local_limit: Limit,
+    failure: FailureMode,
+}
+
+/// The rate-limit function.
+#[derive(Debug)]
+pub struct RateLimit {
+    policy: Section,
+    enabled: bool,
+    scopes: Vec<CompiledScope>,
+    hash_key: Secret,
+    admin_token: Option<Secret>,
+    allow: Vec<ListEntry>,
+    deny: Vec<ListEntry>,
+    local: RefCell<LocalState>,
+    fallback: RefCell<MemoryStore>,
+}
+
+/// How one scope decided.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// Decided, from where.
+    Decided(Outcome, Source),
+    /// The store failed and the scope fails open.
+    Open,
+    /// The store failed and the scope fails closed.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// One store call (with the lease it opened, if any).
+    Store { leased: bool },
+    /// A local lease.
+    Lease,
+    /// The local memory of a blocked key.
+    Blocked,
+    /// The local fallback store.
+    Fallback,
+}
+
+#[async_trait(?Send)]
+impl EdgeFunction for RateLimit {
+    const NAME: &'static str = "rate-limit";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DEFAULT_POLICY: &'static str = include_str!("../policy.toml");
+    const VARIABLES: &'static [&'static str] = &[ENABLED_VARIABLE, FAIL_OPEN_VARIABLE];
+    const SECRETS: &'static [&'static str] = &["RATE_LIMIT_HASH_KEY", "RATE_LIMIT_ADMIN_TOKEN"];
+
+    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let policy = config.policy::<RateLimitPolicy>()?.rate_limit;
+        let enabled = config.var_bool(ENABLED_VARIABLE, policy.enabled)?;
+        let default_failure = match config.var(FAIL_OPEN_VARIABLE) {
+            Some(v) if !v.trim().is_empty() => {
+                if config.var_bool(FAIL_OPEN_VARIABLE, false)? {
+                    FailureMode::FailOpen
+                } else {
+                    FailureMode::FailClosed
+                }
+            }
+            _ => policy.on_store_failure,
+        };
+        let hash_key = config
+            .require_secret("rate_limit.hash_key_secret", &policy.hash_key_secret)?
+            .clone();
+        let admin_token = match &policy.admin_token_secret {
+            Some(name) => Some(
+                config
+                    .require_secret("rate_limit.admin_token_secret", name)?
+                    .clone(),
+            ),
+            None => None,
+        };
+        let parts = |key: &[String]| key.iter().filter_map(|p| KeyPart::parse(p)).collect();
+        let scopes = policy
+            .scopes
+            .iter()
+            .map(|scope| {
+                let limit = scope.limit();
+                CompiledScope {
+                    key: parts(&scope.key),
+                    fallback_key: scope.fallback_key.as_deref().map(parts),
+                    limit,
+                    local_limit: Limit {
+                        quota: scope.local_limit.unwrap_or(scope.limit),
+                        burst: scope.local_limit.unwrap_or(limit.burst),
+                        ..limit
+                    },
+                    failure: scope.on_store_failure.unwrap_or(default_failure),
+                    scope: scope.clone(),
+                }
+            })
+            .collect();
+        let list =
+            |entries: &[String]| entries.iter().filter_map(|e| ListEntry::parse(e)).collect();
+        Ok(RateLimit {
+            enabled,
+            scopes,
+            hash_key,
+            admin_token,
+            allow: list(&policy.allow),
+            deny: list(&policy.deny),
+            local: RefCell::new(LocalState::new(policy.max_tracked_keys)),
+            fallback: RefCell::new(MemoryStore::new()),
+            policy,
+        })
+    }
+
+    fn transaction(
+        name: &str,
+        input: &[u8],
+        current: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Applied, String> {
+        run_transaction(name, input, current, now)
+    }
+
+    async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let path = req.uri().path();
+        if path == self.policy.admin_path
+            || path.starts_with(&format!("{}/", self.policy.admin_path))
+        {
+            return self.admin(&req, ctx).await;
+        }
+        if !self.enabled {
+            return self.admit(req, ctx, &[]).await;
+        }
+        let who = Identity::of(&req, &self.policy).map_err(bad_identifier)?;
+        if self.deny.iter().any(|e| e.matches(&who)) {
+            ctx.log().info("denied by the deny list", json!({}));
+            return Err(Problem::new(StatusCode::FORBIDDEN, "denied", "Forbidden")
+                .with_detail("this client is on the deny list"));
+        }
+        if self.allow.iter().any(|e| e.matches(&who)) {
+            return self.admit(req, ctx, &[]).await;
+        }
+        let cost = self.cost_override(&req)?;
+        let mut applicable = Vec::new();
+        for scope in &self.scopes {
+            if !scope.scope.matches(req.method(), req.uri().path()) {
+                continue;
+            }
+            let mut identifier = who.identifier(&req, &scope.key).map_err(bad_identifier)?;
+            if identifier.is_none()
+                && let Some(fallback) = &scope.fallback_key
+            {
+                identifier = who.identifier(&req, fallback).map_err(bad_identifier)?;
+            }
+            if let Some(identifier) = identifier {
+                let hash = keyed_hash(&self.hash_key, &scope.scope.name, &identifier);
+                applicable.push((scope, hash, cost.unwrap_or(scope.scope.cost)));
+            }
+        }
+        let verdicts = futures::future::join_all(
+            applicable
+                .iter()
+                .map(|(scope, hash, cost)| self.decide(scope, hash, *cost, ctx)),
+        )
+        .await;
+        let denied = verdicts
+            .iter()
+            .any(|v| matches!(v, Verdict::Decided(o, _) if !o.allowed));
+        let closed = verdicts.iter().any(|v| matches!(v, Verdict::Closed));
+        let now = ctx.clock().now().as_millis();
+        let reports: Vec<ScopeReport> = applicable
+            .iter()
+            .zip(&verdicts)
+            .filter_map(|((scope, _, _), v)| match v {
+                Verdict::Decided(o, _) => Some(ScopeReport::new(&scope.scope, o)),
+                _ => None,
+            })
+            .collect();
+        for ((scope, hash, cost), verdict) in applicable.iter().zip(&verdicts) {
+            if let Verdict::Decided(o, source) = verdict
+                && !o.allowed
+            {
+                ctx.log().info(
+                    "rate limited",
+                    json!({ "scope": scope.scope.name, "key_hash": hash, "cost": cost,
+                            "retry_after_ms": o.retry_after_ms, "source": source.as_str() }),
+                );
+            }
+        }
+        if denied || closed {
+            for ((scope, hash, cost), verdict) in applicable.iter().zip(&verdicts) {
+                if let Verdict::Decided(o, source) = verdict
+                    && o.allowed
+                {
+                    self.give_back(scope, hash, *cost, o, *source, now, ctx)
+                        .await;
+                }
+            }
+        }
+        if denied {
+            return Err(self.too_many(&applicable, &verdicts, &reports));
+        }
+        if closed {
+            let secs = self.policy.store_retry_after.0.as_secs();
+            return Err(headers::with_fields(
+                Problem::store_unavailable(secs),
+                &reports,
+            ));
+        }
+        self.admit(req, ctx, &reports).await
+    }
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Store { .. } => "store",
+            Source::Lease => "lease",
+            Source::Blocked => "blocked",
+            Source::Fallback => "fallback",
+        }
+    }
+}
+
+fn bad_identifier(e: BadIdentifier) -> Problem {
+    Problem::bad_request(
+        "invalid-header",
+        format!("header {} {}", e.header, e.reason),
+    )
+    .with_extension("header", e.header)
+}
+
+impl RateLimit {
+    fn cost_override(&self, req: &Request) -> Result<Option<u64>, Problem> {
+        let Some(name) = &self.policy.cost_header else {
+            return Ok(None);
+        };
+        let Some(value) = req.headers().get(name) else {
+            return Ok(None);
+        };
+        match value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            Some(n) if (1..=1_000_000_000).contains(&n) => Ok(Some(n)),
+            _ => Err(Problem::bad_request(
+                "invalid-header",
+                format!("header {name} must be an integer in 1..=1000000000"),
+            )
+            .with_extension("header", name.as_str())),
+        }
+    }
+
+    /// Whether this runtime keeps the function between requests (leases and
+    /// blocked keys only help where it does; Spin starts afresh each time).
+    fn isolate_persists(ctx: &Context<'_>) -> bool {
+        ctx.runtime() != Runtime::Spin
+    }
+
+    async fn decide(
+        &self,
+        scope: &CompiledScope,
+        key: &str,
+        cost: u64,
+        ctx: &Context<'_>,
+    ) -> Verdict {
+        let now = ctx.clock().now().as_millis();
+        let persists = Self::isolate_persists(ctx);
+        if persists && let Some(until) = self.local.borrow().blocked_until(key, cost, now) {
+            let wait = until - now;
+            return Verdict::Decided(
+                Outcome {
+                    allowed: false,
+                    granted: 0,
+                    remaining: 0,
+                    reset_ms: wait,
+                    retry_after_ms: wait,
+                    hold_until_ms: now,
+                    at_ms: now,
+                },
+                Source::Blocked,
+            );
+        }
+        let lease = scope.scope.lease.filter(|_| persists);
+        let mut release = None;
+        if lease.is_some() {
+            let mut local = self.local.borrow_mut();
+            if let Some(l) = local.spend(key, cost, now) {
+                return Verdict::Decided(lease_outcome(&l, now), Source::Lease);
+            }
+            release = local.take_release(key, cost, now);
+        }
+        let input = TransactionInput {
+            limit: scope.limit,
+            release,
+            acquire: Some(Acquire {
+                cost,
+                max: lease.unwrap_or(cost).max(cost),
+                hold_ms: lease.map_or(0, |_| period_ms(&scope.scope.lease_ttl)),
+            }),
+        };
+        let store_key = store_key(&scope.scope.name, key);
+        match transact(ctx.store(), &store_key, &input, ctx).await {
+            Ok(outcome) => {
+                if persists {
+                    let mut local = self.local.borrow_mut();
+                    if outcome.granted > cost {
+                        local.credit(key, Lease::of(&outcome, now, outcome.granted - cost), now);
+                    }
+                    if !outcome.allowed {
+                        local.block(key, cost, now + outcome.retry_after_ms, now);
+                    }
+                }
+                Verdict::Decided(
+                    outcome,
+                    Source::Store {
+                        leased: lease.is_some(),
+                    },
+                )
+            }
+            Err(error) => {
+                ctx.log().warn(
+                    "rate-limit store unavailable",
+                    json!({ "scope": scope.scope.name, "key_hash": key,
+                            "mode": format!("{:?}", scope.failure), "error": error.to_string() }),
+                );
+                match scope.failure {
+                    FailureMode::FailOpen => Verdict::Open,
+                    FailureMode::FailClosed => Verdict::Closed,
+                    FailureMode::Local => self.decide_locally(scope, &store_key, cost, ctx).await,
+                }
+            }
+        }
+    }
+
+    async fn decide_locally(
+        &self,
+        scope: &CompiledScope,
+        store_key: &str,
+        cost: u64,
+        ctx: &Context<'_>,
+    ) -> Verdict {
+        let store = {
+            let mut fallback = self.fallback.borrow_mut();
+            if fallback.len() >= self.policy.max_tracked_keys {
+                *fallback = MemoryStore::new();
+            }
+            fallback.clone()
+        };
+        let input = TransactionInput {
+            limit: scope.local_limit,
+            release: None,
+            acquire: Some(Acquire {
+                cost,
+                max: cost,
+                hold_ms: 0,
+            }),
+        };
+        match transact(&store, store_key, &input, ctx).await {
+            Ok(outcome) => Verdict::Decided(outcome, Source::Fallback),
+            // Memory does not fail; if it did, refusing is the safe answer.
+            Err(_) => Verdict::Closed,
+        }
+    }
+
+    /// Returns the permits an admitted scope took for a request another
+    /// scope refused, so the refusal costs the client nothing.
+    #[allow(clippy::too_many_arguments)]
+    async fn give_back(
+        &self,
+        scope: &CompiledScope,
+        key: &str,
+        cost: u64,
+        outcome: &Outcome,
+        source: Source,
+        now: u64,
+        ctx: &Context<'_>,
+    ) {
+        let release = Release {
+            at_ms: outcome.at_ms,
+            until_ms: outcome.hold_until_ms,
+            permits: cost,
+        };
+        let store_key = store_key(&scope.scope.name, key);
+        let input = TransactionInput {
+            limit: scope.limit,
+            release: Some(release),
+            acquire: None,
+        };
+        match source {
+            Source::Lease | Source::Store { leased: true } => {
+                // Merges into the lease it came from; if that is gone, the
+                // permits wait (expired) for the next release.
+                let lease = Lease {
+                    deadline: now.saturating_sub(1),
+                    ..Lease::of(outcome, now, cost)
+                };
+                self.local.borrow_mut().credit(key, lease, now);
+            }
+            Source::Store { leased: false } => {
+                if let Err(e) = transact(ctx.store(), &store_key, &input, ctx).await {
+                    ctx.log().warn(
+                        "could not give permits back",
+                        json!({ "scope": scope.scope.name, "key_hash": key, "error": e.to_string() }),
+                    );
+                }
+            }
+            Source::Fallback => {
+                let store = self.fallback.borrow().clone();
+                let input = TransactionInput {
+                    limit: scope.local_limit,
+                    ..input
+                };
+                // Memory does not fail.
+                let _ = transact(&store, &store_key, &input, ctx).await;
+            }
+            Source::Blocked => {}
+        }
+    }
+
+    fn too_many(
+        &self,
+        applicable: &[(&CompiledScope, String, u64)],
+        verdicts: &[Verdict],
+        reports: &[ScopeReport],
+    ) -> Problem {
+        let (scope, wait_ms) = applicable
+            .iter()
+            .zip(verdicts)
+            .filter_map(|((scope, _, _), v)| match v {
+                Verdict::Decided(o, _) if !o.allowed => Some((scope, o.retry_after_ms)),
+                _ => None,
+            })
+            .max_by_key(|(_, wait)| *wait)
+            .unwrap_or((&applicable[0].0, 1_000));
+        let secs = wait_ms.div_ceil(1000).max(1);
+        let s = &scope.scope;
+        let problem = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "Too many requests",
+        )
+        .with_detail(format!(
+            "scope {} allows {} requests per {}; retry after {secs} s",
+            s.name,
+            s.limit,
+            humantime::format_duration(s.period.0)
+        ))
+        .with_extension("scope", s.name.as_str())
+        .with_extension("retry_after", secs)
+        .with_header(http::header::RETRY_AFTER, HeaderValue::from(secs));
+        headers::with_fields(problem, reports)
+    }
+
+    /// Sends an admitted request on to the origin, or answers its decision.
+    async fn admit(
+        &self,
+        req: Request,
+        ctx: &Context<'_>,
+        reports: &[ScopeReport],
+    ) -> Result<Response, Problem> {
+        let mut response = match &self.policy.origin {
+            Some(origin) => forward(origin, req, ctx).await?,
+            None => json_response(
+                StatusCode::OK,
+                &json!({
+                    "allowed": true,
+                    "scopes": reports.iter().map(ScopeReport::to_json).collect::<Vec<_>>(),
+                }),
+            ),
+        };
+        headers::insert_fields(response.headers_mut(), reports);
+        Ok(response)
+    }
+
+    async fn admin(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        self.authorize_admin(req)?;
+        if req.uri().path() != format!("{}/state", self.policy.admin_path) {
+            return Err(Problem::not_found(req.uri().path()));
+        }
+        if *req.method() != Method::GET && *req.method() != Method::DELETE {
+            return Err(Problem::method_not_allowed(
+                req.method(),
+                &[Method::GET, Method::DELETE],
+            ));
+        }
+        let query: Vec<(String, String)> =
+            form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+                .into_owned()
+                .collect();
+        let param = |name: &str| {
+            query
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let name = param("scope").ok_or_else(|| {
+            Problem::bad_request("invalid-parameter", "the query needs scope=<name>")
+                .with_extension("field", "scope")
+        })?;
+        let scope = self
+            .scopes
+            .iter()
+            .find(|s| s.scope.name == name)
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    "invalid-parameter",
+                    format!(
+                        "no scope is named {:?}",
+                        name.chars().take(64).collect::<String>()
+                    ),
+                )
+                .with_extension("field", "scope")
+            })?;
+        let identifier = [Some(&scope.key), scope.fallback_key.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|parts| admin_identifier(parts, &param, self.policy.ipv6_prefix))
+            .ok_or_else(|| {
+                let names: Vec<String> = scope.key.iter().map(KeyPart::name).collect();
+                Problem::bad_request(
+                    "invalid-parameter",
+                    format!(
+                        "scope {name} is keyed by {}; give each as a query parameter",
+                        names.join(", ")
+                    ),
+                )
+            })?;
+        let hash = keyed_hash(&self.hash_key, &scope.scope.name, &identifier);
+        let store_key = store_key(&scope.scope.name, &hash);
+        let down = |e: StoreError| {
+            ctx.log().warn(
+                "rate-limit store unavailable",
+                json!({ "error": e.to_string() }),
+            );
+            Problem::store_unavailable(self.policy.store_retry_after.0.as_secs())
+        };
+        if *req.method() == Method::DELETE {
+            ctx.store().delete(&store_key).await.map_err(down)?;
+            self.local.borrow_mut().forget(&hash);
+            ctx.log().info(
+                "rate-limit key reset",
+                json!({ "scope": scope.scope.name, "key_hash": hash }),
+            );
+            let mut response = Response::new(edge_core::Body::new());
+            *response.status_mut() = StatusCode::NO_CONTENT;
+            return Ok(response);
+        }
+        let input = TransactionInput {
+            limit: scope.limit,
+            release: None,
+            acquire: None,
+        };
+        let outcome = transact(ctx.store(), &store_key, &input, ctx)
+            .await
+            .map_err(down)?;
+        let s = &scope.scope;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "scope": s.name,
+                "key_hash": hash,
+                "algorithm": s.algorithm.as_str(),
+                "limit": s.limit,
+                "period_seconds": scope.limit.period_ms.div_ceil(1000),
+                "remaining": outcome.remaining,
+                "reset_seconds": outcome.reset_ms.div_ceil(1000),
+            }),
+        ))
+    }
+
+    fn authorize_admin(&self, req: &Request) -> Result<(), Problem> {
+        let Some(expected) = &self.admin_token else {
+            return Err(
+                Problem::new(StatusCode::FORBIDDEN, "admin-disabled", "Admin disabled")
+                    .with_detail("the policy names no admin token secret"),
+            );
+        };
+        let presented = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let (error, detail) = match presented {
+            None => ("invalid_request", "the admin endpoints need a bearer token"),
+            Some(token) if expected.matches(token.as_bytes()) => return Ok(()),
+            Some(_) => ("invalid_token", "the bearer token is not the admin token"),
+        };
+        Err(
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .with_detail(detail)
+                .with_header(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&format!(
+                        "Bearer realm=\"rate-limit\", error=\"{error}\""
+                    ))
+                    .unwrap_or(HeaderValue::from_static("Bearer")),
+                ),
+        )
+    }
+}
+
+/// The identifier an admin names with query parameters, in `parts` order.
+fn admin_identifier<'q>(
+    parts: &[KeyPart],
+    param: &impl Fn(&str) -> Option<&'q str>,
+    ipv6_prefix: u8,
+) -> Option<String> {
+    let mut out = String::new();
+    for part in parts {
+        let value = match part {
+            KeyPart::Global => String::new(),
+            KeyPart::Ip => identity::mask(param("ip")?.parse().ok()?, ipv6_prefix).to_string(),
+            other => param(&other.name())?.to_owned(),
+        };
+        if !out.is_empty() {
+            out.push('|');
+        }
+        out.push_str(&part.name());
+        out.push('=');
+        out.push_str(&value);
+    }
+    Some(out)
+}
+
+fn store_key(scope: &str, hash: &str) -> String {
+    format!("rl:{scope}:{hash}")
+}
+
+/// What a lease's holder reports without asking the store.
+fn lease_outcome(lease: &Lease, now: u64) -> Outcome {
+    Outcome {
+        allowed: true,
+        granted: 0,
+        remaining: lease.store_remaining + lease.remaining,
+        reset_ms: lease.reset_at.saturating_sub(now),
+        retry_after_ms: 0,
+        hold_until_ms: lease.until,
+        at_ms: lease.at,
+    }
+}
+
+async fn transact(
+    store: &dyn AtomicStore,
+    key: &str,
+    input: &TransactionInput,
+    ctx: &Context<'_>,
+) -> Result<Outcome, StoreError> {
+    let bytes = serde_json::to_vec(input).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let output = store
+        .transact(
+            key,
+            &Transaction {
+                name: TRANSACTION,
+                input: &bytes,
+                run: run_transaction,
+                clock: ctx.clock(),
+                max_attempts: MAX_CAS_ATTEMPTS,
+            },
+        )
+        .await?;
+    serde_json::from_slice(&output).map_err(|e| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Headers a proxy must not pass on (RFC 9110 §7.6.1) plus `host`.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+];
+
+async fn forward(origin: &str, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+    let (parts, body) = req.into_parts();
+    let target = format!(
+        "{}{}",
+        origin.trim_end_matches('/'),
+        parts.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut outbound = http::Request::builder()
+        .method(parts.method)
+        .uri(&target)
+        .body(body)
+        .map_err(|e| {
+            Problem::bad_request("invalid-path", format!("cannot forward this path: {e}"))
+        })?;
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) {
+            outbound.headers_mut().append(name, value.clone());
+        }
+    }
+    let mut response = ctx.http().send(outbound).await.map_err(|e| {
+        ctx.log()
+            .warn("origin unreachable", json!({ "error": e.to_string() }));
+        Problem::new(
+            StatusCode::BAD_GATEWAY,
+            "origin-unavailable",
+            "Origin unavailable",
+        )
+        .with_detail("the origin could not be reached")
+    })?;
+    for name in HOP_BY_HOP {
+        response.headers_mut().remove(*name);
+    }
+    Ok(response)
+}
