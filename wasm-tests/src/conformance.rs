@@ -92,6 +92,12 @@ pub struct Expect {
     /// Headers that must be present.
     #[serde(default)]
     pub headers_present: Vec<String>,
+    /// Headers that must be absent.
+    #[serde(default)]
+    pub headers_absent: Vec<String>,
+    /// Headers whose value must match these regular expressions (whole value).
+    #[serde(default)]
+    pub headers_match: BTreeMap<String, String>,
     /// A JSON body containing at least these members (recursively).
     #[serde(default)]
     pub json: Option<Value>,
@@ -162,6 +168,24 @@ pub fn check(expect: &Expect, actual: &Actual) -> Result<(), String> {
     for name in &expect.headers_present {
         if !actual.headers.contains_key(name) {
             problems.push(format!("header {name} missing"));
+        }
+    }
+    for name in &expect.headers_absent {
+        if let Some(got) = actual.headers.get(name) {
+            problems.push(format!("header {name} must be absent, is {got:?}"));
+        }
+    }
+    for (name, pattern) in &expect.headers_match {
+        let re = match regex::Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(re) => re,
+            Err(e) => {
+                problems.push(format!("header {name}: bad pattern {pattern:?}: {e}"));
+                continue;
+            }
+        };
+        match actual.headers.get(name) {
+            Some(got) if re.is_match(got) => {}
+            got => problems.push(format!("header {name}: {got:?} (want /{pattern}/)")),
         }
     }
     if let Some(want) = &expect.json {

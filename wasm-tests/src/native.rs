@@ -87,6 +87,7 @@ async fn answers_for<F: EdgeFunction>(suite: &Suite) -> Result<Vec<Actual>> {
 pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
     match suite.function.as_str() {
         "counter" => answers_for::<counter::Counter>(suite).await,
+        "rate-limit" => answers_for::<rate_limit::RateLimit>(suite).await,
         other => bail!("no native registration for function {other:?}"),
     }
 }

@@ -18,9 +18,6 @@ use crate::util::{cmd, root, run, target_dir};
 /// Debian's Chromium.
 pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
-/// The admin token `cargo xtask dev` gives the local counter.
-const DEV_ADMIN_TOKEN: &str = "dev-admin-token";
-
 /// Always `<repo>/target/edge`, whatever `CARGO_TARGET_DIR` says, because
 /// `spin.toml` names its sources there.
 fn artifacts() -> PathBuf {
@@ -50,7 +47,9 @@ fn release_build(name: &str, target: &str, feature: &str) -> Result<PathBuf> {
         "--features",
         feature,
     ]))?;
-    Ok(target_dir().join(format!("{target}/release/{name}.wasm")))
+    // Cargo names a library's artifact after the crate, `-` made `_`.
+    let artifact = name.replace('-', "_");
+    Ok(target_dir().join(format!("{target}/release/{artifact}.wasm")))
 }
 
 /// The Spin component: `target/edge/spin/NAME.wasm`.
@@ -69,7 +68,7 @@ fn browser(name: &str) -> Result<()> {
     let out = artifacts().join("browser").join(name);
     std::fs::create_dir_all(&out)?;
     run(cmd("wasm-bindgen")
-        .args(["--target", "web", "--out-dir"])
+        .args(["--target", "web", "--out-name", name, "--out-dir"])
         .arg(&out)
         .arg(&built))?;
     let wasm = out.join(format!("{name}_bg.wasm"));
@@ -202,16 +201,19 @@ pub(crate) fn dev() -> Result<()> {
     run(cmd("cargo").args(["build", "-p", "wasm-tests", "--bin", "edge-host"]))?;
     let mut children = Children(Vec::new());
     let mut host = cmd(&target_dir().join("debug/edge-host").to_string_lossy());
-    host.args(["--listen", "127.0.0.1:3000", "--manifest", "spin.toml"])
-        .args(["--var", &format!("counter_admin_token={DEV_ADMIN_TOKEN}")]);
+    host.args(["--listen", "127.0.0.1:3000", "--manifest", "spin.toml"]);
+    for (name, value) in FUNCTIONS.iter().flat_map(|f| f.dev_secrets) {
+        host.arg("--var")
+            .arg(format!("{}={value}", name.to_ascii_lowercase()));
+    }
     children.0.push(spawn("edge-host", &mut host)?);
     for (i, function) in FUNCTIONS.iter().enumerate() {
         let port = 8787 + i;
-        children.0.push(spawn(
-            "wrangler",
-            wrangler_dev(function.name, port)
-                .args(["--var", &format!("COUNTER_ADMIN_TOKEN:{DEV_ADMIN_TOKEN}")]),
-        )?);
+        let mut wrangler = wrangler_dev(function.name, port);
+        for (name, value) in function.dev_secrets {
+            wrangler.arg("--var").arg(format!("{name}:{value}"));
+        }
+        children.0.push(spawn("wrangler", &mut wrangler)?);
     }
     children.0.push(spawn(
         "browser demo",
@@ -223,14 +225,18 @@ pub(crate) fn dev() -> Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     println!(
         "\nServing on 127.0.0.1 (Ctrl-C stops everything):\n\
-         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...\n\
-         \x20 Workers builds (wrangler dev): http://127.0.0.1:8787/...  (first start builds; wait for 'Ready')\n\
+         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...  http://127.0.0.1:3000/rate-limit/...\n\
+         \x20 Workers builds (wrangler dev): counter http://127.0.0.1:8787/  rate-limit http://127.0.0.1:8788/\n\
+         \x20                                (first start builds; wait for 'Ready')\n\
          \x20 Browser builds (demo page):    http://127.0.0.1:8080/\n\n\
          Try:\n\
          \x20 curl -s http://127.0.0.1:3000/counter/health\n\
          \x20 curl -s -X POST 'http://127.0.0.1:3000/counter/counters/demo?by=5'\n\
          \x20 curl -s -X POST http://127.0.0.1:8787/counters/demo\n\
-         \x20 curl -s -X DELETE -H 'authorization: Bearer {DEV_ADMIN_TOKEN}' http://127.0.0.1:8787/counters/demo -i\n"
+         \x20 curl -s -X DELETE -H 'authorization: Bearer dev-admin-token' http://127.0.0.1:8787/counters/demo -i\n\
+         \x20 for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' -X POST http://127.0.0.1:8788/auth/login; done\n\
+         \x20 curl -si -X POST http://127.0.0.1:3000/rate-limit/auth/login | grep -i ratelimit\n\
+         \x20 curl -s -H 'authorization: Bearer dev-admin-token' 'http://127.0.0.1:8788/_ratelimit/state?scope=AUTH_LOGIN&ip=127.0.0.1'\n"
     );
     loop {
         for (name, child) in &mut children.0 {

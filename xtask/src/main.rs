@@ -18,12 +18,27 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 
 /// The functions in `functions/`, each built for every platform.
-pub(crate) const FUNCTIONS: &[Function] = &[Function { name: "counter" }];
+pub(crate) const FUNCTIONS: &[Function] = &[
+    Function {
+        name: "counter",
+        dev_secrets: &[("COUNTER_ADMIN_TOKEN", "dev-admin-token")],
+    },
+    Function {
+        name: "rate-limit",
+        dev_secrets: &[
+            ("RATE_LIMIT_HASH_KEY", "dev-hash-key"),
+            ("RATE_LIMIT_ADMIN_TOKEN", "dev-admin-token"),
+        ],
+    },
+];
 
 /// One function crate.
 pub(crate) struct Function {
     /// The crate (and directory) name.
     pub(crate) name: &'static str,
+    /// The secrets `cargo xtask dev` gives it locally (Workers names; the
+    /// Spin variable is the lower-cased name).
+    pub(crate) dev_secrets: &'static [(&'static str, &'static str)],
 }
 
 fn main() -> ExitCode {
