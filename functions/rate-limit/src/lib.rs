@@ -373,6 +373,14 @@ impl RateLimit {
     ) -> Verdict {
         let now = ctx.clock().now().as_millis();
         let persists = Self::isolate_persists(ctx);
+        let lease = scope.scope.lease.filter(|_| persists);
+        if lease.is_some()
+            && let Some(l) = self.local.borrow_mut().spend(key, cost, now)
+        {
+            return Verdict::Decided(lease_outcome(&l, now), Source::Lease);
+        }
+        // Known blocked: answer without the store (after the leases, which
+        // may still hold permits the store no longer has).
         if persists && let Some(until) = self.local.borrow().blocked_until(key, cost, now) {
             let wait = until - now;
             return Verdict::Decided(
@@ -388,15 +396,7 @@ impl RateLimit {
                 Source::Blocked,
             );
         }
-        let lease = scope.scope.lease.filter(|_| persists);
-        let mut release = None;
-        if lease.is_some() {
-            let mut local = self.local.borrow_mut();
-            if let Some(l) = local.spend(key, cost, now) {
-                return Verdict::Decided(lease_outcome(&l, now), Source::Lease);
-            }
-            release = local.take_release(key, cost, now);
-        }
+        let release = lease.and_then(|_| self.local.borrow_mut().take_release(key, cost, now));
         let input = TransactionInput {
             limit: scope.limit,
             release,

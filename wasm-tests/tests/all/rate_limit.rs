@@ -1,0 +1,210 @@
+//! The rate limiter on the real stores: 64 concurrent clients against one
+//! key admit exactly the limit — on the Spin build (wasmtime host,
+//! compare-and-swap on `wasi:keyvalue` across concurrent instances) and on
+//! the Workers build (one Durable Object per key under `wrangler dev`,
+//! strict and leased) — and each failure mode holds on the Spin build with
+//! its key-value store switched off.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wasm_tests::conformance::CaseRequest;
+use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
+use wasm_tests::workerd::{WranglerDev, agent, send};
+
+const CLIENTS: usize = 64;
+const PER_CLIENT: usize = 3;
+const LIMIT: usize = 100;
+
+/// One scope per algorithm, each `LIMIT` per day on one global key (so no
+/// refill during the test), plus a leased fixed window.
+fn policy() -> String {
+    let mut p = String::from(
+        "[rate_limit]\nhash_key_secret = \"RATE_LIMIT_HASH_KEY\"\n\
+         admin_token_secret = \"RATE_LIMIT_ADMIN_TOKEN\"\n",
+    );
+    for (name, algorithm, extra) in [
+        ("FIXED", "fixed_window", ""),
+        ("SLIDING", "sliding_window", ""),
+        ("BUCKET", "token_bucket", ""),
+        ("GCRA", "gcra", ""),
+        ("LEASED", "fixed_window", "lease = 10\n"),
+    ] {
+        p.push_str(&format!(
+            "[[rate_limit.scopes]]\nname = \"{name}\"\nalgorithm = \"{algorithm}\"\n\
+             limit = {LIMIT}\nperiod = \"1d\"\nkey = [\"global\"]\npaths = [\"/{name}\"]\n{extra}"
+        ));
+    }
+    p
+}
+
+fn secrets() -> BTreeMap<String, String> {
+    [
+        ("RATE_LIMIT_HASH_KEY".to_owned(), "k".to_owned()),
+        ("RATE_LIMIT_ADMIN_TOKEN".to_owned(), "t".to_owned()),
+    ]
+    .into()
+}
+
+fn spin_app(policy: &str, extra: &[(&str, &str)], kv: KvStore) -> App {
+    let mut variables: BTreeMap<String, String> = secrets()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    variables.insert("policy".into(), policy.into());
+    for (k, v) in extra {
+        variables.insert((*k).into(), (*v).into());
+    }
+    App::load(
+        &wasm_tests::spin_component("rate-limit"),
+        AppConfig {
+            variables: variables.into_iter().collect(),
+            kv,
+            route: "/rate-limit".into(),
+            guest_stderr: Some(GuestLogs::new(1 << 20)),
+        },
+    )
+    .expect("the Spin build of rate-limit (run `cargo xtask build`)")
+}
+
+fn get(path: &str) -> http::Request<bytes::Bytes> {
+    http::Request::builder()
+        .uri(format!("http://127.0.0.1/rate-limit{path}"))
+        .body(bytes::Bytes::new())
+        .unwrap()
+}
+
+/// Statuses of `CLIENTS` concurrent clients each sending `PER_CLIENT` requests.
+fn spin_statuses(app: &Arc<App>, path: &str) -> Vec<u16> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let client: SocketAddr = ([127, 0, 0, 1], 40003).into();
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let app = Arc::clone(app);
+                let path = path.to_owned();
+                tokio::spawn(async move {
+                    let mut statuses = Vec::new();
+                    for _ in 0..PER_CLIENT {
+                        let response = app.handle(get(&path), client).await.unwrap();
+                        statuses.push(response.status().as_u16());
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.unwrap());
+        }
+        all
+    })
+}
+
+fn count(statuses: &[u16], status: u16) -> usize {
+    statuses.iter().filter(|s| **s == status).count()
+}
+
+#[test]
+fn spin_build_admits_exactly_the_limit_under_64_concurrent_clients() {
+    let app = Arc::new(spin_app(&policy(), &[], KvStore::new()));
+    for scope in ["FIXED", "SLIDING", "BUCKET", "GCRA", "LEASED"] {
+        let statuses = spin_statuses(&app, &format!("/{scope}"));
+        assert_eq!(
+            (count(&statuses, 200), count(&statuses, 429)),
+            (LIMIT, CLIENTS * PER_CLIENT - LIMIT),
+            "{scope}: {statuses:?}"
+        );
+    }
+}
+
+#[test]
+fn workers_build_admits_exactly_the_limit_under_64_concurrent_clients() {
+    let vars: BTreeMap<String, String> = [("POLICY".to_owned(), policy())].into();
+    let dev = WranglerDev::start("rate-limit", &vars, &secrets()).expect("wrangler dev");
+    for scope in ["FIXED", "SLIDING", "BUCKET", "GCRA", "LEASED"] {
+        let threads: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                let base = dev.url();
+                let case: CaseRequest = serde_json::from_value(
+                    serde_json::json!({ "method": "GET", "path": format!("/{scope}") }),
+                )
+                .unwrap();
+                std::thread::spawn(move || {
+                    let agent = agent(Duration::from_secs(60));
+                    (0..PER_CLIENT)
+                        .map(|_| send(&agent, &base, &case).unwrap().status)
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        let statuses: Vec<u16> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        assert_eq!(
+            (count(&statuses, 200), count(&statuses, 429)),
+            (LIMIT, CLIENTS * PER_CLIENT - LIMIT),
+            "{scope}: {statuses:?}\n{}",
+            dev.log_tail()
+        );
+    }
+}
+
+fn failing(mode: &str) -> String {
+    format!(
+        "[rate_limit]\nhash_key_secret = \"RATE_LIMIT_HASH_KEY\"\n\
+         [[rate_limit.scopes]]\nname = \"S\"\nalgorithm = \"fixed_window\"\nlimit = 3\n\
+         period = \"1h\"\nkey = [\"global\"]\non_store_failure = \"{mode}\"\nlocal_limit = 2\n"
+    )
+}
+
+#[test]
+fn spin_build_fails_as_each_scope_says_when_the_store_is_down() {
+    let kv = KvStore::new();
+    kv.set_available(false);
+    let client: SocketAddr = ([127, 0, 0, 1], 40004).into();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let statuses = |app: &App, n: usize| -> Vec<http::Response<bytes::Bytes>> {
+        (0..n)
+            .map(|_| runtime.block_on(app.handle(get("/x"), client)).unwrap())
+            .collect()
+    };
+
+    let open = spin_app(&failing("fail_open"), &[], kv.clone());
+    let answers = statuses(&open, 5);
+    assert!(answers.iter().all(|r| r.status() == 200));
+    assert!(answers[0].headers().get("ratelimit").is_none());
+
+    let closed = spin_app(&failing("fail_closed"), &[], kv.clone());
+    let answer = &statuses(&closed, 1)[0];
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "5");
+    assert_eq!(answer.headers()["content-type"], "application/problem+json");
+
+    // Spin starts each request afresh, so `local` limits each request alone:
+    // it admits (local_limit >= cost) and never reaches the store.
+    let local = spin_app(&failing("local"), &[], kv.clone());
+    assert!(statuses(&local, 3).iter().all(|r| r.status() == 200));
+
+    // RATE_LIMIT_FAIL_OPEN=true turns a scope without a mode to fail-open.
+    let no_mode = failing("fail_closed").replace("on_store_failure = \"fail_closed\"\n", "");
+    let env_open = spin_app(&no_mode, &[("rate_limit_fail_open", "true")], kv.clone());
+    assert_eq!(statuses(&env_open, 1)[0].status(), 200);
+    let env_closed = spin_app(&no_mode, &[("rate_limit_fail_open", "false")], kv.clone());
+    assert_eq!(statuses(&env_closed, 1)[0].status(), 503);
+
+    // Back up: the store counts again (3 admitted, then 429).
+    kv.set_available(true);
+    let codes: Vec<u16> = statuses(&closed, 4)
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(codes, [200, 200, 200, 429]);
+}
