@@ -7,8 +7,9 @@
 //!   test, the conformance suite on all four runtimes included.
 //!
 //! Other subcommands are the steps: `install`, `build`, `build-worker NAME`,
-//! `sizes`.
+//! `sizes`, and `bench rate-limit` (the benchmark tables).
 
+mod bench;
 mod build;
 mod install;
 mod util;
@@ -66,6 +67,7 @@ fn run(args: &[String]) -> Result<()> {
             None => bail!("usage: cargo xtask build-worker NAME"),
         },
         Some("sizes") => build::sizes(),
+        Some("bench") => bench::run(&args[1..]),
         Some("dev") => {
             install::all(install::Needs::Build)?;
             build::all()?;
@@ -77,7 +79,7 @@ fn run(args: &[String]) -> Result<()> {
             build::test(started)
         }
         _ => bail!(
-            "usage: cargo xtask <dev|test|install|build|build-worker NAME|sizes>\n\
+            "usage: cargo xtask <dev|test|bench rate-limit|install|build|build-worker NAME|sizes>\n\
              dev   builds every function for every platform and serves them on 127.0.0.1\n\
              test  lints, builds and runs every test (the conformance suite on all runtimes)"
         ),
