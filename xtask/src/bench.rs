@@ -133,11 +133,14 @@ fn build() -> Result<()> {
     run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))
 }
 
-/// The hook for the second table, "requests/s through `wrangler dev`:
-/// limiter vs pass-through", which is still to be written: it returns that
-/// table as markdown once it exists, and `None` until then.
+/// The second table: requests/s through `wrangler dev` with limiting off
+/// (pass-through), strict and leased, from `wasm-tests`' `edge-load`.
 fn wrangler_dev_table() -> Result<Option<String>> {
-    Ok(None)
+    run_command(cmd("cargo").args(["build", "-p", "wasm-tests", "--bin", "edge-load"]))?;
+    let load = target_dir().join("debug/edge-load");
+    Ok(Some(stdout_of(
+        cmd(&load.to_string_lossy()).arg("rate-limit"),
+    )?))
 }
 
 /// Runs `command` (its stderr shown) and writes its stdout to `to`.
