@@ -175,9 +175,21 @@ mod tests {
         std::fs::read_to_string(crate::workspace_root().join("spin.toml")).unwrap()
     }
 
+    /// Values for every required secret of the project's manifest.
+    fn all_secrets(counter_token: &str) -> HashMap<String, String> {
+        [
+            ("counter_admin_token", counter_token),
+            ("rate_limit_hash_key", "h"),
+            ("rate_limit_admin_token", "a"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
     #[test]
     fn the_project_manifest_resolves() {
-        let overrides = [("counter_admin_token".to_owned(), "s3cret".to_owned())].into();
+        let overrides = all_secrets("s3cret");
         let apps = resolve(
             &project_manifest(),
             Path::new("/repo"),
@@ -193,6 +205,9 @@ mod tests {
         );
         assert_eq!(counter.variables["counter_admin_token"], "s3cret");
         assert_eq!(counter.variables["policy"], "");
+        let limiter = apps.iter().find(|a| a.id == "rate-limit").unwrap();
+        assert_eq!(limiter.route, "/rate-limit");
+        assert_eq!(limiter.variables["rate_limit_hash_key"], "h");
     }
 
     #[test]
@@ -207,7 +222,7 @@ mod tests {
         .to_string();
         assert!(err.contains("\"counter_admin_token\" is required"), "{err}");
         assert!(err.contains("SPIN_VARIABLE_COUNTER_ADMIN_TOKEN"), "{err}");
-        let env = [("counter_admin_token".to_owned(), "from-env".to_owned())].into();
+        let env = all_secrets("from-env");
         let apps = resolve(&project_manifest(), Path::new("."), &HashMap::new(), &env).unwrap();
         assert_eq!(apps[0].variables["counter_admin_token"], "from-env");
     }
