@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use crate::model::{Request, Response};
 use crate::platform::{
     AtomicStore, CasOutcome, Clock, HttpClient, HttpError, KeyValueStore, Random, StoreError,
-    Timestamp,
+    Timestamp, Transaction,
 };
 
 /// A store in process memory, atomic under a mutex. Cloning shares it.
@@ -176,6 +176,11 @@ impl<S: AtomicStore> AtomicStore for FlakyStore<S> {
     ) -> Result<CasOutcome, StoreError> {
         self.check()?;
         self.inner.compare_and_swap(key, expected, new).await
+    }
+
+    async fn transact(&self, key: &str, tx: &Transaction<'_>) -> Result<Vec<u8>, StoreError> {
+        self.check()?;
+        self.inner.transact(key, tx).await
     }
 }
 
@@ -456,6 +461,50 @@ mod tests {
             store.conflicts.set(10);
             let result = crate::platform::update(&store, "k", 4, append).await;
             assert_eq!(result, Err(StoreError::Contention(4)));
+        });
+    }
+
+    /// A transaction appending `input`, or, with an empty input, only
+    /// reading (writing nothing).
+    fn append_tx(
+        _name: &str,
+        input: &[u8],
+        current: Option<&[u8]>,
+        _now: Timestamp,
+    ) -> Result<crate::platform::Applied, String> {
+        let new = [current.unwrap_or_default(), input].concat();
+        Ok(crate::platform::Applied {
+            value: (!input.is_empty()).then(|| new.clone()),
+            expires_at: None,
+            output: new,
+        })
+    }
+
+    #[test]
+    fn transactions_retry_conflicts_and_reads_write_nothing() {
+        block_on(async {
+            let store = Contended {
+                inner: MemoryStore::new(),
+                conflicts: std::cell::Cell::new(2),
+            };
+            let clock = FakeClock::default();
+            let tx = |input: &'static [u8], max_attempts| Transaction {
+                name: "append",
+                input,
+                run: append_tx,
+                clock: &clock,
+                max_attempts,
+            };
+            // Two writers slip in; the third attempt wins and keeps their writes.
+            assert_eq!(store.transact("k", &tx(b"y", 3)).await, Ok(b"xxy".to_vec()));
+            store.conflicts.set(1);
+            assert_eq!(store.transact("k", &tx(b"", 1)).await, Ok(b"xxy".to_vec()));
+            assert_eq!(store.conflicts.get(), 1, "a read makes no compare-and-swap");
+            store.conflicts.set(5);
+            assert_eq!(
+                store.transact("k", &tx(b"z", 2)).await,
+                Err(StoreError::Contention(2))
+            );
         });
     }
 

@@ -145,9 +145,32 @@ where
     S: AtomicStore + ?Sized,
     F: FnMut(Option<&[u8]>) -> (Vec<u8>, T),
 {
+    cas_loop(store, key, max_attempts, |current| {
+        let (new, result) = update(current);
+        Ok((Some(new), result))
+    })
+    .await
+}
+
+/// The compare-and-swap loop behind [`update`] and [`transact_with_cas`]:
+/// `step` sees the current value and returns the value to write (`None`:
+/// write nothing and return at once) and the caller's result.
+async fn cas_loop<S, T, F>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    mut step: F,
+) -> Result<T, StoreError>
+where
+    S: AtomicStore + ?Sized,
+    F: FnMut(Option<&[u8]>) -> Result<(Option<Vec<u8>>, T), StoreError>,
+{
     let mut current = store.get(key).await?;
     for _ in 0..max_attempts {
-        let (new, result) = update(current.as_deref());
+        let (new, result) = step(current.as_deref())?;
+        let Some(new) = new else {
+            return Ok(result);
+        };
         match store
             .compare_and_swap(key, current.as_deref(), &new)
             .await?
@@ -204,26 +227,16 @@ pub async fn transact_with_cas<S: AtomicStore + ?Sized>(
     key: &str,
     tx: &Transaction<'_>,
 ) -> Result<Vec<u8>, StoreError> {
-    let corrupt = |reason: String| StoreError::Corrupt {
-        key: key.to_owned(),
-        reason,
-    };
-    let mut current = store.get(key).await?;
-    for _ in 0..tx.max_attempts.max(1) {
-        let applied =
-            (tx.run)(tx.name, tx.input, current.as_deref(), tx.clock.now()).map_err(corrupt)?;
-        let Some(new) = applied.value else {
-            return Ok(applied.output);
-        };
-        match store
-            .compare_and_swap(key, current.as_deref(), &new)
-            .await?
-        {
-            CasOutcome::Swapped => return Ok(applied.output),
-            CasOutcome::Conflict { current: now } => current = now,
-        }
-    }
-    Err(StoreError::Contention(tx.max_attempts.max(1)))
+    cas_loop(store, key, tx.max_attempts.max(1), |current| {
+        let applied = (tx.run)(tx.name, tx.input, current, tx.clock.now()).map_err(|reason| {
+            StoreError::Corrupt {
+                key: key.to_owned(),
+                reason,
+            }
+        })?;
+        Ok((applied.value, applied.output))
+    })
+    .await
 }
 
 /// A source of cryptographically secure random bytes.
