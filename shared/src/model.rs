@@ -37,6 +37,13 @@ pub enum Runtime {
 }
 
 impl Runtime {
+    /// Whether a function instance serves many requests here (an isolate
+    /// on Workers, a page in a browser), so that what it remembers between
+    /// requests is of use. Spin builds a fresh instance per request.
+    pub fn keeps_instances(self) -> bool {
+        self != Runtime::Spin
+    }
+
     /// The lower-case name used in logs and health output.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -56,6 +63,13 @@ pub fn json_response(status: http::StatusCode, value: &serde_json::Value) -> Res
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    response
+}
+
+/// An answer with `status` and no body (e.g. `204 No Content`).
+pub fn empty_response(status: http::StatusCode) -> Response {
+    let mut response = Response::new(Body::new());
+    *response.status_mut() = status;
     response
 }
 

@@ -7,7 +7,8 @@
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde_json::{Map, Value};
 
-use crate::model::{Body, Response};
+use crate::model::{Body, Request, Response};
+use crate::policy::Secret;
 
 /// The media type of problem bodies.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -82,6 +83,38 @@ impl Problem {
     pub fn not_found(path: &str) -> Self {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
             .with_detail(format!("no route for path {path:?}"))
+    }
+
+    /// `Ok` when `req` carries `Authorization: Bearer <expected>` (compared
+    /// in constant time), else 401 with an RFC 6750 challenge for `realm`:
+    /// `invalid_request` when no bearer token came (`missing` says what
+    /// needed one), `invalid_token` when it is not `expected`. The presented
+    /// token is never echoed.
+    pub fn require_bearer(
+        req: &Request,
+        expected: &Secret,
+        realm: &str,
+        missing: &str,
+    ) -> Result<(), Problem> {
+        let presented = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let (error, detail) = match presented {
+            None => ("invalid_request", missing),
+            Some(token) if expected.matches(token.as_bytes()) => return Ok(()),
+            Some(_) => ("invalid_token", "the bearer token is not the admin token"),
+        };
+        let challenge = format!("Bearer realm=\"{realm}\", error=\"{error}\"");
+        Err(
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+                .with_detail(detail)
+                .with_header(
+                    http::header::WWW_AUTHENTICATE,
+                    HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
+                ),
+        )
     }
 
     /// 405 with an `Allow` header listing `allowed`.
@@ -177,6 +210,29 @@ impl Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bearer_tokens_are_checked_and_never_echoed() {
+        let secret = Secret::new("s3cret");
+        let with = |auth: Option<&str>| {
+            let mut req = http::Request::builder().body(Body::new()).unwrap();
+            if let Some(a) = auth {
+                req.headers_mut()
+                    .insert(http::header::AUTHORIZATION, a.parse().unwrap());
+            }
+            Problem::require_bearer(&req, &secret, "fn", "needs a token")
+        };
+        assert_eq!(with(Some("Bearer s3cret")), Ok(()));
+        let missing = with(None).unwrap_err();
+        assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(missing.detail(), Some("needs a token"));
+        let wrong = with(Some("Bearer guess")).unwrap_err().into_response(None);
+        assert_eq!(
+            wrong.headers()["www-authenticate"],
+            "Bearer realm=\"fn\", error=\"invalid_token\""
+        );
+        assert!(!String::from_utf8_lossy(wrong.body()).contains("guess"));
+    }
 
     #[test]
     fn renders_rfc9457_members_and_headers() {

@@ -16,10 +16,10 @@
 //! its store) and `/health` reports the store as failing.
 
 use async_trait::async_trait;
-use edge_core::model::{json_response, path_segments, query_param};
+use edge_core::model::{empty_response, json_response, path_segments, query_param};
 use edge_core::policy::{Policy, PolicyDuration, Validator};
 use edge_core::{Config, ConfigError, Context, EdgeFunction, Problem, Request, Response, Secret};
-use http::{HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -137,7 +137,7 @@ impl EdgeFunction for Counter {
                     .await
                     .map_err(|e| self.store_down(ctx, &e))?;
                 ctx.log().info("counter reset", json!({ "key": key }));
-                return Ok(empty(StatusCode::NO_CONTENT));
+                return Ok(empty_response(StatusCode::NO_CONTENT));
             }
             ref other => {
                 return Err(Problem::method_not_allowed(
@@ -202,24 +202,11 @@ impl Counter {
                     .with_detail("this counter's policy names no admin token secret"),
             );
         };
-        let presented = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let (error, detail) = match presented {
-            None => ("invalid_request", "DELETE needs an admin bearer token"),
-            Some(token) if expected.matches(token.as_bytes()) => return Ok(()),
-            Some(_) => ("invalid_token", "the bearer token is not the admin token"),
-        };
-        let challenge = format!("Bearer realm=\"counter\", error=\"{error}\"");
-        Err(
-            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-                .with_detail(detail)
-                .with_header(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
-                ),
+        Problem::require_bearer(
+            req,
+            expected,
+            "counter",
+            "DELETE needs an admin bearer token",
         )
     }
 
@@ -230,12 +217,6 @@ impl Counter {
         );
         Problem::store_unavailable(self.policy.retry_after.0.as_secs())
     }
-}
-
-fn empty(status: StatusCode) -> Response {
-    let mut response = Response::new(edge_core::Body::new());
-    *response.status_mut() = status;
-    response
 }
 
 #[cfg(test)]

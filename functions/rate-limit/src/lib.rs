@@ -37,7 +37,7 @@ use std::cell::RefCell;
 
 use async_trait::async_trait;
 use edge_core::memory::MemoryStore;
-use edge_core::model::{Runtime, json_response};
+use edge_core::model::{empty_response, json_response};
 use edge_core::platform::{Applied, AtomicStore, Transaction};
 use edge_core::{
     Config, ConfigError, Context, EdgeFunction, Problem, Request, Response, Secret, StoreError,
@@ -358,12 +358,6 @@ impl RateLimit {
         }
     }
 
-    /// Whether this runtime keeps the function between requests (leases and
-    /// blocked keys only help where it does; Spin starts afresh each time).
-    fn isolate_persists(ctx: &Context<'_>) -> bool {
-        ctx.runtime() != Runtime::Spin
-    }
-
     async fn decide(
         &self,
         scope: &CompiledScope,
@@ -372,7 +366,8 @@ impl RateLimit {
         ctx: &Context<'_>,
     ) -> Verdict {
         let now = ctx.clock().now().as_millis();
-        let persists = Self::isolate_persists(ctx);
+        // Leases and blocked keys only help where the instance lives on.
+        let persists = ctx.runtime().keeps_instances();
         let lease = scope.scope.lease.filter(|_| persists);
         if lease.is_some()
             && let Some(l) = self.local.borrow_mut().spend(key, cost, now)
@@ -649,9 +644,7 @@ impl RateLimit {
                 "rate-limit key reset",
                 json!({ "scope": scope.scope.name, "key_hash": hash }),
             );
-            let mut response = Response::new(edge_core::Body::new());
-            *response.status_mut() = StatusCode::NO_CONTENT;
-            return Ok(response);
+            return Ok(empty_response(StatusCode::NO_CONTENT));
         }
         let input = TransactionInput {
             limit: scope.limit,
@@ -683,26 +676,11 @@ impl RateLimit {
                     .with_detail("the policy names no admin token secret"),
             );
         };
-        let presented = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let (error, detail) = match presented {
-            None => ("invalid_request", "the admin endpoints need a bearer token"),
-            Some(token) if expected.matches(token.as_bytes()) => return Ok(()),
-            Some(_) => ("invalid_token", "the bearer token is not the admin token"),
-        };
-        Err(
-            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
-                .with_detail(detail)
-                .with_header(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_str(&format!(
-                        "Bearer realm=\"rate-limit\", error=\"{error}\""
-                    ))
-                    .unwrap_or(HeaderValue::from_static("Bearer")),
-                ),
+        Problem::require_bearer(
+            req,
+            expected,
+            "rate-limit",
+            "the admin endpoints need a bearer token",
         )
     }
 }
