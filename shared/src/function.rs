@@ -262,8 +262,7 @@ fn correlation_id(req: &Request, random: &dyn Random) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::MemorySink;
-    use crate::memory::{FakeClock, FlakyStore, MemoryStore, SeededRandom, StaticHttpClient};
+    use crate::memory::TestPlatform;
     use crate::platform::Timestamp;
     use crate::policy::{Policy, Validator};
     use futures::executor::block_on;
@@ -306,37 +305,8 @@ mod tests {
         }
     }
 
-    struct Fixture {
-        store: FlakyStore<MemoryStore>,
-        clock: FakeClock,
-        random: SeededRandom,
-        http: StaticHttpClient,
-        logs: MemorySink,
-    }
-
-    impl Fixture {
-        fn new() -> Self {
-            Fixture {
-                store: FlakyStore::new(MemoryStore::new()),
-                clock: FakeClock::at(Timestamp::from_millis(1_795_305_600_000)),
-                random: SeededRandom::new(1),
-                http: StaticHttpClient::new(),
-                logs: MemorySink::default(),
-            }
-        }
-
-        fn serve(&self, instance: &Instance<Echo>, req: Request) -> Response {
-            let services = Services {
-                runtime: Runtime::Native,
-                clock: &self.clock,
-                store: &self.store,
-                cache: &self.store,
-                random: &self.random,
-                http: &self.http,
-                log_sink: &self.logs,
-            };
-            block_on(serve(instance, req, &services))
-        }
+    fn platform() -> TestPlatform {
+        TestPlatform::at(Timestamp::from_millis(1_795_305_600_000))
     }
 
     fn get(path: &str) -> Request {
@@ -352,32 +322,32 @@ mod tests {
 
     #[test]
     fn health_reports_function_and_store() {
-        let f = Fixture::new();
+        let f = platform();
         let instance = instantiate::<Echo>(&Config::new(Echo::DEFAULT_POLICY));
-        let up = f.serve(&instance, get("/health"));
+        let up = block_on(f.serve(&instance, get("/health")));
         assert_eq!(up.status(), 200);
         assert_eq!(up.headers()["content-type"], "application/health+json");
         assert_eq!(body(&up)["version"], "1.2.3");
         assert_eq!(body(&up)["checks"]["store"]["status"], "pass");
         assert_eq!(body(&up)["checks"]["cache"]["status"], "pass");
         f.store.set_available(false);
-        let down = f.serve(&instance, get("/health"));
+        let down = block_on(f.serve(&instance, get("/health")));
         assert_eq!(down.status(), 503);
         assert_eq!(body(&down)["status"], "fail");
     }
 
     #[test]
     fn correlation_ids_are_echoed_or_generated_and_logged() {
-        let f = Fixture::new();
+        let f = platform();
         let instance = instantiate::<Echo>(&Config::new(Echo::DEFAULT_POLICY));
         let mut req = get("/fail");
         req.headers_mut()
             .insert("x-request-id", HeaderValue::from_static("req-42"));
-        let response = f.serve(&instance, req);
+        let response = block_on(f.serve(&instance, req));
         assert_eq!(response.headers()[CORRELATION_HEADER], "req-42");
         assert_eq!(body(&response)["correlation_id"], "req-42");
         assert_eq!(body(&response)["instance"], "/fail");
-        let generated = f.serve(&instance, get("/"));
+        let generated = block_on(f.serve(&instance, get("/")));
         let id = generated.headers()[CORRELATION_HEADER]
             .to_str()
             .unwrap()
@@ -392,10 +362,10 @@ mod tests {
 
     #[test]
     fn an_invalid_policy_answers_500_and_logs_the_field() {
-        let f = Fixture::new();
+        let f = platform();
         let config = Config::new(Echo::DEFAULT_POLICY).with_var("POLICY", "greeting = \"\"");
         let instance = instantiate::<Echo>(&config);
-        let response = f.serve(&instance, get("/"));
+        let response = block_on(f.serve(&instance, get("/")));
         assert_eq!(response.status(), 500);
         assert_eq!(
             body(&response)["type"],

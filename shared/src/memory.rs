@@ -299,6 +299,58 @@ impl HttpClient for StaticHttpClient {
     }
 }
 
+/// Every platform service in memory, for tests of whole functions: a store
+/// that can be taken down, a clock moved by hand, seeded randomness, canned
+/// outbound HTTP and captured logs. The store also serves as the cache.
+#[derive(Debug)]
+pub struct TestPlatform {
+    /// The atomic store (and cache); `set_available(false)` takes it down.
+    pub store: FlakyStore<MemoryStore>,
+    /// The clock.
+    pub clock: FakeClock,
+    /// The randomness.
+    pub random: SeededRandom,
+    /// Outbound HTTP.
+    pub http: StaticHttpClient,
+    /// Every log line written.
+    pub logs: crate::log::MemorySink,
+}
+
+impl TestPlatform {
+    /// A fresh platform whose clock reads `start`.
+    pub fn at(start: Timestamp) -> Self {
+        TestPlatform {
+            store: FlakyStore::new(MemoryStore::new()),
+            clock: FakeClock::at(start),
+            random: SeededRandom::new(1),
+            http: StaticHttpClient::new(),
+            logs: crate::log::MemorySink::default(),
+        }
+    }
+
+    /// The services, as the native runtime.
+    pub fn services(&self) -> crate::function::Services<'_> {
+        crate::function::Services {
+            runtime: crate::model::Runtime::Native,
+            clock: &self.clock,
+            store: &self.store,
+            cache: &self.store,
+            random: &self.random,
+            http: &self.http,
+            log_sink: &self.logs,
+        }
+    }
+
+    /// Serves one request with [`crate::serve`] on these services.
+    pub async fn serve<F: crate::EdgeFunction>(
+        &self,
+        instance: &crate::function::Instance<F>,
+        req: Request,
+    ) -> Response {
+        crate::serve(instance, req, &self.services()).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

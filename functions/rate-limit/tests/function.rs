@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use edge_core::function::{Instance, Services, instantiate, serve};
-use edge_core::log::MemorySink;
-use edge_core::memory::{FakeClock, FlakyStore, MemoryStore, SeededRandom, StaticHttpClient};
-use edge_core::model::Runtime;
+use edge_core::function::{Instance, instantiate};
+use edge_core::memory::TestPlatform;
 use edge_core::{ClientAddr, Config, EdgeFunction, Request, Response, Timestamp};
 use futures::executor::block_on;
 use rate_limit::RateLimit;
@@ -17,37 +15,13 @@ const HASH_KEY: &str = "test-hash-key";
 const ADMIN: &str = "test-admin-token";
 const T0: u64 = 1_795_305_600_000; // 2026-11-22T00:00:00Z, a minute boundary
 
-struct Fixture {
-    store: FlakyStore<MemoryStore>,
-    clock: FakeClock,
-    random: SeededRandom,
-    http: StaticHttpClient,
-    logs: MemorySink,
+/// The in-memory platform, its clock at `T0`.
+fn platform() -> TestPlatform {
+    TestPlatform::at(Timestamp::from_millis(T0))
 }
 
-impl Fixture {
-    fn new() -> Self {
-        Fixture {
-            store: FlakyStore::new(MemoryStore::new()),
-            clock: FakeClock::at(Timestamp::from_millis(T0)),
-            random: SeededRandom::new(7),
-            http: StaticHttpClient::new(),
-            logs: MemorySink::default(),
-        }
-    }
-
-    fn serve(&self, instance: &Instance<RateLimit>, req: Request) -> Response {
-        let services = Services {
-            runtime: Runtime::Native,
-            clock: &self.clock,
-            store: &self.store,
-            cache: &self.store,
-            random: &self.random,
-            http: &self.http,
-            log_sink: &self.logs,
-        };
-        block_on(serve(instance, req, &services))
-    }
+fn serve(p: &TestPlatform, instance: &Instance<RateLimit>, req: Request) -> Response {
+    block_on(p.serve(instance, req))
 }
 
 fn config(policy: &str) -> Config {
@@ -152,10 +126,10 @@ fn invalid_policies_name_the_field_and_value() {
 
 #[test]
 fn a_sixth_login_within_fifteen_minutes_is_refused_with_headers_and_problem() {
-    let f = Fixture::new();
+    let f = platform();
     let rl = instance(&with_scopes("", LOGIN));
     for i in 0..5u64 {
-        let r = f.serve(&rl, request("POST", "/auth/login", "203.0.113.9"));
+        let r = serve(&f, &rl, request("POST", "/auth/login", "203.0.113.9"));
         assert_eq!(r.status(), 200, "attempt {i}");
         assert_eq!(header(&r, "ratelimit-policy"), "\"AUTH_LOGIN\";q=5;w=900");
         assert_eq!(
@@ -164,7 +138,7 @@ fn a_sixth_login_within_fifteen_minutes_is_refused_with_headers_and_problem() {
         );
         f.clock.advance(Duration::from_secs(60));
     }
-    let r = f.serve(&rl, request("POST", "/auth/login", "203.0.113.9"));
+    let r = serve(&f, &rl, request("POST", "/auth/login", "203.0.113.9"));
     assert_eq!(r.status(), 429);
     assert_eq!(header(&r, "content-type"), "application/problem+json");
     // The first attempt leaves the window 15 min after it: 900 - 300 s.
@@ -176,11 +150,10 @@ fn a_sixth_login_within_fifteen_minutes_is_refused_with_headers_and_problem() {
     assert_eq!(b["retry_after"], 600);
     // Another client, another method and another path are not limited by it.
     assert_eq!(
-        f.serve(&rl, request("POST", "/auth/login", "203.0.113.10"))
-            .status(),
+        serve(&f, &rl, request("POST", "/auth/login", "203.0.113.10")).status(),
         200
     );
-    let other = f.serve(&rl, request("GET", "/auth/login", "203.0.113.9"));
+    let other = serve(&f, &rl, request("GET", "/auth/login", "203.0.113.9"));
     assert_eq!(other.status(), 200);
     assert_eq!(header(&other, "ratelimit"), "");
     // The logs carry the keyed hash, never the address.
@@ -190,15 +163,14 @@ fn a_sixth_login_within_fifteen_minutes_is_refused_with_headers_and_problem() {
     // After the first attempt leaves the window, one more passes.
     f.clock.advance(Duration::from_secs(600));
     assert_eq!(
-        f.serve(&rl, request("POST", "/auth/login", "203.0.113.9"))
-            .status(),
+        serve(&f, &rl, request("POST", "/auth/login", "203.0.113.9")).status(),
         200
     );
 }
 
 #[test]
 fn the_strictest_scope_decides_and_the_others_are_not_charged() {
-    let f = Fixture::new();
+    let f = platform();
     let scopes = format!(
         "{LOGIN}\n[[rate_limit.scopes]]\nname = \"GLOBAL\"\nalgorithm = \"fixed_window\"\n\
          limit = 8\nperiod = \"1m\"\nkey = [\"ip\"]"
@@ -206,13 +178,12 @@ fn the_strictest_scope_decides_and_the_others_are_not_charged() {
     let rl = instance(&with_scopes("", &scopes));
     for _ in 0..5 {
         assert_eq!(
-            f.serve(&rl, request("POST", "/auth/login", "198.51.100.1"))
-                .status(),
+            serve(&f, &rl, request("POST", "/auth/login", "198.51.100.1")).status(),
             200
         );
     }
     for _ in 0..3 {
-        let r = f.serve(&rl, request("POST", "/auth/login", "198.51.100.1"));
+        let r = serve(&f, &rl, request("POST", "/auth/login", "198.51.100.1"));
         assert_eq!(r.status(), 429);
         assert_eq!(
             header(&r, "ratelimit-policy"),
@@ -221,18 +192,18 @@ fn the_strictest_scope_decides_and_the_others_are_not_charged() {
     }
     // The refused logins did not spend GLOBAL permits: 3 are left.
     for i in 0..3 {
-        let r = f.serve(&rl, request("GET", "/x", "198.51.100.1"));
+        let r = serve(&f, &rl, request("GET", "/x", "198.51.100.1"));
         assert_eq!(r.status(), 200, "request {i}");
     }
     assert_eq!(
-        f.serve(&rl, request("GET", "/x", "198.51.100.1")).status(),
+        serve(&f, &rl, request("GET", "/x", "198.51.100.1")).status(),
         429
     );
 }
 
-fn count_allowed(f: &Fixture, rl: &Instance<RateLimit>, n: usize, ip: &str) -> usize {
+fn count_allowed(f: &TestPlatform, rl: &Instance<RateLimit>, n: usize, ip: &str) -> usize {
     (0..n)
-        .filter(|_| f.serve(rl, request("GET", "/x", ip)).status() == 200)
+        .filter(|_| serve(f, rl, request("GET", "/x", ip)).status() == 200)
         .count()
 }
 
@@ -240,13 +211,13 @@ fn count_allowed(f: &Fixture, rl: &Instance<RateLimit>, n: usize, ip: &str) -> u
 fn leases_keep_the_limit_exact_across_isolates_with_fewer_store_calls() {
     let scope = "[[rate_limit.scopes]]\nname = \"G\"\nalgorithm = \"fixed_window\"\n\
                  limit = 100\nperiod = \"1m\"\nkey = [\"global\"]";
-    let strict = Fixture::new();
+    let strict = platform();
     let rl = instance(&with_scopes("", scope));
     assert_eq!(count_allowed(&strict, &rl, 150, "192.0.2.1"), 100);
     let strict_calls = strict.store.calls();
 
     // Three isolates share one store, each leasing 10 permits at a time.
-    let leased = Fixture::new();
+    let leased = platform();
     let policy = with_scopes("", &format!("{scope}\nlease = 10"));
     let isolates = [instance(&policy), instance(&policy), instance(&policy)];
     let mut admitted = 0;
@@ -273,7 +244,7 @@ fn leases_keep_the_limit_exact_across_isolates_with_fewer_store_calls() {
 
 #[test]
 fn a_known_blocked_key_is_answered_without_the_store() {
-    let f = Fixture::new();
+    let f = platform();
     let scope = "[[rate_limit.scopes]]\nname = \"G\"\nalgorithm = \"fixed_window\"\n\
                  limit = 2\nperiod = \"1m\"\nkey = [\"ip\"]";
     let rl = instance(&with_scopes("", scope));
@@ -297,17 +268,17 @@ fn failing_scope(mode: &str) -> String {
 
 #[test]
 fn each_failure_mode_behaves_as_configured_when_the_store_fails() {
-    let f = Fixture::new();
+    let f = platform();
     f.store.set_available(false);
 
     let open = instance(&failing_scope("fail_open"));
-    let r = f.serve(&open, request("GET", "/x", "192.0.2.9"));
+    let r = serve(&f, &open, request("GET", "/x", "192.0.2.9"));
     assert_eq!(r.status(), 200);
     assert_eq!(header(&r, "ratelimit"), "", "no state to report");
     assert_eq!(count_allowed(&f, &open, 20, "192.0.2.9"), 20);
 
     let closed = instance(&failing_scope("fail_closed"));
-    let r = f.serve(&closed, request("GET", "/x", "192.0.2.9"));
+    let r = serve(&f, &closed, request("GET", "/x", "192.0.2.9"));
     assert_eq!(r.status(), 503);
     assert_eq!(header(&r, "retry-after"), "5");
     assert_eq!(
@@ -317,7 +288,7 @@ fn each_failure_mode_behaves_as_configured_when_the_store_fails() {
 
     let local = instance(&failing_scope("local"));
     assert_eq!(count_allowed(&f, &local, 10, "192.0.2.9"), 2, "local_limit");
-    let r = f.serve(&local, request("GET", "/x", "192.0.2.9"));
+    let r = serve(&f, &local, request("GET", "/x", "192.0.2.9"));
     assert_eq!(r.status(), 429);
 
     // Back up: the store's own count applies again.
@@ -329,7 +300,7 @@ fn each_failure_mode_behaves_as_configured_when_the_store_fails() {
 
 #[test]
 fn the_variables_override_enabled_and_the_default_failure_mode() {
-    let f = Fixture::new();
+    let f = platform();
     f.store.set_available(false);
     let policy = with_scopes(
         "",
@@ -338,12 +309,12 @@ fn the_variables_override_enabled_and_the_default_failure_mode() {
     );
     let default = instantiate::<RateLimit>(&config(&policy));
     assert_eq!(
-        f.serve(&default, request("GET", "/", "192.0.2.1")).status(),
+        serve(&f, &default, request("GET", "/", "192.0.2.1")).status(),
         503
     );
     let open = instantiate::<RateLimit>(&config(&policy).with_var("RATE_LIMIT_FAIL_OPEN", "true"));
     assert_eq!(
-        f.serve(&open, request("GET", "/", "192.0.2.1")).status(),
+        serve(&f, &open, request("GET", "/", "192.0.2.1")).status(),
         200
     );
 
@@ -351,14 +322,14 @@ fn the_variables_override_enabled_and_the_default_failure_mode() {
     let before = f.store.calls();
     let off = instantiate::<RateLimit>(&config(&policy).with_var("RATE_LIMIT_ENABLED", "false"));
     assert_eq!(count_allowed(&f, &off, 5, "192.0.2.1"), 5);
-    let r = f.serve(&off, request("GET", "/", "192.0.2.1"));
+    let r = serve(&f, &off, request("GET", "/", "192.0.2.1"));
     assert_eq!(header(&r, "ratelimit-policy"), "");
     assert_eq!(f.store.calls(), before, "disabled: no store calls");
 }
 
 #[test]
 fn allow_and_deny_lists_apply_before_any_limit() {
-    let f = Fixture::new();
+    let f = platform();
     let policy = with_scopes(
         "allow = [\"ip:10.0.0.0/8\"]\ndeny = [\"ip:192.0.2.66\", \"sub:mallory\"]",
         "[[rate_limit.scopes]]\nname = \"S\"\nalgorithm = \"fixed_window\"\nlimit = 1\n\
@@ -366,18 +337,18 @@ fn allow_and_deny_lists_apply_before_any_limit() {
     );
     let rl = instance(&policy);
     assert_eq!(count_allowed(&f, &rl, 5, "10.9.8.7"), 5);
-    let r = f.serve(&rl, request("GET", "/", "192.0.2.66"));
+    let r = serve(&f, &rl, request("GET", "/", "192.0.2.66"));
     assert_eq!(r.status(), 403);
     assert_eq!(body(&r)["type"], "urn:edge-functions:problem:denied");
     let mut req = request("GET", "/", "192.0.2.1");
     req.headers_mut()
         .insert("x-auth-sub", "mallory".parse().unwrap());
-    assert_eq!(f.serve(&rl, req).status(), 403);
+    assert_eq!(serve(&f, &rl, req).status(), 403);
 }
 
 #[test]
 fn keys_combine_parts_and_fall_back_when_one_is_missing() {
-    let f = Fixture::new();
+    let f = platform();
     let policy = with_scopes(
         "",
         "[[rate_limit.scopes]]\nname = \"U\"\nalgorithm = \"token_bucket\"\nlimit = 2\n\
@@ -387,7 +358,7 @@ fn keys_combine_parts_and_fall_back_when_one_is_missing() {
     let as_user = |sub: &str, path: &str| {
         let mut req = request("GET", path, "192.0.2.1");
         req.headers_mut().insert("x-auth-sub", sub.parse().unwrap());
-        f.serve(&rl, req).status()
+        serve(&f, &rl, req).status()
     };
     assert_eq!(
         [
@@ -408,14 +379,14 @@ fn keys_combine_parts_and_fall_back_when_one_is_missing() {
     let mut req = request("GET", "/a", "192.0.2.1");
     req.headers_mut()
         .insert("x-auth-sub", "x".repeat(300).parse().unwrap());
-    let r = f.serve(&rl, req);
+    let r = serve(&f, &rl, req);
     assert_eq!(r.status(), 400);
     assert_eq!(body(&r)["header"], "x-auth-sub");
 }
 
 #[test]
 fn a_trusted_cost_header_charges_more_and_bad_values_are_refused() {
-    let f = Fixture::new();
+    let f = platform();
     let policy = with_scopes(
         "cost_header = \"x-ratelimit-cost\"",
         "[[rate_limit.scopes]]\nname = \"S\"\nalgorithm = \"fixed_window\"\nlimit = 10\n\
@@ -426,7 +397,7 @@ fn a_trusted_cost_header_charges_more_and_bad_values_are_refused() {
         let mut req = request("GET", "/", "192.0.2.1");
         req.headers_mut()
             .insert("x-ratelimit-cost", cost.parse().unwrap());
-        f.serve(&rl, req)
+        serve(&f, &rl, req)
     };
     assert_eq!(header(&with_cost("7"), "ratelimit"), "\"S\";r=3;t=60");
     assert_eq!(with_cost("4").status(), 429);
@@ -438,10 +409,10 @@ fn a_trusted_cost_header_charges_more_and_bad_values_are_refused() {
 
 #[test]
 fn admins_read_and_reset_one_identifier() {
-    let f = Fixture::new();
+    let f = platform();
     let rl = instance(&with_scopes("", LOGIN));
     for _ in 0..6 {
-        f.serve(&rl, request("POST", "/auth/login", "203.0.113.9"));
+        serve(&f, &rl, request("POST", "/auth/login", "203.0.113.9"));
     }
     let admin = |method: &str, query: &str, token: Option<&str>| {
         let mut req = request(method, &format!("/_ratelimit/state?{query}"), "192.0.2.1");
@@ -449,7 +420,7 @@ fn admins_read_and_reset_one_identifier() {
             req.headers_mut()
                 .insert("authorization", format!("Bearer {t}").parse().unwrap());
         }
-        f.serve(&rl, req)
+        serve(&f, &rl, req)
     };
     let r = admin("GET", "scope=AUTH_LOGIN&ip=203.0.113.9", None);
     assert_eq!(r.status(), 401);
@@ -477,8 +448,7 @@ fn admins_read_and_reset_one_identifier() {
         204
     );
     assert_eq!(
-        f.serve(&rl, request("POST", "/auth/login", "203.0.113.9"))
-            .status(),
+        serve(&f, &rl, request("POST", "/auth/login", "203.0.113.9")).status(),
         200
     );
     let logs = f.logs.lines().join("\n");
@@ -487,7 +457,7 @@ fn admins_read_and_reset_one_identifier() {
 
 #[test]
 fn admitted_requests_go_to_the_origin_with_the_fields() {
-    let f = Fixture::new();
+    let f = platform();
     let mut origin_answer = http::Response::new(bytes::Bytes::from_static(b"hello"));
     origin_answer
         .headers_mut()
@@ -499,14 +469,13 @@ fn admitted_requests_go_to_the_origin_with_the_fields() {
          period = \"1m\"\nkey = [\"ip\"]",
     );
     let rl = instance(&policy);
-    let r = f.serve(&rl, request("GET", "/api/items?page=2", "192.0.2.1"));
+    let r = serve(&f, &rl, request("GET", "/api/items?page=2", "192.0.2.1"));
     assert_eq!(r.status(), 200);
     assert_eq!(r.body().as_ref(), b"hello");
     assert_eq!(header(&r, "x-origin"), "yes");
     assert_eq!(header(&r, "ratelimit"), "\"S\";r=0;t=60");
     assert_eq!(
-        f.serve(&rl, request("GET", "/api/items", "192.0.2.1"))
-            .status(),
+        serve(&f, &rl, request("GET", "/api/items", "192.0.2.1")).status(),
         429
     );
     assert_eq!(
@@ -514,6 +483,6 @@ fn admitted_requests_go_to_the_origin_with_the_fields() {
         1,
         "refused: not forwarded"
     );
-    let down = f.serve(&rl, request("GET", "/other", "192.0.2.2"));
+    let down = serve(&f, &rl, request("GET", "/other", "192.0.2.2"));
     assert_eq!(down.status(), 502);
 }
