@@ -88,28 +88,39 @@ impl Identity {
         req: &Request,
         parts: &[KeyPart],
     ) -> Result<Option<String>, BadIdentifier> {
-        let mut out = String::new();
-        for part in parts {
-            let value = match part {
+        compose(parts, |part| {
+            Ok(match part {
                 KeyPart::Ip => self.ip.map(|ip| ip.to_string()),
                 KeyPart::Sub => self.sub.clone(),
                 KeyPart::ApiKeyId => self.api_key_id.clone(),
                 KeyPart::Route => Some(format!("{} {}", req.method(), req.uri().path())),
                 KeyPart::Global => Some(String::new()),
                 KeyPart::Header(name) => header_text(req, name.as_str())?.map(str::to_owned),
-            };
-            let Some(value) = value else {
-                return Ok(None);
-            };
-            if !out.is_empty() {
-                out.push('|');
-            }
-            out.push_str(&part.name());
-            out.push('=');
-            out.push_str(&value);
-        }
-        Ok(Some(out))
+            })
+        })
     }
+}
+
+/// Joins each part's value as `name=value|name=value`: the one spelling of
+/// an identifier, whether read from a request or named by an admin. `None`
+/// when some part has no value.
+pub fn compose<E>(
+    parts: &[KeyPart],
+    mut value_of: impl FnMut(&KeyPart) -> Result<Option<String>, E>,
+) -> Result<Option<String>, E> {
+    let mut out = String::new();
+    for part in parts {
+        let Some(value) = value_of(part)? else {
+            return Ok(None);
+        };
+        if !out.is_empty() {
+            out.push('|');
+        }
+        out.push_str(&part.name());
+        out.push('=');
+        out.push_str(&value);
+    }
+    Ok(Some(out))
 }
 
 /// `ip` with IPv6 addresses cut to their first `prefix` bits.

@@ -228,10 +228,12 @@ impl EdgeFunction for RateLimit {
     }
 
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
-        let path = req.uri().path();
-        if path == self.policy.admin_path
-            || path.starts_with(&format!("{}/", self.policy.admin_path))
-        {
+        let under_admin = req
+            .uri()
+            .path()
+            .strip_prefix(self.policy.admin_path.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        if under_admin {
             return self.admin(&req, ctx).await;
         }
         if !self.enabled {
@@ -269,9 +271,15 @@ impl EdgeFunction for RateLimit {
                 .map(|(scope, hash, cost)| self.decide(scope, hash, *cost, ctx)),
         )
         .await;
-        let denied = verdicts
+        // The refusal that lasts longest is the one to report.
+        let refused = applicable
             .iter()
-            .any(|v| matches!(v, Verdict::Decided(o, _) if !o.allowed));
+            .zip(&verdicts)
+            .filter_map(|((scope, _, _), v)| match v {
+                Verdict::Decided(o, _) if !o.allowed => Some((*scope, o.retry_after_ms)),
+                _ => None,
+            })
+            .max_by_key(|(_, wait)| *wait);
         let closed = verdicts.iter().any(|v| matches!(v, Verdict::Closed));
         let now = ctx.clock().now().as_millis();
         let reports: Vec<ScopeReport> = applicable
@@ -293,7 +301,7 @@ impl EdgeFunction for RateLimit {
                 );
             }
         }
-        if denied || closed {
+        if refused.is_some() || closed {
             for ((scope, hash, cost), verdict) in applicable.iter().zip(&verdicts) {
                 if let Verdict::Decided(o, source) = verdict
                     && o.allowed
@@ -303,8 +311,8 @@ impl EdgeFunction for RateLimit {
                 }
             }
         }
-        if denied {
-            return Err(self.too_many(&applicable, &verdicts, &reports));
+        if let Some((scope, wait_ms)) = refused {
+            return Err(too_many(&scope.scope, wait_ms, &reports));
         }
         if closed {
             let secs = self.policy.store_retry_after.0.as_secs();
@@ -410,7 +418,7 @@ impl RateLimit {
                         local.credit(key, Lease::of(&outcome, now, outcome.granted - cost), now);
                     }
                     if !outcome.allowed {
-                        local.block(key, cost, now + outcome.retry_after_ms, now);
+                        local.block(key, cost, now.saturating_add(outcome.retry_after_ms), now);
                     }
                 }
                 Verdict::Decided(
@@ -518,40 +526,6 @@ impl RateLimit {
             }
             Source::Blocked => {}
         }
-    }
-
-    fn too_many(
-        &self,
-        applicable: &[(&CompiledScope, String, u64)],
-        verdicts: &[Verdict],
-        reports: &[ScopeReport],
-    ) -> Problem {
-        let (scope, wait_ms) = applicable
-            .iter()
-            .zip(verdicts)
-            .filter_map(|((scope, _, _), v)| match v {
-                Verdict::Decided(o, _) if !o.allowed => Some((scope, o.retry_after_ms)),
-                _ => None,
-            })
-            .max_by_key(|(_, wait)| *wait)
-            .unwrap_or((&applicable[0].0, 1_000));
-        let secs = wait_ms.div_ceil(1000).max(1);
-        let s = &scope.scope;
-        let problem = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate-limited",
-            "Too many requests",
-        )
-        .with_detail(format!(
-            "scope {} allows {} requests per {}; retry after {secs} s",
-            s.name,
-            s.limit,
-            humantime::format_duration(s.period.0)
-        ))
-        .with_extension("scope", s.name.as_str())
-        .with_extension("retry_after", secs)
-        .with_header(http::header::RETRY_AFTER, HeaderValue::from(secs));
-        headers::with_fields(problem, reports)
     }
 
     /// Sends an admitted request on to the origin, or answers its decision.
@@ -685,27 +659,42 @@ impl RateLimit {
     }
 }
 
+/// The 429 for a refusal by `scope` lasting `wait_ms`.
+fn too_many(scope: &Scope, wait_ms: u64, reports: &[ScopeReport]) -> Problem {
+    let secs = wait_ms.div_ceil(1000).max(1);
+    let problem = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate-limited",
+        "Too many requests",
+    )
+    .with_detail(format!(
+        "scope {} allows {} requests per {}; retry after {secs} s",
+        scope.name,
+        scope.limit,
+        humantime::format_duration(scope.period.0)
+    ))
+    .with_extension("scope", scope.name.as_str())
+    .with_extension("retry_after", secs)
+    .with_header(http::header::RETRY_AFTER, HeaderValue::from(secs));
+    headers::with_fields(problem, reports)
+}
+
 /// The identifier an admin names with query parameters, in `parts` order.
 fn admin_identifier<'q>(
     parts: &[KeyPart],
     param: &impl Fn(&str) -> Option<&'q str>,
     ipv6_prefix: u8,
 ) -> Option<String> {
-    let mut out = String::new();
-    for part in parts {
-        let value = match part {
-            KeyPart::Global => String::new(),
-            KeyPart::Ip => identity::mask(param("ip")?.parse().ok()?, ipv6_prefix).to_string(),
-            other => param(&other.name())?.to_owned(),
-        };
-        if !out.is_empty() {
-            out.push('|');
-        }
-        out.push_str(&part.name());
-        out.push('=');
-        out.push_str(&value);
-    }
-    Some(out)
+    let value_of = |part: &KeyPart| -> Result<Option<String>, std::convert::Infallible> {
+        Ok(match part {
+            KeyPart::Global => Some(String::new()),
+            KeyPart::Ip => param("ip")
+                .and_then(|ip| ip.parse().ok())
+                .map(|ip| identity::mask(ip, ipv6_prefix).to_string()),
+            other => param(&other.name()).map(str::to_owned),
+        })
+    };
+    identity::compose(parts, value_of).ok().flatten()
 }
 
 fn store_key(scope: &str, hash: &str) -> String {

@@ -34,10 +34,10 @@ impl Lease {
         Lease {
             at: outcome.at_ms,
             until: outcome.hold_until_ms,
-            deadline: asked_at + (outcome.hold_until_ms - outcome.at_ms),
+            deadline: asked_at.saturating_add(outcome.hold_until_ms.saturating_sub(outcome.at_ms)),
             remaining: granted,
             store_remaining: outcome.remaining,
-            reset_at: asked_at + outcome.reset_ms,
+            reset_at: asked_at.saturating_add(outcome.reset_ms),
         }
     }
 
