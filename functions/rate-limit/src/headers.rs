@@ -81,33 +81,35 @@ pub fn field_values(reports: &[ScopeReport]) -> Option<(String, String)> {
     Some((policy, state))
 }
 
+/// Both fields as headers, or none when no scope applied.
+fn fields(reports: &[ScopeReport]) -> Vec<(HeaderName, HeaderValue)> {
+    let Some((policy, state)) = field_values(reports) else {
+        return Vec::new();
+    };
+    // Scope names are [A-Za-z0-9_-] and the rest digits: always valid.
+    match (
+        HeaderValue::from_str(&policy),
+        HeaderValue::from_str(&state),
+    ) {
+        (Ok(policy), Ok(state)) => vec![(POLICY_FIELD, policy), (RATELIMIT_FIELD, state)],
+        _ => Vec::new(),
+    }
+}
+
 /// Sets both fields on `headers`.
 pub fn insert_fields(headers: &mut HeaderMap, reports: &[ScopeReport]) {
-    if let Some((policy, state)) = field_values(reports)
-        && let (Ok(policy), Ok(state)) = (
-            HeaderValue::from_str(&policy),
-            HeaderValue::from_str(&state),
-        )
-    {
-        headers.insert(POLICY_FIELD, policy);
-        headers.insert(RATELIMIT_FIELD, state);
+    for (name, value) in fields(reports) {
+        headers.insert(name, value);
     }
 }
 
 /// `problem` with both fields.
 pub fn with_fields(problem: Problem, reports: &[ScopeReport]) -> Problem {
-    match field_values(reports) {
-        Some((policy, state)) => match (
-            HeaderValue::from_str(&policy),
-            HeaderValue::from_str(&state),
-        ) {
-            (Ok(policy), Ok(state)) => problem
-                .with_header(POLICY_FIELD, policy)
-                .with_header(RATELIMIT_FIELD, state),
-            _ => problem,
-        },
-        None => problem,
-    }
+    fields(reports)
+        .into_iter()
+        .fold(problem, |problem, (name, value)| {
+            problem.with_header(name, value)
+        })
 }
 
 #[cfg(test)]
