@@ -19,6 +19,7 @@ pub mod function;
 pub mod log;
 pub mod memory;
 pub mod model;
+pub mod origin;
 pub mod platform;
 pub mod policy;
 pub mod problem;

@@ -536,7 +536,7 @@ impl RateLimit {
         reports: &[ScopeReport],
     ) -> Result<Response, Problem> {
         let mut response = match &self.policy.origin {
-            Some(origin) => forward(origin, req, ctx).await?,
+            Some(origin) => edge_core::origin::forward(origin, req, ctx).await?,
             None => json_response(
                 StatusCode::OK,
                 &json!({
@@ -737,53 +737,4 @@ async fn transact(
         key: key.to_owned(),
         reason: e.to_string(),
     })
-}
-
-/// Headers a proxy must not pass on (RFC 9110 §7.6.1) plus `host`.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-];
-
-async fn forward(origin: &str, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
-    let (parts, body) = req.into_parts();
-    let target = format!(
-        "{}{}",
-        origin.trim_end_matches('/'),
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    let mut outbound = http::Request::builder()
-        .method(parts.method)
-        .uri(&target)
-        .body(body)
-        .map_err(|e| {
-            Problem::bad_request("invalid-path", format!("cannot forward this path: {e}"))
-        })?;
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) {
-            outbound.headers_mut().append(name, value.clone());
-        }
-    }
-    let mut response = ctx.http().send(outbound).await.map_err(|e| {
-        ctx.log()
-            .warn("origin unreachable", json!({ "error": e.to_string() }));
-        Problem::new(
-            StatusCode::BAD_GATEWAY,
-            "origin-unavailable",
-            "Origin unavailable",
-        )
-        .with_detail("the origin could not be reached")
-    })?;
-    for name in HOP_BY_HOP {
-        response.headers_mut().remove(*name);
-    }
-    Ok(response)
 }
