@@ -254,11 +254,13 @@ impl Random for SeededRandom {
 }
 
 /// An HTTP client answering from a table of canned responses keyed by URL
-/// (without query), and counting the calls per URL. Unknown URLs fail.
+/// (without query), counting the calls per URL and keeping the last
+/// request sent to each. Unknown URLs fail.
 #[derive(Debug, Clone, Default)]
 pub struct StaticHttpClient {
     routes: Arc<Mutex<HashMap<String, Response>>>,
     calls: Arc<Mutex<HashMap<String, usize>>>,
+    last: Arc<Mutex<HashMap<String, Request>>>,
 }
 
 impl StaticHttpClient {
@@ -276,6 +278,11 @@ impl StaticHttpClient {
     pub fn calls(&self, url: &str) -> usize {
         lock(&self.calls).get(url).copied().unwrap_or(0)
     }
+
+    /// The last request sent to `url` (what an origin would have seen).
+    pub fn last_request(&self, url: &str) -> Option<Request> {
+        lock(&self.last).get(url).cloned()
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -287,6 +294,7 @@ impl HttpClient for StaticHttpClient {
     async fn send(&self, req: Request) -> Result<Response, HttpError> {
         let url = crate::platform::url_for_errors(req.uri());
         *lock(&self.calls).entry(url.clone()).or_default() += 1;
+        lock(&self.last).insert(url.clone(), req);
         let routes = lock(&self.routes);
         let canned = routes.get(&url).ok_or_else(|| HttpError::Transport {
             url: url.clone(),
