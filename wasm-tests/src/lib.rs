@@ -13,6 +13,7 @@ pub mod chromium;
 pub mod conformance;
 pub mod host;
 pub mod native;
+pub mod oidc;
 pub mod workerd;
 
 use std::path::{Path, PathBuf};

@@ -1,8 +1,10 @@
 //! Installs what a fresh machine lacks: wasm targets, worker-build, the
-//! wasm-bindgen CLI matching `Cargo.lock`, the npm tools, Chromium (tests
-//! only). Each step checks first, so a second run costs seconds.
+//! wasm-bindgen CLI matching `Cargo.lock`, the npm tools (`package.json`),
+//! and for tests only Chromium and a Python venv (`target/pyenv`, from
+//! `requirements.txt`). Each step checks first, so a second run costs
+//! seconds.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
@@ -37,6 +39,7 @@ pub(crate) fn all(needs: Needs) -> Result<()> {
     npm()?;
     if needs == Needs::Test {
         chromium()?;
+        python()?;
     }
     Ok(())
 }
@@ -76,6 +79,13 @@ fn npm() -> Result<()> {
     let fresh = ["wrangler", "node", "wasm-opt", "esbuild"]
         .iter()
         .all(|b| bin.join(b).exists())
+        && ["oidc-provider", "jose"].iter().all(|p| {
+            root()
+                .join("node_modules")
+                .join(p)
+                .join("package.json")
+                .exists()
+        })
         && newer(&stamp, &root().join("package.json"));
     if fresh {
         return Ok(());
@@ -94,6 +104,50 @@ fn chromium() -> Result<()> {
     if Path::new(crate::build::CHROMIUM).exists() {
         return Ok(());
     }
+    apt_install(&["chromium"])
+}
+
+/// Where the tests' Python lives (PyJWT and cryptography, the auth-check
+/// tests' reference verifier): `<repo>/target/pyenv`.
+pub(crate) fn pyenv() -> PathBuf {
+    root().join("target/pyenv")
+}
+
+/// The venv, with `requirements.txt` installed. A copy of the requirements
+/// inside the venv marks it up to date.
+fn python() -> Result<()> {
+    let requirements = root().join("requirements.txt");
+    let wanted = std::fs::read_to_string(&requirements).context("reading requirements.txt")?;
+    let venv = pyenv();
+    let python = venv.join("bin/python");
+    let stamp = venv.join("requirements.txt");
+    if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|had| had == wanted) {
+        return Ok(());
+    }
+    if !python.exists() {
+        let create = || run(cmd("python3").arg("-m").arg("venv").arg(&venv));
+        if create().is_err() {
+            // Debian's python3 lacks venv/ensurepip until python3-venv.
+            let _ = std::fs::remove_dir_all(&venv);
+            apt_install(&["python3-venv"])?;
+            create()?;
+        }
+    }
+    run(cmd(&python.to_string_lossy())
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+        ])
+        .arg("--requirement")
+        .arg(&requirements)
+        .env("PIP_NO_INPUT", "1"))?;
+    std::fs::write(&stamp, wanted).context("writing the venv's requirements stamp")
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
     let sudo = output(cmd("id").arg("-u")).is_none_or(|uid| uid.trim() != "0");
     let apt = |args: &[&str]| {
         let mut command = if sudo { cmd("sudo") } else { cmd("apt-get") };
@@ -104,5 +158,5 @@ fn chromium() -> Result<()> {
         run(&mut command)
     };
     apt(&["update", "-q"])?;
-    apt(&["install", "-y", "-q", "chromium"])
+    apt(&[&["install", "-y", "-q"], packages].concat())
 }

@@ -2,13 +2,16 @@
 //!
 //! ```text
 //! edge-host --listen 127.0.0.1:3000 --manifest spin.toml [--var NAME=VALUE ...]
-//! edge-host --listen 127.0.0.1:3000 --app /counter=path/to/counter.wasm [--app ...] [--var NAME=VALUE ...]
+//! edge-host --listen 127.0.0.1:3000 --app /counter=path/to/counter.wasm [--app ...] [--var NAME=VALUE ...] [--allow-outbound HOST ...]
 //! ```
 //!
-//! With `--manifest`, routes, sources and component variables come from the
-//! Spin manifest and `--var` sets application variables (as `spin up
-//! --variable` does). With `--app`, `--var` sets the component variables of
-//! every app directly. All apps share one in-memory key-value store.
+//! With `--manifest`, routes, sources, component variables and each
+//! component's `allowed_outbound_hosts` come from the Spin manifest and
+//! `--var` sets application variables (as `spin up --variable` does). With
+//! `--app`, `--var` sets the component variables of every app directly and
+//! `--allow-outbound` (Spin's syntax, e.g. `http://127.0.0.1:*`) the hosts
+//! every app may reach (none by default). All apps share one in-memory
+//! key-value store.
 //! Prints `listening on http://ADDR` on stdout once every app is loaded and
 //! the socket is bound. Arguments are parsed by hand (no clap) to keep the
 //! dependency list short.
@@ -18,15 +21,16 @@ use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
-use wasm_tests::host::{self, App, AppConfig, KvStore};
+use wasm_tests::host::{self, AllowedHosts, App, AppConfig, KvStore};
 
-const USAGE: &str = "usage: edge-host --listen ADDR (--manifest spin.toml | --app ROUTE=WASM ...) [--var NAME=VALUE ...]";
+const USAGE: &str = "usage: edge-host --listen ADDR (--manifest spin.toml | --app ROUTE=WASM ... [--allow-outbound HOST ...]) [--var NAME=VALUE ...]";
 
 struct Args {
     listen: String,
     manifest: Option<PathBuf>,
     apps: Vec<(String, PathBuf)>,
     variables: HashMap<String, String>,
+    allow_outbound: Vec<String>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
@@ -34,6 +38,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut manifest = None;
     let mut apps = Vec::new();
     let mut variables = HashMap::new();
+    let mut allow_outbound = Vec::new();
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
@@ -49,6 +54,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                 let (route, path) = split_pair(&flag, &value)?;
                 apps.push((route.to_owned(), PathBuf::from(path)));
             }
+            "--allow-outbound" => allow_outbound.push(value),
             "--var" => {
                 let (name, val) = split_pair(&flag, &value)?;
                 variables.insert(name.to_owned(), val.to_owned());
@@ -60,11 +66,17 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     if apps.is_empty() == manifest.is_none() {
         bail!("give either --manifest or at least one --app\n{USAGE}");
     }
+    if manifest.is_some() && !allow_outbound.is_empty() {
+        bail!(
+            "--allow-outbound goes with --app; with --manifest, edit allowed_outbound_hosts\n{USAGE}"
+        );
+    }
     Ok(Args {
         listen,
         manifest,
         apps,
         variables,
+        allow_outbound,
     })
 }
 
@@ -78,27 +90,30 @@ fn split_pair<'a>(flag: &str, value: &'a str) -> anyhow::Result<(&'a str, &'a st
 async fn main() -> anyhow::Result<()> {
     let args = parse_args(std::env::args().skip(1))?;
     let kv = KvStore::new();
-    let components: Vec<(String, PathBuf, HashMap<String, String>)> = match &args.manifest {
+    type Component = (String, PathBuf, HashMap<String, String>, AllowedHosts);
+    let components: Vec<Component> = match &args.manifest {
         Some(manifest) => host::manifest::load(manifest, &args.variables)?
             .into_iter()
-            .map(|c| (c.route, c.source, c.variables))
+            .map(|c| (c.route, c.source, c.variables, c.allowed_outbound_hosts))
             .collect(),
-        None => args
-            .apps
-            .into_iter()
-            .map(|(route, path)| (route, path, args.variables.clone()))
-            .collect(),
+        None => {
+            let allowed = AllowedHosts::parse(&args.allow_outbound).context("--allow-outbound")?;
+            args.apps
+                .into_iter()
+                .map(|(route, path)| (route, path, args.variables.clone(), allowed.clone()))
+                .collect()
+        }
     };
     let apps = components
         .into_iter()
-        .map(|(route, path, variables)| {
+        .map(|(route, path, variables, allowed)| {
             let config = AppConfig {
                 variables,
                 kv: kv.clone(),
                 route,
                 guest_stderr: None,
             };
-            App::load(&path, config)
+            Ok(App::load(&path, config)?.with_allowed_outbound_hosts(allowed))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -18,6 +18,7 @@ use wasmtime_wasi_http::p3::bindings::ServicePre;
 
 use super::engine;
 use super::kv::KvStore;
+use super::outbound::AllowedHosts;
 use super::state::{self, HostState};
 use super::variables::Variables;
 
@@ -51,6 +52,7 @@ pub struct App {
     variables: Variables,
     kv: KvStore,
     guest_stderr: Option<GuestLogs>,
+    allowed_outbound_hosts: Arc<AllowedHosts>,
 }
 
 impl App {
@@ -79,7 +81,30 @@ impl App {
             variables: Arc::new(config.variables),
             kv: config.kv,
             guest_stderr: config.guest_stderr,
+            allowed_outbound_hosts: Arc::default(),
         })
+    }
+
+    /// Lets this app's guests send HTTP requests to `hosts` (a Spin
+    /// component's `allowed_outbound_hosts`; by default nothing is allowed,
+    /// as in Spin). A method rather than an [`AppConfig`] field so that
+    /// existing `AppConfig { .. }` literals keep compiling.
+    ///
+    /// ```no_run
+    /// # use wasm_tests::host::{AllowedHosts, App, AppConfig};
+    /// # fn f(app: App) -> anyhow::Result<App> {
+    /// Ok(app.with_allowed_outbound_hosts(AllowedHosts::parse(&["http://127.0.0.1:*"])?))
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn with_allowed_outbound_hosts(mut self, hosts: AllowedHosts) -> App {
+        self.allowed_outbound_hosts = Arc::new(hosts);
+        self
+    }
+
+    /// The hosts this app's guests may reach.
+    pub fn allowed_outbound_hosts(&self) -> &AllowedHosts {
+        &self.allowed_outbound_hosts
     }
 
     /// The normalized mount prefix, e.g. `/counter` (or `/` for the root).
@@ -126,6 +151,7 @@ impl App {
                 self.kv.clone(),
                 self.variables.clone(),
                 self.guest_stderr.clone(),
+                self.allowed_outbound_hosts.clone(),
             ),
         );
         let service = self.pre.instantiate_async(&mut store).await?;

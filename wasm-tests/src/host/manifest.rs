@@ -1,8 +1,10 @@
 //! Reads a Spin application manifest (`spin.toml`, version 2) the way Spin
 //! does for what this host supports: HTTP triggers (`route` →
-//! `component`), each component's `source`, and variables — application
-//! variables with `default` / `required` / `secret`, and component
-//! variables that are templates over them (`"{{ name }}"`).
+//! `component`), each component's `source`, its `allowed_outbound_hosts`
+//! (entries may be templates over application variables, as in Spin), and
+//! variables — application variables with `default` / `required` /
+//! `secret`, and component variables that are templates over them
+//! (`"{{ name }}"`).
 //!
 //! Application variable values come, in order, from explicit overrides
 //! (`edge-host --var`), the environment (`SPIN_VARIABLE_<NAME>`, Spin's own
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use serde::Deserialize;
+
+use super::outbound::AllowedHosts;
 
 /// One component to serve: its route prefix, its `.wasm` and its resolved
 /// component variables.
@@ -27,6 +31,8 @@ pub struct ComponentApp {
     pub source: PathBuf,
     /// The component's variables, templates resolved.
     pub variables: HashMap<String, String>,
+    /// The hosts the component may reach, templates resolved.
+    pub allowed_outbound_hosts: AllowedHosts,
 }
 
 #[derive(Debug, Deserialize)]
@@ -67,6 +73,8 @@ struct Component {
     source: String,
     #[serde(default)]
     variables: BTreeMap<String, String>,
+    #[serde(default)]
+    allowed_outbound_hosts: Vec<String>,
 }
 
 /// Reads `path` and resolves every HTTP component.
@@ -132,6 +140,15 @@ fn resolve(
                 .map(|(name, template)| Ok((name.clone(), expand(template, &values)?)))
                 .collect::<Result<_>>()
                 .with_context(|| format!("component {:?}", trigger.component))?;
+            let hosts = component
+                .allowed_outbound_hosts
+                .iter()
+                .map(|entry| expand(entry, &values))
+                .collect::<Result<Vec<_>>>()
+                .and_then(|hosts| AllowedHosts::parse(&hosts))
+                .with_context(|| {
+                    format!("component {:?}: allowed_outbound_hosts", trigger.component)
+                })?;
             Ok(ComponentApp {
                 id: trigger.component.clone(),
                 route: trigger
@@ -141,6 +158,7 @@ fn resolve(
                     .to_owned(),
                 source: base.join(&component.source),
                 variables,
+                allowed_outbound_hosts: hosts,
             })
         })
         .collect()
@@ -225,6 +243,48 @@ mod tests {
         let env = all_secrets("from-env");
         let apps = resolve(&project_manifest(), Path::new("."), &HashMap::new(), &env).unwrap();
         assert_eq!(apps[0].variables["counter_admin_token"], "from-env");
+    }
+
+    #[test]
+    fn allowed_outbound_hosts_are_parsed_with_templates() {
+        let manifest = r#"
+            spin_manifest_version = 2
+            [application]
+            name = "t"
+            [variables]
+            idp = { default = "http://127.0.0.1:9000" }
+            [[trigger.http]]
+            route = "/a/..."
+            component = "a"
+            [[trigger.http]]
+            route = "/b/..."
+            component = "b"
+            [component.a]
+            source = "a.wasm"
+            allowed_outbound_hosts = ["{{ idp }}", "https://*.example.com"]
+            [component.b]
+            source = "b.wasm"
+        "#;
+        let allows = |app: &ComponentApp, url: &str| {
+            app.allowed_outbound_hosts.allows(&url.parse().unwrap())
+        };
+        let apps = resolve(manifest, Path::new("."), &HashMap::new(), &HashMap::new()).unwrap();
+        assert!(allows(&apps[0], "http://127.0.0.1:9000/jwks"));
+        assert!(allows(&apps[0], "https://login.example.com/"));
+        assert!(!allows(&apps[0], "http://127.0.0.1:9001/jwks"));
+        assert!(apps[1].allowed_outbound_hosts.is_empty());
+
+        let overrides = [("idp".to_owned(), "http://127.0.0.1:*".to_owned())].into();
+        let apps = resolve(manifest, Path::new("."), &overrides, &HashMap::new()).unwrap();
+        assert!(allows(&apps[0], "http://127.0.0.1:9001/jwks"));
+
+        let bad = [("idp".to_owned(), "127.0.0.1:9000".to_owned())].into();
+        let err = resolve(manifest, Path::new("."), &bad, &HashMap::new()).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("allowed_outbound_hosts") && err.contains("no scheme"),
+            "{err}"
+        );
     }
 
     #[test]

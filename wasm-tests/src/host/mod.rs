@@ -8,7 +8,11 @@
 //!   headers (`spin-path-info`, `spin-component-route`, ...);
 //! * WASI 0.2 and 0.3 CLI/clocks/random/etc. from `wasmtime-wasi`;
 //! * an in-memory `wasi:keyvalue` store with fault injection ([`KvStore`]);
-//! * `spin:variables` backed by a fixed map ([`AppConfig::variables`]).
+//! * `spin:variables` backed by a fixed map ([`AppConfig::variables`]);
+//! * outbound `wasi:http` requests to the hosts a component's
+//!   `allowed_outbound_hosts` lists ([`AllowedHosts`],
+//!   [`App::with_allowed_outbound_hosts`]), others denied with
+//!   `HttpRequestDenied` as Spin does.
 //!
 //! Each [`App`] is compiled and pre-instantiated once; like Spin, every request
 //! gets a fresh `Store` and instance. [`serve`] exposes several apps on one
@@ -18,6 +22,7 @@ mod app;
 mod bindings;
 mod kv;
 pub mod manifest;
+mod outbound;
 mod server;
 mod state;
 mod variables;
@@ -26,6 +31,7 @@ use std::sync::OnceLock;
 
 pub use app::{App, AppConfig, GuestLogs};
 pub use kv::{KvStore, UNAVAILABLE as KV_UNAVAILABLE};
+pub use outbound::{AllowedHosts, BETWEEN_BYTES_TIMEOUT, CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT};
 pub use server::{MAX_HOST_BODY_BYTES, REQUEST_DEADLINE, serve};
 
 /// The process-wide wasmtime engine, configured for component-model async

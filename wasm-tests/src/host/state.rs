@@ -1,11 +1,14 @@
 //! Per-request store data and the linker holding every host import.
 
+use std::sync::Arc;
+
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::app::GuestLogs;
 use super::kv::{self, KvCtx, KvStore};
+use super::outbound::{AllowedHosts, OutboundHooks};
 use super::variables::{self, Variables};
 
 /// Data owned by one request's `Store`.
@@ -13,13 +16,18 @@ pub(crate) struct HostState {
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    hooks: DenyOutbound,
+    hooks: OutboundHooks,
     kv: KvStore,
     variables: Variables,
 }
 
 impl HostState {
-    pub(crate) fn new(kv: KvStore, variables: Variables, stderr: Option<GuestLogs>) -> Self {
+    pub(crate) fn new(
+        kv: KvStore,
+        variables: Variables,
+        stderr: Option<GuestLogs>,
+        allowed_outbound_hosts: Arc<AllowedHosts>,
+    ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stdout();
         match stderr {
@@ -30,7 +38,9 @@ impl HostState {
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            hooks: DenyOutbound,
+            hooks: OutboundHooks {
+                allowed: allowed_outbound_hosts,
+            },
             kv,
             variables,
         }
@@ -68,29 +78,6 @@ impl WasiHttpView for HostState {
             table: &mut self.table,
             ctx: &mut self.http,
         }
-    }
-}
-
-/// `wasi:http` hooks that refuse outbound requests: edge components under
-/// test must not reach the network (Spin likewise denies any host not listed
-/// in `allowed_outbound_hosts`).
-struct DenyOutbound;
-
-impl WasiHttpHooks for DenyOutbound {
-    fn send_request(
-        &mut self,
-        _request: http::Request<WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
-        _fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-    ) -> Box<
-        dyn Future<
-                Output = wasmtime_wasi_http::Result<(
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
-                )>,
-            > + Send,
-    > {
-        Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) })
     }
 }
 

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a panic here is a failed test
 
 mod exactness;
+mod outbound;
 mod rate_limit;
 mod store_failure;
 
