@@ -88,6 +88,7 @@ pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
     match suite.function.as_str() {
         "counter" => answers_for::<counter::Counter>(suite).await,
         "rate-limit" => answers_for::<rate_limit::RateLimit>(suite).await,
+        "auth-check" => answers_for::<auth_check::AuthCheck>(suite).await,
         other => bail!("no native registration for function {other:?}"),
     }
 }

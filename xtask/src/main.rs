@@ -31,6 +31,13 @@ pub(crate) const FUNCTIONS: &[Function] = &[
             ("RATE_LIMIT_ADMIN_TOKEN", "dev-admin-token"),
         ],
     },
+    Function {
+        name: "auth-check",
+        dev_secrets: &[
+            ("AUTH_API_KEY_HASH_KEY", "dev-api-key-hash-key"),
+            ("AUTH_ADMIN_TOKEN", "dev-admin-token"),
+        ],
+    },
 ];
 
 /// One function crate.

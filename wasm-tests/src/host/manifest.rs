@@ -199,6 +199,8 @@ mod tests {
             ("counter_admin_token", counter_token),
             ("rate_limit_hash_key", "h"),
             ("rate_limit_admin_token", "a"),
+            ("auth_api_key_hash_key", "k"),
+            ("auth_admin_token", "t"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -226,6 +228,9 @@ mod tests {
         let limiter = apps.iter().find(|a| a.id == "rate-limit").unwrap();
         assert_eq!(limiter.route, "/rate-limit");
         assert_eq!(limiter.variables["rate_limit_hash_key"], "h");
+        let auth = apps.iter().find(|a| a.id == "auth-check").unwrap();
+        assert_eq!(auth.route, "/auth-check");
+        assert_eq!(auth.variables["auth_admin_token"], "t");
     }
 
     #[test]

@@ -1,0 +1,575 @@
+//! The auth-check policy: identity providers (issuers, audiences, keys),
+//! route rules (RBAC), what is forwarded to the origin, and API keys; and
+//! its validation, so that a bad policy stops the function at start with
+//! the field and the value named.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use edge_core::policy::{Policy, PolicyDuration, Validator};
+use http::{HeaderName, Method};
+use serde::Deserialize;
+
+use crate::apikeys::ApiKeysSection;
+use crate::keys::Algorithm;
+
+/// The largest token the function reads, whatever the policy says.
+pub const MAX_TOKEN_BYTES_LIMIT: usize = 64 * 1024;
+
+/// The policy document (`policy.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthPolicy {
+    /// The `[auth]` table.
+    pub auth: Section,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    /// Where authenticated requests go; none: the function answers `200`
+    /// with the verified identity (a check service for a gateway).
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// The realm named in `WWW-Authenticate` challenges.
+    #[serde(default = "realm")]
+    pub realm: String,
+    /// Tokens longer than this are refused before any decoding.
+    #[serde(default = "max_token_bytes")]
+    pub max_token_bytes: usize,
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    #[serde(default = "leeway")]
+    pub leeway: PolicyDuration,
+    /// What a request matching no rule needs.
+    #[serde(default)]
+    pub default: Access,
+    /// Route rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Identity providers (one per issuer).
+    #[serde(default)]
+    pub providers: Vec<Provider>,
+    /// Headers carrying verified claims to the origin.
+    #[serde(default)]
+    pub forward: Forward,
+    /// API keys (`[auth.api_keys]`); none: API keys are not accepted.
+    #[serde(default)]
+    pub api_keys: Option<ApiKeysSection>,
+    /// Where the admin endpoints (API-key management) live.
+    #[serde(default = "admin_path")]
+    pub admin_path: String,
+}
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Anyone; credentials are not checked (but claim headers are still
+    /// stripped).
+    Public,
+    /// A valid token or API key.
+    #[default]
+    Authenticated,
+    /// Nobody (403).
+    Deny,
+}
+
+/// A route rule: which requests, and what they need.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// `"[METHOD ]/path"`: an optional method (or `*`), then a path where
+    /// a `*` segment matches one segment and a trailing `/**` any rest.
+    pub route: String,
+    /// Who may pass.
+    #[serde(default)]
+    pub access: Access,
+    /// Roles of which the caller needs at least one (JWT `roles`).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Scopes the caller needs, all of them (JWT `scope`/`scp`, API-key scopes).
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Which credentials the route takes (default: both).
+    #[serde(default = "both_kinds")]
+    pub credentials: Vec<CredentialKind>,
+}
+
+/// A kind of credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialKind {
+    /// `Authorization: Bearer <JWT>`.
+    Jwt,
+    /// An API key in the API-key header.
+    ApiKey,
+}
+
+/// One identity provider: an issuer and where its keys come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provider {
+    /// The exact `iss` of its tokens; picks the provider for a token.
+    pub issuer: String,
+    /// Accepted `aud` values (a token needs one of them); empty: any.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// The algorithms its tokens may use.
+    #[serde(default = "rs256")]
+    pub algorithms: Vec<String>,
+    /// Keys from `{issuer}/.well-known/openid-configuration` → `jwks_uri`.
+    #[serde(default)]
+    pub discovery: bool,
+    /// Keys from this JWKS URL.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Keys written into the policy.
+    #[serde(default)]
+    pub keys: Vec<StaticKey>,
+    /// Claims every token must carry.
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+    /// Tokens issued (`iat`) longer ago than this are refused.
+    #[serde(default)]
+    pub max_age: Option<PolicyDuration>,
+    /// How long fetched keys are kept when the response has no
+    /// `Cache-Control: max-age`.
+    #[serde(default = "jwks_ttl")]
+    pub jwks_cache_ttl: PolicyDuration,
+    /// Bounds on the time fetched keys are kept, whatever the provider says.
+    #[serde(default = "jwks_min_ttl")]
+    pub jwks_min_ttl: PolicyDuration,
+    /// See `jwks_min_ttl`.
+    #[serde(default = "jwks_max_ttl")]
+    pub jwks_max_ttl: PolicyDuration,
+    /// The least time between two fetches of the keys, so that a flood of
+    /// unknown `kid`s cannot hammer the provider.
+    #[serde(default = "jwks_cooldown")]
+    pub jwks_refetch_cooldown: PolicyDuration,
+}
+
+/// A key written into the policy: exactly one of `jwk`, `pem`,
+/// `hmac_secret`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticKey {
+    /// The key id tokens name in `kid`.
+    #[serde(default)]
+    pub kid: Option<String>,
+    /// A public JWK.
+    #[serde(default)]
+    pub jwk: Option<serde_json::Value>,
+    /// An SPKI public key (`-----BEGIN PUBLIC KEY-----`).
+    #[serde(default)]
+    pub pem: Option<String>,
+    /// The name of the secret holding an HS256 key.
+    #[serde(default)]
+    pub hmac_secret: Option<String>,
+}
+
+/// The headers verified identity travels in; an empty name forwards
+/// nothing for that field. Every configured name is stripped from
+/// incoming requests, always.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Forward {
+    /// The token's `sub`.
+    pub sub: String,
+    /// The token's issuer.
+    pub issuer: String,
+    /// Scopes, space-separated.
+    pub scopes: String,
+    /// Roles, comma-separated.
+    pub roles: String,
+    /// The API key's id.
+    pub api_key_id: String,
+    /// `jwt` or `api_key`.
+    pub credential: String,
+    /// More claims: claim name → header name.
+    pub claims: BTreeMap<String, String>,
+    /// Pass the credential itself (`Authorization`, the API-key header) on
+    /// to the origin.
+    pub credentials: bool,
+}
+
+impl Default for Forward {
+    fn default() -> Self {
+        Forward {
+            sub: "x-auth-sub".into(),
+            issuer: "x-auth-issuer".into(),
+            scopes: "x-auth-scopes".into(),
+            roles: "x-auth-roles".into(),
+            api_key_id: "x-api-key-id".into(),
+            credential: "x-auth-credential".into(),
+            claims: BTreeMap::new(),
+            credentials: false,
+        }
+    }
+}
+
+impl Forward {
+    /// Every header name this configuration sets (and so strips).
+    pub fn header_names(&self) -> Vec<HeaderName> {
+        [
+            &self.sub,
+            &self.issuer,
+            &self.scopes,
+            &self.roles,
+            &self.api_key_id,
+            &self.credential,
+        ]
+        .into_iter()
+        .chain(self.claims.values())
+        .filter(|n| !n.is_empty())
+        .filter_map(|n| HeaderName::try_from(n.as_str()).ok())
+        .collect()
+    }
+}
+
+fn realm() -> String {
+    "api".into()
+}
+fn max_token_bytes() -> usize {
+    crate::token::DEFAULT_MAX_TOKEN_BYTES
+}
+fn leeway() -> PolicyDuration {
+    PolicyDuration(Duration::from_secs(60))
+}
+fn admin_path() -> String {
+    "/_auth".into()
+}
+fn both_kinds() -> Vec<CredentialKind> {
+    vec![CredentialKind::Jwt, CredentialKind::ApiKey]
+}
+fn rs256() -> Vec<String> {
+    vec!["RS256".into()]
+}
+fn jwks_ttl() -> PolicyDuration {
+    PolicyDuration(Duration::from_secs(600))
+}
+fn jwks_min_ttl() -> PolicyDuration {
+    PolicyDuration(Duration::from_secs(30))
+}
+fn jwks_max_ttl() -> PolicyDuration {
+    PolicyDuration(Duration::from_secs(86_400))
+}
+fn jwks_cooldown() -> PolicyDuration {
+    PolicyDuration(Duration::from_secs(30))
+}
+
+/// A parsed `route`: method (none: any) and path pattern segments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutePattern {
+    method: Option<Method>,
+    segments: Vec<String>,
+    rest: bool,
+}
+
+impl RoutePattern {
+    /// Parses `"[METHOD ]/path"`.
+    pub fn parse(route: &str) -> Result<RoutePattern, &'static str> {
+        let (method, path) = match route.trim().split_once(' ') {
+            Some((m, p)) => (Some(m), p.trim()),
+            None => (None, route.trim()),
+        };
+        let method = match method {
+            None | Some("*") => None,
+            Some(m) => Some(
+                Method::from_bytes(m.as_bytes())
+                    .ok()
+                    .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_uppercase()))
+                    .ok_or("must start with an upper-case HTTP method or *")?,
+            ),
+        };
+        if !path.starts_with('/') {
+            return Err("must have a path starting with /");
+        }
+        let mut segments: Vec<String> = path
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let rest = segments.last().is_some_and(|s| s == "**");
+        if rest {
+            segments.pop();
+        }
+        if segments.iter().any(|s| s.contains("**")) {
+            return Err("may use ** only as the last segment");
+        }
+        Ok(RoutePattern {
+            method,
+            segments,
+            rest,
+        })
+    }
+
+    /// Whether a request with `method` and `path` matches.
+    pub fn matches(&self, method: &Method, path: &str) -> bool {
+        if self.method.as_ref().is_some_and(|m| m != method) {
+            return false;
+        }
+        let mut parts = path.split('/').filter(|s| !s.is_empty());
+        for pattern in &self.segments {
+            match parts.next() {
+                Some(part) if pattern == "*" || pattern == part => {}
+                _ => return false,
+            }
+        }
+        self.rest || parts.next().is_none()
+    }
+}
+
+impl Provider {
+    /// The provider's allowed algorithms (validated names only).
+    pub fn allowed_algorithms(&self) -> Vec<Algorithm> {
+        self.algorithms
+            .iter()
+            .filter_map(|a| Algorithm::from_name(a))
+            .collect()
+    }
+
+    /// Where its keys are fetched from, if they are fetched.
+    pub fn fetches_keys(&self) -> bool {
+        self.discovery || self.jwks_url.is_some()
+    }
+}
+
+impl Policy for AuthPolicy {
+    fn validate(&self, v: &mut Validator) {
+        v.field("auth", |v| self.auth.validate(v));
+    }
+}
+
+fn is_http_url(s: &str) -> bool {
+    s.parse::<http::Uri>()
+        .ok()
+        .is_some_and(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some())
+}
+
+impl Section {
+    fn validate(&self, v: &mut Validator) {
+        if let Some(origin) = &self.origin {
+            v.check(
+                is_http_url(origin),
+                "origin",
+                origin,
+                "must be an http(s) URL",
+            );
+        }
+        v.check(
+            (256..=MAX_TOKEN_BYTES_LIMIT).contains(&self.max_token_bytes),
+            "max_token_bytes",
+            self.max_token_bytes,
+            &format!("must be in 256..={MAX_TOKEN_BYTES_LIMIT}"),
+        );
+        v.check(
+            self.leeway.0 <= Duration::from_secs(600),
+            "leeway",
+            self.leeway,
+            "must be at most 10m",
+        );
+        v.check(
+            self.admin_path.starts_with('/') && self.admin_path.len() > 1,
+            "admin_path",
+            &self.admin_path,
+            "must be a path like /_auth",
+        );
+        v.check(
+            self.realm
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\'),
+            "realm",
+            &self.realm,
+            "must be printable ASCII without quotes or backslashes",
+        );
+        v.field("rules", |v| {
+            for (i, rule) in self.rules.iter().enumerate() {
+                v.index(i, |v| rule.validate(v));
+            }
+        });
+        let mut issuers = HashSet::new();
+        v.field("providers", |v| {
+            for (i, provider) in self.providers.iter().enumerate() {
+                v.index(i, |v| {
+                    v.check(
+                        issuers.insert(provider.issuer.as_str()),
+                        "issuer",
+                        &provider.issuer,
+                        "appears twice (one provider per issuer)",
+                    );
+                    provider.validate(v);
+                });
+            }
+        });
+        v.field("forward", |v| self.forward.validate(v));
+        if let Some(api_keys) = &self.api_keys {
+            v.field("api_keys", |v| api_keys.validate(v));
+        }
+        let accepts_jwt = !self.providers.is_empty();
+        let accepts_keys = self.api_keys.is_some();
+        let needs_credentials = self.default == Access::Authenticated
+            || self.rules.iter().any(|r| r.access == Access::Authenticated);
+        v.check(
+            !needs_credentials || accepts_jwt || accepts_keys,
+            "providers",
+            self.providers.len(),
+            "must name at least one provider (or configure api_keys) when a route needs authentication",
+        );
+    }
+}
+
+impl Rule {
+    fn validate(&self, v: &mut Validator) {
+        if let Err(rule) = RoutePattern::parse(&self.route) {
+            v.check(false, "route", &self.route, rule);
+        }
+        v.check(
+            !self.credentials.is_empty(),
+            "credentials",
+            self.credentials.len(),
+            "must name jwt, api_key or both",
+        );
+        v.check(
+            self.access == Access::Authenticated
+                || (self.roles.is_empty() && self.scopes.is_empty()),
+            "access",
+            format!("{:?}", self.access).to_lowercase(),
+            "cannot be combined with roles or scopes (they need an authenticated caller)",
+        );
+        for (name, list) in [("roles", &self.roles), ("scopes", &self.scopes)] {
+            v.check(
+                list.iter().all(|s| is_token(s)),
+                name,
+                list,
+                "must be non-empty names without spaces, quotes or backslashes",
+            );
+        }
+    }
+}
+
+/// A scope or role name: printable ASCII, no space, quote or backslash
+/// (RFC 6749 scope-token), so it can appear in a challenge.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b > 0x20 && b < 0x7f && b != b'"' && b != b'\\')
+}
+
+impl Provider {
+    fn validate(&self, v: &mut Validator) {
+        v.check(
+            !self.issuer.is_empty(),
+            "issuer",
+            &self.issuer,
+            "must not be empty",
+        );
+        if self.discovery {
+            v.check(
+                is_http_url(&self.issuer),
+                "issuer",
+                &self.issuer,
+                "must be an http(s) URL to use discovery",
+            );
+        }
+        if let Some(url) = &self.jwks_url {
+            v.check(is_http_url(url), "jwks_url", url, "must be an http(s) URL");
+        }
+        let sources = usize::from(self.discovery)
+            + usize::from(self.jwks_url.is_some())
+            + usize::from(!self.keys.is_empty());
+        v.check(
+            sources == 1,
+            "keys",
+            sources,
+            "exactly one key source is needed: discovery = true, jwks_url or keys",
+        );
+        v.check(
+            !self.algorithms.is_empty(),
+            "algorithms",
+            &self.algorithms,
+            "must name at least one algorithm",
+        );
+        for alg in &self.algorithms {
+            v.check(
+                Algorithm::from_name(alg).is_some(),
+                "algorithms",
+                alg,
+                "is not one of RS256, PS256, ES256, ES384, EdDSA, HS256",
+            );
+        }
+        v.check(
+            !(self.fetches_keys() && self.algorithms.iter().any(|a| a == "HS256")),
+            "algorithms",
+            &self.algorithms,
+            "cannot include HS256 with fetched keys (a JWKS never carries HMAC secrets)",
+        );
+        let (min, max) = (self.jwks_min_ttl.0, self.jwks_max_ttl.0);
+        v.check(
+            min <= max,
+            "jwks_min_ttl",
+            self.jwks_min_ttl,
+            "must not exceed jwks_max_ttl",
+        );
+        v.check(
+            !self.jwks_refetch_cooldown.0.is_zero(),
+            "jwks_refetch_cooldown",
+            self.jwks_refetch_cooldown,
+            "must be > 0",
+        );
+        v.field("keys", |v| {
+            for (i, key) in self.keys.iter().enumerate() {
+                v.index(i, |v| {
+                    let given = usize::from(key.jwk.is_some())
+                        + usize::from(key.pem.is_some())
+                        + usize::from(key.hmac_secret.is_some());
+                    v.check(
+                        given == 1,
+                        "jwk",
+                        given,
+                        "exactly one of jwk, pem, hmac_secret is needed",
+                    );
+                });
+            }
+        });
+    }
+}
+
+impl Forward {
+    fn validate(&self, v: &mut Validator) {
+        let mut seen = HashSet::new();
+        let named = [
+            ("sub", &self.sub),
+            ("issuer", &self.issuer),
+            ("scopes", &self.scopes),
+            ("roles", &self.roles),
+            ("api_key_id", &self.api_key_id),
+            ("credential", &self.credential),
+        ];
+        for (field, name) in named
+            .into_iter()
+            .chain(self.claims.values().map(|h| ("claims", h)))
+        {
+            if name.is_empty() {
+                continue;
+            }
+            let valid = HeaderName::try_from(name.as_str()).is_ok();
+            v.check(valid, field, name, "must be a valid header name");
+            v.check(
+                !valid || seen.insert(name.to_ascii_lowercase()),
+                field,
+                name,
+                "is used twice",
+            );
+            v.check(
+                !matches!(
+                    name.to_ascii_lowercase().as_str(),
+                    "authorization" | "host" | "cookie" | "content-length" | "content-type"
+                ),
+                field,
+                name,
+                "must not be a header the request needs",
+            );
+        }
+    }
+}
