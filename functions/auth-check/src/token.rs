@@ -251,6 +251,24 @@ impl<'a> UnverifiedToken<'a> {
     /// is never used for an algorithm its type does not allow.
     pub fn verify_with(self, keys: &[Key], allowed: &[Algorithm]) -> Result<Claims, TokenError> {
         let alg = self.header.alg;
+        let input = self.signing_input.as_bytes();
+        let verified = self
+            .candidates(keys, allowed)?
+            .iter()
+            .any(|k| k.verify(alg, input, &self.signature).is_ok());
+        self.accept(verified)
+    }
+
+    /// The keys [`UnverifiedToken::verify_with`] would try, in order (at
+    /// most [`MAX_KEY_ATTEMPTS`]), for a caller that checks the signature
+    /// itself (e.g. with the runtime's WebCrypto) and then calls
+    /// [`UnverifiedToken::accept`].
+    pub fn candidates<'k>(
+        &self,
+        keys: &'k [Key],
+        allowed: &[Algorithm],
+    ) -> Result<Vec<&'k Key>, TokenError> {
+        let alg = self.header.alg;
         if !allowed.contains(&alg) {
             return Err(TokenError::AlgorithmNotAllowed(alg));
         }
@@ -267,19 +285,24 @@ impl<'a> UnverifiedToken<'a> {
         };
         if candidates.is_empty() {
             return Err(TokenError::NoMatchingKey {
-                kid: self.header.kid,
+                kid: self.header.kid.clone(),
             });
         }
-        let usable: Vec<&Key> = candidates.into_iter().filter(|k| k.allows(alg)).collect();
+        let usable: Vec<&Key> = candidates
+            .into_iter()
+            .filter(|k| k.allows(alg))
+            .take(MAX_KEY_ATTEMPTS)
+            .collect();
         if usable.is_empty() {
             return Err(TokenError::AlgorithmNotAllowed(alg));
         }
-        let input = self.signing_input.as_bytes();
-        if usable
-            .iter()
-            .take(MAX_KEY_ATTEMPTS)
-            .any(|k| k.verify(alg, input, &self.signature).is_ok())
-        {
+        Ok(usable)
+    }
+
+    /// The claims, if one of [`UnverifiedToken::candidates`] verified the
+    /// signature; else [`TokenError::BadSignature`].
+    pub fn accept(self, verified: bool) -> Result<Claims, TokenError> {
+        if verified {
             Ok(Claims::from(self.claims))
         } else {
             Err(TokenError::BadSignature)
