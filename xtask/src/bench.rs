@@ -1,6 +1,9 @@
 //! `cargo xtask bench rate-limit`: how many rate-limit decisions per second
 //! each algorithm makes natively and in wasm under wasmtime, next to
 //! governor (an in-process GCRA), in one markdown table.
+//! `cargo xtask bench auth-check`: JWT verifications per second the same
+//! way (`bench/auth`), then on workerd, pure Rust against WebCrypto
+//! (`bench/webcrypto`); see `auth_check` below.
 //!
 //! It exists so that the native/wasm comparison is one command that builds
 //! what it measures: the `rate-limit-bench` program (`bench/decisions`)
@@ -30,7 +33,9 @@ use anyhow::{Context, Result, bail};
 use crate::util::{cmd, run as run_command, target_dir};
 
 const USAGE: &str = "usage: cargo xtask bench rate-limit [rate-limit-bench run options: \
-                     --rounds N --scale F --only ID,ID]";
+                     --rounds N --scale F --only ID,ID]\n       \
+                     cargo xtask bench auth-check [--no-workerd] [auth-check-bench run options: \
+                     --rounds N --seconds F --only ID,ID]";
 
 /// The bench program's package, binary and wasm name.
 const PROGRAM: &str = "rate-limit-bench";
@@ -41,6 +46,7 @@ const PROFILE: &str = "bench-o3";
 pub(crate) fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("rate-limit") => rate_limit(&args[1..]),
+        Some("auth-check") => auth_check(&args[1..]),
         _ => bail!(USAGE),
     }
 }
@@ -163,4 +169,341 @@ fn stdout_of(command: &mut Command) -> Result<String> {
     }
     String::from_utf8(out.stdout)
         .with_context(|| format!("{} printed non-UTF-8", program.display()))
+}
+
+// ---------------------------------------------------------------------------
+// `cargo xtask bench auth-check`
+//
+// The `auth-check-bench` program (`bench/auth`) is built five times, all in
+// `bench-o3`: natively and for `wasm32-wasip2`, each with auth-check (whose
+// `rsa` turns on num-bigint-dig's 64-bit digits for the whole build) and
+// without it (32-bit digits, only the direct RSA rows); the wasm one
+// without auth-check once more with crypto-bigint on 32-bit limbs
+// (`--cfg cpubits="32"`; by default it uses 64-bit limbs on wasm32 too).
+// Each build is copied aside before the next overwrites it, then all five
+// run and their reports make the first two tables. The third comes from the bench worker
+// (`bench/webcrypto`, worker-build `--release`, i.e. opt-level z as the
+// functions ship) under `wrangler dev`, timed from outside: workerd's clock
+// does not advance while a request computes.
+
+/// The auth bench program's package and binary.
+const AUTH_PROGRAM: &str = "auth-check-bench";
+/// The bench worker's directory (its crate, `wrangler.toml` and build).
+const AUTH_WORKER: &str = "bench/webcrypto";
+
+fn auth_check(options: &[String]) -> Result<()> {
+    let workerd = !options.iter().any(|o| o == "--no-workerd");
+    let options: Vec<&String> = options.iter().filter(|o| *o != "--no-workerd").collect();
+    let targets = target_dir();
+    let results = targets.join("bench-results/auth-check");
+    let bin = results.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))?;
+    // (file, runtime, without auth-check, crypto-bigint on 32-bit limbs)
+    let builds = [
+        ("native", "native", false, false),
+        ("wasm", "wasm", false, false),
+        ("native-u32", "native", true, false),
+        ("wasm-u32", "wasm", true, false),
+        ("wasm-limbs32", "wasm", true, true),
+    ];
+    for (file, runtime, bare, limbs32) in builds {
+        let mut build = cmd("cargo");
+        build.args(["build", "-p", AUTH_PROGRAM, "--profile", PROFILE]);
+        if runtime == "wasm" {
+            build.args(["--target", "wasm32-wasip2"]);
+        }
+        if bare {
+            build.arg("--no-default-features");
+        }
+        // RUSTFLAGS change every crate's build: a target directory of its own.
+        let built_in = if limbs32 {
+            let dir = targets.join("bench-cpubits32");
+            build
+                .env("RUSTFLAGS", "--cfg cpubits=\"32\"")
+                .env("CARGO_TARGET_DIR", &dir);
+            dir
+        } else {
+            targets.clone()
+        };
+        run_command(&mut build)?;
+        let built = if runtime == "wasm" {
+            built_in.join(format!("wasm32-wasip2/{PROFILE}/{AUTH_PROGRAM}.wasm"))
+        } else {
+            built_in.join(format!("{PROFILE}/{AUTH_PROGRAM}"))
+        };
+        std::fs::copy(&built, bin.join(file))
+            .with_context(|| format!("copying {}", built.display()))?;
+    }
+    let mut reports = Vec::new();
+    for (file, runtime, _, _) in builds {
+        let program = bin.join(file);
+        let mut command = if runtime == "wasm" {
+            let mut c = cmd(&targets.join("debug/bench-runner").to_string_lossy());
+            c.arg(&program);
+            c
+        } else {
+            cmd(&program.to_string_lossy())
+        };
+        command.args(["run", "--runtime", runtime]).args(&options);
+        let report = results.join(format!("{file}.json"));
+        capture(&mut command, &report)?;
+        reports.push(report);
+    }
+    let tables = stdout_of(
+        cmd(&bin.join("native").to_string_lossy())
+            .arg("table")
+            .args(&reports),
+    )?;
+    let (verifications, alternatives) = tables.split_once("\n\n").unwrap_or((&tables, ""));
+    println!("\n## JWT verifications per second\n");
+    println!("{verifications}");
+    println!(
+        "\nauth-check: decode (8 KiB limit), signature, claims (iss, aud, exp, nbf) of a \
+         ~330-byte token; signature only: `Key::verify` on the parsed key. RSA 2048-bit, \
+         e = 65537. jsonwebtoken 9.3 (ring) decodes and checks the same claims. Median of \
+         the timed rounds; std::time::Instant inside the program; wasm: wasm32-wasip2 under \
+         wasmtime 48.0.8 (Cranelift, opt-level speed); both bench-o3 (opt-level 3, LTO)."
+    );
+    println!("\n## RS256/PS256 signature checks per second by RSA crate\n");
+    print!("{alternatives}");
+    println!(
+        "\nThe same signatures through each crate directly. rsa 0.9's digit size is a \
+         cargo feature of num-bigint-dig (`u64_digit`, which auth-check turns on): the u32 \
+         rows come from a build without auth-check. crypto-bigint (rsa 0.10) uses 64-bit \
+         limbs on wasm32 unless built with `--cfg cpubits=\"32\"`. wasm32 has no \
+         64×64→128 multiply. Reports: {}",
+        results.display()
+    );
+    if workerd {
+        println!("\n## Signature checks per second on workerd (wrangler dev)\n");
+        print!("{}", workerd_table()?);
+    }
+    Ok(())
+}
+
+/// Algorithms timed on workerd (HS256 has no WebCrypto row: it is cheap
+/// either way).
+const WORKERD_ALGS: [&str; 5] = ["RS256", "PS256", "ES256", "ES384", "EdDSA"];
+/// The bench worker's backends, in column order.
+const WORKERD_BACKENDS: [&str; 3] = ["rust", "webcrypto", "webcrypto-import"];
+/// Timed rounds per cell (each: one request of N checks, one of none).
+const WORKERD_ROUNDS: usize = 5;
+/// About how long a request of N checks should compute.
+const WORKERD_TARGET: std::time::Duration = std::time::Duration::from_millis(700);
+
+/// Builds and serves the bench worker, times each backend and algorithm,
+/// and returns the markdown table.
+fn workerd_table() -> Result<String> {
+    let bin = crate::util::root().join("node_modules/.bin");
+    run_command(
+        cmd("worker-build")
+            .args(["--release", AUTH_WORKER])
+            .env("WASM_BINDGEN_BIN", "wasm-bindgen")
+            .env("WASM_OPT_BIN", bin.join("wasm-opt"))
+            .env("ESBUILD_BIN", bin.join("esbuild")),
+    )?;
+    let dev = WorkerDev::start()?;
+    // n per cell: probed with 10, 100, … checks until a request computes
+    // for 100 ms, then sized so that each takes about WORKERD_TARGET.
+    let mut cells = Vec::new();
+    for alg in WORKERD_ALGS {
+        for backend in WORKERD_BACKENDS {
+            let mut probe = 10u32;
+            let each = loop {
+                let spent = dev.time(backend, alg, probe)? - dev.time(backend, alg, 0)?;
+                if spent > 0.1 || probe >= 10_000 {
+                    break spent.max(1e-6) / f64::from(probe);
+                }
+                probe *= 10;
+            };
+            let n = ((WORKERD_TARGET.as_secs_f64() / each) as u32).clamp(20, 50_000);
+            cells.push((alg, backend, n, Vec::new()));
+        }
+    }
+    // Rounds in turns over every cell, so drift hits all alike.
+    for _ in 0..WORKERD_ROUNDS {
+        for (alg, backend, n, rates) in &mut cells {
+            let with = dev.time(backend, alg, *n)?;
+            let without = dev.time(backend, alg, 0)?;
+            rates.push(f64::from(*n) / (with - without).max(1e-6));
+        }
+    }
+    for (_, _, _, rates) in &mut cells {
+        rates.sort_by(f64::total_cmp);
+    }
+    let median = |alg: &str, backend: &str| {
+        cells
+            .iter()
+            .find(|c| c.0 == alg && c.1 == backend)
+            .and_then(|(_, _, _, rates)| rates.get(rates.len() / 2).copied())
+            .unwrap_or(0.0)
+    };
+    let mut out = String::from(
+        "| algorithm | pure Rust (auth-check, wasm) | WebCrypto, key cached | \
+         WebCrypto, key imported per check | WebCrypto cached/Rust |\n\
+         |---|---:|---:|---:|---:|\n",
+    );
+    for alg in WORKERD_ALGS {
+        let rust = median(alg, "rust");
+        let cached = median(alg, "webcrypto");
+        let import = median(alg, "webcrypto-import");
+        out.push_str(&format!(
+            "| {alg} | {} | {} | {} | {:.1}× |\n",
+            thousands(rust),
+            thousands(cached),
+            thousands(import),
+            cached / rust.max(1e-9)
+        ));
+    }
+    let ns: Vec<String> = cells
+        .iter()
+        .map(|(alg, backend, n, _)| format!("{alg}/{backend} {n}"))
+        .collect();
+    out.push_str(&format!(
+        "\nChecks per second of the fixture signatures inside one request, from outside: \
+         (latency of a request making N checks − latency of one making none), median of \
+         {WORKERD_ROUNDS} rounds taken in turns. The worker is built by worker-build \
+         --release (opt-level z, as the functions ship); WebCrypto calls are awaited one \
+         after the other. N: {}.\n",
+        ns.join(", ")
+    ));
+    Ok(out)
+}
+
+/// `12345.6` → `12,346`.
+fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The bench worker under `wrangler dev` on a free port, its process group
+/// stopped when dropped.
+struct WorkerDev {
+    child: std::process::Child,
+    port: u16,
+    scratch: PathBuf,
+}
+
+impl WorkerDev {
+    /// Starts `wrangler dev --config bench/webcrypto/wrangler.toml` (the
+    /// worker is already built) and waits for `/health`.
+    fn start() -> Result<WorkerDev> {
+        use std::os::unix::process::CommandExt as _;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let scratch = std::env::temp_dir().join(format!(
+            "edge-webcrypto-bench-{}-{port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&scratch)?;
+        let config = format!("{AUTH_WORKER}/wrangler.toml");
+        let child = cmd("wrangler")
+            .args(["dev", "--config", &config, "--ip", "127.0.0.1", "--port"])
+            .arg(port.to_string())
+            .args(["--show-interactive-dev-session=false", "--persist-to"])
+            .arg(scratch.join("state"))
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("WRANGLER_LOG_PATH", &scratch)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(scratch.join("wrangler.log"))?)
+            .stderr(std::fs::File::create(scratch.join("wrangler.err"))?)
+            .process_group(0)
+            .spawn()
+            .context("starting wrangler dev")?;
+        let mut dev = WorkerDev {
+            child,
+            port,
+            scratch,
+        };
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = dev.child.try_wait()? {
+                bail!("wrangler dev exited ({status}):\n{}", dev.log_tail());
+            }
+            if started.elapsed() > std::time::Duration::from_secs(120) {
+                bail!("wrangler dev not ready after 120 s:\n{}", dev.log_tail());
+            }
+            if dev.get("/health").is_ok_and(|(status, _)| status == 200) {
+                return Ok(dev);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+    }
+
+    /// Seconds one `/verify` of `n` checks takes, failing unless it
+    /// answers 200.
+    fn time(&self, backend: &str, alg: &str, n: u32) -> Result<f64> {
+        let path = format!("/verify?backend={backend}&alg={alg}&n={n}");
+        let started = std::time::Instant::now();
+        let (status, body) = self.get(&path)?;
+        let elapsed = started.elapsed().as_secs_f64();
+        if status != 200 {
+            bail!("GET {path}: {status} {body}\n{}", self.log_tail());
+        }
+        Ok(elapsed)
+    }
+
+    /// A plain HTTP/1.1 GET on a fresh connection: status and body.
+    fn get(&self, path: &str) -> Result<(u16, String)> {
+        use std::io::{Read as _, Write as _};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_read_timeout(Some(std::time::Duration::from_secs(120)))?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        let status = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("GET {path}: not HTTP: {answer:.80}"))?;
+        let body = answer
+            .split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_owned();
+        Ok((status, body))
+    }
+
+    fn log_tail(&self) -> String {
+        let mut text = String::new();
+        for name in ["wrangler.log", "wrangler.err"] {
+            text.push_str(&std::fs::read_to_string(self.scratch.join(name)).unwrap_or_default());
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for WorkerDev {
+    fn drop(&mut self) {
+        // TERM first: wrangler stops its workerd on TERM, not on KILL.
+        let group = format!("-{}", self.child.id());
+        for signal in ["TERM", "KILL"] {
+            let _ = Command::new("kill")
+                .args(["-s", signal, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+        }
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.scratch);
+    }
 }

@@ -9,6 +9,7 @@
 //!   strongly consistent: its input gate makes each read-modify-write and
 //!   each transaction atomic).
 //! - [`KvCache`]: the eventually consistent cache on Workers KV.
+//! - [`webcrypto`]: signature checks on the runtime's `crypto.subtle`.
 //!
 //! Bindings expected in `wrangler.toml`: the Durable Object namespace
 //! [`STORE_BINDING`] (class `EdgeStore`) and the KV namespace
@@ -18,6 +19,7 @@
 mod convert;
 mod object;
 mod store;
+pub mod webcrypto;
 
 use std::any::Any;
 use std::cell::RefCell;
