@@ -176,9 +176,9 @@ fn stdout_of(command: &mut Command) -> Result<String> {
 //
 // The `auth-check-bench` program (`bench/auth`) is built five times, all in
 // `bench-o3`: natively and for `wasm32-wasip2`, each with auth-check (whose
-// `rsa` turns on num-bigint-dig's 64-bit digits for the whole build) and
-// without it (32-bit digits, only the direct RSA rows); the wasm one
-// without auth-check once more with crypto-bigint on 32-bit limbs
+// `rsa` uses num-bigint-dig's 64-bit digits natively, 32-bit ones in wasm)
+// and without it (the other digit size, only the direct RSA rows); the wasm
+// one without auth-check once more with crypto-bigint on 32-bit limbs
 // (`--cfg cpubits="32"`; by default it uses 64-bit limbs on wasm32 too).
 // Each build is copied aside before the next overwrites it, then all five
 // run and their reports make the first two tables. The third comes from the bench worker
@@ -204,7 +204,7 @@ fn auth_check(options: &[String]) -> Result<()> {
         ("native", "native", false, false),
         ("wasm", "wasm", false, false),
         ("native-u32", "native", true, false),
-        ("wasm-u32", "wasm", true, false),
+        ("wasm-u64", "wasm", true, false),
         ("wasm-limbs32", "wasm", true, true),
     ];
     for (file, runtime, bare, limbs32) in builds {
@@ -215,6 +215,9 @@ fn auth_check(options: &[String]) -> Result<()> {
         }
         if bare {
             build.arg("--no-default-features");
+        }
+        if file == "wasm-u64" {
+            build.args(["--features", "u64-digits"]);
         }
         // RUSTFLAGS change every crate's build: a target directory of its own.
         let built_in = if limbs32 {
@@ -269,8 +272,8 @@ fn auth_check(options: &[String]) -> Result<()> {
     print!("{alternatives}");
     println!(
         "\nThe same signatures through each crate directly. rsa 0.9's digit size is a \
-         cargo feature of num-bigint-dig (`u64_digit`, which auth-check turns on): the u32 \
-         rows come from a build without auth-check. crypto-bigint (rsa 0.10) uses 64-bit \
+         cargo feature of num-bigint-dig (`u64_digit`, which auth-check turns on natively \
+         only): the other digit size comes from a build without auth-check. crypto-bigint (rsa 0.10) uses 64-bit \
          limbs on wasm32 unless built with `--cfg cpubits=\"32\"`. wasm32 has no \
          64×64→128 multiply. Reports: {}",
         results.display()

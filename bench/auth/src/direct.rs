@@ -7,7 +7,7 @@ use rsa::signature::Verifier as _;
 use sha2::Sha256;
 
 /// The digit size num-bigint-dig was built with in this program: 64 when
-/// any crate of the build turns on rsa's `u64_digit` (auth-check does),
+/// any crate of the build turns on rsa's `u64_digit` (auth-check does natively),
 /// else 32. Features unify, so this is read from the build, not assumed.
 #[allow(
     clippy::useless_conversion,

@@ -145,7 +145,7 @@ pub fn tables(reports: &[Report]) -> String {
     }
     out.push_str(
         "\n| RSA crate (signature only) | algorithm | native | wasm | wasm/native \
-         | wasm/native rsa 0.9 u64 (today) | wasm/jsonwebtoken native |\n\
+         | wasm / native rsa 0.9 u64 (auth-check native) | wasm/jsonwebtoken native |\n\
          |---|---|---:|---:|---:|---:|---:|\n",
     );
     for alg in ["RS256", "PS256"] {

@@ -494,6 +494,58 @@ impl Key {
             _ => None,
         }
     }
+
+    /// The key's public numbers, for a verifier outside Rust (the Workers
+    /// build checks signatures with the runtime's WebCrypto).
+    pub fn public_parts(&self) -> PublicParts {
+        let coordinates = |point: &[u8], len: usize| {
+            // Uncompressed SEC1: 0x04 || x || y.
+            let (x, y) = point.get(1..)?.split_at_checked(len)?;
+            Some((x.to_vec(), y.to_vec()))
+        };
+        match &self.material {
+            Material::Rsa(key) => PublicParts::Rsa {
+                n: key.n().to_bytes_be(),
+                e: key.e().to_bytes_be(),
+            },
+            Material::P256(key) => coordinates(key.to_encoded_point(false).as_bytes(), 32)
+                .map_or(PublicParts::Secret, |(x, y)| PublicParts::P256 { x, y }),
+            Material::P384(key) => coordinates(key.to_encoded_point(false).as_bytes(), 48)
+                .map_or(PublicParts::Secret, |(x, y)| PublicParts::P384 { x, y }),
+            Material::Ed25519(key) => PublicParts::Ed25519(key.to_bytes()),
+            Material::Hmac(_) => PublicParts::Secret,
+        }
+    }
+}
+
+/// A key's public numbers (big-endian), see [`Key::public_parts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PublicParts {
+    /// RSA modulus and exponent.
+    Rsa {
+        /// The modulus.
+        n: Vec<u8>,
+        /// The public exponent.
+        e: Vec<u8>,
+    },
+    /// A P-256 point.
+    P256 {
+        /// The x coordinate.
+        x: Vec<u8>,
+        /// The y coordinate.
+        y: Vec<u8>,
+    },
+    /// A P-384 point.
+    P384 {
+        /// The x coordinate.
+        x: Vec<u8>,
+        /// The y coordinate.
+        y: Vec<u8>,
+    },
+    /// An Ed25519 public key.
+    Ed25519([u8; 32]),
+    /// A symmetric key: nothing public.
+    Secret,
 }
 
 /// An RSA signature is exactly as long as the modulus (RFC 8017 §8.2.2).
@@ -1292,5 +1344,34 @@ pub(crate) mod tests {
         assert_eq!(printable("RS256", 16), "RS256");
         assert_eq!(printable("a\"b\\c\u{e9}\n", 16), "a?b?c??");
         assert_eq!(printable("abcdefgh", 4), "abcd...");
+    }
+
+    #[test]
+    fn public_parts_give_back_the_jwk_numbers() {
+        let (_, jwk) = p256_pair(7);
+        let key = Key::from_jwk(&jwk).unwrap();
+        let PublicParts::P256 { x, y } = key.public_parts() else {
+            panic!("not a P-256 point");
+        };
+        assert_eq!(
+            (b64(&x), b64(&y)),
+            (
+                jwk["x"].as_str().unwrap().to_owned(),
+                jwk["y"].as_str().unwrap().to_owned()
+            )
+        );
+        let (_, jwk) = p384_pair(7);
+        assert!(
+            matches!(Key::from_jwk(&jwk).unwrap().public_parts(), PublicParts::P384 { x, y } if x.len() == 48 && y.len() == 48)
+        );
+        let (_, jwk) = ed25519_pair(7);
+        let PublicParts::Ed25519(public) = Key::from_jwk(&jwk).unwrap().public_parts() else {
+            panic!("not Ed25519");
+        };
+        assert_eq!(b64(&public), jwk["x"].as_str().unwrap());
+        assert_eq!(
+            Key::hmac(&[1; 32]).unwrap().public_parts(),
+            PublicParts::Secret
+        );
     }
 }

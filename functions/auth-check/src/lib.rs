@@ -23,6 +23,7 @@ pub mod claims;
 mod jwks;
 pub mod keys;
 pub mod policy;
+mod signature;
 pub mod token;
 
 #[cfg(all(feature = "browser", target_arch = "wasm32"))]
@@ -308,9 +309,17 @@ impl AuthCheck {
                     HeaderValue::from(e.retry_after.as_secs().max(1)),
                 )
             })?;
-        let claims = unverified
-            .verify_with(&keys, provider.allowed())
+        let candidates = unverified
+            .candidates(&keys, provider.allowed())
             .map_err(refuse)?;
+        let verified = signature::verify_any(
+            &candidates,
+            unverified.header.alg,
+            unverified.signing_input().as_bytes(),
+            unverified.signature(),
+        )
+        .await;
+        let claims = unverified.accept(verified).map_err(refuse)?;
         claims::check(&claims, rules, ctx.clock().now()).map_err(refuse)?;
         Ok(self.identity(&claims, &issuer))
     }

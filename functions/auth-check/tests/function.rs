@@ -396,4 +396,3 @@ fn configuration_errors_name_the_field() {
         Err(ConfigError::Invalid(_))
     ));
 }
-
