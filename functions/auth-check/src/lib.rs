@@ -317,6 +317,7 @@ impl AuthCheck {
             unverified.header.alg,
             unverified.signing_input().as_bytes(),
             unverified.signature(),
+            ctx,
         )
         .await;
         let claims = unverified.accept(verified).map_err(refuse)?;

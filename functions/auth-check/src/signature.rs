@@ -5,6 +5,8 @@
 //! the pure-Rust verification in [`crate::keys`] runs. HS256 always stays in
 //! Rust (the HMAC state is not exportable, and it is fast there).
 
+use edge_core::function::Context;
+
 use crate::keys::{Algorithm, Key};
 
 /// Whether one of `keys` (already filtered to those allowing `alg`)
@@ -14,9 +16,10 @@ pub(crate) async fn verify_any(
     alg: Algorithm,
     signing_input: &[u8],
     signature: &[u8],
+    ctx: &Context<'_>,
 ) -> bool {
     for key in keys {
-        if verify(key, alg, signing_input, signature).await {
+        if verify(key, alg, signing_input, signature, ctx).await {
             return true;
         }
     }
@@ -24,12 +27,24 @@ pub(crate) async fn verify_any(
 }
 
 #[cfg(not(all(feature = "workers", target_arch = "wasm32")))]
-async fn verify(key: &Key, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
+async fn verify(
+    key: &Key,
+    alg: Algorithm,
+    signing_input: &[u8],
+    signature: &[u8],
+    _ctx: &Context<'_>,
+) -> bool {
     key.verify(alg, signing_input, signature).is_ok()
 }
 
 #[cfg(all(feature = "workers", target_arch = "wasm32"))]
-async fn verify(key: &Key, alg: Algorithm, signing_input: &[u8], signature: &[u8]) -> bool {
+async fn verify(
+    key: &Key,
+    alg: Algorithm,
+    signing_input: &[u8],
+    signature: &[u8],
+    ctx: &Context<'_>,
+) -> bool {
     use crate::keys::PublicParts;
     use edge_workers::webcrypto::{self, EcCurve, RsaAlg};
 
@@ -61,5 +76,11 @@ async fn verify(key: &Key, alg: Algorithm, signing_input: &[u8], signature: &[u8
         _ => return key.verify(alg, signing_input, signature).is_ok(),
     };
     // WebCrypto unavailable or refusing the key: the Rust path decides.
-    answer.unwrap_or_else(|_| key.verify(alg, signing_input, signature).is_ok())
+    answer.unwrap_or_else(|e| {
+        ctx.log().warn(
+            "webcrypto failed; verifying in Rust",
+            serde_json::json!({ "alg": alg.as_str(), "error": e.to_string() }),
+        );
+        key.verify(alg, signing_input, signature).is_ok()
+    })
 }

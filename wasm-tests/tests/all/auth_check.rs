@@ -79,7 +79,11 @@ fn rotation_and_cooldown(idp: &OidcProvider, call: &dyn Fn(&str, &str) -> Answer
     // are fetched once (discovery, then the JWKS) and then come from cache.
     let rs256 = token(idp, "RS256", &["reader"]);
     let (status, sub, challenge) = call("/api/items", &rs256);
-    assert_eq!((status, sub.as_deref()), (200, Some("alice")), "{challenge:?}");
+    assert_eq!(
+        (status, sub.as_deref()),
+        (200, Some("alice")),
+        "{challenge:?}"
+    );
     for alg in ["PS256", "ES256", "ES384", "EdDSA"] {
         let (status, _, challenge) = call("/api/items", &token(idp, alg, &["reader"]));
         assert_eq!(status, 200, "{alg}: {challenge:?}");
@@ -89,7 +93,10 @@ fn rotation_and_cooldown(idp: &OidcProvider, call: &dyn Fn(&str, &str) -> Answer
 
     // RBAC and the claim checks on real tokens.
     assert_eq!(call("/admin/users", &rs256).0, 403);
-    assert_eq!(call("/admin/users", &token(idp, "RS256", &["admin"])).0, 200);
+    assert_eq!(
+        call("/admin/users", &token(idp, "RS256", &["admin"])).0,
+        200
+    );
     let foreign = idp
         .issue(&TokenRequest {
             audience: Some("https://other.test".into()),
@@ -120,14 +127,23 @@ fn rotation_and_cooldown(idp: &OidcProvider, call: &dyn Fn(&str, &str) -> Answer
     let (status, _, challenge) = call("/api/items", &fresh);
     assert_eq!(status, 200, "after rotation to {rotation:?}: {challenge:?}");
     assert_eq!(jwks(), 2);
-    assert_eq!(call("/api/items", &rs256).0, 200, "the old key is still published");
+    assert_eq!(
+        call("/api/items", &rs256).0,
+        200,
+        "the old key is still published"
+    );
 
     // Made-up kids inside the cooldown: 401, and the provider is left alone.
     let payload = json!({ "iss": idp.issuer(), "sub": "mallory", "aud": "https://api.test",
                           "exp": 4_102_444_800u64 });
     for i in 0..20 {
         let bogus = idp
-            .sign("RS256", json!({ "kid": format!("bogus-{i}") }), payload.clone(), None)
+            .sign(
+                "RS256",
+                json!({ "kid": format!("bogus-{i}") }),
+                payload.clone(),
+                None,
+            )
             .unwrap();
         let (status, _, challenge) = call("/api/items", &bogus);
         assert_eq!(status, 401);
@@ -139,7 +155,12 @@ fn rotation_and_cooldown(idp: &OidcProvider, call: &dyn Fn(&str, &str) -> Answer
     std::thread::sleep(Duration::from_millis(COOLDOWN_SECS * 1000 + 500));
     for _ in 0..3 {
         let bogus = idp
-            .sign("RS256", json!({ "kid": "bogus-late" }), payload.clone(), None)
+            .sign(
+                "RS256",
+                json!({ "kid": "bogus-late" }),
+                payload.clone(),
+                None,
+            )
             .unwrap();
         assert_eq!(call("/api/items", &bogus).0, 401);
     }
@@ -218,4 +239,8 @@ fn workers_build_follows_a_real_provider_through_rotation_with_a_cooldown() {
         answer_of(actual.status, &headers)
     };
     rotation_and_cooldown(&idp, &call);
+    // Signatures went through the runtime's WebCrypto, never the fallback.
+    let log = std::fs::read_to_string(dev.log_path()).unwrap_or_default();
+    assert!(log.contains("jwks fetched"), "{}", dev.log_tail());
+    assert!(!log.contains("webcrypto failed"), "{}", dev.log_tail());
 }
