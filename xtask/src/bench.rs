@@ -25,6 +25,7 @@
 //! For statistics per algorithm there is also `cargo bench -p rate-limit`
 //! (criterion, native only, the same loops).
 
+use bench_support::thousands;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -372,19 +373,6 @@ fn workerd_table() -> Result<String> {
         ns.join(", ")
     ));
     Ok(out)
-}
-
-/// `12345.6` → `12,346`.
-fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The bench worker under `wrangler dev` on a free port, its process group

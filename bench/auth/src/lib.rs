@@ -13,6 +13,7 @@ pub mod direct;
 pub mod fixtures;
 pub mod workloads;
 
+use bench_support::thousands;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -183,19 +184,6 @@ pub fn tables(reports: &[Report]) -> String {
     out
 }
 
-/// `12345678.9` → `12,345,679`.
-pub fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,11 +234,5 @@ mod tests {
                 assert!(!key.expect("key").verify(input, &signature), "{alg}");
             }
         }
-    }
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(999.0), "999");
-        assert_eq!(thousands(12_345_678.9), "12,345,679");
     }
 }

@@ -19,14 +19,7 @@ const USAGE: &str = "usage: auth-check-bench run [--runtime native|wasm] [--roun
                      auth-check-bench table REPORT.json...";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match dispatch(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("auth-check-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_support::main("auth-check-bench", dispatch)
 }
 
 fn dispatch(args: &[String]) -> Result<(), String> {
@@ -42,16 +35,11 @@ fn run(args: &[String]) -> Result<(), String> {
     let mut rounds = 5u32;
     let mut seconds = 0.2f64;
     let mut only: Option<Vec<String>> = None;
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value:?}: {e}");
-        match flag.as_str() {
-            "--runtime" => runtime.clone_from(value),
-            "--rounds" => rounds = value.parse().map_err(|e| bad(&e))?,
-            "--seconds" => seconds = value.parse().map_err(|e| bad(&e))?,
+    for (flag, value) in bench_support::option_pairs(args, USAGE)? {
+        match flag {
+            "--runtime" => runtime = value.to_owned(),
+            "--rounds" => rounds = bench_support::parse(flag, value)?,
+            "--seconds" => seconds = bench_support::parse(flag, value)?,
             "--only" => only = Some(value.split(',').map(str::to_owned).collect()),
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }

@@ -10,6 +10,7 @@
 
 pub mod workloads;
 
+use bench_support::thousands;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -154,30 +155,9 @@ pub fn table(base: &Report, others: &[Report]) -> Result<String, Mismatch> {
     Ok(out)
 }
 
-/// `12345678.9` → `12,345,679`.
-fn thousands(v: f64) -> String {
-    let digits = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_groups_digits() {
-        assert_eq!(thousands(0.4), "0");
-        assert_eq!(thousands(999.0), "999");
-        assert_eq!(thousands(1_000.0), "1,000");
-        assert_eq!(thousands(12_345_678.9), "12,345,679");
-    }
 
     #[test]
     fn every_workload_mostly_admits_and_sometimes_denies() {

@@ -19,14 +19,7 @@ const USAGE: &str = "usage: rate-limit-bench run [--label L] [--short S] [--roun
                      rate-limit-bench table BASE.json OTHER.json...";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match dispatch(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("rate-limit-bench: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_support::main("rate-limit-bench", dispatch)
 }
 
 fn dispatch(args: &[String]) -> Result<(), String> {
@@ -43,17 +36,12 @@ fn run(args: &[String]) -> Result<(), String> {
     let mut rounds = 5u32;
     let mut scale = 1.0f64;
     let mut only: Option<Vec<String>> = None;
-    let mut args = args.iter();
-    while let Some(flag) = args.next() {
-        let value = args
-            .next()
-            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
-        let bad = |e: &dyn std::fmt::Display| format!("{flag} {value:?}: {e}");
-        match flag.as_str() {
-            "--label" => label.clone_from(value),
-            "--short" => short.clone_from(value),
-            "--rounds" => rounds = value.parse().map_err(|e| bad(&e))?,
-            "--scale" => scale = value.parse().map_err(|e| bad(&e))?,
+    for (flag, value) in bench_support::option_pairs(args, USAGE)? {
+        match flag {
+            "--label" => label = value.to_owned(),
+            "--short" => short = value.to_owned(),
+            "--rounds" => rounds = bench_support::parse(flag, value)?,
+            "--scale" => scale = bench_support::parse(flag, value)?,
             "--only" => only = Some(value.split(',').map(str::to_owned).collect()),
             _ => return Err(format!("unknown option {flag}\n{USAGE}")),
         }
