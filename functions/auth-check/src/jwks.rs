@@ -176,8 +176,15 @@ impl ProviderKeys {
             _ => {}
         }
         // Stale, missing, or the kid is unknown: fetch unless in cooldown.
+        // An isolate that fetched within the cooldown and holds keys needs
+        // no cache read to know it (a flood of bad kids costs nothing).
+        let cooling_here = self
+            .attempted_at
+            .borrow()
+            .is_some_and(|t| now.0 < t.0 + self.cooldown);
         let record = match record {
             Some(r) => Some(r),
+            None if cooling_here && self.memory.borrow().is_some() => None,
             None => self.load(ctx).await,
         };
         let attempted = [

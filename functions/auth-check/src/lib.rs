@@ -84,7 +84,7 @@ impl EdgeFunction for AuthCheck {
     const SECRETS: &'static [&'static str] = &[
         "AUTH_API_KEY_HASH_KEY",
         "AUTH_ADMIN_TOKEN",
-        "AUTH_HS256_SECRET",
+        policy::HMAC_SECRET,
     ];
 
     fn from_config(config: &Config) -> Result<Self, ConfigError> {

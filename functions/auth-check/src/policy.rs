@@ -13,6 +13,9 @@ use serde::Deserialize;
 use crate::apikeys::ApiKeysSection;
 use crate::keys::Algorithm;
 
+/// The platform secret holding a static HS256 key.
+pub const HMAC_SECRET: &str = "AUTH_HS256_SECRET";
+
 /// The largest token the function reads, whatever the policy says.
 pub const MAX_TOKEN_BYTES_LIMIT: usize = 64 * 1024;
 
@@ -529,6 +532,14 @@ impl Provider {
                         given,
                         "exactly one of jwk, pem, hmac_secret is needed",
                     );
+                    if let Some(name) = &key.hmac_secret {
+                        v.check(
+                            name == HMAC_SECRET,
+                            "hmac_secret",
+                            name,
+                            &format!("must be {HMAC_SECRET}, the secret the function reads"),
+                        );
+                    }
                 });
             }
         });

@@ -391,6 +391,14 @@ fn configuration_errors_name_the_field() {
         "",
     );
     assert!(message.contains("AUTH_HS256_SECRET"), "{message}");
+    let message = bad(
+        "keys = [{ kid = \"h\", hmac_secret = \"OTHER\" }]\nalgorithms = [\"HS256\"]",
+        "",
+    );
+    assert!(
+        message.contains("auth.providers[0].keys[0].hmac_secret"),
+        "{message}"
+    );
     assert!(matches!(
         build(&policy("keys = [{ pem = \"not a key\" }]", "")),
         Err(ConfigError::Invalid(_))
