@@ -235,10 +235,12 @@ mod tests {
 
     #[test]
     fn a_missing_required_secret_is_named_and_env_fills_it() {
+        let mut others = all_secrets("unused");
+        others.remove("counter_admin_token");
         let err = resolve(
             &project_manifest(),
             Path::new("."),
-            &HashMap::new(),
+            &others,
             &HashMap::new(),
         )
         .unwrap_err()
