@@ -225,8 +225,8 @@ pub(crate) fn dev() -> Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     println!(
         "\nServing on 127.0.0.1 (Ctrl-C stops everything):\n\
-         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...  http://127.0.0.1:3000/rate-limit/...\n\
-         \x20 Workers builds (wrangler dev): counter http://127.0.0.1:8787/  rate-limit http://127.0.0.1:8788/\n\
+         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...  /rate-limit/...  /auth-check/...\n\
+         \x20 Workers builds (wrangler dev): counter http://127.0.0.1:8787/  rate-limit :8788  auth-check :8789\n\
          \x20                                (first start builds; wait for 'Ready')\n\
          \x20 Browser builds (demo page):    http://127.0.0.1:8080/\n\n\
          Try:\n\
@@ -236,7 +236,10 @@ pub(crate) fn dev() -> Result<()> {
          \x20 curl -s -X DELETE -H 'authorization: Bearer dev-admin-token' http://127.0.0.1:8787/counters/demo -i\n\
          \x20 for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' -X POST http://127.0.0.1:8788/auth/login; done\n\
          \x20 curl -si -X POST http://127.0.0.1:3000/rate-limit/auth/login | grep -i ratelimit\n\
-         \x20 curl -s -H 'authorization: Bearer dev-admin-token' 'http://127.0.0.1:8788/_ratelimit/state?scope=AUTH_LOGIN&ip=127.0.0.1'\n"
+         \x20 curl -s -H 'authorization: Bearer dev-admin-token' 'http://127.0.0.1:8788/_ratelimit/state?scope=AUTH_LOGIN&ip=127.0.0.1'\n\
+         \x20 curl -s -X POST -H 'authorization: Bearer dev-admin-token' http://127.0.0.1:8789/_auth/keys -d '{{\"id\":\"ci\",\"scopes\":[\"api:read\"]}}'\n\
+         \x20 curl -s -H 'x-api-key: <the key printed above>' http://127.0.0.1:8789/api/items\n\
+         \x20 curl -si http://127.0.0.1:3000/auth-check/api/items | grep -i www-authenticate\n"
     );
     loop {
         for (name, child) in &mut children.0 {
