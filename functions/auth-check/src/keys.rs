@@ -787,14 +787,8 @@ pub(crate) mod tests {
     use serde_json::json;
 
     /// RFC 7515 Appendix A.2's RSA public key, as its JWK prints it.
-    pub(crate) const RFC7515_RSA_N: &str = concat!(
-        "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddx",
-        "HmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4QlL-yRT-SFd2lZS-pCgNMs",
-        "D1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSH",
-        "SXndS5z5rexMdbBYUsLA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdV",
-        "MTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoudF8",
-        "NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ",
-    );
+    pub(crate) const RFC7515_RSA_N: &str =
+        include_str!("../testdata/rfc7515-a2-n.txt").trim_ascii();
 
     pub(crate) fn rsa_jwk() -> Value {
         json!({"kty": "RSA", "n": RFC7515_RSA_N, "e": "AQAB"})
