@@ -1,0 +1,1 @@
+//! Streaming JSON and NDJSON rewriting in bounded memory. (Stub: being written.)

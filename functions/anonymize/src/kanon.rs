@@ -1,0 +1,1 @@
+//! k-anonymity of a batch. (Stub: being written.)
