@@ -23,6 +23,7 @@ pub mod origin;
 pub mod platform;
 pub mod policy;
 pub mod problem;
+pub mod stream;
 
 pub use function::{Context, EdgeFunction, serve};
 pub use model::{Body, ClientAddr, Request, Response};

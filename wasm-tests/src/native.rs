@@ -89,6 +89,7 @@ pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
         "counter" => answers_for::<counter::Counter>(suite).await,
         "rate-limit" => answers_for::<rate_limit::RateLimit>(suite).await,
         "auth-check" => answers_for::<auth_check::AuthCheck>(suite).await,
+        "anonymize" => answers_for::<anonymize::Anonymize>(suite).await,
         other => bail!("no native registration for function {other:?}"),
     }
 }

@@ -38,6 +38,14 @@ pub(crate) const FUNCTIONS: &[Function] = &[
             ("AUTH_ADMIN_TOKEN", "dev-admin-token"),
         ],
     },
+    Function {
+        name: "anonymize",
+        dev_secrets: &[
+            ("GDPR_ANONYMIZATION_SALT", "dev-anonymization-salt"),
+            ("GDPR_ANONYMIZATION_KEY", "dev-anonymization-key-0123456789"),
+            ("ANONYMIZE_ADMIN_TOKEN", "dev-admin-token"),
+        ],
+    },
 ];
 
 /// One function crate.

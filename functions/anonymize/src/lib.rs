@@ -1,7 +1,393 @@
-//! Anonymize: GDPR anonymization at the edge and in the browser.
+//! Anonymize: GDPR anonymization of request bodies at the edge and in the
+//! browser. Emails, IPs, phone numbers, payment cards, IBANs, secrets and
+//! the policy's own patterns are found (validated by checksum where one
+//! exists) in free text, JSON and NDJSON, and replaced by the operator their
+//! entity, data class or JSON field rule names: redact, tag, mask, keyed-hash
+//! pseudonym, IP truncation, generalization, or the reversible AES-SIV form.
+//!
+//! | request | answer |
+//! |---|---|
+//! | a JSON, NDJSON or text body | anonymized, then forwarded to the origin (or, without one, returned) |
+//! | a body beyond the buffered limit | the same as a stream, in bounded memory (Workers) |
+//! | another content type | passed untouched or `415`, as the policy says |
+//! | invalid JSON/NDJSON/UTF-8 | `400` naming where (offset, line, path), never the content |
+//! | `POST {admin_path}/deanonymize` | the reversible tokens decrypted (bearer admin secret) |
+//! | `POST {admin_path}/k-anonymity` | the batch's smallest equivalence class over the quasi-identifiers |
+//! | `POST {admin_path}/analyze` | the findings' kinds and offsets, never the values |
 
+pub mod body;
 pub mod detect;
+mod engine;
 pub mod entity;
 pub mod json;
 pub mod kanon;
 pub mod operators;
+pub mod policy;
+
+#[cfg(all(feature = "browser", target_arch = "wasm32"))]
+mod browser;
+#[cfg(all(feature = "spin", target_arch = "wasm32"))]
+mod spin;
+#[cfg(all(feature = "workers", target_arch = "wasm32"))]
+mod workers;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use edge_core::function::Context;
+use edge_core::model::{json_response, query_param};
+use edge_core::policy::FieldError;
+use edge_core::stream::{StreamPlan, StreamingFunction};
+use edge_core::{Config, ConfigError, EdgeFunction, Problem, Request, Response, Secret};
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::json;
+
+pub use body::{BodyAnonymizer, BodyKind, Deanonymizer};
+pub use engine::{Anonymizer, Findings};
+
+use crate::kanon::KAnonymity;
+use crate::operators::{Keys, Operator};
+use crate::policy::{
+    ADMIN_SECRET, AnonymizePolicy, KEY_SECRET, SALT_SECRET, Section, UnknownContent,
+};
+
+/// The response header counting what was anonymized (`email=2, ipv4=1`).
+pub const FINDINGS_HEADER: &str = "x-anonymize-findings";
+
+/// The anonymize function.
+pub struct Anonymize {
+    anonymizer: Anonymizer,
+    section: Section,
+    admin: Option<Secret>,
+    quasi_identifiers: Vec<(String, Option<Operator>)>,
+}
+
+/// The shortest salt accepted (the pseudonyms' only secret).
+const MIN_SECRET_BYTES: usize = 16;
+
+fn weak_secret(name: &str) -> ConfigError {
+    ConfigError::Invalid(vec![FieldError {
+        path: name.to_owned(),
+        value: "(secret)".to_owned(),
+        rule: format!("must be at least {MIN_SECRET_BYTES} bytes"),
+    }])
+}
+
+#[async_trait(?Send)]
+impl EdgeFunction for Anonymize {
+    const NAME: &'static str = "anonymize";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DEFAULT_POLICY: &'static str = include_str!("../policy.toml");
+    const SECRETS: &'static [&'static str] = &[SALT_SECRET, KEY_SECRET, ADMIN_SECRET];
+
+    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let policy: AnonymizePolicy = config.policy()?;
+        let section = policy.anonymize;
+        let salt = config.require_secret("anonymize", SALT_SECRET)?;
+        if salt.expose().len() < MIN_SECRET_BYTES {
+            return Err(weak_secret(SALT_SECRET));
+        }
+        let key = if section.uses_encryption() {
+            let key = config.require_secret("anonymize", KEY_SECRET)?;
+            if key.expose().len() < MIN_SECRET_BYTES {
+                return Err(weak_secret(KEY_SECRET));
+            }
+            Some(key)
+        } else {
+            config
+                .secret(KEY_SECRET)
+                .filter(|k| k.expose().len() >= MIN_SECRET_BYTES)
+        };
+        let keys = Keys::new(salt.expose().as_bytes(), key.map(|k| k.expose().as_bytes()));
+        let anonymizer = Anonymizer::new(&section, keys).map_err(|e| {
+            ConfigError::Invalid(vec![FieldError {
+                path: "anonymize".into(),
+                value: String::new(),
+                rule: e,
+            }])
+        })?;
+        let quasi_identifiers = section
+            .k_anonymity
+            .quasi_identifiers
+            .iter()
+            .map(|q| parse_quasi_identifier(q))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                ConfigError::Invalid(vec![FieldError {
+                    path: "anonymize.k_anonymity.quasi_identifiers".into(),
+                    value: String::new(),
+                    rule: e,
+                }])
+            })?;
+        Ok(Anonymize {
+            anonymizer,
+            admin: config.secret(ADMIN_SECRET).cloned(),
+            quasi_identifiers,
+            section,
+        })
+    }
+
+    async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let path = req.uri().path().to_owned();
+        if let Some(rest) = path.strip_prefix(self.section.admin_path.as_str())
+            && (rest.is_empty() || rest.starts_with('/'))
+        {
+            let rest = rest.to_owned();
+            return self.admin(req, &rest, ctx);
+        }
+        if req.body().is_empty() {
+            return match &self.section.origin {
+                Some(origin) => edge_core::origin::forward(origin, req, ctx).await,
+                None => Err(Problem::method_not_allowed(
+                    req.method(),
+                    &[Method::POST, Method::PUT, Method::PATCH],
+                )
+                .with_detail("send a body to anonymize")),
+            };
+        }
+        let (mut parts, body) = req.into_parts();
+        let kind = match BodyKind::of(&parts.headers) {
+            Some(kind) => kind,
+            None => return self.unknown_content(parts, body, ctx).await,
+        };
+        let mut transform = self.anonymizer.body(kind);
+        let mut out = Vec::with_capacity(body.len() + body.len() / 8);
+        edge_core::stream::BodyTransform::push(&mut transform, &body, &mut out)?;
+        edge_core::stream::BodyTransform::finish(&mut transform, &mut out)?;
+        let findings = transform.findings().summary();
+        ctx.log().info(
+            "anonymized",
+            json!({ "kind": kind.as_str(), "bytes": body.len(), "findings": findings }),
+        );
+        match &self.section.origin {
+            Some(origin) => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                let req = Request::from_parts(parts, Bytes::from(out));
+                edge_core::origin::forward(origin, req, ctx).await
+            }
+            None => {
+                let mut response = Response::new(Bytes::from(out));
+                let headers = response.headers_mut();
+                headers.insert(header::CONTENT_TYPE, kind.content_type(&parts.headers));
+                if let Ok(value) = HeaderValue::from_str(&findings) {
+                    headers.insert(FINDINGS_HEADER, value);
+                }
+                Ok(response)
+            }
+        }
+    }
+}
+
+impl StreamingFunction for Anonymize {
+    fn stream_plan(&self, head: &http::request::Parts) -> Result<Option<StreamPlan>, Problem> {
+        let path = head.uri.path();
+        if path.starts_with(self.section.admin_path.as_str()) {
+            return Ok(None);
+        }
+        let (transform, content_type): (Box<dyn edge_core::stream::BodyTransform>, _) =
+            match BodyKind::of(&head.headers) {
+                Some(kind) => (
+                    Box::new(self.anonymizer.body(kind)),
+                    kind.content_type(&head.headers),
+                ),
+                None if self.section.unknown_content == UnknownContent::Pass => (
+                    Box::new(body::PassThrough),
+                    head.headers
+                        .get(header::CONTENT_TYPE)
+                        .cloned()
+                        .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                ),
+                None => return Err(unsupported(&head.headers)),
+            };
+        Ok(Some(StreamPlan {
+            transform,
+            origin: self.section.origin.clone(),
+            content_type,
+        }))
+    }
+}
+
+/// A quasi-identifier as written in the policy or `?qi=`: a dotted path,
+/// optionally `:operator` to generalize first (`age:range(10)`).
+pub fn parse_quasi_identifier(text: &str) -> Result<(String, Option<Operator>), String> {
+    let (path, operator) = match text.split_once(':') {
+        Some((path, op)) => (
+            path,
+            Some(
+                op.parse::<Operator>()
+                    .map_err(|e| format!("{text:?}: {e}"))?,
+            ),
+        ),
+        None => (text, None),
+    };
+    let path = path.trim();
+    if path.is_empty() || path.split('.').any(str::is_empty) {
+        return Err(format!("{text:?} is not a dotted path"));
+    }
+    Ok((path.to_owned(), operator))
+}
+
+fn unsupported(headers: &http::HeaderMap) -> Problem {
+    let what = match headers.get(header::CONTENT_ENCODING) {
+        Some(_) => "an encoded body (Content-Encoding) cannot be read".to_owned(),
+        None => match headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(ct) => format!(
+                "content type {:?} is not anonymized here; send JSON, NDJSON or text",
+                ct.chars().take(100).collect::<String>()
+            ),
+            None => "the body has no Content-Type; send JSON, NDJSON or text".to_owned(),
+        },
+    };
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+    )
+    .with_detail(what)
+}
+
+impl Anonymize {
+    /// The anonymizer, for callers outside HTTP (the browser build, benches).
+    pub fn anonymizer(&self) -> &Anonymizer {
+        &self.anonymizer
+    }
+
+    async fn unknown_content(
+        &self,
+        parts: http::request::Parts,
+        body: Bytes,
+        ctx: &Context<'_>,
+    ) -> Result<Response, Problem> {
+        if self.section.unknown_content == UnknownContent::Refuse {
+            return Err(unsupported(&parts.headers));
+        }
+        ctx.log()
+            .info("passed unread", json!({ "bytes": body.len() }));
+        let req = Request::from_parts(parts, body);
+        match &self.section.origin {
+            Some(origin) => edge_core::origin::forward(origin, req, ctx).await,
+            None => {
+                let (parts, body) = req.into_parts();
+                let mut response = Response::new(body);
+                if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONTENT_TYPE, ct.clone());
+                }
+                Ok(response)
+            }
+        }
+    }
+
+    fn admin(&self, req: Request, rest: &str, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let path = req.uri().path().to_owned();
+        let endpoint = match rest {
+            "/deanonymize" | "/k-anonymity" | "/analyze" => rest,
+            _ => return Err(Problem::not_found(&path)),
+        };
+        if req.method() != Method::POST {
+            return Err(Problem::method_not_allowed(req.method(), &[Method::POST]));
+        }
+        match endpoint {
+            "/deanonymize" => self.deanonymize(req, ctx),
+            "/k-anonymity" => self.k_anonymity(req),
+            _ => self.analyze(req),
+        }
+    }
+
+    fn deanonymize(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let Some(admin) = &self.admin else {
+            return Err(Problem::not_found(req.uri().path()).with_detail(format!(
+                "de-anonymization is off: {ADMIN_SECRET} is not set"
+            )));
+        };
+        Problem::require_bearer(
+            &req,
+            admin,
+            "anonymize",
+            "de-anonymization needs the admin bearer token",
+        )?;
+        let kind = BodyKind::of(req.headers()).ok_or_else(|| unsupported(req.headers()))?;
+        let mut reverse = self.anonymizer.deanonymizer(kind).map_err(|e| {
+            Problem::new(
+                StatusCode::CONFLICT,
+                "no-encryption-key",
+                "No encryption key",
+            )
+            .with_detail(e)
+        })?;
+        let mut out = Vec::with_capacity(req.body().len());
+        edge_core::stream::BodyTransform::push(&mut reverse, req.body(), &mut out)?;
+        edge_core::stream::BodyTransform::finish(&mut reverse, &mut out)?;
+        let (reversed, failed) = reverse.counts();
+        // The audit trail: who may read it is whoever reads logs, so counts only.
+        ctx.log().warn(
+            "de-anonymized",
+            json!({ "tokens": reversed, "failed": failed }),
+        );
+        let mut response = Response::new(Bytes::from(out));
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, kind.content_type(req.headers()));
+        response
+            .headers_mut()
+            .insert("x-deanonymized", HeaderValue::from(reversed));
+        response
+            .headers_mut()
+            .insert("x-deanonymize-failed", HeaderValue::from(failed));
+        Ok(response)
+    }
+
+    fn k_anonymity(&self, req: Request) -> Result<Response, Problem> {
+        let threshold = match query_param(&req, "k") {
+            Some(k) => k.parse::<usize>().ok().filter(|k| *k >= 1).ok_or_else(|| {
+                Problem::bad_request("invalid-parameter", "k must be a whole number ≥ 1")
+            })?,
+            None => self.section.k_anonymity.threshold,
+        };
+        let quasi = match query_param(&req, "qi") {
+            Some(list) => list
+                .split(',')
+                .filter(|q| !q.is_empty())
+                .map(parse_quasi_identifier)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Problem::bad_request("invalid-parameter", format!("qi: {e}")))?,
+            None => self.quasi_identifiers.clone(),
+        };
+        if quasi.is_empty() {
+            return Err(Problem::bad_request(
+                "no-quasi-identifiers",
+                "name the quasi-identifiers (?qi=zip,age:range(10)) or set anonymize.k_anonymity.quasi_identifiers",
+            ));
+        }
+        let mut report = KAnonymity::new(quasi, threshold as u64);
+        let body = req.body();
+        let records = body::records(req.headers(), body)
+            .map_err(|e| Problem::bad_request("invalid-json", e))?;
+        for record in records {
+            report.add(&record.map_err(|e| Problem::bad_request("invalid-json", e))?);
+        }
+        Ok(json_response(StatusCode::OK, &json!(report.report())))
+    }
+
+    fn analyze(&self, req: Request) -> Result<Response, Problem> {
+        let text = std::str::from_utf8(req.body()).map_err(|e| {
+            Problem::bad_request(
+                "invalid-utf8",
+                format!("the body is not UTF-8 (byte {})", e.valid_up_to()),
+            )
+        })?;
+        let findings: Vec<_> = self
+            .anonymizer
+            .analyze(text)
+            .into_iter()
+            .map(|(entity, span)| json!({ "entity": entity, "start": span.start, "end": span.end }))
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "findings": findings }),
+        ))
+    }
+}

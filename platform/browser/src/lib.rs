@@ -215,6 +215,21 @@ fn string_map(options: &JsValue, field: &str) -> Result<Vec<(String, String)>, S
         .collect()
 }
 
+/// The configuration `options` (`{ vars, secrets }`, see
+/// `EdgeFunctionOptions`) give function `F`.
+pub fn config_from_options<F: EdgeFunction>(options: &JsValue) -> Result<Config, String> {
+    let mut config = Config::new(F::DEFAULT_POLICY);
+    if !(options.is_undefined() || options.is_null()) {
+        for (name, value) in string_map(options, "vars")? {
+            config = config.with_var(name, value);
+        }
+        for (name, value) in string_map(options, "secrets")? {
+            config = config.with_secret(name, value);
+        }
+    }
+    Ok(config)
+}
+
 /// A function running in the page with an in-memory store.
 pub struct BrowserFunction<F> {
     instance: Instance<F>,
@@ -225,15 +240,7 @@ impl<F: EdgeFunction + 'static> BrowserFunction<F> {
     /// Builds the function from `options` (`{ vars, secrets }`); an invalid
     /// policy is an error naming the field and value.
     pub fn new(options: &JsValue) -> Result<Rc<Self>, String> {
-        let mut config = Config::new(F::DEFAULT_POLICY);
-        if !(options.is_undefined() || options.is_null()) {
-            for (name, value) in string_map(options, "vars")? {
-                config = config.with_var(name, value);
-            }
-            for (name, value) in string_map(options, "secrets")? {
-                config = config.with_secret(name, value);
-            }
-        }
+        let config = config_from_options::<F>(options)?;
         let instance = instantiate::<F>(&config);
         if let Err(error) = &instance {
             return Err(error.to_string());

@@ -8,6 +8,27 @@ use futures::StreamExt;
 /// (413 beyond). The client address comes from `CF-Connecting-IP`, which
 /// the Workers runtime sets itself.
 pub async fn from_worker_request(mut req: worker::Request) -> Result<Request, Problem> {
+    let builder = request_head(&req)?;
+    if declared_length(&req).is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(Problem::payload_too_large(MAX_BODY_BYTES));
+    }
+    let mut body = Vec::new();
+    if let Ok(mut stream) = req.stream() {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| Problem::bad_request("invalid-body", e.to_string()))?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(Problem::payload_too_large(MAX_BODY_BYTES));
+            }
+            body.extend_from_slice(&chunk);
+        }
+    }
+    builder
+        .body(Body::from(body))
+        .map_err(|e| Problem::bad_request("invalid-request", e.to_string()))
+}
+
+/// The request's method, URL, headers and client address.
+pub(crate) fn request_head(req: &worker::Request) -> Result<http::request::Builder, Problem> {
     let url = req
         .url()
         .map_err(|e| Problem::bad_request("invalid-url", e.to_string()))?;
@@ -26,28 +47,16 @@ pub async fn from_worker_request(mut req: worker::Request) -> Result<Request, Pr
     {
         builder = builder.extension(ClientAddr(ip));
     }
-    let declared = req
-        .headers()
+    Ok(builder)
+}
+
+/// The declared `Content-Length`, if any.
+pub(crate) fn declared_length(req: &worker::Request) -> Option<usize> {
+    req.headers()
         .get("content-length")
         .ok()
         .flatten()
-        .and_then(|n| n.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(Problem::payload_too_large(MAX_BODY_BYTES));
-    }
-    let mut body = Vec::new();
-    if let Ok(mut stream) = req.stream() {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Problem::bad_request("invalid-body", e.to_string()))?;
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(Problem::payload_too_large(MAX_BODY_BYTES));
-            }
-            body.extend_from_slice(&chunk);
-        }
-    }
-    builder
-        .body(Body::from(body))
-        .map_err(|e| Problem::bad_request("invalid-request", e.to_string()))
+        .and_then(|n| n.parse::<usize>().ok())
 }
 
 /// Converts a core response into a `worker::Response`.

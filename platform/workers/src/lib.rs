@@ -9,6 +9,8 @@
 //!   strongly consistent: its input gate makes each read-modify-write and
 //!   each transaction atomic).
 //! - [`KvCache`]: the eventually consistent cache on Workers KV.
+//! - [`serve_streaming`]: the same for a [`StreamingFunction`](edge_core::stream::StreamingFunction),
+//!   whose bodies beyond the buffered limit are rewritten as a stream.
 //! - [`webcrypto`]: signature checks on the runtime's `crypto.subtle`.
 //!
 //! Bindings expected in `wrangler.toml`: the Durable Object namespace
@@ -19,6 +21,7 @@
 mod convert;
 mod object;
 mod store;
+mod streaming;
 pub mod webcrypto;
 
 use std::any::Any;
@@ -36,6 +39,7 @@ use edge_core::{Clock, Config, EdgeFunction, Request, Response, Timestamp};
 pub use convert::{from_worker_request, to_worker_response};
 pub use object::StoreObject;
 pub use store::{CACHE_BINDING, DurableObjectStore, KvCache, STORE_BINDING};
+pub use streaming::serve_streaming;
 
 /// Time from `Date.now()` (workerd advances it only across I/O).
 #[derive(Debug, Clone, Copy, Default)]
@@ -131,6 +135,15 @@ pub async fn serve<F: EdgeFunction + 'static>(
         Ok(request) => request,
         Err(problem) => return to_worker_response(problem.into_response(None)),
     };
+    serve_request(&instance, request, env).await
+}
+
+/// Serves a request already converted to the core model.
+async fn serve_request<F: EdgeFunction + 'static>(
+    instance: &Instance<F>,
+    request: Request,
+    env: &worker::Env,
+) -> worker::Result<worker::Response> {
     let store = DurableObjectStore::from_env(env);
     let cache = KvCache::from_env(env);
     let services = Services {
@@ -142,6 +155,6 @@ pub async fn serve<F: EdgeFunction + 'static>(
         http: &FetchClient,
         log_sink: &ConsoleSink,
     };
-    let response = edge_core::serve(&instance, request, &services).await;
+    let response = edge_core::serve(instance, request, &services).await;
     to_worker_response(response)
 }

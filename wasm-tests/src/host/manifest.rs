@@ -201,6 +201,7 @@ mod tests {
             ("rate_limit_admin_token", "a"),
             ("auth_api_key_hash_key", "k"),
             ("auth_admin_token", "t"),
+            ("gdpr_anonymization_salt", "s"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

@@ -1,0 +1,287 @@
+//! The anonymizer served natively on the in-memory platform: bodies of each
+//! kind, field rules, content types, errors, the reversible form and its
+//! endpoint, k-anonymity, an origin, and streaming in chunks.
+#![allow(clippy::unwrap_used)] // a panic here is a failed test
+
+use anonymize::{Anonymize, BodyKind, FINDINGS_HEADER};
+use edge_core::function::{Instance, instantiate};
+use edge_core::memory::TestPlatform;
+use edge_core::stream::{BodyTransform, StreamingFunction};
+use edge_core::{Config, EdgeFunction, Request, Response, Timestamp};
+use futures::executor::block_on;
+use serde_json::{Value, json};
+
+const SALT: &str = "test-salt-0123456789";
+const KEY: &str = "test-key-0123456789abcdef";
+const ADMIN: &str = "test-admin-token";
+
+fn platform() -> TestPlatform {
+    TestPlatform::at(Timestamp::from_millis(1_795_305_600_000))
+}
+
+fn config(policy: &str) -> Config {
+    Config::new(Anonymize::DEFAULT_POLICY)
+        .with_var("POLICY", policy)
+        .with_secret("GDPR_ANONYMIZATION_SALT", SALT)
+        .with_secret("GDPR_ANONYMIZATION_KEY", KEY)
+        .with_secret("ANONYMIZE_ADMIN_TOKEN", ADMIN)
+}
+
+fn instance(policy: &str) -> Instance<Anonymize> {
+    instantiate::<Anonymize>(&config(policy))
+}
+
+fn post(path: &str, content_type: &str, body: &str) -> Request {
+    http::Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", content_type)
+        .body(body.to_owned().into())
+        .unwrap()
+}
+
+fn serve(instance: &Instance<Anonymize>, req: Request) -> Response {
+    block_on(platform().serve(instance, req))
+}
+
+fn text(response: &Response) -> String {
+    String::from_utf8(response.body().to_vec()).unwrap()
+}
+
+fn pseudonym(value: &str) -> String {
+    let keys = anonymize::operators::Keys::new(SALT.as_bytes(), None);
+    anonymize::operators::pseudonym(&keys, "email", value)
+}
+
+#[test]
+fn text_bodies_get_each_entitys_operator() {
+    let f = instance("");
+    let body = "Mail Ann@Example.com from 203.0.113.77, card 4111 1111 1111 1111, \
+                IBAN DE89 3704 0044 0532 0130 00, key AKIAIOSFODNN7EXAMPLE. Order 12345.";
+    let response = serve(&f, post("/", "text/plain; charset=utf-8", body));
+    assert_eq!(response.status(), 200);
+    let out = text(&response);
+    assert!(out.contains(&pseudonym("ann@example.com")), "{out}");
+    assert!(out.contains("203.0.113.0"), "{out}");
+    assert!(out.contains("**** **** **** 1111"), "{out}");
+    assert!(!out.contains("AKIAIOSFODNN7EXAMPLE"), "{out}");
+    assert!(
+        !out.contains("4111 1111 1111 1111") && !out.contains("DE89"),
+        "{out}"
+    );
+    assert!(out.ends_with("Order 12345."), "{out}");
+    let findings = response.headers()[FINDINGS_HEADER].to_str().unwrap();
+    for kind in ["email=1", "ipv4=1", "card=1", "iban=1", "api_key=1"] {
+        assert!(findings.contains(kind), "{findings}");
+    }
+}
+
+#[test]
+fn json_field_rules_apply_to_whole_values_and_the_rest_is_scanned() {
+    let f = instance("");
+    let body = json!({
+        "user": {"email": "ann@example.com", "password": "hunter2", "birthdate": "1990-04-17",
+                 "age": 37, "name": "Ann"},
+        "events": [{"ip": "198.51.100.23", "ua": "curl"}, {"ip": "2001:db8:85a3:8d3:1319:8a2e:370:7348"}],
+        "note": "call me at bob@example.org",
+        "count": 3
+    });
+    let response = serve(&f, post("/", "application/json", &body.to_string()));
+    assert_eq!(response.status(), 200, "{}", text(&response));
+    let out: Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(out["user"]["email"], pseudonym("ann@example.com"));
+    assert_eq!(out["user"]["password"], Value::Null);
+    assert_eq!(out["user"]["birthdate"], "1990-04");
+    assert_eq!(out["user"]["age"], "[30,40)");
+    assert_eq!(out["user"]["name"], "Ann");
+    assert_eq!(out["events"][0]["ip"], "198.51.100.0");
+    assert_eq!(out["events"][0]["ua"], "curl");
+    assert_eq!(out["events"][1]["ip"], "2001:db8:85a3::");
+    assert_eq!(
+        out["note"],
+        format!("call me at {}", pseudonym("bob@example.org"))
+    );
+    assert_eq!(out["count"], 3);
+}
+
+#[test]
+fn ndjson_lines_are_anonymized_one_by_one() {
+    let f = instance("");
+    let body = "{\"user\":{\"email\":\"a@example.com\"}}\n\n{\"msg\":\"from 192.0.2.9\"}\r\n";
+    let response = serve(&f, post("/", "application/x-ndjson", body));
+    assert_eq!(response.status(), 200, "{}", text(&response));
+    let out = text(&response);
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 2);
+    let second: Value = serde_json::from_str(lines[1]).unwrap();
+    assert_eq!(second["msg"], "from 192.0.2.0");
+}
+
+#[test]
+fn invalid_json_is_a_400_naming_where_never_the_content() {
+    let f = instance("");
+    let response = serve(
+        &f,
+        post(
+            "/",
+            "application/json",
+            r#"{"user": {"email": "secret@example.com",}}"#,
+        ),
+    );
+    assert_eq!(response.status(), 400);
+    let problem: Value = serde_json::from_slice(response.body()).unwrap();
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("invalid-json"),
+        "{problem}"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("trailing comma"),
+        "{problem}"
+    );
+    assert!(!text(&response).contains("secret@example.com"));
+    let response = serve(&f, post("/", "application/x-ndjson", "{}\n{\"a\":1\n"));
+    assert_eq!(response.status(), 400);
+    let problem: Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(problem["line"], 2, "{problem}");
+}
+
+#[test]
+fn unknown_content_types_are_refused_or_passed_as_the_policy_says() {
+    let refuse = instance("");
+    let response = serve(&refuse, post("/", "application/pdf", "%PDF a@example.com"));
+    assert_eq!(response.status(), 415);
+    let mut gzipped = post("/", "application/json", "{}");
+    gzipped
+        .headers_mut()
+        .insert("content-encoding", "gzip".parse().unwrap());
+    assert_eq!(serve(&refuse, gzipped).status(), 415);
+    let pass = instance("[anonymize]\nunknown_content = \"pass\"\n");
+    let response = serve(
+        &pass,
+        post("/", "application/octet-stream", "raw a@example.com"),
+    );
+    assert_eq!(response.status(), 200);
+    assert_eq!(text(&response), "raw a@example.com");
+}
+
+#[test]
+fn encrypted_values_come_back_only_through_the_authorized_endpoint() {
+    let f = instance(
+        "[anonymize]\n[anonymize.entities]\nemail = \"encrypt\"\n[anonymize.fields]\n\"$.iban\" = \"encrypt\"\n",
+    );
+    let body = json!({"iban": "DE89370400440532013000", "note": "write to ann@example.com"});
+    let first = serve(&f, post("/", "application/json", &body.to_string()));
+    assert_eq!(first.status(), 200, "{}", text(&first));
+    let again = serve(&f, post("/", "application/json", &body.to_string()));
+    assert_eq!(first.body(), again.body(), "deterministic");
+    let out = text(&first);
+    assert!(
+        out.contains("ENC1_") && !out.contains("ann@example.com") && !out.contains("DE89"),
+        "{out}"
+    );
+
+    let reverse = |token: Option<&str>| {
+        let mut req = post("/_anonymize/deanonymize", "application/json", &out);
+        if let Some(token) = token {
+            req.headers_mut()
+                .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        }
+        serve(&f, req)
+    };
+    assert_eq!(reverse(None).status(), 401);
+    assert_eq!(reverse(Some("wrong")).status(), 401);
+    let back = reverse(Some(ADMIN));
+    assert_eq!(back.status(), 200);
+    assert_eq!(back.headers()["x-deanonymized"], "2");
+    let back: Value = serde_json::from_slice(back.body()).unwrap();
+    assert_eq!(back, body);
+}
+
+#[test]
+fn k_anonymity_reports_the_smallest_class_without_values() {
+    let f = instance("");
+    let records = [
+        json!({"zip": "10115", "age": 31, "gender": "f"}),
+        json!({"zip": "10115", "age": 35, "gender": "f"}),
+        json!({"zip": "10115", "age": 52, "gender": "m"}),
+    ];
+    let body = records
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let response = serve(
+        &f,
+        post("/_anonymize/k-anonymity?k=2", "application/x-ndjson", &body),
+    );
+    assert_eq!(response.status(), 200, "{}", text(&response));
+    let report: Value = serde_json::from_slice(response.body()).unwrap();
+    assert_eq!(report["records"], 3);
+    assert_eq!(report["classes"], 2);
+    assert_eq!(report["smallest_class"], 1);
+    assert_eq!(report["satisfied"], false);
+    assert!(!text(&response).contains("10115"));
+}
+
+#[test]
+fn an_origin_gets_the_anonymized_body() {
+    let p = platform();
+    let f = instance("[anonymize]\norigin = \"https://origin.test\"\n");
+    p.http.route(
+        "https://origin.test/ingest",
+        http::Response::new("ok".into()),
+    );
+    let response = block_on(p.serve(&f, post("/ingest", "text/plain", "from 203.0.113.9")));
+    assert_eq!(response.status(), 200);
+    let sent = p.http.last_request("https://origin.test/ingest").unwrap();
+    assert_eq!(sent.body().as_ref(), b"from 203.0.113.0");
+}
+
+#[test]
+fn the_streaming_plan_gives_the_same_bytes_whatever_the_chunks() {
+    let f = Anonymize::from_config(&config("")).unwrap();
+    let line = json!({"user": {"email": "ann@example.com"}, "msg": "ip 203.0.113.7 card 4111111111111111"}).to_string();
+    let body: String = (0..200).map(|_| format!("{line}\n")).collect();
+    let head = post("/", "application/x-ndjson", "").into_parts().0;
+    let mut whole = Vec::new();
+    let mut t = f.anonymizer().body(BodyKind::Ndjson);
+    t.push(body.as_bytes(), &mut whole).unwrap();
+    t.finish(&mut whole).unwrap();
+    for size in [1, 7, 4096] {
+        let mut plan = f.stream_plan(&head).unwrap().unwrap();
+        let mut out = Vec::new();
+        for chunk in body.as_bytes().chunks(size) {
+            plan.transform.push(chunk, &mut out).unwrap();
+        }
+        plan.transform.finish(&mut out).unwrap();
+        assert_eq!(out, whole, "chunks of {size}");
+    }
+    assert!(
+        !String::from_utf8(whole)
+            .unwrap()
+            .contains("ann@example.com")
+    );
+}
+
+#[test]
+fn a_missing_or_short_salt_stops_the_function_naming_it() {
+    let no_salt = Config::new(Anonymize::DEFAULT_POLICY);
+    let error = Anonymize::from_config(&no_salt).err().unwrap().to_string();
+    assert!(error.contains("GDPR_ANONYMIZATION_SALT"), "{error}");
+    let short =
+        Config::new(Anonymize::DEFAULT_POLICY).with_secret("GDPR_ANONYMIZATION_SALT", "short");
+    let error = Anonymize::from_config(&short).err().unwrap().to_string();
+    assert!(
+        error.contains("at least 16 bytes") && !error.contains("short\""),
+        "{error}"
+    );
+    let bad = config("[anonymize.fields]\n\"$.x\" = \"hsah\"\n");
+    let error = Anonymize::from_config(&bad).err().unwrap().to_string();
+    assert!(
+        error.contains("anonymize.fields") && error.contains("hsah"),
+        "{error}"
+    );
+}

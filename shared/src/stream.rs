@@ -1,0 +1,171 @@
+//! Streaming bodies: the contract for a function that rewrites request
+//! bodies too large to buffer (the anonymizer's 100 MB NDJSON uploads).
+//!
+//! The buffered path ([`serve`](crate::serve)) stays the rule: bodies up to
+//! [`MAX_BODY_BYTES`](crate::model::MAX_BODY_BYTES) are read whole, so a
+//! client's mistake is answered with a 4xx. When a body turns out larger, a
+//! platform whose function implements [`StreamingFunction`] asks it for a
+//! [`StreamPlan`] from the request head and pipes the body through the plan's
+//! [`BodyTransform`] chunk by chunk — to the origin or back as the answer —
+//! holding only what the transform holds. An error after the first bytes
+//! went out can no longer become a 4xx: the stream is aborted instead, so
+//! the receiver sees a broken body, never an unprocessed one.
+
+use std::collections::VecDeque;
+
+use futures::{Stream, StreamExt};
+use http::HeaderValue;
+
+use crate::function::EdgeFunction;
+use crate::problem::Problem;
+
+/// A body rewriter fed chunk by chunk.
+pub trait BodyTransform {
+    /// Rewrites the next chunk, appending output to `out`.
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Problem>;
+    /// Ends the body (e.g. checks it was complete), appending the rest.
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Problem>;
+}
+
+/// How one request's body is streamed.
+pub struct StreamPlan {
+    /// The rewriter.
+    pub transform: Box<dyn BodyTransform>,
+    /// `Some(origin)`: the rewritten request goes there (method, path,
+    /// query, end-to-end headers; the length is dropped) and its answer is
+    /// returned. `None`: the rewritten body is the answer (`200`).
+    pub origin: Option<String>,
+    /// The rewritten body's content type.
+    pub content_type: HeaderValue,
+}
+
+/// A function that can take request bodies as a stream.
+pub trait StreamingFunction: EdgeFunction {
+    /// Called with the head of a request whose body exceeds the buffered
+    /// limit. `Ok(None)`: not streamable (the platform answers 413);
+    /// `Err`: answered with the problem.
+    fn stream_plan(&self, head: &http::request::Parts) -> Result<Option<StreamPlan>, Problem>;
+}
+
+/// Why a streamed body stopped.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StreamError {
+    /// Reading the incoming body failed.
+    #[error("reading the body failed: {0}")]
+    Input(String),
+    /// The transform refused the body (its detail, safe to log).
+    #[error("{}", .0.detail().unwrap_or(.0.kind()))]
+    Transform(Problem),
+}
+
+/// Pipes `input` (after the already-read `prefix`) through `transform`:
+/// each input chunk yields its output chunk (empty outputs are skipped), the
+/// transform's `finish` the last one. The first error ends the stream.
+pub fn transform_stream<S, E>(
+    prefix: Vec<u8>,
+    input: S,
+    transform: Box<dyn BodyTransform>,
+) -> impl Stream<Item = Result<Vec<u8>, StreamError>>
+where
+    S: Stream<Item = Result<Vec<u8>, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    struct State<S> {
+        input: S,
+        pending: VecDeque<Vec<u8>>,
+        transform: Box<dyn BodyTransform>,
+        done: bool,
+    }
+    let state = State {
+        input,
+        pending: VecDeque::from([prefix]),
+        transform,
+        done: false,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if state.done {
+                return None;
+            }
+            let chunk = match state.pending.pop_front() {
+                Some(chunk) => Some(Ok(chunk)),
+                None => state.input.next().await,
+            };
+            let mut out = Vec::new();
+            let result = match chunk {
+                Some(Ok(chunk)) => state.transform.push(&chunk, &mut out),
+                Some(Err(e)) => {
+                    state.done = true;
+                    return Some((Err(StreamError::Input(e.to_string())), state));
+                }
+                None => {
+                    state.done = true;
+                    state.transform.finish(&mut out)
+                }
+            };
+            match result {
+                Err(problem) => {
+                    state.done = true;
+                    return Some((Err(StreamError::Transform(problem)), state));
+                }
+                Ok(()) if out.is_empty() => continue,
+                Ok(()) => return Some((Ok(out), state)),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use futures::executor::block_on;
+
+    /// Upper-cases, and refuses a `!`.
+    struct Upper;
+    impl BodyTransform for Upper {
+        fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Problem> {
+            if chunk.contains(&b'!') {
+                return Err(Problem::bad_request("bang", "no ! here"));
+            }
+            out.extend(chunk.iter().map(u8::to_ascii_uppercase));
+            Ok(())
+        }
+        fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Problem> {
+            out.extend_from_slice(b".");
+            Ok(())
+        }
+    }
+
+    fn run(prefix: &[u8], chunks: &[&[u8]]) -> Vec<Result<Vec<u8>, String>> {
+        let input = futures::stream::iter(
+            chunks
+                .iter()
+                .map(|c| Ok::<_, String>(c.to_vec()))
+                .collect::<Vec<_>>(),
+        );
+        let output = transform_stream(prefix.to_vec(), input, Box::new(Upper));
+        block_on(output.map(|r| r.map_err(|e| e.to_string())).collect())
+    }
+
+    #[test]
+    fn prefix_chunks_and_finish_in_order() {
+        assert_eq!(
+            run(b"ab", &[b"c", b"", b"de"]),
+            vec![
+                Ok(b"AB".to_vec()),
+                Ok(b"C".to_vec()),
+                Ok(b"DE".to_vec()),
+                Ok(b".".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_error_ends_the_stream() {
+        assert_eq!(
+            run(b"", &[b"a", b"b!", b"c"]),
+            vec![Ok(b"A".to_vec()), Err("no ! here".to_owned())]
+        );
+    }
+}
