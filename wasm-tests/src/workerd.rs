@@ -120,6 +120,37 @@ impl WranglerDev {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The resident memory of the workerd processes serving this worker
+    /// (those named `workerd` in wrangler's process group), in bytes.
+    pub fn workerd_rss(&self) -> u64 {
+        let group = self.child.id().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let mut total = 0;
+        for entry in entries.flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid pgrp …; comm may hold spaces.
+            let Some((head, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let comm = head.split_once('(').map_or("", |(_, c)| c);
+            let pgrp = rest.split_whitespace().nth(2);
+            if comm.starts_with("workerd") && pgrp == Some(group.as_str()) {
+                let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+                let kib = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                    .unwrap_or(0);
+                total += kib * 1024;
+            }
+        }
+        total
+    }
+
     /// Where wrangler's stdout goes.
     pub fn log_path(&self) -> &PathBuf {
         &self.log

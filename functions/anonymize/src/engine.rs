@@ -206,7 +206,18 @@ impl Engine {
         if *operator == Operator::Redact {
             return Ok(None);
         }
-        operators::apply(operator, "field", value, &self.keys, out).map(Some)
+        // A field holding exactly one finding (an email, a phone number) is
+        // that entity: normalized as in free text, so a person gets the same
+        // pseudonym in a field and in a sentence.
+        let mut spans = Vec::new();
+        self.detector.find(value, &mut spans);
+        let name = match spans.as_slice() {
+            [only] if only.start == 0 && only.end == value.len() => {
+                self.detector.entity_name(only.entity)
+            }
+            _ => "field",
+        };
+        operators::apply(operator, name, value, &self.keys, out).map(Some)
     }
 
     pub(crate) fn limits(&self) -> Limits {

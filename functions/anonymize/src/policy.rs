@@ -70,8 +70,9 @@ pub struct Section {
     /// Data class → operator.
     #[serde(default)]
     pub classes: OrderedMap,
-    /// JSON path → operator, data class, or `scan` (detectors); the most
-    /// specific matching path wins, then the first declared.
+    /// JSON path → operator, data class, or `scan` (detectors). A rule
+    /// covers its field and everything under it; the first declared rule
+    /// that matches wins.
     #[serde(default)]
     pub fields: OrderedMap,
     /// User patterns.

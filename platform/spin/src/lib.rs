@@ -4,6 +4,8 @@
 //! - [`serve`]: converts a Spin request (path from `spin-path-info`, client
 //!   address from `spin-client-addr`) into the core model, builds the
 //!   function from Spin variables, runs it and converts the response back.
+//! - [`serve_streaming`]: the same for a [`StreamingFunction`](edge_core::stream::StreamingFunction),
+//!   whose bodies beyond the buffered limit are rewritten as a stream.
 //! - [`SpinStore`]: the atomic store on `wasi:keyvalue` (store + atomics:
 //!   `increment` and compare-and-swap), which Spin hosts over its
 //!   key-value stores.
@@ -12,9 +14,10 @@
 //! read from the Spin variable `policy`.
 
 mod store;
+mod streaming;
 
 use async_trait::async_trait;
-use edge_core::function::{Services, instantiate};
+use edge_core::function::{Instance, Services, instantiate};
 use edge_core::log::StderrSink;
 use edge_core::model::{ClientAddr, MAX_BODY_BYTES, Runtime};
 use edge_core::platform::{HttpClient, HttpError, OsRandom, SystemClock, url_for_errors};
@@ -23,6 +26,7 @@ use edge_core::{Body, Config, EdgeFunction, Problem, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
 
 pub use store::{STORE_LABEL, SpinStore};
+pub use streaming::{LocalBody, StreamingResponse, serve_streaming};
 
 /// The response type handed back to Spin.
 pub type SpinResponse = http::Response<Full<bytes::Bytes>>;
@@ -50,6 +54,11 @@ pub async fn serve<F: EdgeFunction>(req: spin_sdk::http::Request) -> SpinRespons
         Ok(request) => request,
         Err(problem) => return to_spin_response(problem.into_response(None)),
     };
+    serve_request(&instance, request).await
+}
+
+/// Serves a request already converted to the core model.
+async fn serve_request<F: EdgeFunction>(instance: &Instance<F>, request: Request) -> SpinResponse {
     let store = SpinStore::open_default();
     let services = Services {
         runtime: Runtime::Spin,
@@ -60,7 +69,7 @@ pub async fn serve<F: EdgeFunction>(req: spin_sdk::http::Request) -> SpinRespons
         http: &SpinHttpClient,
         log_sink: &StderrSink,
     };
-    to_spin_response(edge_core::serve(&instance, request, &services).await)
+    to_spin_response(edge_core::serve(instance, request, &services).await)
 }
 
 /// Converts a Spin request: the path is `spin-path-info` (the part after
@@ -68,28 +77,7 @@ pub async fn serve<F: EdgeFunction>(req: spin_sdk::http::Request) -> SpinRespons
 /// [`MAX_BODY_BYTES`] (413 beyond).
 pub async fn from_spin_request(req: spin_sdk::http::Request) -> Result<Request, Problem> {
     let (parts, body) = req.into_parts();
-    let path = parts
-        .headers
-        .get("spin-path-info")
-        .and_then(|v| v.to_str().ok())
-        .filter(|p| p.starts_with('/'))
-        .unwrap_or_else(|| parts.uri.path());
-    let uri = match parts.uri.query() {
-        Some(query) => format!("{path}?{query}"),
-        None => path.to_owned(),
-    };
-    let mut builder = http::Request::builder().method(parts.method).uri(uri);
-    for (name, value) in &parts.headers {
-        builder = builder.header(name, value);
-    }
-    if let Some(addr) = parts
-        .headers
-        .get("spin-client-addr")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<std::net::SocketAddr>().ok())
-    {
-        builder = builder.extension(ClientAddr(addr.ip()));
-    }
+    let builder = request_head(&parts);
     let declared = parts
         .headers
         .get(http::header::CONTENT_LENGTH)
@@ -108,6 +96,36 @@ pub async fn from_spin_request(req: spin_sdk::http::Request) -> Result<Request, 
     builder
         .body(body)
         .map_err(|e| Problem::bad_request("invalid-request", e.to_string()))
+}
+
+/// The core request head of a Spin request: method, path (from
+/// `spin-path-info`) and query, headers, client address.
+fn request_head(parts: &http::request::Parts) -> http::request::Builder {
+    let path = parts
+        .headers
+        .get("spin-path-info")
+        .and_then(|v| v.to_str().ok())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or_else(|| parts.uri.path());
+    let uri = match parts.uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut builder = http::Request::builder()
+        .method(parts.method.clone())
+        .uri(uri);
+    for (name, value) in &parts.headers {
+        builder = builder.header(name, value);
+    }
+    if let Some(addr) = parts
+        .headers
+        .get("spin-client-addr")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<std::net::SocketAddr>().ok())
+    {
+        builder = builder.extension(ClientAddr(addr.ip()));
+    }
+    builder
 }
 
 /// Converts a core response for Spin.

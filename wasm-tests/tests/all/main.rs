@@ -2,6 +2,7 @@
 //! conformance suite has its own binary (`tests/conformance.rs`).
 #![allow(clippy::unwrap_used)] // a panic here is a failed test
 
+mod anonymize;
 mod auth_check;
 mod exactness;
 mod outbound;

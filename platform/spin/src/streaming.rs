@@ -1,0 +1,188 @@
+//! Request bodies too large to buffer, for functions that implement
+//! [`StreamingFunction`]: the body goes through the function's transform as
+//! a `wasi:http` stream, to the origin or back as the answer, never held
+//! whole. Bodies that end within the buffered limit take the ordinary path,
+//! so their errors are still 4xx answers.
+
+use std::pin::Pin;
+
+use bytes::{Buf, Bytes};
+use edge_core::function::instantiate;
+use edge_core::model::MAX_BODY_BYTES;
+use edge_core::origin::HOP_BY_HOP;
+use edge_core::stream::{StreamPlan, StreamingFunction, transform_stream};
+use edge_core::{Body, Problem};
+use futures::StreamExt;
+use http_body::{Body as HttpBody, Frame};
+use http_body_util::{BodyExt, StreamBody};
+
+use crate::{config_from_variables, request_head, serve, serve_request};
+
+/// A body error, boxed.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A response body, buffered or streamed (neither `Send` nor `Sync`: a
+/// component is single-threaded).
+pub type LocalBody = Pin<Box<dyn HttpBody<Data = Bytes, Error = BoxError>>>;
+
+/// The response of [`serve_streaming`].
+pub type StreamingResponse = http::Response<LocalBody>;
+
+fn local<B>(body: B) -> LocalBody
+where
+    B: HttpBody<Data = Bytes> + 'static,
+    B::Error: Into<BoxError>,
+{
+    Box::pin(body.map_err(Into::into))
+}
+
+fn boxed<B>(response: http::Response<B>) -> StreamingResponse
+where
+    B: HttpBody<Data = Bytes> + 'static,
+    B::Error: Into<BoxError>,
+{
+    response.map(local)
+}
+
+fn problem_response(problem: Problem, path: Option<&str>) -> StreamingResponse {
+    boxed(crate::to_spin_response(problem.into_response(path)))
+}
+
+/// Serves one request with `F`, streaming a body larger than
+/// [`MAX_BODY_BYTES`] (or of undeclared length that turns out larger)
+/// through the function's [`StreamPlan`].
+pub async fn serve_streaming<F: StreamingFunction>(
+    req: spin_sdk::http::Request,
+) -> StreamingResponse {
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let bodiless = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
+    if bodiless || declared.is_some_and(|n| n <= MAX_BODY_BYTES) {
+        return boxed(serve::<F>(req).await);
+    }
+    let instance = instantiate::<F>(&config_from_variables::<F>().await);
+    let (parts, mut body) = req.into_parts();
+    let head = request_head(&parts);
+    let mut prefix = Vec::new();
+    let mut ended = false;
+    while prefix.len() <= MAX_BODY_BYTES {
+        match body.frame().await {
+            Some(Ok(frame)) => {
+                if let Ok(mut data) = frame.into_data() {
+                    prefix.extend_from_slice(&data.copy_to_bytes(data.remaining()));
+                }
+            }
+            Some(Err(e)) => {
+                return problem_response(Problem::bad_request("invalid-body", e.to_string()), None);
+            }
+            None => {
+                ended = true;
+                break;
+            }
+        }
+    }
+    let function = match (&instance, ended) {
+        (Ok(function), false) => function,
+        _ => {
+            return match head.body(Body::from(prefix)) {
+                Ok(request) => boxed(serve_request(&instance, request).await),
+                Err(e) => problem_response(Problem::bad_request("invalid-request", e.to_string()), None),
+            };
+        }
+    };
+    let head = match head.body(()) {
+        Ok(request) => request.into_parts().0,
+        Err(e) => return problem_response(Problem::bad_request("invalid-request", e.to_string()), None),
+    };
+    let path = head.uri.path().to_owned();
+    let plan = match function.stream_plan(&head) {
+        Ok(Some(plan)) => plan,
+        Ok(None) => return problem_response(Problem::payload_too_large(MAX_BODY_BYTES), Some(&path)),
+        Err(problem) => return problem_response(problem, Some(&path)),
+    };
+    let input = Box::pin(futures::stream::unfold(body, |mut body| async move {
+        loop {
+            match body.frame().await? {
+                Ok(frame) => {
+                    if let Ok(mut data) = frame.into_data() {
+                        return Some((Ok(data.copy_to_bytes(data.remaining()).to_vec()), body));
+                    }
+                }
+                Err(e) => return Some((Err(e.to_string()), body)),
+            }
+        }
+    }));
+    stream(head, prefix, input, plan).await
+}
+
+async fn stream(
+    head: http::request::Parts,
+    prefix: Vec<u8>,
+    input: impl futures::Stream<Item = Result<Vec<u8>, String>> + Unpin + 'static,
+    plan: StreamPlan,
+) -> StreamingResponse {
+    let path = head.uri.path().to_owned();
+    let output = transform_stream(prefix, input, plan.transform).map(|chunk| {
+        chunk
+            .map(|bytes| Frame::data(Bytes::from(bytes)))
+            .map_err(|e| {
+                // The detail names what was wrong and where, never the content.
+                eprintln!("{{\"level\":\"error\",\"message\":\"stream aborted\",\"error\":{:?}}}", e.to_string());
+                BoxError::from(e.to_string())
+            })
+    });
+    let body = local(StreamBody::new(output));
+    let Some(origin) = plan.origin else {
+        let mut response = http::Response::new(body);
+        response
+            .headers_mut()
+            .insert(http::header::CONTENT_TYPE, plan.content_type);
+        return response;
+    };
+    let target = format!(
+        "{}{}",
+        origin.trim_end_matches('/'),
+        head.uri.path_and_query().map_or("/", |p| p.as_str())
+    );
+    let mut outbound = match http::Request::builder().method(head.method.clone()).uri(&target).body(body) {
+        Ok(request) => request,
+        Err(e) => return problem_response(Problem::bad_request("invalid-path", e.to_string()), Some(&path)),
+    };
+    for (name, value) in &head.headers {
+        let skip = HOP_BY_HOP.contains(&name.as_str())
+            || name == http::header::CONTENT_LENGTH
+            || name.as_str().starts_with("spin-");
+        if !skip {
+            outbound.headers_mut().append(name, value.clone());
+        }
+    }
+    outbound
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, plan.content_type);
+    match spin_sdk::http::send(outbound).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            for name in HOP_BY_HOP {
+                parts.headers.remove(*name);
+            }
+            let body = local(
+                body.map_frame(|frame| frame.map_data(|mut d| d.copy_to_bytes(d.remaining())))
+                    .map_err(|e| BoxError::from(format!("{e:?}"))),
+            );
+            http::Response::from_parts(parts, body)
+        }
+        Err(e) => {
+            eprintln!("{{\"level\":\"warn\",\"message\":\"origin unreachable\",\"error\":{:?}}}", format!("{e:?}"));
+            let problem = Problem::new(
+                http::StatusCode::BAD_GATEWAY,
+                "origin-unavailable",
+                "Origin unavailable",
+            )
+            .with_detail("the origin could not be reached");
+            problem_response(problem, Some(&path))
+        }
+    }
+}
