@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use http::HeaderValue;
 
 use crate::function::EdgeFunction;
@@ -58,6 +58,9 @@ pub enum StreamError {
     Transform(Problem),
 }
 
+/// How much output a batch of already-available input chunks may make.
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Pipes `input` (after the already-read `prefix`) through `transform`:
 /// each input chunk yields its output chunk (empty outputs are skipped), the
 /// transform's `finish` the last one. The first error ends the stream.
@@ -75,28 +78,60 @@ where
         pending: VecDeque<Vec<u8>>,
         transform: Box<dyn BodyTransform>,
         done: bool,
+        /// The input ended while batching.
+        ended: bool,
+        /// The input failed while batching (reported after the batch).
+        failed: Option<String>,
     }
     let state = State {
         input,
         pending: VecDeque::from([prefix]),
         transform,
         done: false,
+        ended: false,
+        failed: None,
     };
     futures::stream::unfold(state, |mut state| async move {
         loop {
             if state.done {
                 return None;
             }
-            let chunk = match state.pending.pop_front() {
-                Some(chunk) => Some(Ok(chunk)),
-                None => state.input.next().await,
+            let chunk = if let Some(reason) = state.failed.take() {
+                Some(Err(reason))
+            } else if state.ended && state.pending.is_empty() {
+                None
+            } else {
+                match state.pending.pop_front() {
+                    Some(chunk) => Some(Ok(chunk)),
+                    None => state.input.next().await.map(|r| r.map_err(|e| e.to_string())),
+                }
             };
             let mut out = Vec::new();
             let result = match chunk {
-                Some(Ok(chunk)) => state.transform.push(&chunk, &mut out),
-                Some(Err(e)) => {
+                Some(Ok(chunk)) => {
+                    // Chunks already waiting are rewritten together: a client
+                    // sending many small chunks costs one output chunk (and
+                    // one trip through the runtime) per batch, not per chunk.
+                    let mut result = state.transform.push(&chunk, &mut out);
+                    while result.is_ok() && out.len() < BATCH_BYTES {
+                        match state.input.next().now_or_never() {
+                            Some(Some(Ok(more))) => result = state.transform.push(&more, &mut out),
+                            Some(Some(Err(e))) => {
+                                state.failed = Some(e.to_string());
+                                break;
+                            }
+                            Some(None) => {
+                                state.ended = true;
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    result
+                }
+                Some(Err(reason)) => {
                     state.done = true;
-                    return Some((Err(StreamError::Input(e.to_string())), state));
+                    return Some((Err(StreamError::Input(reason)), state));
                 }
                 None => {
                     state.done = true;
@@ -149,23 +184,41 @@ mod tests {
     }
 
     #[test]
-    fn prefix_chunks_and_finish_in_order() {
+    fn prefix_chunks_and_finish_in_order_waiting_chunks_batched() {
         assert_eq!(
             run(b"ab", &[b"c", b"", b"de"]),
-            vec![
-                Ok(b"AB".to_vec()),
-                Ok(b"C".to_vec()),
-                Ok(b"DE".to_vec()),
-                Ok(b".".to_vec())
-            ]
+            vec![Ok(b"ABCDE".to_vec()), Ok(b".".to_vec())]
         );
     }
 
     #[test]
-    fn an_error_ends_the_stream() {
+    fn an_error_ends_the_stream_after_what_came_before() {
         assert_eq!(
             run(b"", &[b"a", b"b!", b"c"]),
-            vec![Ok(b"A".to_vec()), Err("no ! here".to_owned())]
+            vec![Err("no ! here".to_owned())]
         );
+        let input = futures::stream::iter(vec![Ok(b"a".to_vec()), Err("reset".to_owned())]);
+        let output: Vec<_> = block_on(
+            transform_stream(Vec::new(), input, Box::new(Upper))
+                .map(|r| r.map_err(|e| e.to_string()))
+                .collect(),
+        );
+        assert_eq!(
+            output,
+            vec![Ok(b"A".to_vec()), Err("reading the body failed: reset".to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_pending_input_ends_the_batch() {
+        let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, String>>();
+        tx.unbounded_send(Ok(b"x".to_vec())).unwrap();
+        let mut output = Box::pin(transform_stream(Vec::new(), rx, Box::new(Upper)));
+        assert_eq!(block_on(output.next()).unwrap().unwrap(), b"X");
+        tx.unbounded_send(Ok(b"y".to_vec())).unwrap();
+        drop(tx);
+        assert_eq!(block_on(output.next()).unwrap().unwrap(), b"Y");
+        assert_eq!(block_on(output.next()).unwrap().unwrap(), b".");
+        assert!(block_on(output.next()).is_none());
     }
 }

@@ -113,22 +113,26 @@ pub(crate) fn pyenv() -> PathBuf {
     root().join("target/pyenv")
 }
 
-/// The venv, with `requirements.txt` installed. A copy of the requirements
-/// inside the venv marks it up to date.
-fn python() -> Result<()> {
-    let requirements = root().join("requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).context("reading requirements.txt")?;
-    let venv = pyenv();
-    let python = venv.join("bin/python");
-    let stamp = venv.join("requirements.txt");
+/// The venv, with `requirements.txt` installed.
+pub(crate) fn python() -> Result<()> {
+    venv(&pyenv(), &root().join("requirements.txt"))
+}
+
+/// A venv at `dir` with `requirements` installed. A copy of the
+/// requirements inside the venv marks it up to date.
+pub(crate) fn venv(dir: &Path, requirements: &Path) -> Result<()> {
+    let wanted = std::fs::read_to_string(requirements)
+        .with_context(|| format!("reading {}", requirements.display()))?;
+    let python = dir.join("bin/python");
+    let stamp = dir.join("requirements.txt");
     if python.exists() && std::fs::read_to_string(&stamp).is_ok_and(|had| had == wanted) {
         return Ok(());
     }
     if !python.exists() {
-        let create = || run(cmd("python3").arg("-m").arg("venv").arg(&venv));
+        let create = || run(cmd("python3").arg("-m").arg("venv").arg(dir));
         if create().is_err() {
             // Debian's python3 lacks venv/ensurepip until python3-venv.
-            let _ = std::fs::remove_dir_all(&venv);
+            let _ = std::fs::remove_dir_all(dir);
             apt_install(&["python3-venv"])?;
             create()?;
         }
@@ -142,7 +146,7 @@ fn python() -> Result<()> {
             "--disable-pip-version-check",
         ])
         .arg("--requirement")
-        .arg(&requirements)
+        .arg(requirements)
         .env("PIP_NO_INPUT", "1"))?;
     std::fs::write(&stamp, wanted).context("writing the venv's requirements stamp")
 }

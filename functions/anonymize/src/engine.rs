@@ -202,6 +202,7 @@ impl Engine {
         operator: &Operator,
         value: &str,
         out: &mut String,
+        spans: &mut Vec<Span>,
     ) -> Result<Option<()>, OperatorError> {
         if *operator == Operator::Redact {
             return Ok(None);
@@ -209,8 +210,8 @@ impl Engine {
         // A field holding exactly one finding (an email, a phone number) is
         // that entity: normalized as in free text, so a person gets the same
         // pseudonym in a field and in a sentence.
-        let mut spans = Vec::new();
-        self.detector.find(value, &mut spans);
+        spans.clear();
+        self.detector.find(value, spans);
         let name = match spans.as_slice() {
             [only] if only.start == 0 && only.end == value.len() => {
                 self.detector.entity_name(only.entity)
@@ -247,7 +248,7 @@ impl Engine {
                     Scalar::Null => return Ok(false),
                 };
                 scratch.text.clear();
-                match self.field(operator, text, &mut scratch.text) {
+                match self.field(operator, text, &mut scratch.text, &mut scratch.spans) {
                     Ok(Some(())) => write_json_string(&scratch.text, out),
                     // Redacted, or the operator does not fit the value
                     // (truncating a non-IP): null, never the value.
