@@ -1,0 +1,741 @@
+//! The kinds found from a digit: IPv4 addresses, card numbers, IBANs (from
+//! the two letters before their check digits) and phone numbers.
+//!
+//! The text is searched for digits eight bytes at a time, skipping the
+//! spans already taken by emails, JWTs and keys. At the first digit of each
+//! run the candidates are tried in order — IBAN (when two letters precede
+//! it), IPv4, card, phone — and the scan resumes after what was found, or
+//! after a card- or IBAN-shaped number that failed its checksum (so that
+//! its digits are not taken for a phone), or else after the run (after the
+//! whole word when the digits are glued to letters).
+//!
+//! Phones: a candidate is a `+`, a `(` or a digit, then up to ten groups of
+//! digits (or parenthesized groups) joined by one separator each (space,
+//! no-break space, `-`, `.`, `/`, ` - `, ` / `), then an optional extension
+//! (`x12`, `ext. 12`, `#12`). It is a phone number when it has the
+//! structure of one (see `phone::at`), or, short of that, a phone word just
+//! before it ("Tel.", "call", "Handy", "móvil"…); a national-format number
+//! right after "order", "invoice", "account"… is taken for that instead.
+
+use std::ops::Range;
+
+use super::validate::{card_issuer_ok, iban_length_of, luhn, mod97};
+use super::{Enabled, word_after, word_before};
+use crate::entity::{Entity, Span};
+
+/// Appends the numeric kinds in `text` to `out`, skipping the spans
+/// `out[claimed]` (sorted by start) of kinds that would win over them.
+pub(super) fn find(text: &str, en: Enabled, out: &mut Vec<Span>, claimed: Range<usize>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    let mut c = claimed.start;
+    while let Some(p) = next_digit(b, i) {
+        while c < claimed.end && out[c].end <= p {
+            c += 1;
+        }
+        if c < claimed.end && out[c].start <= p {
+            i = out[c].end;
+            continue;
+        }
+        let run_end = digits_end(b, p);
+        i = if p > 0 && b[p - 1].is_ascii_digit() {
+            run_end
+        } else {
+            candidate(text, p, run_end, en, out).max(run_end)
+        };
+    }
+}
+
+/// The first ASCII digit at or after `i`.
+fn next_digit(b: &[u8], mut i: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // Digits become 0..=9 and everything else >= 10; then the classic
+        // "has a byte less than n" test. The lowest flagged byte is exact.
+        let x = u64::from_le_bytes(word) ^ (ONES * 0x30);
+        let found = x.wrapping_sub(ONES * 10) & !x & HIGHS;
+        if found != 0 {
+            return Some(i + (found.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    (i..b.len()).find(|&j| b[j].is_ascii_digit())
+}
+
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && b[i].is_ascii_digit() {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the ASCII word (`[A-Za-z0-9_]*`) that continues at `i`.
+fn token_end(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+        i += 1;
+    }
+    i
+}
+
+fn is_digit_at(b: &[u8], i: usize) -> bool {
+    b.get(i).is_some_and(u8::is_ascii_digit)
+}
+
+/// What a parser made of a candidate.
+enum Found {
+    /// A valid entity ending here.
+    Valid(usize),
+    /// Shaped like one (length, grouping) but failing the checksum: skip it
+    /// whole.
+    Shaped(usize),
+    /// Not this kind.
+    No,
+}
+
+fn push(out: &mut Vec<Span>, start: usize, end: usize, entity: Entity) {
+    out.push(Span { start, end, entity });
+}
+
+/// Tries the kinds at the digit run `p..run_end`; returns where to resume.
+fn candidate(text: &str, p: usize, run_end: usize, en: Enabled, out: &mut Vec<Span>) -> usize {
+    let b = text.as_bytes();
+    // IBAN: two letters right before the check digits.
+    if p >= 2 && b[p - 1].is_ascii_alphabetic() && b[p - 2].is_ascii_alphabetic() {
+        if en.iban && !word_before(text, p - 2) {
+            match iban_at(text, p - 2) {
+                Found::Valid(end) => {
+                    push(out, p - 2, end, Entity::Iban);
+                    return end;
+                }
+                Found::Shaped(end) => return end,
+                Found::No => {}
+            }
+        }
+        return token_end(b, run_end);
+    }
+    // Digits glued to a word ("x64", "abc123", "123abc", UUID groups,
+    // base64) are not numbers of ours, nor are the other digits of that
+    // word; a phone extension ("0143x12") is checked later.
+    if word_before(text, p) {
+        return token_end(b, run_end);
+    }
+    let extension_x = matches!(b.get(run_end), Some(b'x' | b'X')) && is_digit_at(b, run_end + 1);
+    if word_after(text, run_end) && !extension_x {
+        return token_end(b, run_end);
+    }
+    let prev = if p > 0 { b[p - 1] } else { b' ' };
+    let prev2 = if p > 1 { b[p - 2] } else { b' ' };
+    match prev {
+        // The continuation of a token: "ID-2024-0042", "v1.2", "a/12".
+        b'.' | b'-' | b'/' if prev2.is_ascii_alphanumeric() || prev2 == b'_' => return run_end,
+        // "12:30", "1,234".
+        b':' | b',' if prev2.is_ascii_digit() => return run_end,
+        b'+' => {
+            let glued = word_before(text, p - 1) || prev2 == b'+';
+            if en.phone
+                && !glued
+                && let Some(end) = phone::at(text, p - 1)
+            {
+                push(out, p - 1, end, Entity::Phone);
+                return end;
+            }
+            return run_end;
+        }
+        b'(' if en.phone && !word_before(text, p - 1) => {
+            if let Some(end) = phone::at(text, p - 1) {
+                push(out, p - 1, end, Entity::Phone);
+                return end;
+            }
+        }
+        _ => {}
+    }
+    if en.ipv4
+        && run_end - p <= 3
+        && b.get(run_end) == Some(&b'.')
+        && let Some(end) = ipv4_at(text, p)
+    {
+        push(out, p, end, Entity::Ipv4);
+        return end;
+    }
+    // A card starts with a group of four or is 13–19 digits long.
+    let run = run_end - p;
+    if (en.card || en.phone) && (run == 4 || (13..=19).contains(&run)) {
+        match card_at(text, p) {
+            Found::Valid(end) => {
+                if en.card {
+                    push(out, p, end, Entity::Card);
+                }
+                return end;
+            }
+            Found::Shaped(end) => return end,
+            Found::No => {}
+        }
+    }
+    // A group after "<digits> " belongs to a number that was tried from its
+    // first group.
+    let mid_number = prev == b' ' && prev2.is_ascii_digit();
+    if en.phone
+        && !mid_number
+        && (run >= 7 || phone::continues(b, run_end))
+        && let Some(end) = phone::at(text, p)
+    {
+        push(out, p, end, Entity::Phone);
+        return end;
+    }
+    run_end
+}
+
+/// A dotted quad at `p`: four decimal octets 0–255 without leading zeros,
+/// not part of a longer dotted sequence (versions, OIDs).
+fn ipv4_at(text: &str, p: usize) -> Option<usize> {
+    let b = text.as_bytes();
+    // The Gecko version in user agents ("rv:1.9.2.20").
+    if p >= 3 && b[p - 1] == b':' && b[p - 3..p - 1].eq_ignore_ascii_case(b"rv") {
+        return None;
+    }
+    let mut i = p;
+    for k in 0..4 {
+        let s = i;
+        let mut v = 0u32;
+        while i < b.len() && b[i].is_ascii_digit() && i - s < 3 {
+            v = v * 10 + u32::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - s;
+        if len == 0 || v > 255 || (len > 1 && b[s] == b'0') || is_digit_at(b, i) {
+            return None;
+        }
+        if k < 3 {
+            if b.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
+    }
+    if b.get(i) == Some(&b'.') && is_digit_at(b, i + 1) || word_after(text, i) {
+        return None;
+    }
+    Some(i)
+}
+
+/// A card number at `p`: 12–19 digits, contiguous or in groups separated by
+/// one kind of single space or dash (4-4-4-4, 4-4-4-4-3, Amex 4-6-5, Diners
+/// 4-6-4, …), with a known issuer prefix for the length and a valid Luhn
+/// digit.
+fn card_at(text: &str, p: usize) -> Found {
+    let b = text.as_bytes();
+    let mut d = [0u8; 24];
+    let mut n = 0;
+    let mut groups = [0u8; 8];
+    let mut ends = [0usize; 8];
+    let mut counts = [0usize; 8];
+    let mut g = 0;
+    let mut sep = 0u8;
+    let mut i = p;
+    loop {
+        let gs = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if n == d.len() {
+                return Found::No;
+            }
+            d[n] = b[i] - b'0';
+            n += 1;
+            i += 1;
+        }
+        if g == groups.len() {
+            return Found::No;
+        }
+        groups[g] = u8::try_from(i - gs).unwrap_or(u8::MAX);
+        ends[g] = i;
+        counts[g] = n;
+        g += 1;
+        match b.get(i) {
+            Some(&c @ (b' ' | b'-')) if (sep == 0 || sep == c) && is_digit_at(b, i + 1) => {
+                sep = c;
+                i += 1;
+            }
+            _ => break,
+        }
+    }
+    let boundary_ok = |end: usize| {
+        let decimal = matches!(b.get(end), Some(b'.' | b',')) && is_digit_at(b, end + 1);
+        !(word_after(text, end) || decimal)
+    };
+    let valid = |k: usize| {
+        let digits = &d[..counts[k - 1]];
+        card_shape(&groups[..k]) && card_issuer_ok(digits, k > 1) && luhn(digits)
+    };
+    if boundary_ok(i) {
+        if valid(g) {
+            return Found::Valid(i);
+        }
+        // An expiry date after a space-grouped card ("4111 1111 1111 1111
+        // 12/27").
+        let expiry = b.get(i) == Some(&b'/') && groups[g - 1] <= 2;
+        if sep == b' ' && g > 2 && expiry && valid(g - 1) {
+            return Found::Valid(ends[g - 2]);
+        }
+    }
+    if card_shape(&groups[..g]) && n >= 12 && d[0] != 0 {
+        Found::Shaped(i)
+    } else {
+        Found::No
+    }
+}
+
+/// Whether digit groups are printed like a card number.
+fn card_shape(groups: &[u8]) -> bool {
+    let n: usize = groups.iter().map(|&x| usize::from(x)).sum();
+    match groups {
+        [one] => (13..=19).contains(&usize::from(*one)),
+        [4, 6, 5] | [4, 6, 4] => true,
+        [4, middle @ .., last] => {
+            (12..=19).contains(&n) && middle.iter().all(|&x| x == 4) && (1..=4).contains(last)
+        }
+        _ => false,
+    }
+}
+
+/// An IBAN whose country code starts at `s`: the registry length for the
+/// country, compact or printed in groups of four separated by single
+/// spaces, and mod-97 = 1.
+fn iban_at(text: &str, s: usize) -> Found {
+    let b = text.as_bytes();
+    let cc = [b[s].to_ascii_uppercase(), b[s + 1].to_ascii_uppercase()];
+    let Some(len) = iban_length_of(cc) else {
+        return Found::No;
+    };
+    let mut buf = [0u8; 34];
+    buf[..2].copy_from_slice(&cc);
+    let printed = b.get(s + 4) == Some(&b' ');
+    let mut n = 2;
+    let mut i = s + 2;
+    while n < len {
+        if printed && n % 4 == 0 {
+            if b.get(i) != Some(&b' ') {
+                return Found::No;
+            }
+            i += 1;
+        }
+        let Some(&c) = b.get(i) else {
+            return Found::No;
+        };
+        if !c.is_ascii_alphanumeric() || n < 4 && !c.is_ascii_digit() {
+            return Found::No;
+        }
+        buf[n] = c.to_ascii_uppercase();
+        n += 1;
+        i += 1;
+    }
+    if word_after(text, i) {
+        return Found::No;
+    }
+    if mod97(&buf[..len]) == 1 {
+        Found::Valid(i)
+    } else {
+        Found::Shaped(i)
+    }
+}
+
+mod phone {
+    //! Phone numbers: see the module docs of `detect` for the rules.
+
+    use super::is_digit_at;
+    use crate::detect::word_after;
+
+    const MAX_GROUPS: usize = 10;
+    const MAX_DIGITS: usize = 20;
+
+    #[derive(Clone, Copy, Default)]
+    struct Group {
+        /// First byte (the `(` of a parenthesized group).
+        start: usize,
+        len: usize,
+        paren: bool,
+        /// The separator before it: 0 (none), b' ', b'-', b'.', b'/'.
+        sep: u8,
+    }
+
+    /// Words that announce a phone number (lower case; matched at a word
+    /// start in the bytes just before a candidate): `(word, whole)`, where a
+    /// whole word must not be followed by a letter ("tel" but not
+    /// "television").
+    const KEYWORDS: &[(&[u8], bool)] = &[
+        (b"tel", true),
+        (b"telefon", false),
+        (b"telephon", false),
+        ("t\u{e9}l".as_bytes(), false),
+        (b"phone", false),
+        (b"mobil", false),
+        (b"mobiel", true),
+        (b"cell", false),
+        (b"fax", true),
+        (b"call", false),
+        (b"handy", true),
+        (b"ruf", true),
+        (b"rufen", true),
+        (b"anruf", false),
+        (b"portable", true),
+        (b"appel", false),
+        (b"movil", true),
+        ("m\u{f3}vil".as_bytes(), true),
+        (b"llam", false),
+        ("ll\u{e1}m".as_bytes(), false),
+        (b"chiam", false),
+        (b"bel", true),
+        (b"volej", false),
+        (b"whatsapp", false),
+        (b"sms", true),
+        (b"reach", false),
+        (b"dial", true),
+        (b"hotline", false),
+        (b"helpline", false),
+    ];
+    /// Words that announce some other number (an order, an account, a
+    /// reference…): without a phone word, a national-format candidate after
+    /// one of them is not taken.
+    const OTHER_KEYWORDS: &[(&[u8], bool)] = &[
+        (b"order", false),
+        (b"invoice", false),
+        (b"account", false),
+        (b"konto", false),
+        (b"ref", false),
+        (b"serial", false),
+        (b"ticket", false),
+        (b"tracking", false),
+        (b"customer", false),
+        (b"kunde", false),
+        (b"rechnung", false),
+        (b"bestell", false),
+        (b"auftrag", false),
+        (b"commande", false),
+        (b"facture", false),
+        (b"pedido", false),
+        (b"factura", false),
+        (b"ordine", false),
+        (b"fattura", false),
+        (b"factuur", false),
+        (b"version", false),
+        (b"build", false),
+        (b"steuer", false),
+        (b"tax", true),
+        (b"vat", true),
+        (b"isbn", true),
+        (b"issn", true),
+        (b"iban", true),
+        (b"sku", true),
+        (b"ssn", true),
+        (b"pin", true),
+        (b"id", true),
+        (b"nr", true),
+    ];
+    /// How far before a candidate a keyword is looked for.
+    const CONTEXT: usize = 24;
+
+    /// Whether a group ending at `i` is followed by more of a phone number
+    /// (a separator and a digit or parenthesis, or an extension): a short
+    /// group alone is not one.
+    pub(super) fn continues(b: &[u8], i: usize) -> bool {
+        let (_, next) = separator(b, i);
+        matches!(b.get(next), Some(b'0'..=b'9' | b'('))
+    }
+
+    /// The separator at `i`: its kind and the index after it.
+    fn separator(b: &[u8], i: usize) -> (u8, usize) {
+        match b.get(i) {
+            Some(b' ') => match b.get(i + 1) {
+                Some(&c @ (b'-' | b'/')) if b.get(i + 2) == Some(&b' ') => (c, i + 3),
+                _ => (b' ', i + 1),
+            },
+            Some(b'/') if b.get(i + 1) == Some(&b' ') => (b'/', i + 2),
+            Some(&c @ (b'-' | b'.' | b'/')) => (c, i + 1),
+            // No-break space, narrow no-break space.
+            Some(0xC2) if b.get(i + 1) == Some(&0xA0) => (b' ', i + 2),
+            Some(0xE2) if b.get(i + 1) == Some(&0x80) && b.get(i + 2) == Some(&0xAF) => {
+                (b' ', i + 3)
+            }
+            _ => (0, i),
+        }
+    }
+
+    /// The length of an extension marker at `i` ("x", "ext.", "#", …).
+    fn extension_marker(b: &[u8], i: usize) -> Option<usize> {
+        let rest = b.get(i..)?;
+        [&b"extension"[..], b"ext.", b"ext", b"x", b"#"]
+            .into_iter()
+            .find(|word| {
+                rest.get(..word.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(word))
+            })
+            .map(<[u8]>::len)
+    }
+
+    /// The end of an extension after a number ending at `end`, if any.
+    fn extension(text: &str, end: usize) -> Option<usize> {
+        let b = text.as_bytes();
+        let mut j = end;
+        if b.get(j) == Some(&b' ') {
+            j += 1;
+        }
+        j += extension_marker(b, j)?;
+        if matches!(b.get(j), Some(b' ' | b':')) {
+            j += 1;
+        }
+        let digits = j;
+        while is_digit_at(b, j) && j - digits < 7 {
+            j += 1;
+        }
+        ((1..=6).contains(&(j - digits)) && !word_after(text, j)).then_some(j)
+    }
+
+    /// Whether one of `keywords` stands in the few bytes before `s` (with
+    /// no digit between it and `s`: a number in between was the subject).
+    fn said(b: &[u8], s: usize, keywords: &[(&[u8], bool)]) -> bool {
+        let mut from = s.saturating_sub(CONTEXT);
+        if let Some(last_digit) = b[from..s].iter().rposition(u8::is_ascii_digit) {
+            from += last_digit + 1;
+        }
+        let window = &b[from..s];
+        let mut lower = [0u8; CONTEXT];
+        let w = &mut lower[..window.len()];
+        for (l, c) in w.iter_mut().zip(window) {
+            *l = c.to_ascii_lowercase();
+        }
+        let w = &*w;
+        // A keyword counts in the same sentence only: no full stop, `!`, `?`
+        // or line break between it and the number, but for one right after
+        // it ("Tel. 030 …").
+        let same_sentence = |e: usize| {
+            w.get(e + 1..)
+                .is_none_or(|rest| !rest.iter().any(|c| matches!(c, b'.' | b'!' | b'?' | b'\n')))
+                && w.get(e) != Some(&b'\n')
+        };
+        (0..w.len()).any(|k| {
+            let at_word_start = k == 0 || !w[k - 1].is_ascii_alphabetic();
+            at_word_start
+                && keywords.iter().any(|&(kw, whole)| {
+                    let e = k + kw.len();
+                    kw[0] == w[k]
+                        && w[k..].starts_with(kw)
+                        && !(whole && w.get(e).is_some_and(u8::is_ascii_alphabetic))
+                        && same_sentence(e)
+                })
+        })
+    }
+
+    /// A North American number: area code and exchange not starting with
+    /// 0 or 1.
+    fn nanp(d: &[u8]) -> bool {
+        d.len() == 10 && d[0] >= 2 && d[3] >= 2
+    }
+
+    fn value(b: &[u8], g: &Group) -> u32 {
+        b[g.start..g.start + g.len]
+            .iter()
+            .fold(0, |a, &c| a * 10 + u32::from(c - b'0'))
+    }
+
+    /// Whether the first three groups read as a date (d.m.y, m/d/y, y-m-d).
+    fn is_date(b: &[u8], gs: &[Group]) -> bool {
+        let [a, m, c, ..] = gs else {
+            return false;
+        };
+        if a.paren || m.paren || c.paren || m.sep != c.sep || !matches!(m.sep, b'.' | b'/' | b'-') {
+            return false;
+        }
+        let (x, y, z) = (value(b, a), value(b, m), value(b, c));
+        let day_month = |p: u32, q: u32| (1..=31).contains(&p) && (1..=12).contains(&q);
+        match (a.len, m.len, c.len) {
+            (4, 1..=2, 1..=2) => day_month(z, y),
+            (1..=2, 1..=2, 2 | 4) => day_month(x, y) || day_month(y, x),
+            _ => false,
+        }
+    }
+
+    /// A phone number starting at `s` (a `+`, a `(` or a digit); returns
+    /// its end (after an extension, if any).
+    ///
+    /// Refused first: a number glued to a word or continued by `.`, `,`,
+    /// `:`, `-` or `/` and a digit, or by `%`; one that reads as a date;
+    /// more than one single-digit group. Then it has the structure of a
+    /// phone number when, counting its digits without a `(0)` trunk after a
+    /// country code, it is
+    /// - `+` and a country code: 8–15 digits (10–15 without separators);
+    /// - `00` and a country code: 10–17 digits;
+    /// - a trunk `0` (in the first group of two or more digits, or in
+    ///   parentheses): 8–12 digits in groups (eight only in three groups or
+    ///   more), 10–12 without separators;
+    /// - North American: `NXX-NXX-XXXX` with one kind of separator, with or
+    ///   without a leading `1`, or `(NXX) NXX-XXXX`, area code and exchange
+    ///   not starting with 0 or 1.
+    ///
+    /// Without that structure a phone word must precede it, and it must
+    /// have 7–15 digits in groups or 9–12 without separators (not starting
+    /// with 1 unless it is `1` and a North American number).
+    pub(super) fn at(text: &str, s: usize) -> Option<usize> {
+        let b = text.as_bytes();
+        let plus = b[s] == b'+';
+        let mut i = s + usize::from(plus);
+        let mut groups = [Group::default(); MAX_GROUPS];
+        let mut g = 0;
+        let mut total = 0;
+        let mut end = s;
+        let mut sep = 0u8;
+        loop {
+            let start = i;
+            let (len, paren) = if b.get(i) == Some(&b'(') {
+                let mut j = i + 1;
+                while is_digit_at(b, j) && j - i <= 5 {
+                    j += 1;
+                }
+                if j == i + 1 || j - i > 6 || b.get(j) != Some(&b')') {
+                    break;
+                }
+                i = j + 1;
+                (j - start - 1, true)
+            } else if is_digit_at(b, i) {
+                while is_digit_at(b, i) && i - start <= MAX_DIGITS {
+                    i += 1;
+                }
+                (i - start, false)
+            } else {
+                break;
+            };
+            total += len;
+            if g == MAX_GROUPS || total > MAX_DIGITS {
+                return None;
+            }
+            groups[g] = Group {
+                start: start + usize::from(paren),
+                len,
+                paren,
+                sep,
+            };
+            g += 1;
+            end = i;
+            let (next_sep, next) = separator(b, i);
+            let continues = match b.get(next) {
+                Some(c) if c.is_ascii_digit() => next_sep != 0,
+                // "+44(0)20", "(0)20": a parenthesized group needs no separator.
+                Some(b'(') => true,
+                _ => false,
+            };
+            let after_paren = paren && next_sep == 0 && is_digit_at(b, next);
+            if !(continues || after_paren) {
+                break;
+            }
+            sep = next_sep;
+            i = next;
+        }
+        if g == 0 {
+            return None;
+        }
+        let gs = &groups[..g];
+        let fin = extension(text, end).unwrap_or(end);
+        if word_after(text, fin)
+            || matches!(b.get(fin), Some(b'.' | b',' | b':' | b'-' | b'/'))
+                && is_digit_at(b, fin + 1)
+            || b.get(fin) == Some(&b'%')
+        {
+            return None;
+        }
+        if !plus && is_date(b, gs) {
+            return None;
+        }
+
+        // The digits, without a "(0)" trunk prefix after a country code.
+        let mut d = [0u8; MAX_DIGITS];
+        let mut n = 0;
+        for (k, grp) in gs.iter().enumerate() {
+            let trunk_zero = k > 0 && grp.paren && grp.len == 1 && b[grp.start] == b'0';
+            if trunk_zero {
+                continue;
+            }
+            for &c in &b[grp.start..grp.start + grp.len] {
+                d[n] = c - b'0';
+                n += 1;
+            }
+        }
+        let d = &d[..n];
+        let first = gs[0];
+        let contiguous = g == 1;
+        let lens = |want: &[usize]| {
+            gs.len() == want.len() && gs.iter().zip(want).all(|(x, &w)| x.len == w && !x.paren)
+        };
+        let same_seps = |from: usize| gs[from..].windows(2).all(|w| w[0].sep == w[1].sep);
+
+        // Single-digit groups are rare in phone numbers (a country code,
+        // the NANP "1", "+33 1 …" aside): a run of them is something else.
+        let singles = gs
+            .iter()
+            .skip(1)
+            .filter(|x| x.len == 1 && !(x.paren && b[x.start] == b'0'))
+            .count();
+        if singles > 1 {
+            return None;
+        }
+
+        let structured = if plus {
+            d[0] != 0
+                && if contiguous {
+                    (10..=15).contains(&n)
+                } else {
+                    (8..=15).contains(&n)
+                }
+        } else if n >= 3 && d[0] == 0 && d[1] == 0 {
+            // The international call prefix.
+            d[2] != 0 && (10..=17).contains(&n)
+        } else if first.paren {
+            if d[0] == 0 {
+                first.len >= 2 && (8..=12).contains(&n)
+            } else {
+                first.len == 3
+                    && nanp(d)
+                    && (gs[1..].iter().map(|x| x.len).eq([3, 4])
+                        || gs[1..].iter().map(|x| x.len).eq([7]))
+            }
+        } else if d[0] == 0 && first.len > 1 {
+            if contiguous {
+                (10..=12).contains(&n)
+            } else {
+                // Eight digits in two groups is a code ("0317-8471"), not
+                // a number with an area code.
+                (8..=12).contains(&n) && (n > 8 || g > 2)
+            }
+        } else {
+            // North American numbers without a trunk prefix.
+            (lens(&[3, 3, 4]) && same_seps(1) && nanp(d))
+                || (lens(&[1, 3, 3, 4]) && same_seps(2) && d[0] == 1 && nanp(&d[1..]))
+                || (g >= 3
+                    && first.len == 1
+                    && d[0] == 1
+                    && gs[1].paren
+                    && gs[1].len == 3
+                    && nanp(&d[1..])
+                    && (gs[2..].iter().map(|x| x.len).eq([3, 4])
+                        || gs[2..].iter().map(|x| x.len).eq([7])))
+        };
+        let plausible = if contiguous {
+            (9..=12).contains(&n) && (d[0] != 1 || n == 11 && nanp(&d[1..]))
+        } else {
+            (7..=15).contains(&n)
+        };
+        if !(structured || plausible) {
+            return None;
+        }
+        // (Seven digits or more from here.)
+        let international = plus || d[0] == 0 && d[1] == 0;
+        // A national number after "order", "invoice", "account"… is that
+        // number; otherwise a phone word just before a number without the
+        // structure of one must vouch for it.
+        let ok = if structured {
+            international || !said(b, s, OTHER_KEYWORDS) || said(b, s, KEYWORDS)
+        } else {
+            said(b, s, KEYWORDS) && !said(b, s, OTHER_KEYWORDS)
+        };
+        ok.then_some(fin)
+    }
+}
