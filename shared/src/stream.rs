@@ -103,7 +103,11 @@ where
             } else {
                 match state.pending.pop_front() {
                     Some(chunk) => Some(Ok(chunk)),
-                    None => state.input.next().await.map(|r| r.map_err(|e| e.to_string())),
+                    None => state
+                        .input
+                        .next()
+                        .await
+                        .map(|r| r.map_err(|e| e.to_string())),
                 }
             };
             let mut out = Vec::new();
@@ -205,7 +209,10 @@ mod tests {
         );
         assert_eq!(
             output,
-            vec![Ok(b"A".to_vec()), Err("reading the body failed: reset".to_owned())]
+            vec![
+                Ok(b"A".to_vec()),
+                Err("reading the body failed: reset".to_owned())
+            ]
         );
     }
 

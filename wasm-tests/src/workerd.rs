@@ -139,7 +139,8 @@ impl WranglerDev {
             let comm = head.split_once('(').map_or("", |(_, c)| c);
             let pgrp = rest.split_whitespace().nth(2);
             if comm.starts_with("workerd") && pgrp == Some(group.as_str()) {
-                let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+                let status =
+                    std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
                 let kib = status
                     .lines()
                     .find_map(|l| l.strip_prefix("VmRSS:"))

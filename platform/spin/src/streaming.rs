@@ -89,18 +89,24 @@ pub async fn serve_streaming<F: StreamingFunction>(
         _ => {
             return match head.body(Body::from(prefix)) {
                 Ok(request) => boxed(serve_request(&instance, request).await),
-                Err(e) => problem_response(Problem::bad_request("invalid-request", e.to_string()), None),
+                Err(e) => {
+                    problem_response(Problem::bad_request("invalid-request", e.to_string()), None)
+                }
             };
         }
     };
     let head = match head.body(()) {
         Ok(request) => request.into_parts().0,
-        Err(e) => return problem_response(Problem::bad_request("invalid-request", e.to_string()), None),
+        Err(e) => {
+            return problem_response(Problem::bad_request("invalid-request", e.to_string()), None);
+        }
     };
     let path = head.uri.path().to_owned();
     let plan = match function.stream_plan(&head) {
         Ok(Some(plan)) => plan,
-        Ok(None) => return problem_response(Problem::payload_too_large(MAX_BODY_BYTES), Some(&path)),
+        Ok(None) => {
+            return problem_response(Problem::payload_too_large(MAX_BODY_BYTES), Some(&path));
+        }
         Err(problem) => return problem_response(problem, Some(&path)),
     };
     let input = Box::pin(futures::stream::unfold(body, |mut body| async move {
@@ -130,7 +136,10 @@ async fn stream(
             .map(|bytes| Frame::data(Bytes::from(bytes)))
             .map_err(|e| {
                 // The detail names what was wrong and where, never the content.
-                eprintln!("{{\"level\":\"error\",\"message\":\"stream aborted\",\"error\":{:?}}}", e.to_string());
+                eprintln!(
+                    "{{\"level\":\"error\",\"message\":\"stream aborted\",\"error\":{:?}}}",
+                    e.to_string()
+                );
                 BoxError::from(e.to_string())
             })
     });
@@ -147,9 +156,18 @@ async fn stream(
         origin.trim_end_matches('/'),
         head.uri.path_and_query().map_or("/", |p| p.as_str())
     );
-    let mut outbound = match http::Request::builder().method(head.method.clone()).uri(&target).body(body) {
+    let mut outbound = match http::Request::builder()
+        .method(head.method.clone())
+        .uri(&target)
+        .body(body)
+    {
         Ok(request) => request,
-        Err(e) => return problem_response(Problem::bad_request("invalid-path", e.to_string()), Some(&path)),
+        Err(e) => {
+            return problem_response(
+                Problem::bad_request("invalid-path", e.to_string()),
+                Some(&path),
+            );
+        }
     };
     for (name, value) in &head.headers {
         let skip = HOP_BY_HOP.contains(&name.as_str())
@@ -175,7 +193,10 @@ async fn stream(
             http::Response::from_parts(parts, body)
         }
         Err(e) => {
-            eprintln!("{{\"level\":\"warn\",\"message\":\"origin unreachable\",\"error\":{:?}}}", format!("{e:?}"));
+            eprintln!(
+                "{{\"level\":\"warn\",\"message\":\"origin unreachable\",\"error\":{:?}}}",
+                format!("{e:?}")
+            );
             let problem = Problem::new(
                 http::StatusCode::BAD_GATEWAY,
                 "origin-unavailable",

@@ -99,7 +99,10 @@ async fn stream<F: StreamingFunction>(
         ConsoleSink.write(Level::Error, &line.to_string());
         worker::Error::RustError(e.to_string())
     });
-    let content_type = plan.content_type.to_str().unwrap_or("application/octet-stream");
+    let content_type = plan
+        .content_type
+        .to_str()
+        .unwrap_or("application/octet-stream");
     let Some(origin) = plan.origin else {
         let headers = worker::Headers::new();
         headers.set("content-type", content_type)?;

@@ -37,7 +37,13 @@ struct Records {
 
 impl Records {
     fn new(target: u64) -> Records {
-        Records { next: 0, produced: 0, target, line: Vec::new(), at: 0 }
+        Records {
+            next: 0,
+            produced: 0,
+            target,
+            line: Vec::new(),
+            at: 0,
+        }
     }
 }
 
@@ -79,7 +85,12 @@ fn count(received: &mut Received, tail: &mut Vec<u8>, chunk: &[u8]) {
     let mut window = std::mem::take(tail);
     let keep = window.len();
     window.extend_from_slice(chunk);
-    for needle in [&b"@example.com"[..], b"4111 1111", b"203.0.113.1", b"198.51.100.1"] {
+    for needle in [
+        &b"@example.com"[..],
+        b"4111 1111",
+        b"203.0.113.1",
+        b"198.51.100.1",
+    ] {
         received.leaks += window
             .windows(needle.len())
             .enumerate()
@@ -125,7 +136,8 @@ fn origin() -> (SocketAddr, Arc<AtomicBool>) {
                 loop {
                     let mut size = String::new();
                     reader.read_line(&mut size).unwrap();
-                    let size = u64::from_str_radix(size.trim().split(';').next().unwrap(), 16).unwrap();
+                    let size =
+                        u64::from_str_radix(size.trim().split(';').next().unwrap(), 16).unwrap();
                     if size == 0 {
                         let mut end = String::new();
                         reader.read_line(&mut end).unwrap();
@@ -163,8 +175,7 @@ fn origin() -> (SocketAddr, Arc<AtomicBool>) {
 fn a_100_mb_ndjson_body_streams_through_workers_in_bounded_memory() {
     const BODY: u64 = 100 * 1024 * 1024;
     let (origin, stop) = origin();
-    let policy =
-        format!("[anonymize]\norigin = \"http://{origin}\"\nunknown_content = \"pass\"\n");
+    let policy = format!("[anonymize]\norigin = \"http://{origin}\"\nunknown_content = \"pass\"\n");
     let vars = BTreeMap::from([("POLICY".to_owned(), policy)]);
     let secrets = BTreeMap::from([("GDPR_ANONYMIZATION_SALT".to_owned(), SALT.to_owned())]);
     let dev = WranglerDev::start("anonymize", &vars, &secrets).expect("wrangler dev");
@@ -291,7 +302,12 @@ fn a_body_beyond_the_buffered_limit_streams_through_spin() {
     let response = runtime
         .block_on(app.handle(req, "127.0.0.1:4000".parse().unwrap()))
         .unwrap();
-    assert_eq!(response.status(), 200, "{:?}", String::from_utf8_lossy(&response.body()[..200.min(response.body().len())]));
+    assert_eq!(
+        response.status(),
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&response.body()[..200.min(response.body().len())])
+    );
     let mut received = Received::default();
     count(&mut received, &mut Vec::new(), response.body());
     assert_eq!(received.lines, records.next);
