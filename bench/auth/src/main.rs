@@ -31,19 +31,12 @@ fn dispatch(args: &[String]) -> Result<(), String> {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let mut runtime = String::from("native");
-    let mut rounds = 5u32;
-    let mut seconds = 0.2f64;
-    let mut only: Option<Vec<String>> = None;
-    for (flag, value) in bench_support::option_pairs(args, USAGE)? {
-        match flag {
-            "--runtime" => runtime = value.to_owned(),
-            "--rounds" => rounds = bench_support::parse(flag, value)?,
-            "--seconds" => seconds = bench_support::parse(flag, value)?,
-            "--only" => only = Some(value.split(',').map(str::to_owned).collect()),
-            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
-        }
-    }
+    let bench_support::RunOptions {
+        runtime,
+        rounds,
+        seconds,
+        only,
+    } = bench_support::RunOptions::parse(args, USAGE, 0.2)?;
     let chosen: Vec<_> = all_workloads()
         .into_iter()
         .filter(|w| {

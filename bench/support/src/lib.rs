@@ -36,6 +36,42 @@ pub fn option_pairs<'a>(
     Ok(pairs)
 }
 
+/// The options of a bench program's `run` subcommand.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOptions {
+    /// `--runtime`: the label of the runtime in reports (`native`).
+    pub runtime: String,
+    /// `--rounds`: timed rounds per workload (5).
+    pub rounds: u32,
+    /// `--seconds`: the length of one round.
+    pub seconds: f64,
+    /// `--only`: the workloads to run (all).
+    pub only: Option<Vec<String>>,
+}
+
+impl RunOptions {
+    /// Parses `--runtime`, `--rounds`, `--seconds` (default `seconds`) and
+    /// `--only A,B`; anything else is an error ending with `usage`.
+    pub fn parse(args: &[String], usage: &str, seconds: f64) -> Result<RunOptions, String> {
+        let mut options = RunOptions {
+            runtime: "native".to_owned(),
+            rounds: 5,
+            seconds,
+            only: None,
+        };
+        for (flag, value) in option_pairs(args, usage)? {
+            match flag {
+                "--runtime" => options.runtime = value.to_owned(),
+                "--rounds" => options.rounds = parse(flag, value)?,
+                "--seconds" => options.seconds = parse(flag, value)?,
+                "--only" => options.only = Some(value.split(',').map(str::to_owned).collect()),
+                _ => return Err(format!("unknown option {flag}\n{usage}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
 /// Parses the value of `flag`, naming both in the error.
 pub fn parse<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String>
 where

@@ -262,75 +262,47 @@ fn json_problem(e: JsonError) -> Problem {
     problem
 }
 
-impl BodyTransform for BodyAnonymizer {
-    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Problem> {
+impl BodyAnonymizer {
+    /// Rewrites the next chunk, or (`None`) ends the body.
+    fn run(&mut self, chunk: Option<&[u8]>, out: &mut Vec<u8>) -> Result<(), Problem> {
         let engine: &Engine = &self.anonymizer.engine;
         let scratch = &mut self.scratch;
-        match &mut self.inner {
-            Inner::Text(splitter) => splitter.push(chunk, |piece| {
-                scratch.text.clear();
-                engine.text(
-                    piece,
-                    &mut scratch.text,
-                    &mut scratch.findings,
-                    &mut scratch.spans,
-                );
-                out.extend_from_slice(scratch.text.as_bytes());
-                Ok(())
-            }),
-            Inner::Json(rewriter) => rewriter
-                .push(
-                    chunk,
-                    &mut |p: &Path<'_>, v: Scalar<'_>, o: &mut Vec<u8>| {
-                        engine.visit(p, v, o, scratch)
-                    },
-                    out,
-                )
-                .map_err(json_problem),
-            Inner::Ndjson(rewriter) => rewriter
-                .push(
-                    chunk,
-                    &mut |p: &Path<'_>, v: Scalar<'_>, o: &mut Vec<u8>| {
-                        engine.visit(p, v, o, scratch)
-                    },
-                    out,
-                )
-                .map_err(json_problem),
+        let mut visit =
+            |p: &Path<'_>, v: Scalar<'_>, o: &mut Vec<u8>| engine.visit(p, v, o, scratch);
+        match (&mut self.inner, chunk) {
+            (Inner::Json(r), Some(c)) => r.push(c, &mut visit, out).map_err(json_problem),
+            (Inner::Json(r), None) => r.finish(&mut visit, out).map_err(json_problem),
+            (Inner::Ndjson(r), Some(c)) => r.push(c, &mut visit, out).map_err(json_problem),
+            (Inner::Ndjson(r), None) => r.finish(&mut visit, out).map_err(json_problem),
+            (Inner::Text(splitter), chunk) => {
+                let scratch = &mut self.scratch;
+                let emit = |piece: &str| {
+                    scratch.text.clear();
+                    engine.text(
+                        piece,
+                        &mut scratch.text,
+                        &mut scratch.findings,
+                        &mut scratch.spans,
+                    );
+                    out.extend_from_slice(scratch.text.as_bytes());
+                    Ok(())
+                };
+                match chunk {
+                    Some(c) => splitter.push(c, emit),
+                    None => splitter.finish(emit),
+                }
+            }
         }
+    }
+}
+
+impl BodyTransform for BodyAnonymizer {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Problem> {
+        self.run(Some(chunk), out)
     }
 
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Problem> {
-        let engine: &Engine = &self.anonymizer.engine;
-        let scratch = &mut self.scratch;
-        match &mut self.inner {
-            Inner::Text(splitter) => splitter.finish(|piece| {
-                scratch.text.clear();
-                engine.text(
-                    piece,
-                    &mut scratch.text,
-                    &mut scratch.findings,
-                    &mut scratch.spans,
-                );
-                out.extend_from_slice(scratch.text.as_bytes());
-                Ok(())
-            }),
-            Inner::Json(rewriter) => rewriter
-                .finish(
-                    &mut |p: &Path<'_>, v: Scalar<'_>, o: &mut Vec<u8>| {
-                        engine.visit(p, v, o, scratch)
-                    },
-                    out,
-                )
-                .map_err(json_problem),
-            Inner::Ndjson(rewriter) => rewriter
-                .finish(
-                    &mut |p: &Path<'_>, v: Scalar<'_>, o: &mut Vec<u8>| {
-                        engine.visit(p, v, o, scratch)
-                    },
-                    out,
-                )
-                .map_err(json_problem),
-        }
+        self.run(None, out)
     }
 }
 
