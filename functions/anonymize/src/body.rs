@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use crate::engine::{Anonymizer, Engine, Findings};
 use crate::entity::Span;
 use crate::json::{
-    JsonError, JsonErrorKind, JsonRewriter, NdjsonRewriter, Path, Scalar, VisitError,
+    JsonError, JsonErrorKind, JsonRewriter, NdjsonRewriter, Path, Scalar, VisitError, Visitor,
     write_json_string,
 };
 use crate::operators::{self, Keys};
@@ -217,6 +217,26 @@ enum Inner {
     Ndjson(NdjsonRewriter),
 }
 
+impl Inner {
+    /// Feeds a JSON or NDJSON rewriter the next chunk (`None`: the end);
+    /// `None` for text, which each transform splits itself.
+    fn rewrite_json(
+        &mut self,
+        chunk: Option<&[u8]>,
+        visit: &mut impl Visitor,
+        out: &mut Vec<u8>,
+    ) -> Option<Result<(), Problem>> {
+        let result = match (self, chunk) {
+            (Inner::Json(r), Some(c)) => r.push(c, visit, out),
+            (Inner::Json(r), None) => r.finish(visit, out),
+            (Inner::Ndjson(r), Some(c)) => r.push(c, visit, out),
+            (Inner::Ndjson(r), None) => r.finish(visit, out),
+            (Inner::Text(_), _) => return None,
+        };
+        Some(result.map_err(json_problem))
+    }
+}
+
 impl BodyAnonymizer {
     /// What was found so far.
     pub fn findings(&self) -> &Findings {
@@ -269,12 +289,12 @@ impl BodyAnonymizer {
         let scratch = &mut self.scratch;
         let mut visit =
             |p: &Path<'_>, v: Scalar<'_>, o: &mut Vec<u8>| engine.visit(p, v, o, scratch);
-        match (&mut self.inner, chunk) {
-            (Inner::Json(r), Some(c)) => r.push(c, &mut visit, out).map_err(json_problem),
-            (Inner::Json(r), None) => r.finish(&mut visit, out).map_err(json_problem),
-            (Inner::Ndjson(r), Some(c)) => r.push(c, &mut visit, out).map_err(json_problem),
-            (Inner::Ndjson(r), None) => r.finish(&mut visit, out).map_err(json_problem),
-            (Inner::Text(splitter), chunk) => {
+        if let Some(result) = self.inner.rewrite_json(chunk, &mut visit, out) {
+            return result;
+        }
+        match &mut self.inner {
+            Inner::Json(_) | Inner::Ndjson(_) => Ok(()),
+            Inner::Text(splitter) => {
                 let scratch = &mut self.scratch;
                 let emit = |piece: &str| {
                     scratch.text.clear();
@@ -391,12 +411,12 @@ impl Deanonymizer {
                 }
                 Ok(false)
             };
-        match (&mut self.inner, chunk) {
-            (Inner::Json(r), Some(c)) => r.push(c, &mut visit, out).map_err(json_problem),
-            (Inner::Json(r), None) => r.finish(&mut visit, out).map_err(json_problem),
-            (Inner::Ndjson(r), Some(c)) => r.push(c, &mut visit, out).map_err(json_problem),
-            (Inner::Ndjson(r), None) => r.finish(&mut visit, out).map_err(json_problem),
-            (Inner::Text(splitter), chunk) => {
+        if let Some(result) = self.inner.rewrite_json(chunk, &mut visit, out) {
+            return result;
+        }
+        match &mut self.inner {
+            Inner::Json(_) | Inner::Ndjson(_) => Ok(()),
+            Inner::Text(splitter) => {
                 let mut piece_out = String::new();
                 let mut emit = |piece: &str| {
                     piece_out.clear();
