@@ -182,11 +182,10 @@ impl Engine {
             let name = self.detector.entity_name(span.entity);
             let value = &text[span.start..span.end];
             let operator = self.operator(span.entity);
-            let mark = out.len();
             if operators::apply(operator, name, value, &self.keys, out).is_err() {
                 // An operator that does not fit the value (truncating a phone
-                // number) falls back to the tag: never the value itself.
-                out.truncate(mark);
+                // number) writes nothing and falls back to the tag: never the
+                // value itself.
                 let _ = operators::apply(&Operator::Tag, name, value, &self.keys, out);
             }
             findings.add(name);
