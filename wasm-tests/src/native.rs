@@ -90,6 +90,7 @@ pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
         "rate-limit" => answers_for::<rate_limit::RateLimit>(suite).await,
         "auth-check" => answers_for::<auth_check::AuthCheck>(suite).await,
         "anonymize" => answers_for::<anonymize::Anonymize>(suite).await,
+        "spatial-query" => answers_for::<spatial_query::SpatialQuery>(suite).await,
         other => bail!("no native registration for function {other:?}"),
     }
 }

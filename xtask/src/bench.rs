@@ -8,6 +8,11 @@
 //! natively and in wasm (detection, text, NDJSON) beside Presidio's on the
 //! same generated corpus, and both tools' precision/recall per entity type
 //! (`bench/anonymize`); see `anonymize` below.
+//! `cargo xtask bench spatial-query [--assets N] [--per-type N] [--large N]`:
+//! spatial-query latency per query type natively and in wasm beside
+//! PostGIS's on the same generated assets and queries, tile load time,
+//! ingest rate and the wasm peak linear memory (`bench/spatial`); see
+//! `spatial_query` below.
 //!
 //! It exists so that the native/wasm comparison is one command that builds
 //! what it measures: the `rate-limit-bench` program (`bench/decisions`)
@@ -42,7 +47,9 @@ const USAGE: &str = "usage: cargo xtask bench rate-limit [rate-limit-bench run o
                      cargo xtask bench auth-check [--no-workerd] [auth-check-bench run options: \
                      --rounds N --seconds F --only ID,ID]\n       \
                      cargo xtask bench anonymize [--docs N] [anonymize-bench run options: \
-                     --rounds N --seconds F --only detect,text,ndjson]";
+                     --rounds N --seconds F --only detect,text,ndjson]\n       \
+                     cargo xtask bench spatial-query [--assets N (1,000,000)] \
+                     [--per-type N (200)] [--large N]";
 
 /// The bench program's package, binary and wasm name.
 const PROGRAM: &str = "rate-limit-bench";
@@ -55,6 +62,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some("rate-limit") => rate_limit(&args[1..]),
         Some("auth-check") => auth_check(&args[1..]),
         Some("anonymize") => anonymize(&args[1..]),
+        Some("spatial-query") => spatial_query(&args[1..]),
         _ => bail!(USAGE),
     }
 }
@@ -633,6 +641,284 @@ fn anonymize(options: &[String]) -> Result<()> {
          `Anonymizer::analyze` with the default policy, natively (the wasm build found the \
          same spans). Presidio has no recognizer for jwt and api_key. Reports: {}",
         results.display()
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// `cargo xtask bench spatial-query`
+//
+// Assets (`functions/spatial-query/testdata/assets.py`, seed 7) and queries
+// (`queries.py`, seed 23, placed from those assets) are written to
+// `target/bench-results/spatial-query/` once per count (the file names
+// carry the counts). Every run then builds the tiles afresh with the release
+// `spatial-tiles build` (its `--json-summary` is the native CLI's ingest
+// rate and the tile bytes), runs `spatial-bench` (`bench/spatial`, bench-o3)
+// natively and for `wasm32-wasip2` under `bench-runner` with the results
+// directory preopened read-only at `/data` (`--stats` gives the guest's
+// peak linear memory, which it cannot see): the queries in one invocation,
+// the ingest of the first 200,000 assets in another, so each has its own
+// peak. `postgis.py bench --repeat 3` times PostGIS on the same assets and
+// queries. With `--large N` the wasm query run is repeated on N assets
+// (a superset: assets.py writes a smaller count as a prefix of a larger
+// one) with the same queries. The native program sets it all in one table,
+// also saved as `table.md`.
+
+/// The spatial bench program's package and binary.
+const SPATIAL_PROGRAM: &str = "spatial-bench";
+/// The asset generator's seed.
+const SPATIAL_ASSET_SEED: u32 = 7;
+/// The query generator's seed.
+const SPATIAL_QUERY_SEED: u32 = 23;
+/// Assets unless `--assets` says otherwise.
+const SPATIAL_ASSETS: u64 = 1_000_000;
+/// Queries per type unless `--per-type` says otherwise.
+const SPATIAL_PER_TYPE: u64 = 200;
+/// Assets the ingest measurement reads (at most the dataset's).
+const SPATIAL_INGEST: u64 = 200_000;
+/// The dataset name the tiles are built under (the policy's).
+const SPATIAL_DATASET: &str = "assets";
+
+fn spatial_query(options: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (mut assets, mut per_type, mut large) = (SPATIAL_ASSETS, SPATIAL_PER_TYPE, None);
+    let mut options = options.iter();
+    while let Some(option) = options.next() {
+        let mut value = || -> Result<u64> {
+            let v = options
+                .next()
+                .with_context(|| format!("{option} needs a value\n{USAGE}"))?;
+            v.replace([',', '_'], "")
+                .parse()
+                .with_context(|| format!("{option} {v:?}"))
+        };
+        match option.as_str() {
+            "--assets" => assets = value()?,
+            "--per-type" => per_type = value()?,
+            "--large" => large = Some(value()?),
+            _ => bail!("unknown option {option}\n{USAGE}"),
+        }
+    }
+    if assets == 0 || per_type == 0 || large == Some(0) {
+        bail!("counts must be positive\n{USAGE}");
+    }
+    let root = crate::util::root();
+    let targets = target_dir();
+    let results = targets.join("bench-results/spatial-query");
+    std::fs::create_dir_all(&results)?;
+    let testdata = root.join("functions/spatial-query/testdata");
+    crate::install::python()?;
+    let python = crate::install::pyenv().join("bin/python");
+    let python = || cmd(&python.to_string_lossy());
+
+    // Inputs, generated once per count.
+    let asset_file = |n: u64| results.join(format!("assets-{n}.ndjson"));
+    let generate = |file: &Path, args: &[String]| -> Result<()> {
+        if file.exists() {
+            eprintln!("xtask: reusing {}", file.display());
+            return Ok(());
+        }
+        let partial = file.with_extension("partial");
+        let mut command = python();
+        command.args(args).arg("--out").arg(&partial);
+        run_command(&mut command)?;
+        std::fs::rename(&partial, file)?;
+        Ok(())
+    };
+    let make_assets = |n: u64| {
+        generate(
+            &asset_file(n),
+            &[
+                testdata.join("assets.py").to_string_lossy().into_owned(),
+                "--seed".into(),
+                SPATIAL_ASSET_SEED.to_string(),
+                "--count".into(),
+                n.to_string(),
+            ],
+        )
+    };
+    make_assets(assets)?;
+    let queries = results.join(format!("queries-{assets}-{per_type}.jsonl"));
+    generate(
+        &queries,
+        &[
+            testdata.join("queries.py").to_string_lossy().into_owned(),
+            "--seed".into(),
+            SPATIAL_QUERY_SEED.to_string(),
+            "--assets".into(),
+            asset_file(assets).to_string_lossy().into_owned(),
+            "--per-type".into(),
+            per_type.to_string(),
+        ],
+    )?;
+    if let Some(n) = large {
+        make_assets(n)?;
+    }
+
+    // The tile builder, the program natively and in wasm, the runner.
+    run_command(cmd("cargo").args([
+        "build",
+        "--release",
+        "-p",
+        "spatial-query",
+        "--bin",
+        "spatial-tiles",
+    ]))?;
+    for wasm in [false, true] {
+        let mut build = cmd("cargo");
+        build.args(["build", "-p", SPATIAL_PROGRAM, "--profile", PROFILE]);
+        if wasm {
+            build.args(["--target", "wasm32-wasip2"]);
+        }
+        run_command(&mut build)?;
+    }
+    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))?;
+    let tiles_cli = targets.join("release/spatial-tiles");
+    let native = targets.join(format!("{PROFILE}/{SPATIAL_PROGRAM}"));
+    let native = || cmd(&native.to_string_lossy());
+    let wasm_program = targets.join(format!("wasm32-wasip2/{PROFILE}/{SPATIAL_PROGRAM}.wasm"));
+    let runner = targets.join("debug/bench-runner");
+    // The wasm program with the results directory at /data, its memory
+    // figures written to `stats`.
+    let wasm = |stats: &Path| {
+        let mut command = cmd(&runner.to_string_lossy());
+        command
+            .arg("--dir")
+            .arg(format!("{}::/data", results.display()))
+            .arg("--stats")
+            .arg(stats)
+            .arg(&wasm_program);
+        command
+    };
+    let guest = |file: &Path| {
+        let name = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        format!("/data/{name}")
+    };
+
+    // Tiles, built afresh: the build is the CLI's ingest measurement.
+    let build_tiles = |n: u64| -> Result<(PathBuf, PathBuf)> {
+        let dir = results.join(format!("tiles-{n}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing {}", dir.display()))?;
+        }
+        let summary = results.join(format!("build-{n}.json"));
+        run_command(
+            cmd(&tiles_cli.to_string_lossy())
+                .arg("build")
+                .arg("--input")
+                .arg(asset_file(n))
+                .arg("--out")
+                .arg(&dir)
+                .args(["--dataset", SPATIAL_DATASET, "--run", "1", "--capacity", "4096"])
+                .arg("--json-summary")
+                .arg(&summary),
+        )?;
+        Ok((dir, summary))
+    };
+    let (tiles, build_summary) = build_tiles(assets)?;
+
+    // Queries, then ingest, natively and in wasm.
+    let report = |name: &str| results.join(format!("{name}.json"));
+    let query_args = |store: &str, queries: &str, runtime: &str| -> Vec<String> {
+        ["queries", "--store", store, "--queries", queries, "--runtime", runtime]
+            .map(String::from)
+            .into()
+    };
+    capture(
+        native().args(query_args(
+            &tiles.to_string_lossy(),
+            &queries.to_string_lossy(),
+            "native",
+        )),
+        &report("native"),
+    )?;
+    capture(
+        wasm(&report("wasm-stats")).args(query_args(&guest(&tiles), &guest(&queries), "wasm")),
+        &report("wasm"),
+    )?;
+    let ingest_count = SPATIAL_INGEST.min(assets).to_string();
+    let ingest_args = |input: &str, runtime: &str| -> Vec<String> {
+        ["ingest", "--input", input, "--count", ingest_count.as_str(), "--runtime", runtime]
+            .map(String::from)
+            .into()
+    };
+    capture(
+        native().args(ingest_args(&asset_file(assets).to_string_lossy(), "native")),
+        &report("native-ingest"),
+    )?;
+    capture(
+        wasm(&report("wasm-ingest-stats")).args(ingest_args(&guest(&asset_file(assets)), "wasm")),
+        &report("wasm-ingest"),
+    )?;
+
+    // PostGIS on the same assets and queries.
+    run_command(
+        python()
+            .arg(testdata.join("postgis.py"))
+            .arg("bench")
+            .arg("--assets")
+            .arg(asset_file(assets))
+            .arg("--queries")
+            .arg(&queries)
+            .arg("--out")
+            .arg(report("postgis"))
+            .args(["--repeat", "3"]),
+    )?;
+
+    // The wasm query run on the larger dataset, the same queries.
+    let mut large_args: Vec<PathBuf> = Vec::new();
+    if let Some(n) = large {
+        let (large_tiles, large_summary) = build_tiles(n)?;
+        let stats = report(&format!("wasm-{n}-stats"));
+        capture(
+            wasm(&stats).args(query_args(&guest(&large_tiles), &guest(&queries), "wasm")),
+            &report(&format!("wasm-{n}")),
+        )?;
+        large_args = vec![report(&format!("wasm-{n}")), stats, large_summary];
+    }
+
+    let mut table = native();
+    table
+        .args(["table", "--per-type", &per_type.to_string()])
+        .arg("--native")
+        .arg(report("native"))
+        .arg("--wasm")
+        .arg(report("wasm"))
+        .arg("--wasm-stats")
+        .arg(report("wasm-stats"))
+        .arg("--native-ingest")
+        .arg(report("native-ingest"))
+        .arg("--wasm-ingest")
+        .arg(report("wasm-ingest"))
+        .arg("--wasm-ingest-stats")
+        .arg(report("wasm-ingest-stats"))
+        .arg("--postgis")
+        .arg(report("postgis"))
+        .arg("--build")
+        .arg(&build_summary);
+    if let [wasm_large, stats, summary] = large_args.as_slice() {
+        table
+            .arg("--large-wasm")
+            .arg(wasm_large)
+            .arg("--large-stats")
+            .arg(stats)
+            .arg("--large-build")
+            .arg(summary);
+    }
+    let mut text = stdout_of(&mut table)?;
+    text.push_str(&format!(
+        "\nAssets: assets.py --seed {SPATIAL_ASSET_SEED} --count {assets}{}; queries: queries.py \
+         --seed {SPATIAL_QUERY_SEED} --per-type {per_type} on the {assets} assets. Reports: {}\n",
+        large.map_or(String::new(), |n| format!(" (and --count {n})")),
+        results.display()
+    ));
+    println!();
+    print!("{text}");
+    std::fs::write(results.join("table.md"), &text)?;
+    eprintln!(
+        "xtask: bench spatial-query took {:.0} s",
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

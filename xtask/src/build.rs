@@ -225,8 +225,8 @@ pub(crate) fn dev() -> Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     println!(
         "\nServing on 127.0.0.1 (Ctrl-C stops everything):\n\
-         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...  /rate-limit/...  /auth-check/...  /anonymize/...\n\
-         \x20 Workers builds (wrangler dev): counter http://127.0.0.1:8787/  rate-limit :8788  auth-check :8789  anonymize :8790\n\
+         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...  /rate-limit/...  /auth-check/...  /anonymize/...  /spatial-query/...\n\
+         \x20 Workers builds (wrangler dev): counter http://127.0.0.1:8787/  rate-limit :8788  auth-check :8789  anonymize :8790  spatial-query :8791\n\
          \x20                                (first start builds; wait for 'Ready')\n\
          \x20 Browser builds (demo page):    http://127.0.0.1:8080/\n\n\
          Try:\n\
@@ -241,7 +241,9 @@ pub(crate) fn dev() -> Result<()> {
          \x20 curl -s -H 'x-api-key: <the key printed above>' http://127.0.0.1:8789/api/items\n\
          \x20 curl -si http://127.0.0.1:3000/auth-check/api/items | grep -i www-authenticate\n\
          \x20 curl -s http://127.0.0.1:8790/ -H 'content-type: application/json' -d '{{\"user\":{{\"email\":\"ann@example.com\"}},\"note\":\"call +49 30 1234567 from 203.0.113.7\"}}'\n\
-         \x20 curl -s http://127.0.0.1:3000/anonymize/ -H 'content-type: text/plain' -d 'card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00'\n"
+         \x20 curl -s http://127.0.0.1:3000/anonymize/ -H 'content-type: text/plain' -d 'card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00'\n\
+         \x20 curl -s -X POST -H 'authorization: Bearer dev-admin-token' -H 'content-type: application/geo+json' http://127.0.0.1:8791/assets --data-binary @functions/spatial-query/testdata/sample.geojson\n\
+         \x20 curl -s 'http://127.0.0.1:8791/assets/nearest?lon=13.4&lat=52.52&k=2&max_distance_m=50000'\n"
     );
     loop {
         for (name, child) in &mut children.0 {

@@ -39,6 +39,7 @@ pub(crate) fn all(needs: Needs) -> Result<()> {
     npm()?;
     if needs == Needs::Test {
         chromium()?;
+        postgis()?;
         python()?;
     }
     Ok(())
@@ -106,6 +107,19 @@ fn chromium() -> Result<()> {
     }
     apt_install(&["chromium"])
 }
+
+/// PostgreSQL 15 with PostGIS 3: the spatial-query oracle test and
+/// benchmark start throwaway clusters of it.
+fn postgis() -> Result<()> {
+    if Path::new(POSTGIS_CONTROL).exists() && Path::new(POSTGRES_BIN).exists() {
+        return Ok(());
+    }
+    apt_install(&["postgresql-15", "postgresql-15-postgis-3"])
+}
+
+/// Files whose presence says PostgreSQL 15 and PostGIS are installed.
+const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin/postgres";
+const POSTGIS_CONTROL: &str = "/usr/share/postgresql/15/extension/postgis.control";
 
 /// Where the tests' Python lives (PyJWT and cryptography, the auth-check
 /// tests' reference verifier): `<repo>/target/pyenv`.

@@ -46,6 +46,10 @@ pub(crate) const FUNCTIONS: &[Function] = &[
             ("ANONYMIZE_ADMIN_TOKEN", "dev-admin-token"),
         ],
     },
+    Function {
+        name: "spatial-query",
+        dev_secrets: &[("SPATIAL_ADMIN_TOKEN", "dev-admin-token")],
+    },
 ];
 
 /// One function crate.

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)] // a panic here is a failed test
 
 mod anonymize;
+mod spatial_query;
 mod auth_check;
 mod exactness;
 mod outbound;

@@ -1,0 +1,276 @@
+//! The manifest: one entry per tile (its cell, the run that wrote it, the
+//! box its assets span and summaries the filters prune with) and a packed
+//! R-tree over those boxes, so a query finds the tiles it touches without
+//! reading any other. The head record names the current manifest.
+//!
+//! Tiles are immutable: a new batch is written as new tiles under a new
+//! run number and a new manifest listing old and new, then the head is
+//! swapped atomically. Readers may cache tiles for ever and the manifest
+//! until the head moves.
+
+use serde::{Deserialize, Serialize};
+
+use crate::geodesy::{BoxSet, LonLatBox};
+use crate::model::Asset;
+use crate::packed;
+use crate::partition::CellId;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"SQMANI01");
+const ENTRY_WORDS: usize = 11;
+
+/// One tile as the manifest knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TileEntry {
+    /// Its cell.
+    pub cell: CellId,
+    /// The run (ingest batch or build) that wrote it.
+    pub run: u32,
+    /// How many assets.
+    pub count: u32,
+    /// The box its assets span.
+    pub bbox: LonLatBox,
+    /// Earliest and latest processing time, ms.
+    pub time: (i64, i64),
+    /// The largest fusion confidence in it.
+    pub max_confidence: f64,
+    /// The largest deformation magnitude in it.
+    pub max_magnitude: f64,
+}
+
+impl TileEntry {
+    /// The entry describing `assets` (not empty).
+    pub fn describe(cell: CellId, run: u32, assets: &[Asset]) -> TileEntry {
+        let mut e = TileEntry {
+            cell,
+            run,
+            count: assets.len() as u32,
+            bbox: [
+                f64::INFINITY,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NEG_INFINITY,
+            ],
+            time: (i64::MAX, i64::MIN),
+            max_confidence: 0.0,
+            max_magnitude: 0.0,
+        };
+        for a in assets {
+            e.bbox = [
+                e.bbox[0].min(a.lon),
+                e.bbox[1].min(a.lat),
+                e.bbox[2].max(a.lon),
+                e.bbox[3].max(a.lat),
+            ];
+            e.time = (
+                e.time.0.min(a.processed_at_ms),
+                e.time.1.max(a.processed_at_ms),
+            );
+            e.max_confidence = e.max_confidence.max(a.fusion_confidence);
+            e.max_magnitude = e.max_magnitude.max(a.magnitude());
+        }
+        e
+    }
+
+    /// The tile's key in the store.
+    pub fn key(&self, dataset: &str) -> String {
+        tile_key(dataset, self.run, self.cell)
+    }
+}
+
+/// The store key of a tile.
+pub fn tile_key(dataset: &str, run: u32, cell: CellId) -> String {
+    format!(
+        "sq/{dataset}/t/{run}/{}-{:x}-{}",
+        cell.level, cell.code, cell.part
+    )
+}
+
+/// The store key of a manifest.
+pub fn manifest_key(dataset: &str, run: u32) -> String {
+    format!("sq/{dataset}/m/{run}")
+}
+
+/// The store key of the head record.
+pub fn head_key(dataset: &str) -> String {
+    format!("sq/{dataset}/head")
+}
+
+/// The head record: which manifest is current.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Head {
+    /// The latest run; its manifest is current.
+    pub run: u32,
+    /// Assets in the dataset.
+    pub assets: u64,
+    /// Tiles in the dataset.
+    pub tiles: u64,
+    /// Bytes of tiles in the store.
+    pub tile_bytes: u64,
+    /// When the head last moved, RFC 3339.
+    pub updated_at: String,
+}
+
+/// A decoded manifest.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    entries: Vec<TileEntry>,
+    rtree: Vec<u8>,
+}
+
+/// A manifest that could not be read.
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("damaged manifest: {0}")]
+pub struct ManifestError(&'static str);
+
+impl Manifest {
+    /// A manifest of `entries`.
+    pub fn new(entries: Vec<TileEntry>) -> Manifest {
+        let rtree = packed::build(entries.iter().map(|e| e.bbox));
+        Manifest { entries, rtree }
+    }
+
+    /// The entries.
+    pub fn entries(&self) -> &[TileEntry] {
+        &self.entries
+    }
+
+    /// The entries whose boxes meet one of `boxes`, each once.
+    pub fn touching(&self, boxes: &BoxSet) -> Vec<&TileEntry> {
+        let mut hits: Vec<u32> = boxes
+            .0
+            .iter()
+            .flat_map(|b| packed::search(&self.rtree, b))
+            .collect();
+        hits.sort_unstable();
+        hits.dedup();
+        hits.iter()
+            .filter_map(|&i| self.entries.get(i as usize))
+            .collect()
+    }
+
+    /// Its size in memory.
+    pub fn memory_bytes(&self) -> usize {
+        self.entries.len() * std::mem::size_of::<TileEntry>() + self.rtree.len()
+    }
+
+    /// The stored form.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(24 + self.rtree.len() + 8 + self.entries.len() * 88);
+        for w in [MAGIC, self.entries.len() as u64, self.rtree.len() as u64] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        out.extend_from_slice(&self.rtree);
+        out.resize(out.len().div_ceil(8) * 8, 0);
+        for e in &self.entries {
+            let words = [
+                e.bbox[0].to_bits(),
+                e.bbox[1].to_bits(),
+                e.bbox[2].to_bits(),
+                e.bbox[3].to_bits(),
+                u64::from(e.count) | u64::from(e.run) << 32,
+                u64::from(e.cell.level) | u64::from(e.cell.part) << 8,
+                e.cell.code,
+                e.time.0 as u64,
+                e.time.1 as u64,
+                e.max_confidence.to_bits(),
+                e.max_magnitude.to_bits(),
+            ];
+            for w in words {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    /// Reads a stored manifest, checking its structure.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let word = |i: usize| -> Result<u64, ManifestError> {
+            bytes
+                .get(i * 8..i * 8 + 8)
+                .map(|b| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(b);
+                    u64::from_le_bytes(w)
+                })
+                .ok_or(ManifestError("truncated"))
+        };
+        if word(0)? != MAGIC {
+            return Err(ManifestError("magic"));
+        }
+        let count = usize::try_from(word(1)?).map_err(|_| ManifestError("count"))?;
+        let rtree_len = usize::try_from(word(2)?).map_err(|_| ManifestError("r-tree"))?;
+        let rtree = bytes
+            .get(24..24usize.saturating_add(rtree_len))
+            .ok_or(ManifestError("r-tree"))?
+            .to_vec();
+        let start = (24 + rtree_len).div_ceil(8);
+        if count
+            .checked_mul(ENTRY_WORDS * 8)
+            .and_then(|n| n.checked_add(start * 8))
+            != Some(bytes.len())
+        {
+            return Err(ManifestError("length"));
+        }
+        if !packed::check(&rtree, count) {
+            return Err(ManifestError("r-tree"));
+        }
+        let mut entries = Vec::with_capacity(count);
+        for i in 0..count {
+            let w = |k: usize| word(start + i * ENTRY_WORDS + k);
+            let level = (w(5)? & 0xff) as u8;
+            if level > crate::partition::MAX_LEVEL {
+                return Err(ManifestError("level"));
+            }
+            entries.push(TileEntry {
+                bbox: [
+                    f64::from_bits(w(0)?),
+                    f64::from_bits(w(1)?),
+                    f64::from_bits(w(2)?),
+                    f64::from_bits(w(3)?),
+                ],
+                count: (w(4)? & 0xffff_ffff) as u32,
+                run: (w(4)? >> 32) as u32,
+                cell: CellId {
+                    level,
+                    part: (w(5)? >> 8) as u32,
+                    code: w(6)?,
+                },
+                time: (w(7)? as i64, w(8)? as i64),
+                max_confidence: f64::from_bits(w(9)?),
+                max_magnitude: f64::from_bits(w(10)?),
+            });
+        }
+        Ok(Manifest { entries, rtree })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::partition::partition;
+    use crate::tile::tests::asset;
+
+    #[test]
+    fn round_trip_and_touching() {
+        let assets: Vec<Asset> = (0..2000)
+            .map(|i| asset(i, f64::from(i % 50) - 25.0, f64::from(i / 50) - 20.0))
+            .collect();
+        let entries: Vec<TileEntry> = partition(assets, 64)
+            .iter()
+            .map(|(c, t)| TileEntry::describe(*c, 1, t))
+            .collect();
+        let m = Manifest::new(entries);
+        let back = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(back.entries(), m.entries());
+        let q = BoxSet(vec![[0.0, 0.0, 3.0, 3.0]]);
+        let touched = back.touching(&q);
+        assert!(!touched.is_empty() && touched.len() < back.entries().len());
+        for e in back.entries() {
+            let hit = touched.contains(&e);
+            assert_eq!(hit, q.intersects(&e.bbox));
+        }
+        let bytes = m.encode();
+        assert!(Manifest::decode(&bytes[..bytes.len() - 1]).is_err());
+    }
+}

@@ -1,0 +1,10 @@
+//! The Spin entry point (feature `spin`, target `wasm32-wasip2`): tiles,
+//! manifests, the head and zones in Spin key-value.
+
+use spin_sdk::http::{IntoResponse, Request};
+use spin_sdk::http_service;
+
+#[http_service]
+async fn handle(req: Request) -> impl IntoResponse {
+    edge_spin::serve::<crate::SpatialQuery>(req).await
+}
