@@ -654,7 +654,8 @@ fn anonymize(options: &[String]) -> Result<()> {
 // carry the counts). Every run then builds the tiles afresh with the release
 // `spatial-tiles build` (its `--json-summary` is the native CLI's ingest
 // rate and the tile bytes), runs `spatial-bench` (`bench/spatial`, bench-o3)
-// natively and for `wasm32-wasip2` under `bench-runner` with the results
+// natively and for `wasm32-wasip2` under `bench-runner` (optimized here,
+// unlike the other benchmarks: see the build below) with the results
 // directory preopened read-only at `/data` (`--stats` gives the guest's
 // peak linear memory, which it cannot see): the queries in one invocation,
 // the ingest of the first 200,000 assets in another, so each has its own
@@ -772,12 +773,23 @@ fn spatial_query(options: &[String]) -> Result<()> {
         }
         run_command(&mut build)?;
     }
-    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))?;
+    // The runner optimized: the guest reads every tile through WASI, and a
+    // debug wasmtime copies a `list<u8>` into the guest byte by byte (some
+    // 10 ns a byte), which would be most of a cold query. Opt-level 3
+    // without LTO, in a target directory of its own (other profile settings).
+    let runner_dir = targets.join("bench-runner-o3");
+    run_command(
+        cmd("cargo")
+            .args(["build", "-p", "bench-runner", "--profile", PROFILE])
+            .env("CARGO_TARGET_DIR", &runner_dir)
+            .env("CARGO_PROFILE_BENCH_O3_LTO", "false")
+            .env("CARGO_PROFILE_BENCH_O3_CODEGEN_UNITS", "16"),
+    )?;
     let tiles_cli = targets.join("release/spatial-tiles");
     let native = targets.join(format!("{PROFILE}/{SPATIAL_PROGRAM}"));
     let native = || cmd(&native.to_string_lossy());
     let wasm_program = targets.join(format!("wasm32-wasip2/{PROFILE}/{SPATIAL_PROGRAM}.wasm"));
-    let runner = targets.join("debug/bench-runner");
+    let runner = runner_dir.join(format!("{PROFILE}/bench-runner"));
     // The wasm program with the results directory at /data, its memory
     // figures written to `stats`.
     let wasm = |stats: &Path| {
@@ -791,7 +803,9 @@ fn spatial_query(options: &[String]) -> Result<()> {
         command
     };
     let guest = |file: &Path| {
-        let name = file.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        let name = file
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         format!("/data/{name}")
     };
 
@@ -799,8 +813,7 @@ fn spatial_query(options: &[String]) -> Result<()> {
     let build_tiles = |n: u64| -> Result<(PathBuf, PathBuf)> {
         let dir = results.join(format!("tiles-{n}"));
         if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("removing {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         let summary = results.join(format!("build-{n}.json"));
         run_command(
@@ -810,7 +823,14 @@ fn spatial_query(options: &[String]) -> Result<()> {
                 .arg(asset_file(n))
                 .arg("--out")
                 .arg(&dir)
-                .args(["--dataset", SPATIAL_DATASET, "--run", "1", "--capacity", "4096"])
+                .args([
+                    "--dataset",
+                    SPATIAL_DATASET,
+                    "--run",
+                    "1",
+                    "--capacity",
+                    "4096",
+                ])
                 .arg("--json-summary")
                 .arg(&summary),
         )?;
@@ -821,9 +841,17 @@ fn spatial_query(options: &[String]) -> Result<()> {
     // Queries, then ingest, natively and in wasm.
     let report = |name: &str| results.join(format!("{name}.json"));
     let query_args = |store: &str, queries: &str, runtime: &str| -> Vec<String> {
-        ["queries", "--store", store, "--queries", queries, "--runtime", runtime]
-            .map(String::from)
-            .into()
+        [
+            "queries",
+            "--store",
+            store,
+            "--queries",
+            queries,
+            "--runtime",
+            runtime,
+        ]
+        .map(String::from)
+        .into()
     };
     capture(
         native().args(query_args(
@@ -839,9 +867,17 @@ fn spatial_query(options: &[String]) -> Result<()> {
     )?;
     let ingest_count = SPATIAL_INGEST.min(assets).to_string();
     let ingest_args = |input: &str, runtime: &str| -> Vec<String> {
-        ["ingest", "--input", input, "--count", ingest_count.as_str(), "--runtime", runtime]
-            .map(String::from)
-            .into()
+        [
+            "ingest",
+            "--input",
+            input,
+            "--count",
+            ingest_count.as_str(),
+            "--runtime",
+            runtime,
+        ]
+        .map(String::from)
+        .into()
     };
     capture(
         native().args(ingest_args(&asset_file(assets).to_string_lossy(), "native")),

@@ -11,12 +11,13 @@
 //!   is a rejection, never an error of the whole input.
 //! - GeoJSON: the document is a FeatureCollection (its members in any
 //!   order; members other than `type` and `features` are skipped by bracket
-//!   balance, not validated) or a single Feature. A small scanner, which
-//!   counts depth and never recurses, splits the `features` array into each
-//!   element's bytes; each element is then parsed on its own, so one bad
-//!   element is rejected alone. Errors in the document's own structure are
-//!   an [`IngestError`]; the features emitted before it should then be
-//!   discarded.
+//!   balance, not validated) or a single Feature. Each element of
+//!   `features` is parsed on its own, so one bad element is rejected alone:
+//!   in one pass when it is a well-formed object lying whole in the chunk,
+//!   else after a small scanner (which counts depth, never recurses) has
+//!   found its end, buffering it when it spans chunks. Errors in the
+//!   document's own structure are an [`IngestError`]; the features emitted
+//!   before it should then be discarded.
 //!
 //! A feature's bytes are deserialized with serde into borrowed, lenient
 //! shapes (every field accepts any JSON value and remembers what was wrong
@@ -227,7 +228,6 @@ fn not_fc(offset: u64, message: impl Into<String>) -> IngestError {
 /// reader.finish(&mut out).unwrap();
 /// assert_eq!((report.accepted, report.rejected), (0, 1));
 /// ```
-#[derive(Debug)]
 pub struct FeatureReader {
     core: Core,
     kind: Kind,
@@ -317,6 +317,26 @@ impl FeatureReader {
     }
 }
 
+impl fmt::Debug for FeatureReader {
+    // Not the buffered bytes: they are input.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeatureReader")
+            .field(
+                "format",
+                &match self.kind {
+                    Kind::Nd(_) => InputFormat::NdJson,
+                    Kind::Geo(_) => InputFormat::GeoJson,
+                },
+            )
+            .field("limits", &self.core.limits)
+            .field("features_read", &self.core.index)
+            .field("bytes_read", &self.core.offset)
+            .field("buffered", &self.core.buf.len())
+            .field("failed", &self.failed)
+            .finish()
+    }
+}
+
 /// Reads a whole input at once: the assets accepted and the report.
 pub fn read_all(
     format: InputFormat,
@@ -347,7 +367,6 @@ pub fn parse_feature(bytes: &[u8]) -> Result<Asset, (String, String)> {
 // ---------------------------------------------------------------------------
 // The reader's state.
 
-#[derive(Debug)]
 struct Core {
     limits: IngestLimits,
     /// The current feature's bytes (or, for GeoJSON, the top-level object's
@@ -427,7 +446,6 @@ impl Core {
     }
 }
 
-#[derive(Debug)]
 enum Kind {
     Nd(NdState),
     Geo(GeoState),
@@ -441,7 +459,6 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// The record separator that starts each GeoJSON text sequence record.
 const RS: u8 = 0x1E;
 
-#[derive(Debug)]
 struct NdState {
     /// The 1-based number of the line being read.
     line: u64,
@@ -566,7 +583,6 @@ enum Member {
 const MAX_KEY_BYTES: usize = 32;
 const MAX_TYPE_BYTES: usize = 64;
 
-#[derive(Debug)]
 struct GeoState {
     state: Geo,
     mode: Mode,
@@ -679,6 +695,8 @@ impl GeoState {
         // Where the part of this chunk to add to the buffered top-level
         // object starts.
         let mut cap = if self.capturing { Some(0) } else { None };
+        // This chunk from some point on, as far as it is UTF-8.
+        let mut utf8: Option<(usize, &str)> = None;
         while i < n {
             let b = chunk[i];
             let at = core.offset + i as u64;
@@ -864,7 +882,23 @@ impl GeoState {
                         return Err(syntax(at, "expected a feature"));
                     } else {
                         core.reset();
-                        // An element wholly in this chunk is read in place.
+                        // The quick way: an object wholly in this chunk
+                        // (and within the limit) and well-formed is read in
+                        // place, in one pass. Anything else is scanned for
+                        // its end first, then read.
+                        if b == b'{'
+                            && let Some((result, used)) = parse_prefix(utf8_window(
+                                chunk,
+                                i,
+                                &mut utf8,
+                                core.limits.max_feature_bytes,
+                            ))
+                        {
+                            core.emit(result, None, out);
+                            self.state = Geo::AfterElem;
+                            i += used;
+                            continue;
+                        }
                         let mut scan = Scan::new();
                         let (used, done) = scan.feed(&chunk[i..]);
                         if done {
@@ -920,6 +954,57 @@ impl GeoState {
             core.append(&chunk[s..]);
         }
         Ok(())
+    }
+}
+
+/// The text of `chunk` from `at` (an ASCII byte) for at most `limit` bytes,
+/// as far as it is UTF-8; `cache` keeps the chunk's text checked so far, so
+/// that each byte is checked about once.
+fn utf8_window<'c>(
+    chunk: &'c [u8],
+    at: usize,
+    cache: &mut Option<(usize, &'c str)>,
+    limit: usize,
+) -> &'c str {
+    let (base, text) = match *cache {
+        Some((base, text)) if at >= base && at - base < text.len() => (base, text),
+        _ => {
+            let rest = chunk.get(at..).unwrap_or_default();
+            let text = match std::str::from_utf8(rest) {
+                Ok(text) => text,
+                Err(e) => std::str::from_utf8(&rest[..e.valid_up_to()]).unwrap_or_default(),
+            };
+            *cache = Some((at, text));
+            (at, text)
+        }
+    };
+    let start = at - base;
+    let mut end = text.len().min(start.saturating_add(limit));
+    while end > start && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.get(start..end).unwrap_or_default()
+}
+
+/// A feature as a whole JSON value.
+struct FeatureDoc<'a>(RawFeature<'a>);
+
+impl<'de> de::Deserialize<'de> for FeatureDoc<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let mut raw = RawFeature::default();
+        raw.this = Fill(&mut raw).deserialize(d)?;
+        Ok(FeatureDoc(raw))
+    }
+}
+
+/// Reads the JSON value at the start of `text` when it is well-formed and
+/// complete there: the feature and the value's length in bytes. (A
+/// well-formed object ends where [`Scan`] would say it does.)
+fn parse_prefix(text: &str) -> Option<(Result<Asset, Fail>, usize)> {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<FeatureDoc<'_>>();
+    match stream.next() {
+        Some(Ok(doc)) => Some((validate(&doc.0), stream.byte_offset())),
+        _ => None,
     }
 }
 
@@ -1272,6 +1357,78 @@ impl<'de> Shape<'de> for IdS {
     }
 }
 
+/// What a composite field (object or array) turned out to be; its contents
+/// are read into place, not moved about.
+type Status = Val<()>;
+
+/// A composite read into place: what it accepts, anything else is
+/// `Val::Bad(EXPECTED)` (null is `Val::Missing`).
+trait Target<'de> {
+    const EXPECTED: &'static str;
+
+    fn map<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<Status, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Val::Bad(Self::EXPECTED))
+    }
+    fn seq<A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<Status, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Val::Bad(Self::EXPECTED))
+    }
+}
+
+/// Reads a composite into `.0`.
+struct Fill<'r, T>(&'r mut T);
+
+impl<'de, T: Target<'de>> DeserializeSeed<'de> for Fill<'_, T> {
+    type Value = Status;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Status, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de, T: Target<'de>> Visitor<'de> for Fill<'_, T> {
+    type Value = Status;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(T::EXPECTED)
+    }
+    fn visit_bool<E: de::Error>(self, _v: bool) -> Result<Status, E> {
+        Ok(Val::Bad(T::EXPECTED))
+    }
+    fn visit_i64<E: de::Error>(self, _v: i64) -> Result<Status, E> {
+        Ok(Val::Bad(T::EXPECTED))
+    }
+    fn visit_u64<E: de::Error>(self, _v: u64) -> Result<Status, E> {
+        Ok(Val::Bad(T::EXPECTED))
+    }
+    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Status, E> {
+        Ok(Val::Bad(T::EXPECTED))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, _v: &'de str) -> Result<Status, E> {
+        Ok(Val::Bad(T::EXPECTED))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Status, E> {
+        Ok(Val::Bad(if v == NON_FINITE_MARK {
+            NOT_FINITE
+        } else {
+            T::EXPECTED
+        }))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Status, E> {
+        Ok(Val::Missing)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Status, E> {
+        Ok(Val::Missing)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Status, A::Error> {
+        self.0.seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Status, A::Error> {
+        self.0.map(map)
+    }
+}
+
 /// Up to three numbers, and how many there were.
 #[derive(Debug, Default)]
 struct Nums {
@@ -1279,14 +1436,13 @@ struct Nums {
     len: usize,
 }
 
-struct NumsS;
-impl<'de> Shape<'de> for NumsS {
-    type Out = Nums;
+impl<'de> Target<'de> for Nums {
     const EXPECTED: &'static str = "expected an array of numbers";
-    fn seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Val<Nums>, A::Error> {
-        let mut nums = Nums::default();
+
+    fn seq<A: SeqAccess<'de>>(&mut self, mut seq: A) -> Result<Status, A::Error> {
+        *self = Nums::default();
         loop {
-            if let Some(slot) = nums.values.get_mut(nums.len) {
+            if let Some(slot) = self.values.get_mut(self.len) {
                 match seq.next_element_seed(seed::<NumS>())? {
                     Some(v) => *slot = v,
                     None => break,
@@ -1294,46 +1450,43 @@ impl<'de> Shape<'de> for NumsS {
             } else if seq.next_element::<IgnoredAny>()?.is_none() {
                 break;
             }
-            nums.len += 1;
+            self.len += 1;
         }
-        Ok(Val::Ok(nums))
+        Ok(Val::Ok(()))
     }
 }
 
 #[derive(Debug, Default)]
 struct RawGeometry<'a> {
     kind: Val<Cow<'a, str>>,
-    coordinates: Val<Nums>,
+    coordinates: Status,
+    numbers: Nums,
 }
 
-struct GeometryS;
-impl<'de> Shape<'de> for GeometryS {
-    type Out = RawGeometry<'de>;
+impl<'de> Target<'de> for RawGeometry<'de> {
     const EXPECTED: &'static str = "expected a Point geometry";
-    fn null() -> Val<Self::Out> {
-        Val::Missing
-    }
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Val<Self::Out>, A::Error> {
-        let mut g = RawGeometry::default();
+
+    fn map<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<Status, A::Error> {
         while let Some(key) = map.next_key::<GeometryKey>()? {
             match key {
-                GeometryKey::Type => g.kind = map.next_value_seed(seed::<StrS>())?,
+                GeometryKey::Type => self.kind = map.next_value_seed(seed::<StrS>())?,
                 GeometryKey::Coordinates => {
-                    g.coordinates = map.next_value_seed(seed::<NumsS>())?;
+                    self.coordinates = map.next_value_seed(Fill(&mut self.numbers))?;
                 }
                 GeometryKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Val::Ok(g))
+        Ok(Val::Ok(()))
     }
 }
 
 #[derive(Debug, Default)]
 struct RawProperties<'a> {
     id: Val<Cow<'a, str>>,
-    deformation: Val<Nums>,
+    deformation: Status,
+    deformation_numbers: Nums,
     registration_quality: Val<f64>,
     fusion_confidence: Val<f64>,
     processing_duration_ms: Val<u32>,
@@ -1341,115 +1494,99 @@ struct RawProperties<'a> {
     processed_at: Val<Cow<'a, str>>,
 }
 
-struct PropertiesS;
-impl<'de> Shape<'de> for PropertiesS {
-    type Out = RawProperties<'de>;
+impl<'de> Target<'de> for RawProperties<'de> {
     const EXPECTED: &'static str = "expected an object";
-    fn null() -> Val<Self::Out> {
-        Val::Missing
-    }
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Val<Self::Out>, A::Error> {
-        let mut p = RawProperties::default();
+
+    fn map<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<Status, A::Error> {
         while let Some(key) = map.next_key::<PropKey>()? {
             match key {
-                PropKey::Id => p.id = map.next_value_seed(seed::<IdS>())?,
-                PropKey::Deformation => p.deformation = map.next_value_seed(seed::<NumsS>())?,
+                PropKey::Id => self.id = map.next_value_seed(seed::<IdS>())?,
+                PropKey::Deformation => {
+                    self.deformation = map.next_value_seed(Fill(&mut self.deformation_numbers))?;
+                }
                 PropKey::RegistrationQuality => {
-                    p.registration_quality = map.next_value_seed(seed::<NumS>())?;
+                    self.registration_quality = map.next_value_seed(seed::<NumS>())?;
                 }
                 PropKey::FusionConfidence => {
-                    p.fusion_confidence = map.next_value_seed(seed::<NumS>())?;
+                    self.fusion_confidence = map.next_value_seed(seed::<NumS>())?;
                 }
                 PropKey::ProcessingDurationMs => {
-                    p.processing_duration_ms = map.next_value_seed(seed::<DurationS>())?;
+                    self.processing_duration_ms = map.next_value_seed(seed::<DurationS>())?;
                 }
                 PropKey::AlgorithmVersion => {
-                    p.algorithm_version = map.next_value_seed(seed::<StrS>())?;
+                    self.algorithm_version = map.next_value_seed(seed::<StrS>())?;
                 }
-                PropKey::ProcessedAt => p.processed_at = map.next_value_seed(seed::<StrS>())?,
+                PropKey::ProcessedAt => {
+                    self.processed_at = map.next_value_seed(seed::<StrS>())?;
+                }
                 PropKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Val::Ok(p))
+        Ok(Val::Ok(()))
     }
 }
 
 #[derive(Debug, Default)]
 struct RawFeature<'a> {
+    /// The feature itself: an object or not.
+    this: Status,
     kind: Val<Cow<'a, str>>,
     id: Val<Cow<'a, str>>,
-    geometry: Val<RawGeometry<'a>>,
-    properties: Val<RawProperties<'a>>,
+    geometry: Status,
+    geometry_members: RawGeometry<'a>,
+    properties: Status,
+    property_members: RawProperties<'a>,
 }
 
-struct FeatureS;
-impl<'de> Shape<'de> for FeatureS {
-    type Out = RawFeature<'de>;
+impl<'de> Target<'de> for RawFeature<'de> {
     const EXPECTED: &'static str = "expected a Feature object";
-    fn map<A: MapAccess<'de>>(mut map: A) -> Result<Val<Self::Out>, A::Error> {
-        let mut f = RawFeature::default();
+
+    fn map<A: MapAccess<'de>>(&mut self, mut map: A) -> Result<Status, A::Error> {
         while let Some(key) = map.next_key::<FeatureKey>()? {
             match key {
-                FeatureKey::Type => f.kind = map.next_value_seed(seed::<StrS>())?,
-                FeatureKey::Id => f.id = map.next_value_seed(seed::<IdS>())?,
-                FeatureKey::Geometry => f.geometry = map.next_value_seed(seed::<GeometryS>())?,
+                FeatureKey::Type => self.kind = map.next_value_seed(seed::<StrS>())?,
+                FeatureKey::Id => self.id = map.next_value_seed(seed::<IdS>())?,
+                FeatureKey::Geometry => {
+                    self.geometry = map.next_value_seed(Fill(&mut self.geometry_members))?;
+                }
                 FeatureKey::Properties => {
-                    f.properties = map.next_value_seed(seed::<PropertiesS>())?;
+                    self.properties = map.next_value_seed(Fill(&mut self.property_members))?;
                 }
                 FeatureKey::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(Val::Ok(f))
+        Ok(Val::Ok(()))
     }
 }
 
-/// A feature as the value of a whole document.
-struct FeatureDoc<'a>(Val<RawFeature<'a>>);
-
-impl<'de> de::Deserialize<'de> for FeatureDoc<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        seed::<FeatureS>().deserialize(d).map(FeatureDoc)
-    }
-}
-
-/// Reads the JSON value at the start of `bytes`, when it is well-formed and
-/// complete there (and followed by a delimiter or the end): the feature and
-/// the value's length. A well-formed value ends where [`Scan`] says it does.
-fn parse_prefix(bytes: &[u8]) -> Option<(Result<Asset, Fail>, usize)> {
-    let mut stream = serde_json::Deserializer::from_slice(bytes).into_iter::<FeatureDoc<'_>>();
-    match stream.next() {
-        Some(Ok(doc)) => Some((validate(doc.0), stream.byte_offset())),
-        _ => None,
-    }
-}
-
-fn parse_raw(bytes: &[u8]) -> Result<Val<RawFeature<'_>>, serde_json::Error> {
+/// Reads one feature's JSON (the whole of `bytes`) into `raw`.
+fn parse_raw<'a>(bytes: &'a [u8], raw: &mut RawFeature<'a>) -> Result<(), serde_json::Error> {
     // Checking UTF-8 once is quicker than string by string.
     if let Ok(text) = std::str::from_utf8(bytes) {
         let mut de = serde_json::Deserializer::from_str(text);
-        let raw = seed::<FeatureS>().deserialize(&mut de)?;
-        de.end()?;
-        return Ok(raw);
+        raw.this = Fill(&mut *raw).deserialize(&mut de)?;
+        return de.end();
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let raw = seed::<FeatureS>().deserialize(&mut de)?;
-    de.end()?;
-    Ok(raw)
+    raw.this = Fill(&mut *raw).deserialize(&mut de)?;
+    de.end()
 }
 
 /// Parses and validates one feature.
 fn check(bytes: &[u8]) -> Result<Asset, Fail> {
-    match parse_raw(bytes) {
-        Ok(raw) => validate(raw),
+    let mut raw = RawFeature::default();
+    match parse_raw(bytes, &mut raw) {
+        Ok(()) => validate(&raw),
         Err(e) => {
-            if let Some(patched) = mark_non_finite(bytes)
-                && let Ok(raw) = parse_raw(&patched)
-            {
-                return validate(raw);
+            if let Some(patched) = mark_non_finite(bytes) {
+                let mut raw = RawFeature::default();
+                if parse_raw(&patched, &mut raw).is_ok() {
+                    return validate(&raw);
+                }
             }
             Err(Fail {
                 field: "",
@@ -1541,14 +1678,16 @@ const DEFORMATION_FIELDS: [&str; 3] = [
 ];
 
 /// Checks the fields of a feature as read, in order, and builds the asset.
-fn validate(raw: Val<RawFeature<'_>>) -> Result<Asset, Fail> {
-    let f = match raw {
-        Val::Ok(f) => f,
+fn validate(f: &RawFeature<'_>) -> Result<Asset, Fail> {
+    match f.this {
+        Val::Ok(()) => {}
         Val::Bad(reason) => return Err(fail("", reason, None)),
-        Val::Missing => return Err(fail("", FeatureS::EXPECTED, None)),
-    };
+        Val::Missing => return Err(fail("", <RawFeature<'_> as Target<'_>>::EXPECTED, None)),
+    }
     let (id_field, id) = match (&f.id, &f.properties) {
-        (Val::Missing, Val::Ok(p)) if !matches!(p.id, Val::Missing) => ("properties.id", &p.id),
+        (Val::Missing, Val::Ok(())) if !matches!(f.property_members.id, Val::Missing) => {
+            ("properties.id", &f.property_members.id)
+        }
         _ => ("id", &f.id),
     };
     let id_text = match id {
@@ -1569,23 +1708,29 @@ fn validate(raw: Val<RawFeature<'_>>) -> Result<Asset, Fail> {
     }
 
     let id = match id {
-        Val::Ok(s) => Uuid::try_parse(s).map_err(|_| bad(id_field, "not a UUID"))?,
+        // Hyphenated or simple, in any case; not braced nor a URN.
+        Val::Ok(s) if matches!(s.len(), 32 | 36) => {
+            Uuid::try_parse(s).map_err(|_| bad(id_field, "not a UUID"))?
+        }
+        Val::Ok(_) => return Err(bad(id_field, "not a UUID")),
         Val::Missing => return Err(bad("id", "missing")),
         Val::Bad(reason) => return Err(bad(id_field, reason)),
     };
 
-    let geometry = match &f.geometry {
-        Val::Ok(g) => g,
+    match f.geometry {
+        Val::Ok(()) => {}
         Val::Missing => return Err(bad("geometry", "missing")),
         Val::Bad(reason) => return Err(bad("geometry", reason)),
-    };
+    }
+    let geometry = &f.geometry_members;
     match &geometry.kind {
         Val::Ok(t) if t == "Point" => {}
         Val::Missing => return Err(bad("geometry.type", "missing")),
         _ => return Err(bad("geometry.type", "expected \"Point\"")),
     }
-    let coordinates = match &geometry.coordinates {
-        Val::Ok(c) if (2..=3).contains(&c.len) => c,
+    let coordinates = &geometry.numbers;
+    match geometry.coordinates {
+        Val::Ok(()) if (2..=3).contains(&coordinates.len) => {}
         Val::Ok(_) => return Err(bad("geometry.coordinates", "expected 2 or 3 numbers")),
         Val::Missing => return Err(bad("geometry.coordinates", "missing")),
         Val::Bad(_) => {
@@ -1618,13 +1763,15 @@ fn validate(raw: Val<RawFeature<'_>>) -> Result<Asset, Fail> {
         ));
     }
 
-    let p = match &f.properties {
-        Val::Ok(p) => p,
+    match f.properties {
+        Val::Ok(()) => {}
         Val::Missing => return Err(bad("properties", "missing")),
         Val::Bad(reason) => return Err(bad("properties", reason)),
-    };
-    let deformation = match &p.deformation {
-        Val::Ok(d) if d.len == 3 => d,
+    }
+    let p = &f.property_members;
+    let deformation = &p.deformation_numbers;
+    match p.deformation {
+        Val::Ok(()) if deformation.len == 3 => {}
         Val::Ok(_) => return Err(bad("properties.deformation", "expected 3 numbers")),
         Val::Missing => return Err(bad("properties.deformation", "missing")),
         Val::Bad(_) => {
@@ -1822,17 +1969,6 @@ mod tests {
         core.append(b"x");
         assert!(core.oversize);
         assert!(core.buf.is_empty() && core.buf.capacity() <= 1000);
-    }
-
-    #[test]
-    fn sizes() {
-        eprintln!(
-            "RawFeature {} RawProperties {} Val<Cow<str>> {} Nums {}",
-            std::mem::size_of::<RawFeature<'_>>(),
-            std::mem::size_of::<RawProperties<'_>>(),
-            std::mem::size_of::<Val<Cow<'_, str>>>(),
-            std::mem::size_of::<Nums>()
-        );
     }
 
     #[test]

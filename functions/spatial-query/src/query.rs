@@ -267,7 +267,10 @@ impl TopK {
             return true;
         }
         self.heap.len() < self.limit
-            || self.heap.peek().is_some_and(|top| distance_m <= top.key.distance_m)
+            || self
+                .heap
+                .peek()
+                .is_some_and(|top| distance_m <= top.key.distance_m)
     }
 
     /// A match that cannot enter the page (so not before the cursor either).
@@ -399,15 +402,36 @@ async fn scan(
                         continue;
                     }
                     let d = exact.unwrap_or_else(|| test.distance_m(lon, lat));
-                    top.offer(Cursor { distance_m: d, id: tile.id(i) }, || tile.asset(i));
+                    top.offer(
+                        Cursor {
+                            distance_m: d,
+                            id: tile.id(i),
+                        },
+                        || tile.asset(i),
+                    );
                 }
                 Shape::BBox(_) => {
-                    top.offer(Cursor { distance_m: 0.0, id: tile.id(i) }, || tile.asset(i));
+                    top.offer(
+                        Cursor {
+                            distance_m: 0.0,
+                            id: tile.id(i),
+                        },
+                        || tile.asset(i),
+                    );
                 }
                 Shape::Polygon { area, boundary } => {
-                    match (area.coordinate_position(&geo::coord! { x: lon, y: lat }), boundary) {
+                    match (
+                        area.coordinate_position(&geo::coord! { x: lon, y: lat }),
+                        boundary,
+                    ) {
                         (CoordPos::Inside, _) | (CoordPos::OnBoundary, Boundary::Include) => {
-                            top.offer(Cursor { distance_m: 0.0, id: tile.id(i) }, || tile.asset(i));
+                            top.offer(
+                                Cursor {
+                                    distance_m: 0.0,
+                                    id: tile.id(i),
+                                },
+                                || tile.asset(i),
+                            );
                         }
                         _ => {}
                     }

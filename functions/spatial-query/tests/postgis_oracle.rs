@@ -7,7 +7,7 @@
 //!
 //! Needs PostgreSQL 15 + PostGIS 3 and psycopg in target/pyenv, which
 //! `cargo xtask test` installs. `SPATIAL_ORACLE_ASSETS` and
-//! `SPATIAL_ORACLE_PER_TYPE` change the sizes (defaults 100,000 and 300).
+//! `SPATIAL_ORACLE_PER_TYPE` change the sizes (defaults 60,000 and 260).
 #![allow(clippy::unwrap_used)] // a panic here is a failed test
 
 use std::collections::{BTreeSet, HashMap};
@@ -31,12 +31,18 @@ fn python() -> PathBuf {
     let python = std::env::var_os("EDGE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo.join("target/pyenv/bin/python"));
-    assert!(python.is_file(), "no Python at {}: {HOW_TO_INSTALL}, or set EDGE_PYTHON", python.display());
+    assert!(
+        python.is_file(),
+        "no Python at {}: {HOW_TO_INSTALL}, or set EDGE_PYTHON",
+        python.display()
+    );
     python
 }
 
 fn script(name: &str, args: &[&str]) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name);
     let out = Command::new(python())
         .arg(&path)
         .args(args)
@@ -51,7 +57,10 @@ fn script(name: &str, args: &[&str]) {
 }
 
 fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn lines(path: &Path) -> Vec<Value> {
@@ -78,7 +87,10 @@ fn ours(dataset: &MemoryDataset, q: &Value, policy: &Section) -> Vec<(String, Op
         fields.insert("min_confidence".into(), json!(0.0));
     }
     if fields["type"] == "knn" {
-        fields.insert("max_distance_m".into(), json!(spatial_query::geodesy::MAX_DISTANCE_M));
+        fields.insert(
+            "max_distance_m".into(),
+            json!(spatial_query::geodesy::MAX_DISTANCE_M),
+        );
     } else {
         fields.insert("limit".into(), json!(1000));
     }
@@ -86,9 +98,15 @@ fn ours(dataset: &MemoryDataset, q: &Value, policy: &Section) -> Vec<(String, Op
     loop {
         let query = spatial_query::request::parse_query(&fields, None, None, policy)
             .unwrap_or_else(|p| panic!("{q}: {:?}", p.detail()));
-        let limits = Limits { max_tiles: usize::MAX };
+        let limits = Limits {
+            max_tiles: usize::MAX,
+        };
         let page = block_on(query::run(&dataset.manifest, dataset, &query, limits)).unwrap();
-        out.extend(page.hits.iter().map(|h| (h.asset.id.hyphenated().to_string(), h.distance_m)));
+        out.extend(
+            page.hits
+                .iter()
+                .map(|h| (h.asset.id.hyphenated().to_string(), h.distance_m)),
+        );
         match page.next {
             Some(c) => {
                 fields.insert("cursor".into(), json!(c.encode()));
@@ -103,7 +121,11 @@ const TIE_M: f64 = 1e-6;
 
 fn compare_nearest(ours: &[(String, Option<f64>)], theirs: &[Value]) -> Result<(), String> {
     if ours.len() != theirs.len() {
-        return Err(format!("{} neighbours, PostGIS {}", ours.len(), theirs.len()));
+        return Err(format!(
+            "{} neighbours, PostGIS {}",
+            ours.len(),
+            theirs.len()
+        ));
     }
     let theirs: Vec<(String, f64)> = theirs
         .iter()
@@ -120,32 +142,75 @@ fn compare_nearest(ours: &[(String, Option<f64>)], theirs: &[Value]) -> Result<(
         return Ok(());
     };
     let inner = |v: Vec<(&String, f64)>| -> BTreeSet<String> {
-        v.into_iter().filter(|(_, d)| *d < last - TIE_M).map(|(id, _)| id.clone()).collect()
+        v.into_iter()
+            .filter(|(_, d)| *d < last - TIE_M)
+            .map(|(id, _)| id.clone())
+            .collect()
     };
     let a = inner(ours.iter().map(|(id, d)| (id, d.unwrap())).collect());
     let b = inner(theirs.iter().map(|(id, d)| (id, *d)).collect());
     if a != b {
-        return Err(format!("ids differ: {:?}", a.symmetric_difference(&b).take(5).collect::<Vec<_>>()));
+        return Err(format!(
+            "ids differ: {:?}",
+            a.symmetric_difference(&b).take(5).collect::<Vec<_>>()
+        ));
     }
     Ok(())
 }
 
 #[test]
 fn same_answers_as_postgis() {
-    let assets_n = env_or("SPATIAL_ORACLE_ASSETS", 100_000);
-    let per_type = env_or("SPATIAL_ORACLE_PER_TYPE", 300);
+    let assets_n = env_or("SPATIAL_ORACLE_ASSETS", 60_000);
+    let per_type = env_or("SPATIAL_ORACLE_PER_TYPE", 260);
     let dir = std::env::temp_dir().join(format!("spatial-oracle-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let assets = dir.join("assets.ndjson");
     let queries = dir.join("queries.jsonl");
     let results = dir.join("results.jsonl");
     let p = |p: &PathBuf| p.to_str().unwrap().to_owned();
-    script("assets.py", &["--seed", "7", "--count", &assets_n.to_string(), "--out", &p(&assets)]);
-    script("queries.py", &["--seed", "11", "--assets", &p(&assets), "--per-type", &per_type.to_string(), "--out", &p(&queries)]);
-    script("postgis.py", &["oracle", "--assets", &p(&assets), "--queries", &p(&queries), "--out", &p(&results)]);
+    script(
+        "assets.py",
+        &[
+            "--seed",
+            "7",
+            "--count",
+            &assets_n.to_string(),
+            "--out",
+            &p(&assets),
+        ],
+    );
+    script(
+        "queries.py",
+        &[
+            "--seed",
+            "11",
+            "--assets",
+            &p(&assets),
+            "--per-type",
+            &per_type.to_string(),
+            "--out",
+            &p(&queries),
+        ],
+    );
+    script(
+        "postgis.py",
+        &[
+            "oracle",
+            "--assets",
+            &p(&assets),
+            "--queries",
+            &p(&queries),
+            "--out",
+            &p(&results),
+        ],
+    );
 
-    let (loaded, report) =
-        read_all(InputFormat::NdJson, IngestLimits::default(), &std::fs::read(&assets).unwrap()).unwrap();
+    let (loaded, report) = read_all(
+        InputFormat::NdJson,
+        IngestLimits::default(),
+        &std::fs::read(&assets).unwrap(),
+    )
+    .unwrap();
     assert_eq!((report.accepted as usize, report.rejected), (assets_n, 0));
     // Small tiles, so queries cross many of them.
     let dataset = MemoryDataset::new(loaded, 512);
@@ -163,13 +228,20 @@ fn same_answers_as_postgis() {
     for q in &queries {
         let id = q["id"].as_str().unwrap();
         let kind = q["type"].as_str().unwrap().to_owned();
-        let expected = theirs.get(id).unwrap_or_else(|| panic!("PostGIS has no answer for {id}"));
+        let expected = theirs
+            .get(id)
+            .unwrap_or_else(|| panic!("PostGIS has no answer for {id}"));
         let answer = ours(&dataset, q, &policy);
         let outcome = if kind == "knn" {
             compare_nearest(&answer, expected["neighbors"].as_array().unwrap())
         } else {
             let a: BTreeSet<&str> = answer.iter().map(|(id, _)| id.as_str()).collect();
-            let b: BTreeSet<&str> = expected["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+            let b: BTreeSet<&str> = expected["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap())
+                .collect();
             if answer.len() != a.len() {
                 Err("an id was returned twice".to_owned())
             } else if a == b {
@@ -197,8 +269,22 @@ fn same_answers_as_postgis() {
     for (kind, (n, hits, empty)) in &by_type {
         eprintln!("{kind}: {n} queries, {hits} results, {empty} empty");
         // The comparison means something only if most answers are not empty.
-        assert!(*empty * 2 < *n, "{kind}: {empty} of {n} queries have no results");
+        assert!(
+            *empty * 2 < *n,
+            "{kind}: {empty} of {n} queries have no results"
+        );
     }
-    assert!(failures.is_empty(), "{} of {} queries differ from PostGIS:\n{}", failures.len(), queries.len(), failures.iter().take(10).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} queries differ from PostGIS:\n{}",
+        failures.len(),
+        queries.len(),
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -3,11 +3,11 @@
 #![allow(clippy::unwrap_used)] // a panic here is a failed test
 
 mod anonymize;
-mod spatial_query;
 mod auth_check;
 mod exactness;
 mod outbound;
 mod rate_limit;
+mod spatial_query;
 mod store_failure;
 
 use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
