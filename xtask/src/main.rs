@@ -7,7 +7,7 @@
 //!   test, the conformance suite on all four runtimes included.
 //!
 //! Other subcommands are the steps: `install`, `build`, `build-worker NAME`,
-//! `sizes`, and `bench rate-limit|auth-check|anonymize` (the benchmark tables).
+//! `sizes`, and `bench rate-limit|auth-check|anonymize|spatial-query` (the benchmark tables).
 
 mod bench;
 mod build;

@@ -5,7 +5,9 @@
 //! [`parse_query`](spatial_query::request::parse_query) with the default
 //! policy, but for `max_limit` and `max_k` raised and no default minimum
 //! confidence; queries other than nearest get `limit` [`PAGE_LIMIT`] (one
-//! page, as a client asks) unless they set one. Answering a query is what
+//! page, as a client asks) unless they set one, nearest queries reach the
+//! whole Earth unless they set `max_distance_m` (the k nearest anywhere,
+//! as PostGIS's KNN finds them). Answering a query is what
 //! `SpatialQuery::run` does: the dataset's current head and manifest
 //! through a [`DatasetCache`], then [`query::run`] with its tiles read
 //! through the same cache (LRU within `tile_cache_bytes`).
@@ -29,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spatial_query::SpatialQuery;
 use spatial_query::dataset::DatasetCache;
+use spatial_query::geodesy::MAX_DISTANCE_M;
 use spatial_query::policy::Section;
 use spatial_query::query::{self, Limits, Page, Query, QueryError};
 use spatial_query::request::parse_query;
@@ -93,7 +96,16 @@ pub fn parse_cases(text: &str, policy: &Section) -> Result<Vec<Case>, String> {
             .find(|(ours, file)| given == *ours || given == *file)
             .map(|(ours, _)| *ours)
             .ok_or_else(|| at(format!("unknown query type {given:?}")))?;
-        if kind != "nearest" && !fields.contains_key("limit") {
+        if !fields.contains_key("min_confidence") {
+            fields.insert("min_confidence".to_owned(), Value::from(0.0));
+        }
+        if kind == "nearest" {
+            // The k nearest anywhere, as PostGIS's KNN (and the oracle
+            // test) answer, not within the policy's default reach.
+            if !fields.contains_key("max_distance_m") {
+                fields.insert("max_distance_m".to_owned(), Value::from(MAX_DISTANCE_M));
+            }
+        } else if !fields.contains_key("limit") {
             fields.insert("limit".to_owned(), Value::from(PAGE_LIMIT));
         }
         let query = parse_query(&fields, None, None, policy).map_err(|p| {
@@ -433,6 +445,10 @@ mod tests {
             vec![("radius", PAGE_LIMIT), ("nearest", 50), ("bbox", 7)]
         );
         assert_eq!(cases[0].query.filters.min_confidence, None);
+        assert!(matches!(
+            cases[1].query.shape,
+            spatial_query::query::Shape::Nearest { max_distance_m, .. } if max_distance_m >= 20e6
+        ));
         assert!(parse_cases(r#"{"id": "x", "type": "ring"}"#, &policy).is_err());
     }
 }

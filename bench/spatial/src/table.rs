@@ -183,7 +183,11 @@ fn speedups(i: &Inputs, cold: bool) -> Vec<(&'static str, Option<f64>)> {
 }
 
 fn times(r: Option<f64>) -> String {
-    r.map_or("–".to_owned(), |r| format!("{r:.1}×"))
+    match r {
+        Some(r) if r >= 100.0 => format!("{}×", thousands(r)),
+        Some(r) => format!("{r:.1}×"),
+        None => "–".to_owned(),
+    }
 }
 
 /// The table and its lines, markdown.
@@ -322,7 +326,7 @@ fn large_table(i: &Inputs, large: &Large) -> String {
     let mut out = String::from(
         "| dataset (wasm) | tiles | tile bytes in the store | wasm peak linear memory | \
          radius p50 | bbox p50 | polygon p50 | nearest p50 | cold p50 (radius / bbox / polygon / nearest) | \
-         CLI ingest |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         refused as too broad | CLI ingest |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for (report, memory, build) in [
         (&i.wasm, &i.wasm_memory, &i.build),
@@ -336,9 +340,10 @@ fn large_table(i: &Inputs, large: &Large) -> String {
                 })
         };
         let cold: Vec<String> = KINDS.iter().map(|(k, _)| p50(k, true)).collect();
+        let refused: usize = report.types.iter().map(|t| t.refused).sum();
         let _ = writeln!(
             out,
-            "| {} assets | {} | {} | {} | {} | {} | {} | {} | {} | {} assets/s |",
+            "| {} assets | {} | {} | {} | {} | {} | {} | {} | {} | {refused} | {} assets/s |",
             thousands(report.dataset.assets as f64),
             thousands(report.dataset.tiles as f64),
             mb(report.dataset.tile_bytes as f64),
@@ -354,8 +359,24 @@ fn large_table(i: &Inputs, large: &Large) -> String {
     let _ = writeln!(
         out,
         "\nThe same {} queries on both datasets (placed from the smaller one, whose assets the larger \
-         one holds as a prefix); latency in µs.",
-        i.wasm.types.iter().map(|t| t.queries).sum::<usize>()
+         one holds as a prefix); latency in µs, warm unless marked cold. Refused: queries touching \
+         more than {} tiles (HTTP 422 `query-too-broad`), left out of that row's figures{}.",
+        i.wasm.types.iter().map(|t| t.queries).sum::<usize>(),
+        large.wasm.settings.max_tiles,
+        {
+            let by_type: Vec<String> = large
+                .wasm
+                .types
+                .iter()
+                .filter(|t| t.refused > 0)
+                .map(|t| format!("{} {}", t.kind, t.refused))
+                .collect();
+            if by_type.is_empty() {
+                String::new()
+            } else {
+                format!(" (larger dataset: {})", by_type.join(", "))
+            }
+        }
     );
     out
 }
@@ -390,7 +411,8 @@ fn notes(i: &Inputs) -> String {
         "Ours: `request::parse_query` with the default policy but for `max_limit`/`max_k` raised \
          and no default minimum confidence; radius, bbox and polygon queries ask for one page of \
          `limit` {} (as a client would; every match is still visited and counted: \"matched\"), \
-         nearest for its `k` (1, 5, 10 or 50). Then what `SpatialQuery::run` does: head and \
+         nearest for its `k` (1, 5, 10 or 50) with `max_distance_m` the whole Earth (the \
+         policy's default reach is 1 km; PostGIS's KNN has none). Then what `SpatialQuery::run` does: head and \
          manifest through `DatasetCache`, `query::run` reading tiles through its LRU \
          ({} budget, the policy's), at most {} tiles per query. The store is the directory \
          `spatial-tiles build` wrote (local files, in the page cache: a platform KV read costs \
