@@ -145,13 +145,7 @@ impl EdgeFunction for SpatialQuery {
             (["zones", id], m) => self.zone(id, m, &req, ctx).await,
             (["geofence"], &Method::GET) => {
                 let fields = request::query_fields(req.uri().query());
-                let probe = request::parse_query(&fields, Some("nearest"), None, &self.policy)?;
-                let query::Shape::Nearest { lon, lat, .. } = probe.shape else {
-                    return Err(Problem::bad_request(
-                        "invalid-query",
-                        "lon and lat are required",
-                    ));
-                };
+                let (lon, lat) = request::parse_point(&fields)?;
                 let zones = self.zones(ctx).await?;
                 let found: Vec<Value> = zones
                     .containing(lon, lat)
@@ -416,7 +410,6 @@ impl SpatialQuery {
                 ));
             }
         };
-        let put = change.is_some();
         let max = self.policy.max_zones;
         let result = edge_core::platform::update(
             ctx.store(),
@@ -443,7 +436,6 @@ impl SpatialQuery {
             .with_detail(e)
         })?;
         *self.zones.borrow_mut() = None;
-        let _ = put;
         Ok(empty_response(StatusCode::NO_CONTENT))
     }
 }

@@ -116,6 +116,11 @@ impl Fields<'_> {
     }
 }
 
+/// Reads `lon` and `lat` (a geofence probe).
+pub fn parse_point(fields: &Map<String, Value>) -> Result<(f64, f64), Problem> {
+    Fields(fields).point()
+}
+
 /// Reads a query; `kind` comes from the path when the body does not say.
 pub fn parse_query(
     fields: &Map<String, Value>,
