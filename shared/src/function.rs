@@ -9,6 +9,7 @@ use http::{HeaderValue, Method, StatusCode};
 use serde_json::json;
 
 use crate::log::{LogSink, Logger};
+use crate::metrics::{MetricsBatch, Recorder};
 use crate::model::{Request, Response, Runtime, json_response};
 use crate::platform::{Applied, AtomicStore, Clock, HttpClient, KeyValueStore, Random, Timestamp};
 use crate::policy::{Config, ConfigError};
@@ -33,12 +34,15 @@ pub struct Services<'a> {
     pub http: &'a dyn HttpClient,
     /// Where log lines go.
     pub log_sink: &'a dyn LogSink,
+    /// The isolate's metrics recorder, when the platform flushes one.
+    pub metrics: Option<&'a Recorder>,
 }
 
 /// What a function sees of the platform while handling one request.
 pub struct Context<'a> {
     services: &'a Services<'a>,
     log: Logger<'a>,
+    function: &'static str,
 }
 
 impl<'a> Context<'a> {
@@ -70,6 +74,20 @@ impl<'a> Context<'a> {
     pub fn log(&self) -> &Logger<'a> {
         &self.log
     }
+    /// Sets one of the function's gauges (kept when the platform records metrics).
+    pub fn gauge(&self, name: &str, value: f64) {
+        if let Some(recorder) = self.services.metrics {
+            recorder.set_gauge(self.function, name, value, self.services.clock.now());
+        }
+    }
+}
+
+/// Where an isolate's metrics go when it flushes them (a Durable Object
+/// behind a service binding, the shared key-value store).
+#[async_trait(?Send)]
+pub trait MetricsSink {
+    /// Sends one batch; on failure the batch is kept for the next flush.
+    async fn send(&self, batch: &MetricsBatch) -> Result<(), String>;
 }
 
 /// The outcome of one health check.
@@ -114,6 +132,30 @@ pub trait EdgeFunction: Sized {
         Err(format!("unknown transaction {name:?}"))
     }
 
+    /// The route a request counts under in metrics: a template, never the
+    /// raw path, so that labels stay few. The default keeps the first path
+    /// segment (`/counters/demo` → `/counters/*`).
+    fn route(&self, req: &Request) -> String {
+        default_route(req.uri().path())
+    }
+
+    /// Takes a batch of this isolate's metrics when the function is itself
+    /// the aggregator (the metrics function); `None`, the default, lets the
+    /// platform send it to the aggregator.
+    async fn absorb_metrics(
+        &self,
+        _batch: &MetricsBatch,
+        _ctx: &Context<'_>,
+    ) -> Option<Result<(), String>> {
+        None
+    }
+
+    /// Runs on the platform's schedule (cron trigger), after the isolate
+    /// flushed its metrics. The default does nothing.
+    async fn scheduled(&self, _ctx: &Context<'_>) -> Result<(), String> {
+        Ok(())
+    }
+
     /// Health checks beyond "the function is configured". The default
     /// checks that the atomic store and the cache answer a read.
     async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)> {
@@ -146,10 +188,18 @@ pub async fn serve<F: EdgeFunction>(
 ) -> Response {
     let correlation_id = correlation_id(&req, services.random);
     let log = Logger::new(services.log_sink, services.clock, F::NAME, &correlation_id);
-    let ctx = Context { services, log };
+    let ctx = Context {
+        services,
+        log,
+        function: F::NAME,
+    };
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = services.clock.now();
+    let route = match instance {
+        Ok(function) if services.metrics.is_some() => function.route(&req),
+        _ => default_route(&path),
+    };
 
     let result = match instance {
         Err(error) => {
@@ -171,7 +221,18 @@ pub async fn serve<F: EdgeFunction>(
     if let Ok(value) = HeaderValue::from_str(&correlation_id) {
         response.headers_mut().insert(CORRELATION_HEADER, value);
     }
-    let elapsed = services.clock.now().0.saturating_sub(started.0);
+    let finished = services.clock.now();
+    let elapsed = finished.0.saturating_sub(started.0);
+    if let Some(recorder) = services.metrics {
+        recorder.record(
+            F::NAME,
+            &route,
+            method.as_str(),
+            response.status().as_u16(),
+            elapsed.as_secs_f64(),
+            finished,
+        );
+    }
     ctx.log.info(
         "request",
         json!({
@@ -183,6 +244,93 @@ pub async fn serve<F: EdgeFunction>(
         }),
     );
     response
+}
+
+/// The default metrics route: the first path segment when it looks like
+/// a name, then `/*` if more follows.
+pub fn default_route(path: &str) -> String {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    let (first, more) = match rest.split_once('/') {
+        Some((first, more)) => (first, !more.is_empty()),
+        None => (rest, false),
+    };
+    let named = (1..=32).contains(&first.len())
+        && first
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    match (named, more) {
+        (true, true) => format!("/{first}/*"),
+        (true, false) => format!("/{first}"),
+        (false, _) if rest.is_empty() => "/".to_owned(),
+        (false, _) => "/*".to_owned(),
+    }
+}
+
+/// Flushes the isolate's metrics when due (or always, with `force`): to
+/// the function itself when it is the aggregator, else to `sink`. A failed
+/// flush keeps the batch for the next one and is logged.
+pub async fn flush_metrics<F: EdgeFunction>(
+    instance: &Instance<F>,
+    services: &Services<'_>,
+    sink: Option<&dyn MetricsSink>,
+    flush_every: u64,
+    force: bool,
+) {
+    let Some(recorder) = services.metrics else {
+        return;
+    };
+    let now = services.clock.now();
+    if !force && !recorder.due(now, flush_every) {
+        return;
+    }
+    let Some(batch) = recorder.take(F::NAME) else {
+        return;
+    };
+    let log = Logger::new(services.log_sink, services.clock, F::NAME, "metrics-flush");
+    let ctx = Context {
+        services,
+        log,
+        function: F::NAME,
+    };
+    let absorbed = match instance {
+        Ok(function) => function.absorb_metrics(&batch, &ctx).await,
+        Err(_) => None,
+    };
+    let result = match (absorbed, sink) {
+        (Some(result), _) => result,
+        (None, Some(sink)) => sink.send(&batch).await,
+        (None, None) => return,
+    };
+    if let Err(reason) = result {
+        ctx.log.warn(
+            "metrics flush failed; kept for the next one",
+            json!({ "requests": batch.requests(), "reason": reason }),
+        );
+        recorder.restore(batch);
+    }
+}
+
+/// Runs the function's scheduled work (cron trigger): flushes the
+/// isolate's metrics, then calls [`EdgeFunction::scheduled`].
+pub async fn run_scheduled<F: EdgeFunction>(
+    instance: &Instance<F>,
+    services: &Services<'_>,
+    sink: Option<&dyn MetricsSink>,
+) -> Result<(), String> {
+    flush_metrics(instance, services, sink, 1, true).await;
+    let function = instance.as_ref().map_err(|e| e.to_string())?;
+    let log = Logger::new(services.log_sink, services.clock, F::NAME, "scheduled");
+    let ctx = Context {
+        services,
+        log,
+        function: F::NAME,
+    };
+    let result = function.scheduled(&ctx).await;
+    if let Err(reason) = &result {
+        ctx.log
+            .error("scheduled run failed", json!({ "reason": reason }));
+    }
+    result
 }
 
 async fn health<F: EdgeFunction>(

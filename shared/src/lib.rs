@@ -13,11 +13,13 @@
 //! | [`memory`] | in-memory implementations of those traits and fakes for tests |
 //! | [`problem`] | RFC 9457 `application/problem+json` errors |
 //! | [`log`] | JSON structured logs |
-//! | [`function`] | the [`EdgeFunction`] trait and [`serve`], which adds health, correlation ids and logs |
+//! | [`function`] | the [`EdgeFunction`] trait and [`serve`], which adds health, correlation ids, logs and metrics |
+//! | [`metrics`] | the per-isolate request recorder, the mergeable latency sketch, the aggregate store |
 
 pub mod function;
 pub mod log;
 pub mod memory;
+pub mod metrics;
 pub mod model;
 pub mod origin;
 pub mod platform;

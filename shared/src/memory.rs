@@ -322,6 +322,8 @@ pub struct TestPlatform {
     pub http: StaticHttpClient,
     /// Every log line written.
     pub logs: crate::log::MemorySink,
+    /// The request metrics recorded.
+    pub metrics: crate::metrics::Recorder,
 }
 
 impl TestPlatform {
@@ -333,6 +335,7 @@ impl TestPlatform {
             random: SeededRandom::new(1),
             http: StaticHttpClient::new(),
             logs: crate::log::MemorySink::default(),
+            metrics: crate::metrics::Recorder::new(),
         }
     }
 
@@ -346,6 +349,7 @@ impl TestPlatform {
             random: &self.random,
             http: &self.http,
             log_sink: &self.logs,
+            metrics: Some(&self.metrics),
         }
     }
 

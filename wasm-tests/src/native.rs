@@ -44,6 +44,7 @@ impl<F: EdgeFunction> NativeFunction<F> {
             random: &OsRandom,
             http: &http,
             log_sink: &self.logs,
+            metrics: None,
         };
         edge_core::serve(&self.instance, req, &services).await
     }
@@ -91,6 +92,7 @@ pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
         "auth-check" => answers_for::<auth_check::AuthCheck>(suite).await,
         "anonymize" => answers_for::<anonymize::Anonymize>(suite).await,
         "spatial-query" => answers_for::<spatial_query::SpatialQuery>(suite).await,
+        "metrics" => answers_for::<metrics::Metrics>(suite).await,
         other => bail!("no native registration for function {other:?}"),
     }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::FUNCTIONS;
+use crate::{FUNCTIONS, METRICS_INGEST_DEV_SECRET};
 use crate::util::{cmd, root, run, target_dir};
 
 /// Debian's Chromium.
@@ -202,7 +202,8 @@ pub(crate) fn dev() -> Result<()> {
     let mut children = Children(Vec::new());
     let mut host = cmd(&target_dir().join("debug/edge-host").to_string_lossy());
     host.args(["--listen", "127.0.0.1:3000", "--manifest", "spin.toml"]);
-    for (name, value) in FUNCTIONS.iter().flat_map(|f| f.dev_secrets) {
+    let ingest = std::iter::once(&METRICS_INGEST_DEV_SECRET);
+    for (name, value) in FUNCTIONS.iter().flat_map(|f| f.dev_secrets).chain(ingest) {
         host.arg("--var")
             .arg(format!("{}={value}", name.to_ascii_lowercase()));
     }
@@ -210,7 +211,11 @@ pub(crate) fn dev() -> Result<()> {
     for (i, function) in FUNCTIONS.iter().enumerate() {
         let port = 8787 + i;
         let mut wrangler = wrangler_dev(function.name, port);
-        for (name, value) in function.dev_secrets {
+        for (name, value) in function
+            .dev_secrets
+            .iter()
+            .chain(std::iter::once(&METRICS_INGEST_DEV_SECRET))
+        {
             wrangler.arg("--var").arg(format!("{name}:{value}"));
         }
         children.0.push(spawn("wrangler", &mut wrangler)?);
@@ -225,8 +230,8 @@ pub(crate) fn dev() -> Result<()> {
     std::thread::sleep(Duration::from_secs(2));
     println!(
         "\nServing on 127.0.0.1 (Ctrl-C stops everything):\n\
-         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...  /rate-limit/...  /auth-check/...  /anonymize/...  /spatial-query/...\n\
-         \x20 Workers builds (wrangler dev): counter http://127.0.0.1:8787/  rate-limit :8788  auth-check :8789  anonymize :8790  spatial-query :8791\n\
+         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...  /rate-limit/...  /auth-check/...  /anonymize/...  /spatial-query/...  /metrics/...\n\
+         \x20 Workers builds (wrangler dev): counter http://127.0.0.1:8787/  rate-limit :8788  auth-check :8789  anonymize :8790  spatial-query :8791  metrics :8792\n\
          \x20                                (first start builds; wait for 'Ready')\n\
          \x20 Browser builds (demo page):    http://127.0.0.1:8080/\n\n\
          Try:\n\
@@ -243,7 +248,11 @@ pub(crate) fn dev() -> Result<()> {
          \x20 curl -s http://127.0.0.1:8790/ -H 'content-type: application/json' -d '{{\"user\":{{\"email\":\"ann@example.com\"}},\"note\":\"call +49 30 1234567 from 203.0.113.7\"}}'\n\
          \x20 curl -s http://127.0.0.1:3000/anonymize/ -H 'content-type: text/plain' -d 'card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00'\n\
          \x20 curl -s -X POST -H 'authorization: Bearer dev-admin-token' -H 'content-type: application/geo+json' http://127.0.0.1:8791/assets --data-binary @functions/spatial-query/testdata/sample.geojson\n\
-         \x20 curl -s 'http://127.0.0.1:8791/assets/nearest?lon=13.4&lat=52.52&k=2&max_distance_m=50000'\n"
+         \x20 curl -s 'http://127.0.0.1:8791/assets/nearest?lon=13.4&lat=52.52&k=2&max_distance_m=50000'\n\
+         \x20 curl -s http://127.0.0.1:8787/__scheduled  # flush the counter worker's metrics now (the cron trigger)\n\
+         \x20 curl -s http://127.0.0.1:8792/_metrics/snapshot\n\
+         \x20 curl -s http://127.0.0.1:8792/metrics\n\
+         \x20 open http://127.0.0.1:8792/_metrics/chart (or http://127.0.0.1:3000/metrics/_metrics/chart)\n"
     );
     loop {
         for (name, child) in &mut children.0 {
@@ -263,6 +272,8 @@ pub(crate) fn wrangler_dev(name: &str, port: usize) -> Command {
         .arg(port.to_string())
         .args([
             "--show-interactive-dev-session=false",
+            // GET /__scheduled runs the cron trigger.
+            "--test-scheduled",
             "--log-level",
             "warn",
         ])

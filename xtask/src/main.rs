@@ -50,7 +50,16 @@ pub(crate) const FUNCTIONS: &[Function] = &[
         name: "spatial-query",
         dev_secrets: &[("SPATIAL_ADMIN_TOKEN", "dev-admin-token")],
     },
+    Function {
+        name: "metrics",
+        dev_secrets: &[("METRICS_ADMIN_TOKEN", "dev-admin-token")],
+    },
 ];
+
+/// The secret every worker flushes its metrics with (and the metrics
+/// worker checks), given to all of them locally.
+pub(crate) const METRICS_INGEST_DEV_SECRET: (&str, &str) =
+    ("METRICS_INGEST_TOKEN", "dev-ingest-token");
 
 /// One function crate.
 pub(crate) struct Function {

@@ -2,11 +2,17 @@
 //! `worker-build`): bodies beyond the buffered limit are anonymized as a
 //! stream (`edge_workers::serve_streaming`).
 
-use worker::{Context, Env, Request, Response, Result, event};
+use worker::{Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, event};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    edge_workers::serve_streaming::<crate::Anonymize>(req, &env).await
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    edge_workers::serve_streaming::<crate::Anonymize>(req, &env, &ctx).await
+}
+
+/// The cron trigger: flushes the isolate's metrics to the metrics worker.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    edge_workers::scheduled::<crate::Anonymize>(&env).await;
 }
 
 edge_workers::durable_store!(crate::Anonymize);

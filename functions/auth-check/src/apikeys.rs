@@ -2398,6 +2398,7 @@ mod tests {
             random: &random,
             http: &http,
             log_sink: &logs,
+            metrics: None,
         };
         let inst = instance(POLICY);
         let serve = |req| edge_core::serve(&inst, req, &services);

@@ -1,10 +1,16 @@
 //! The Cloudflare Workers entry point (feature `workers`, built by `worker-build`).
 
-use worker::{Context, Env, Request, Response, Result, event};
+use worker::{Context, Env, Request, Response, Result, ScheduleContext, ScheduledEvent, event};
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    edge_workers::serve::<crate::AuthCheck>(req, &env).await
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    edge_workers::serve::<crate::AuthCheck>(req, &env, &ctx).await
+}
+
+/// The cron trigger: flushes the isolate's metrics to the metrics worker.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    edge_workers::scheduled::<crate::AuthCheck>(&env).await;
 }
 
 edge_workers::durable_store!(crate::AuthCheck);

@@ -264,6 +264,7 @@ impl<F: EdgeFunction + 'static> BrowserFunction<F> {
                         random: &OsRandom,
                         http: &FetchClient,
                         log_sink: &ConsoleSink,
+                        metrics: None,
                     };
                     edge_core::serve(&self.instance, request, &services).await
                 }

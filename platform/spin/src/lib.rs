@@ -10,6 +10,12 @@
 //!   `increment` and compare-and-swap), which Spin hosts over its
 //!   key-value stores.
 //!
+//! - Metrics: Spin builds an instance per request, so each request's
+//!   record is merged straight into the shared key-value store (the
+//!   metrics window keys of [`edge_core::metrics::store`], over
+//!   [`METRICS_SHARDS`] shards to keep compare-and-swap contention low),
+//!   where the metrics component reads it.
+//!
 //! Spin variable names are lower case, so a function variable `POLICY` is
 //! read from the Spin variable `policy`.
 
@@ -17,10 +23,11 @@ mod store;
 mod streaming;
 
 use async_trait::async_trait;
-use edge_core::function::{Instance, Services, instantiate};
+use edge_core::function::{Instance, MetricsSink, Services, flush_metrics, instantiate};
 use edge_core::log::StderrSink;
+use edge_core::metrics::{MetricsBatch, Recorder};
 use edge_core::model::{ClientAddr, MAX_BODY_BYTES, Runtime};
-use edge_core::platform::{HttpClient, HttpError, OsRandom, SystemClock, url_for_errors};
+use edge_core::platform::{HttpClient, HttpError, OsRandom, Random, SystemClock, url_for_errors};
 use edge_core::policy::POLICY_VARIABLE;
 use edge_core::{Body, Config, EdgeFunction, Problem, Request, Response};
 use http_body_util::{BodyExt, Full, Limited};
@@ -57,9 +64,33 @@ pub async fn serve<F: EdgeFunction>(req: spin_sdk::http::Request) -> SpinRespons
     serve_request(&instance, request).await
 }
 
-/// Serves a request already converted to the core model.
+/// Shards the metrics windows of one function are spread over.
+pub const METRICS_SHARDS: u8 = 4;
+
+/// Merges metrics batches into the shared key-value store.
+struct KvMetricsSink<'a> {
+    store: &'a SpinStore,
+}
+
+#[async_trait(?Send)]
+impl MetricsSink for KvMetricsSink<'_> {
+    async fn send(&self, batch: &MetricsBatch) -> Result<(), String> {
+        let mut byte = [0u8; 1];
+        let shard = match OsRandom.fill(&mut byte) {
+            Ok(()) => u32::from(byte[0] % METRICS_SHARDS),
+            Err(_) => 0,
+        };
+        edge_core::metrics::store::write_batch(self.store, &SystemClock, batch, shard)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Serves a request already converted to the core model, then merges its
+/// metrics record into the store.
 async fn serve_request<F: EdgeFunction>(instance: &Instance<F>, request: Request) -> SpinResponse {
     let store = SpinStore::open_default();
+    let recorder = Recorder::new();
     let services = Services {
         runtime: Runtime::Spin,
         clock: &SystemClock,
@@ -68,8 +99,12 @@ async fn serve_request<F: EdgeFunction>(instance: &Instance<F>, request: Request
         random: &OsRandom,
         http: &SpinHttpClient,
         log_sink: &StderrSink,
+        metrics: Some(&recorder),
     };
-    to_spin_response(edge_core::serve(instance, request, &services).await)
+    let response = edge_core::serve(instance, request, &services).await;
+    let sink = KvMetricsSink { store: &store };
+    flush_metrics(instance, &services, Some(&sink), 1, true).await;
+    to_spin_response(response)
 }
 
 /// Converts a Spin request: the path is `spin-path-info` (the part after

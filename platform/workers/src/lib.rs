@@ -13,10 +13,19 @@
 //!   whose bodies beyond the buffered limit are rewritten as a stream.
 //! - [`webcrypto`]: signature checks on the runtime's `crypto.subtle`.
 //!
+//! - Metrics: each isolate records its requests in a
+//!   [`Recorder`] and flushes it (after the response, `wait_until`) every
+//!   `METRICS_FLUSH_EVERY` records (default 1000), when a minute closes and
+//!   on the cron trigger ([`scheduled`]) — through the service binding
+//!   [`METRICS_BINDING`] to the metrics worker's `POST /_metrics/ingest`,
+//!   with the secret `METRICS_INGEST_TOKEN`.
+//!
 //! Bindings expected in `wrangler.toml`: the Durable Object namespace
 //! [`STORE_BINDING`] (class `EdgeStore`) and the KV namespace
-//! [`CACHE_BINDING`]. A missing binding makes store calls fail, which each
-//! function answers as documented (e.g. 503), never a crash.
+//! [`CACHE_BINDING`], and for metrics the service [`METRICS_BINDING`]. A
+//! missing binding makes store calls fail, which each function answers as
+//! documented (e.g. 503), never a crash; without the metrics binding the
+//! isolate keeps only its last few minutes.
 
 mod convert;
 mod object;
@@ -29,8 +38,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use async_trait::async_trait;
-use edge_core::function::{Instance, Services, instantiate};
+use edge_core::function::{Instance, MetricsSink, Services, instantiate};
 use edge_core::log::{Level, LogSink};
+use edge_core::metrics::{DEFAULT_FLUSH_EVERY, MetricsBatch, Recorder};
 use edge_core::model::Runtime;
 use edge_core::platform::{HttpClient, HttpError, OsRandom, url_for_errors};
 use edge_core::policy::POLICY_VARIABLE;
@@ -108,6 +118,119 @@ pub fn config_from_env<F: EdgeFunction>(env: &worker::Env) -> Config {
 thread_local! {
     /// One built function per type per isolate.
     static INSTANCES: RefCell<Vec<Rc<dyn Any>>> = const { RefCell::new(Vec::new()) };
+    /// The isolate's request metrics since its last flush.
+    static RECORDER: Rc<Recorder> = Rc::new(Recorder::new());
+}
+
+/// The service binding to the metrics worker.
+pub const METRICS_BINDING: &str = "METRICS";
+/// The secret isolates present to the metrics worker's ingest endpoint.
+pub const METRICS_INGEST_TOKEN: &str = "METRICS_INGEST_TOKEN";
+/// The variable setting how many records an isolate gathers before it flushes.
+pub const METRICS_FLUSH_EVERY: &str = "METRICS_FLUSH_EVERY";
+
+/// Sends metrics batches to the metrics worker through a service binding.
+struct ServiceBindingSink {
+    fetcher: worker::Fetcher,
+    token: String,
+}
+
+#[async_trait(?Send)]
+impl MetricsSink for ServiceBindingSink {
+    async fn send(&self, batch: &MetricsBatch) -> Result<(), String> {
+        let body = serde_json::to_string(batch).map_err(|e| e.to_string())?;
+        let headers = worker::Headers::new();
+        let auth = format!("Bearer {}", self.token);
+        for (name, value) in [
+            ("authorization", auth.as_str()),
+            ("content-type", "application/json"),
+        ] {
+            headers.set(name, value).map_err(|e| e.to_string())?;
+        }
+        let mut init = worker::RequestInit::new();
+        init.with_method(worker::Method::Post)
+            .with_headers(headers)
+            .with_body(Some(wasm_bindgen::JsValue::from_str(&body)));
+        let response = self
+            .fetcher
+            .fetch("https://metrics/_metrics/ingest", Some(init))
+            .await
+            .map_err(|e| e.to_string())?;
+        match response.status_code() {
+            200..=299 => Ok(()),
+            status => Err(format!("the metrics worker answered {status}")),
+        }
+    }
+}
+
+fn metrics_sink(env: &worker::Env) -> Option<ServiceBindingSink> {
+    Some(ServiceBindingSink {
+        fetcher: env.service(METRICS_BINDING).ok()?,
+        token: env.secret(METRICS_INGEST_TOKEN).ok()?.to_string(),
+    })
+}
+
+fn flush_every(env: &worker::Env) -> u64 {
+    env.var(METRICS_FLUSH_EVERY)
+        .ok()
+        .and_then(|v| v.to_string().parse().ok())
+        .unwrap_or(DEFAULT_FLUSH_EVERY)
+}
+
+/// Flushes the isolate's metrics: always with `force`, else when due.
+async fn flush<F: EdgeFunction + 'static>(instance: &Instance<F>, env: &worker::Env, force: bool) {
+    let recorder = RECORDER.with(Rc::clone);
+    let store = DurableObjectStore::from_env(env);
+    let cache = KvCache::from_env(env);
+    let services = services(&store, &cache, &recorder);
+    let sink = metrics_sink(env);
+    let sink = sink.as_ref().map(|s| s as &dyn MetricsSink);
+    if force {
+        if let Err(reason) = edge_core::function::run_scheduled(instance, &services, sink).await {
+            worker::console_error!("scheduled run failed: {reason}");
+        }
+    } else {
+        edge_core::function::flush_metrics(instance, &services, sink, flush_every(env), false)
+            .await;
+    }
+}
+
+fn services<'a>(
+    store: &'a DurableObjectStore,
+    cache: &'a KvCache,
+    recorder: &'a Recorder,
+) -> Services<'a> {
+    Services {
+        runtime: Runtime::Workers,
+        clock: &DateClock,
+        store,
+        cache,
+        random: &OsRandom,
+        http: &FetchClient,
+        log_sink: &ConsoleSink,
+        metrics: Some(recorder),
+    }
+}
+
+/// The body of a `#[event(scheduled)]` (cron trigger): flushes the
+/// isolate's metrics, then runs the function's scheduled work.
+pub async fn scheduled<F: EdgeFunction + 'static>(env: &worker::Env) {
+    let instance = instance::<F>(env);
+    flush(&instance, env, true).await;
+}
+
+/// After a response: flushes the isolate's metrics in the background when due.
+fn flush_when_due<F: EdgeFunction + 'static>(
+    instance: &Rc<Instance<F>>,
+    env: &worker::Env,
+    ctx: &worker::Context,
+) {
+    let due = RECORDER.with(|r| r.due(DateClock.now(), flush_every(env)));
+    if due {
+        let instance = Rc::clone(instance);
+        let env = env.clone();
+        ctx.wait_until(async move { flush(&instance, &env, false).await });
+    }
 }
 
 fn instance<F: EdgeFunction + 'static>(env: &worker::Env) -> Rc<Instance<F>> {
@@ -129,13 +252,16 @@ fn instance<F: EdgeFunction + 'static>(env: &worker::Env) -> Rc<Instance<F>> {
 pub async fn serve<F: EdgeFunction + 'static>(
     req: worker::Request,
     env: &worker::Env,
+    ctx: &worker::Context,
 ) -> worker::Result<worker::Response> {
     let instance = instance::<F>(env);
     let request = match from_worker_request(req).await {
         Ok(request) => request,
         Err(problem) => return to_worker_response(problem.into_response(None)),
     };
-    serve_request(&instance, request, env).await
+    let response = serve_request(&instance, request, env).await;
+    flush_when_due(&instance, env, ctx);
+    response
 }
 
 /// Serves a request already converted to the core model.
@@ -146,15 +272,8 @@ async fn serve_request<F: EdgeFunction + 'static>(
 ) -> worker::Result<worker::Response> {
     let store = DurableObjectStore::from_env(env);
     let cache = KvCache::from_env(env);
-    let services = Services {
-        runtime: Runtime::Workers,
-        clock: &DateClock,
-        store: &store,
-        cache: &cache,
-        random: &OsRandom,
-        http: &FetchClient,
-        log_sink: &ConsoleSink,
-    };
+    let recorder = RECORDER.with(Rc::clone);
+    let services = services(&store, &cache, &recorder);
     let response = edge_core::serve(instance, request, &services).await;
     to_worker_response(response)
 }

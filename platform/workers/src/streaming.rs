@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use wasm_bindgen::JsValue;
 
 use crate::convert::{declared_length, request_head, to_worker_response};
-use crate::{ConsoleSink, instance, serve, serve_request};
+use crate::{ConsoleSink, flush_when_due, instance, serve, serve_request};
 
 /// Serves one request with `F`, streaming a body larger than
 /// [`MAX_BODY_BYTES`] (or of undeclared length that turns out larger)
@@ -22,14 +22,15 @@ use crate::{ConsoleSink, instance, serve, serve_request};
 pub async fn serve_streaming<F: StreamingFunction + 'static>(
     mut req: worker::Request,
     env: &worker::Env,
+    ctx: &worker::Context,
 ) -> worker::Result<worker::Response> {
     let bodiless = matches!(req.method(), worker::Method::Get | worker::Method::Head);
     if bodiless || declared_length(&req).is_some_and(|n| n <= MAX_BODY_BYTES) {
-        return serve::<F>(req, env).await;
+        return serve::<F>(req, env, ctx).await;
     }
     let instance = instance::<F>(env);
     let Ok(function) = instance.as_ref() else {
-        return serve::<F>(req, env).await;
+        return serve::<F>(req, env, ctx).await;
     };
     let head = match request_head(&req) {
         Ok(head) => head,
@@ -59,7 +60,9 @@ pub async fn serve_streaming<F: StreamingFunction + 'static>(
                 return to_worker_response(problem.into_response(None));
             }
         };
-        return serve_request(&instance, request, env).await;
+        let response = serve_request(&instance, request, env).await;
+        flush_when_due(&instance, env, ctx);
+        return response;
     }
     let parts = match head.body(()) {
         Ok(request) => request.into_parts().0,

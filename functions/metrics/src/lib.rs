@@ -1,0 +1,533 @@
+//! Metrics: every function's requests, merged across isolates, exported.
+//!
+//! Each function's platform glue records its requests (route, method,
+//! status, latency) into the isolate's [`Recorder`](edge_core::metrics::Recorder)
+//! and flushes it here — on Workers through a service binding to
+//! `POST /_metrics/ingest`, merged into this worker's Durable Objects; on
+//! Spin straight into the shared key-value store — every `flush_every`
+//! records, when a minute closes, and on the cron trigger. This function
+//! reads the merged per-minute windows and serves them. Routes, relative
+//! to its mount:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /metrics` | Prometheus text, or OpenMetrics when `Accept` asks for `application/openmetrics-text` (or `?format=openmetrics`) |
+//! | `GET /_metrics/snapshot?window=5m` | JSON per (function, route): requests, errors, 429s, p50/p95/p99 |
+//! | `GET /_metrics/series?window=1h` | JSON: p50/p95/p99 per route per minute (the chart's data) |
+//! | `GET /_metrics/alerts` | active (pending, firing) and recently resolved alerts |
+//! | `GET /_metrics/chart` | an HTML page drawing p50/p95/p99 per route over time (inline SVG, no external assets) |
+//! | `POST /_metrics/ingest` | a [`MetricsBatch`] from an isolate; bearer `METRICS_INGEST_TOKEN` |
+//! | `POST /_metrics/evaluate` | runs the cron work now (alerts, pruning); bearer `METRICS_ADMIN_TOKEN` |
+//! | `GET /health` | `200` / `503` `application/health+json` |
+//!
+//! The cron trigger evaluates the policy's alert rules (firing/resolved,
+//! optional webhook) and folds windows past the retention into totals.
+
+pub mod alerts;
+pub mod exposition;
+pub mod policy;
+pub mod view;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use edge_core::metrics::{MetricsBatch, WINDOW_SECONDS, Window, store, window_start};
+use edge_core::model::{json_response, path_segments, query_param};
+use edge_core::platform::{Applied, StoreError, Timestamp, update};
+use edge_core::{Config, ConfigError, Context, EdgeFunction, Problem, Request, Response, Secret};
+use http::{HeaderValue, Method, StatusCode};
+use serde_json::json;
+
+use crate::alerts::{AlertState, STATE_KEY};
+use crate::exposition::{Exposition, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+use crate::policy::{MetricsPolicy, MetricsSection};
+use crate::view::Totals;
+
+#[cfg(feature = "browser")]
+mod browser;
+#[cfg(feature = "spin")]
+mod spin;
+#[cfg(feature = "workers")]
+mod workers;
+
+/// Where windows past the retention are folded.
+pub const TOTALS_KEY: &str = "metrics:totals";
+/// The most windows one ingested batch may carry.
+const MAX_BATCH_WINDOWS: usize = 10;
+/// `Retry-After` when the store is down.
+const RETRY_AFTER_SECS: u64 = 5;
+/// The webhook's optional bearer token.
+pub const WEBHOOK_TOKEN_SECRET: &str = "METRICS_WEBHOOK_TOKEN";
+
+const CHART_HTML: &str = include_str!("chart.html");
+
+/// The metrics function.
+#[derive(Debug)]
+pub struct Metrics {
+    policy: MetricsSection,
+    ingest_token: Option<Secret>,
+    admin_token: Option<Secret>,
+    read_token: Option<Secret>,
+    webhook_token: Option<Secret>,
+}
+
+#[async_trait(?Send)]
+impl EdgeFunction for Metrics {
+    const NAME: &'static str = "metrics";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DEFAULT_POLICY: &'static str = include_str!("../policy.toml");
+    const SECRETS: &'static [&'static str] = &[
+        "METRICS_INGEST_TOKEN",
+        "METRICS_ADMIN_TOKEN",
+        "METRICS_READ_TOKEN",
+        WEBHOOK_TOKEN_SECRET,
+    ];
+
+    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let policy = config.policy::<MetricsPolicy>()?.metrics;
+        let secret = |name: &str| {
+            config
+                .secret(name)
+                .filter(|s| !s.expose().is_empty())
+                .cloned()
+        };
+        Ok(Metrics {
+            ingest_token: secret(&policy.ingest_token_secret),
+            admin_token: secret(&policy.admin_token_secret),
+            read_token: policy.read_token_secret.as_deref().and_then(secret),
+            webhook_token: secret(WEBHOOK_TOKEN_SECRET),
+            policy,
+        })
+    }
+
+    fn route(&self, req: &Request) -> String {
+        match path_segments(req).as_slice() {
+            ["metrics"] => "/metrics".to_owned(),
+            [
+                "_metrics",
+                name @ ("snapshot" | "series" | "alerts" | "chart" | "ingest" | "evaluate"),
+            ] => {
+                format!("/_metrics/{name}")
+            }
+            _ => edge_core::function::default_route(req.uri().path()),
+        }
+    }
+
+    async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let segments: Vec<String> = path_segments(&req)
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        match segments.as_slice() {
+            ["_metrics", "ingest"] => {
+                allow(&req, &[Method::POST])?;
+                self.ingest(&req, ctx).await
+            }
+            ["_metrics", "evaluate"] => {
+                allow(&req, &[Method::POST])?;
+                let token = self
+                    .admin_token
+                    .as_ref()
+                    .ok_or_else(|| disabled("METRICS_ADMIN_TOKEN"))?;
+                Problem::require_bearer(
+                    &req,
+                    token,
+                    "metrics",
+                    "evaluating needs the admin token",
+                )?;
+                let report = self.run_cron(ctx).await.map_err(store_down)?;
+                Ok(json_response(StatusCode::OK, &report))
+            }
+            ["metrics"] | ["_metrics", "snapshot" | "series" | "alerts" | "chart"] => {
+                allow(&req, &[Method::GET, Method::HEAD])?;
+                if let Some(token) = &self.read_token {
+                    Problem::require_bearer(
+                        &req,
+                        token,
+                        "metrics",
+                        "reading metrics needs the read token",
+                    )?;
+                }
+                match segments.as_slice() {
+                    ["metrics"] => self.exposition(&req, ctx).await,
+                    ["_metrics", "snapshot"] => self.snapshot(&req, ctx).await,
+                    ["_metrics", "series"] => self.series(&req, ctx).await,
+                    ["_metrics", "alerts"] => self.alerts(ctx).await,
+                    _ => Ok(html(CHART_HTML)),
+                }
+            }
+            _ => Err(Problem::not_found(req.uri().path())),
+        }
+    }
+
+    async fn absorb_metrics(
+        &self,
+        batch: &MetricsBatch,
+        ctx: &Context<'_>,
+    ) -> Option<Result<(), String>> {
+        Some(
+            store::write_batch(ctx.store(), ctx.clock(), batch, 0)
+                .await
+                .map_err(|e| e.to_string()),
+        )
+    }
+
+    async fn scheduled(&self, ctx: &Context<'_>) -> Result<(), String> {
+        self.run_cron(ctx)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    fn transaction(
+        name: &str,
+        input: &[u8],
+        current: Option<&[u8]>,
+        now: Timestamp,
+    ) -> Result<Applied, String> {
+        match name {
+            store::MERGE_TRANSACTION => store::merge_transaction(name, input, current, now),
+            _ => Err(format!("unknown transaction {name:?}")),
+        }
+    }
+}
+
+fn allow(req: &Request, methods: &[Method]) -> Result<(), Problem> {
+    if methods.contains(req.method()) {
+        Ok(())
+    } else {
+        Err(Problem::method_not_allowed(req.method(), methods))
+    }
+}
+
+fn disabled(secret: &str) -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "disabled", "Disabled").with_detail(format!(
+        "this endpoint is off: the secret {secret} is not set"
+    ))
+}
+
+fn store_down(_: StoreError) -> Problem {
+    Problem::store_unavailable(RETRY_AFTER_SECS)
+}
+
+fn html(body: &str) -> Response {
+    let mut response = Response::new(body.as_bytes().to_vec().into());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    response.headers_mut().insert(
+        http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'"),
+    );
+    response
+}
+
+fn text(body: String, content_type: &'static str) -> Response {
+    let mut response = Response::new(body.into_bytes().into());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+impl Metrics {
+    fn retention(&self) -> Duration {
+        self.policy.retention.0
+    }
+
+    /// `?window=` as a duration in 1m..=retention (default `default`).
+    fn window_param(&self, req: &Request, default: Duration) -> Result<Duration, Problem> {
+        let Some(text) = query_param(req, "window") else {
+            return Ok(default);
+        };
+        let window = humantime::parse_duration(text).map_err(|_| {
+            Problem::bad_request(
+                "invalid-parameter",
+                format!("window={text:?} is not a duration such as 5m"),
+            )
+            .with_extension("field", "window")
+        })?;
+        if window < Duration::from_secs(WINDOW_SECONDS) || window > self.retention() {
+            return Err(Problem::bad_request(
+                "invalid-parameter",
+                format!(
+                    "window={text:?} must be between 1m and the retention ({})",
+                    humantime::format_duration(self.retention())
+                ),
+            )
+            .with_extension("field", "window"));
+        }
+        Ok(window)
+    }
+
+    /// The windows of the last `span` (the current one included).
+    async fn recent_windows(
+        &self,
+        ctx: &Context<'_>,
+        span: Duration,
+    ) -> Result<(Vec<Window>, u64, u64), StoreError> {
+        let now = ctx.clock().now();
+        let current = window_start(now);
+        let count = span.as_secs().div_ceil(WINDOW_SECONDS).max(1);
+        let from = current.saturating_sub((count - 1) * WINDOW_SECONDS);
+        let index = store::read_index(ctx.store()).await?;
+        let windows = store::read_windows(ctx.store(), &index, from, current).await?;
+        Ok((windows, from, now.0.as_secs().max(from + 1)))
+    }
+
+    async fn totals(&self, ctx: &Context<'_>) -> Result<Totals, StoreError> {
+        Ok(match ctx.store().get(TOTALS_KEY).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            None => Totals::default(),
+        })
+    }
+
+    async fn alert_state(&self, ctx: &Context<'_>) -> Result<AlertState, StoreError> {
+        Ok(match ctx.store().get(STATE_KEY).await? {
+            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+            None => AlertState::default(),
+        })
+    }
+
+    async fn ingest(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let token = self
+            .ingest_token
+            .as_ref()
+            .ok_or_else(|| disabled("METRICS_INGEST_TOKEN"))?;
+        Problem::require_bearer(req, token, "metrics", "ingesting needs the ingest token")?;
+        let batch: MetricsBatch = serde_json::from_slice(req.body()).map_err(|e| {
+            Problem::bad_request(
+                "invalid-batch",
+                format!("the body is not a metrics batch: {e}"),
+            )
+        })?;
+        if batch.source.is_empty() || batch.windows.len() > MAX_BATCH_WINDOWS {
+            return Err(Problem::bad_request(
+                "invalid-batch",
+                format!("a batch needs a source and at most {MAX_BATCH_WINDOWS} windows"),
+            ));
+        }
+        let now = ctx.clock().now().0.as_secs();
+        let oldest = now.saturating_sub(self.retention().as_secs());
+        if let Some(w) = batch
+            .windows
+            .iter()
+            .find(|w| w.start < oldest || w.start > now + WINDOW_SECONDS)
+        {
+            return Err(Problem::bad_request(
+                "invalid-batch",
+                format!(
+                    "window {} is outside the retention or in the future",
+                    w.start
+                ),
+            ));
+        }
+        store::write_batch(ctx.store(), ctx.clock(), &batch, 0)
+            .await
+            .map_err(store_down)?;
+        Ok(json_response(
+            StatusCode::ACCEPTED,
+            &json!({ "requests": batch.requests(), "windows": batch.windows.len() }),
+        ))
+    }
+
+    async fn exposition(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let openmetrics = match query_param(req, "format") {
+            Some("openmetrics") => true,
+            Some("prometheus") | None => {
+                req.headers()
+                    .get(http::header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("application/openmetrics-text"))
+                    && query_param(req, "format").is_none()
+            }
+            Some(other) => {
+                return Err(Problem::bad_request(
+                    "invalid-parameter",
+                    format!("format={other:?} must be prometheus or openmetrics"),
+                )
+                .with_extension("field", "format"));
+            }
+        };
+        let totals = self.totals(ctx).await.map_err(store_down)?;
+        // Every indexed window not folded yet (pruning may lag the
+        // retention), so the counters never go back.
+        let index = store::read_index(ctx.store()).await.map_err(store_down)?;
+        let mut all = store::read_windows(ctx.store(), &index, 0, u64::MAX)
+            .await
+            .map_err(store_down)?;
+        all.retain(|w| !totals.folded(w.start));
+        let mut counters = totals.series;
+        for window in &all {
+            for (key, sketch) in &window.series {
+                let entry = counters.entry(key.clone()).or_default();
+                entry.0 += sketch.count();
+                entry.1 += sketch.sum();
+            }
+        }
+        let oldest_recent = window_start(ctx.clock().now()).saturating_sub(
+            self.policy
+                .summary_window
+                .0
+                .as_secs()
+                .saturating_sub(WINDOW_SECONDS),
+        );
+        let recent = &all[all.partition_point(|w| w.start < oldest_recent)..];
+        let e = Exposition {
+            counters,
+            recent: view::by_route(recent),
+            gauges: view::latest_gauges(&all),
+            firing: self.alert_state(ctx).await.map_err(store_down)?.firing(),
+        };
+        Ok(if openmetrics {
+            text(exposition::openmetrics_text(&e), OPENMETRICS_CONTENT_TYPE)
+        } else {
+            text(exposition::prometheus_text(&e), PROMETHEUS_CONTENT_TYPE)
+        })
+    }
+
+    async fn snapshot(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let span = self.window_param(req, self.policy.summary_window.0)?;
+        let (windows, from, to) = self.recent_windows(ctx, span).await.map_err(store_down)?;
+        let firing = self.alert_state(ctx).await.map_err(store_down)?.firing();
+        Ok(json_response(
+            StatusCode::OK,
+            &view::snapshot(&windows, from, to, firing),
+        ))
+    }
+
+    async fn series(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let span = self.window_param(req, self.retention())?;
+        let (windows, _, _) = self.recent_windows(ctx, span).await.map_err(store_down)?;
+        Ok(json_response(StatusCode::OK, &view::series(&windows)))
+    }
+
+    async fn alerts(&self, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let state = self.alert_state(ctx).await.map_err(store_down)?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "evaluated_at": state.evaluated_at_ms.map(|ms| Timestamp::from_millis(ms).to_rfc3339()),
+                "firing": state.firing(),
+                "active": state.active.values().map(alerts::alert_json).collect::<Vec<_>>(),
+                "resolved": state.resolved.iter().rev().map(alerts::alert_json).collect::<Vec<_>>(),
+            }),
+        ))
+    }
+
+    /// The cron trigger's work: evaluate the alert rules (webhook on
+    /// transitions), then fold windows past the retention into totals.
+    async fn run_cron(&self, ctx: &Context<'_>) -> Result<serde_json::Value, StoreError> {
+        let now = ctx.clock().now();
+        let longest = self
+            .policy
+            .alerts
+            .iter()
+            .map(|r| r.window.0)
+            .max()
+            .unwrap_or(Duration::from_secs(WINDOW_SECONDS));
+        let (windows, _, _) = self.recent_windows(ctx, longest).await?;
+        let rules = &self.policy.alerts;
+        let mut transitions = Vec::new();
+        update(ctx.store(), STATE_KEY, 16, |current| {
+            let mut state: AlertState = current
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            transitions = alerts::evaluate(rules, &windows, &mut state, now);
+            (
+                serde_json::to_vec(&state).unwrap_or_default(),
+                state.firing(),
+            )
+        })
+        .await?;
+        for alert in &transitions {
+            ctx.log().warn(
+                "alert",
+                json!({ "alert": alert.name, "state": alerts::alert_json(alert)["status"], "function": alert.function, "route": alert.route, "value": alert.value }),
+            );
+        }
+        if !transitions.is_empty() {
+            self.notify(ctx, &transitions).await;
+        }
+        let pruned = self.prune(ctx, now).await?;
+        let state = self.alert_state(ctx).await?;
+        Ok(json!({
+            "evaluated_at": now.to_rfc3339(),
+            "transitions": transitions.iter().map(alerts::alert_json).collect::<Vec<_>>(),
+            "firing": state.firing(),
+            "pruned_windows": pruned,
+        }))
+    }
+
+    async fn notify(&self, ctx: &Context<'_>, transitions: &[alerts::Alert]) {
+        let Some(url) = &self.policy.webhook else {
+            return;
+        };
+        let body = serde_json::to_vec(&alerts::webhook_body(transitions)).unwrap_or_default();
+        let mut builder = http::Request::builder()
+            .method(Method::POST)
+            .uri(url)
+            .header(http::header::CONTENT_TYPE, "application/json");
+        if let Some(token) = &self.webhook_token {
+            builder = builder.header(
+                http::header::AUTHORIZATION,
+                format!("Bearer {}", token.expose()),
+            );
+        }
+        let Ok(request) = builder.body(body.into()) else {
+            return;
+        };
+        match ctx.http().send(request).await {
+            Ok(response) if response.status().is_success() => {}
+            Ok(response) => ctx.log().warn(
+                "alert webhook refused",
+                json!({ "status": response.status().as_u16() }),
+            ),
+            Err(e) => ctx
+                .log()
+                .warn("alert webhook failed", json!({ "reason": e.to_string() })),
+        }
+    }
+
+    /// Folds windows older than the retention into [`TOTALS_KEY`] and
+    /// deletes them; returns how many.
+    async fn prune(&self, ctx: &Context<'_>, now: Timestamp) -> Result<usize, StoreError> {
+        let oldest = window_start(now).saturating_sub(self.retention().as_secs());
+        let index = store::read_index(ctx.store()).await?;
+        let old: Vec<u64> = index
+            .windows
+            .range(..oldest)
+            .map(|(start, _)| *start)
+            .collect();
+        if old.is_empty() {
+            return Ok(0);
+        }
+        let windows = store::read_windows(ctx.store(), &index, 0, oldest.saturating_sub(1)).await?;
+        update(ctx.store(), TOTALS_KEY, 16, |current| {
+            let mut totals: Totals = current
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            for window in &windows {
+                totals.add(window);
+            }
+            totals.folded_through = old.last().copied().max(totals.folded_through);
+            (serde_json::to_vec(&totals).unwrap_or_default(), ())
+        })
+        .await?;
+        store::update_index(ctx.store(), |index| {
+            for start in &old {
+                index.windows.remove(start);
+            }
+        })
+        .await?;
+        for start in &old {
+            for key in index.keys(*start) {
+                ctx.store().delete(&key).await?;
+            }
+        }
+        Ok(old.len())
+    }
+}

@@ -1,0 +1,226 @@
+//! What the endpoints show, computed from merged windows: per-route
+//! statistics, the JSON snapshot, the chart's time series and the
+//! cumulative counters behind the exposition.
+
+use std::collections::BTreeMap;
+
+use edge_core::metrics::{GaugeValue, LatencySketch, SeriesKey, WINDOW_SECONDS, Window};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// The quantiles every view reports.
+pub const QUANTILES: [(f64, &str); 3] = [(0.5, "p50"), (0.95, "p95"), (0.99, "p99")];
+
+/// One (function, route)'s numbers over some windows.
+#[derive(Debug, Clone, Default)]
+pub struct RouteStats {
+    /// Requests.
+    pub requests: u64,
+    /// 5xx answers.
+    pub errors: u64,
+    /// 429 answers.
+    pub rate_limited: u64,
+    /// Requests per status.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Latencies, merged.
+    pub latency: LatencySketch,
+}
+
+impl RouteStats {
+    fn add(&mut self, key: &SeriesKey, sketch: &LatencySketch) {
+        let n = sketch.count();
+        self.requests += n;
+        if key.is_error() {
+            self.errors += n;
+        }
+        if key.is_rate_limited() {
+            self.rate_limited += n;
+        }
+        *self.statuses.entry(key.status).or_default() += n;
+        self.latency.merge(sketch);
+    }
+
+    /// Errors over requests (0 without requests).
+    pub fn error_rate(&self) -> f64 {
+        ratio(self.errors, self.requests)
+    }
+
+    /// 429s over requests (0 without requests).
+    pub fn rate_limited_rate(&self) -> f64 {
+        ratio(self.rate_limited, self.requests)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// Statistics per (function, route) over `windows`.
+pub fn by_route(windows: &[Window]) -> BTreeMap<(String, String), RouteStats> {
+    let mut routes: BTreeMap<(String, String), RouteStats> = BTreeMap::new();
+    for window in windows {
+        for (key, sketch) in &window.series {
+            routes
+                .entry((key.function.clone(), key.route.clone()))
+                .or_default()
+                .add(key, sketch);
+        }
+    }
+    routes
+}
+
+/// The latest value of every gauge over `windows`.
+pub fn latest_gauges(windows: &[Window]) -> BTreeMap<(String, String), GaugeValue> {
+    let mut gauges: BTreeMap<(String, String), GaugeValue> = BTreeMap::new();
+    for window in windows {
+        for (key, gauge) in &window.gauges {
+            let newer = gauges.get(key).is_none_or(|g| gauge.at_ms >= g.at_ms);
+            if newer {
+                gauges.insert(key.clone(), *gauge);
+            }
+        }
+    }
+    gauges
+}
+
+fn ms(seconds: Option<f64>) -> Value {
+    seconds.map_or(Value::Null, |s| json!((s * 1e6).round() / 1e3))
+}
+
+fn latency_json(sketch: &LatencySketch) -> Value {
+    let mut latency = serde_json::Map::new();
+    for (q, name) in QUANTILES {
+        latency.insert(name.to_owned(), ms(sketch.quantile(q)));
+    }
+    latency.insert("max".to_owned(), ms(sketch.max()));
+    let mean = (sketch.count() > 0).then(|| sketch.sum() / sketch.count() as f64);
+    latency.insert("mean".to_owned(), ms(mean));
+    Value::Object(latency)
+}
+
+/// The snapshot over `windows` (the span `from..to`, seconds).
+pub fn snapshot(windows: &[Window], from: u64, to: u64, firing: usize) -> Value {
+    let span = to.saturating_sub(from).max(1) as f64;
+    let routes: Vec<Value> = by_route(windows)
+        .into_iter()
+        .map(|((function, route), stats)| {
+            json!({
+                "function": function,
+                "route": route,
+                "requests": stats.requests,
+                "requests_per_second": (stats.requests as f64 / span * 1000.0).round() / 1000.0,
+                "errors": stats.errors,
+                "rate_limited": stats.rate_limited,
+                "error_rate": stats.error_rate(),
+                "statuses": stats.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                "latency_ms": latency_json(&stats.latency),
+            })
+        })
+        .collect();
+    let gauges: Vec<Value> = latest_gauges(windows)
+        .into_iter()
+        .map(|((function, name), g)| json!({ "function": function, "name": name, "value": g.value, "at_ms": g.at_ms }))
+        .collect();
+    json!({
+        "from": edge_core::Timestamp(std::time::Duration::from_secs(from)).to_rfc3339(),
+        "to": edge_core::Timestamp(std::time::Duration::from_secs(to)).to_rfc3339(),
+        "window_seconds": to.saturating_sub(from),
+        "requests": windows.iter().map(Window::requests).sum::<u64>(),
+        "routes": routes,
+        "gauges": gauges,
+        "alerts_firing": firing,
+    })
+}
+
+/// The chart's data: per (function, route), one point per window.
+pub fn series(windows: &[Window]) -> Value {
+    let mut lines: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+    for window in windows {
+        for ((function, route), stats) in by_route(std::slice::from_ref(window)) {
+            let mut point =
+                json!({ "t": window.start, "requests": stats.requests, "errors": stats.errors });
+            for (q, name) in QUANTILES {
+                point[name] = ms(stats.latency.quantile(q));
+            }
+            lines.entry((function, route)).or_default().push(point);
+        }
+    }
+    json!({
+        "step_seconds": WINDOW_SECONDS,
+        "routes": lines.into_iter().map(|((function, route), points)| json!({
+            "function": function, "route": route, "points": points,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// Counts and sums folded in from windows past the retention, so the
+/// exposition's counters never go back.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Per series: requests and the latency sum (seconds).
+    #[serde(with = "series_list")]
+    pub series: BTreeMap<SeriesKey, (u64, f64)>,
+    /// The last window folded in (its start, seconds): windows up to it
+    /// are counted here, not read again.
+    #[serde(default)]
+    pub folded_through: Option<u64>,
+}
+
+impl Totals {
+    /// Adds a window's counts and sums.
+    pub fn add(&mut self, window: &Window) {
+        if self.folded(window.start) {
+            return;
+        }
+        for (key, sketch) in &window.series {
+            let entry = self.series.entry(key.clone()).or_default();
+            entry.0 += sketch.count();
+            entry.1 += sketch.sum();
+        }
+    }
+
+    /// Whether the window starting at `start` is already counted here.
+    pub fn folded(&self, start: u64) -> bool {
+        self.folded_through.is_some_and(|through| start <= through)
+    }
+}
+
+mod series_list {
+    use super::*;
+    use serde::{Deserializer, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Entry {
+        #[serde(flatten)]
+        key: SeriesKey,
+        count: u64,
+        sum: f64,
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        map: &BTreeMap<SeriesKey, (u64, f64)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        map.iter()
+            .map(|(key, (count, sum))| Entry {
+                key: key.clone(),
+                count: *count,
+                sum: *sum,
+            })
+            .collect::<Vec<_>>()
+            .serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<SeriesKey, (u64, f64)>, D::Error> {
+        Ok(Vec::<Entry>::deserialize(d)?
+            .into_iter()
+            .map(|e| (e.key, (e.count, e.sum)))
+            .collect())
+    }
+}

@@ -1,0 +1,488 @@
+//! Request metrics every function records, and the shapes they travel in.
+//!
+//! [`serve`](crate::serve) records each request (function, route, method,
+//! status, latency) into the isolate's [`Recorder`]; the platform glue
+//! flushes it — when [`Recorder::due`] says enough records are waiting, a
+//! window has closed, or the cron trigger fires — to the aggregator, which
+//! merges batches from every isolate into per-minute [`Window`]s kept by
+//! [`store`]. Counts merge exactly and latencies are
+//! [`LatencySketch`]es, whose quantiles stay within 1 % after merging.
+//!
+//! Labels are bounded: a route is at most [`MAX_ROUTE_LEN`] bytes and a
+//! window holds at most [`MAX_SERIES`] series per function; past that,
+//! requests count under the route [`OVERFLOW_ROUTE`], so a flood of
+//! distinct paths cannot grow memory.
+
+pub mod sketch;
+pub mod store;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::platform::Timestamp;
+pub use sketch::LatencySketch;
+
+/// Records are grouped in windows of this many seconds.
+pub const WINDOW_SECONDS: u64 = 60;
+/// The most series (function, route, method, status) a window holds per function.
+pub const MAX_SERIES: usize = 256;
+/// The most gauges a window holds per function.
+pub const MAX_GAUGES: usize = 32;
+/// Longer routes are cut to this many bytes.
+pub const MAX_ROUTE_LEN: usize = 64;
+/// The route requests count under once a window has [`MAX_SERIES`] series.
+pub const OVERFLOW_ROUTE: &str = "(other)";
+/// Records an isolate gathers before it flushes, unless told otherwise.
+pub const DEFAULT_FLUSH_EVERY: u64 = 1000;
+/// The most windows a recorder keeps while its flushes fail.
+const MAX_PENDING_WINDOWS: usize = 5;
+
+/// What one series is counted by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SeriesKey {
+    /// The function that served the request.
+    pub function: String,
+    /// The route (a template such as `/counters/{key}`, not the raw path).
+    pub route: String,
+    /// The request method (`OTHER` for non-standard ones).
+    pub method: String,
+    /// The response status.
+    pub status: u16,
+}
+
+impl SeriesKey {
+    /// Whether the status counts as an error (5xx).
+    pub fn is_error(&self) -> bool {
+        self.status >= 500
+    }
+    /// Whether the status is a rate-limit refusal (429).
+    pub fn is_rate_limited(&self) -> bool {
+        self.status == 429
+    }
+}
+
+/// A gauge's latest value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GaugeValue {
+    /// The value.
+    pub value: f64,
+    /// When it was set (ms since the epoch); the latest wins on merge.
+    pub at_ms: u64,
+}
+
+/// One window of one or more functions' metrics.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Window {
+    /// Start of the window, seconds since the epoch (a multiple of [`WINDOW_SECONDS`]).
+    pub start: u64,
+    /// Latencies (and so counts) per series.
+    pub series: BTreeMap<SeriesKey, LatencySketch>,
+    /// Gauges per (function, name).
+    pub gauges: BTreeMap<(String, String), GaugeValue>,
+}
+
+impl Window {
+    /// An empty window starting at `start`.
+    pub fn new(start: u64) -> Self {
+        Window {
+            start,
+            ..Window::default()
+        }
+    }
+
+    /// The sketch for `key`, or for its function's overflow route when the
+    /// function already has [`MAX_SERIES`] series.
+    fn sketch_mut(&mut self, key: SeriesKey) -> &mut LatencySketch {
+        if !self.series.contains_key(&key) {
+            let of_function = self
+                .series
+                .keys()
+                .filter(|k| k.function == key.function)
+                .count();
+            if of_function >= MAX_SERIES {
+                let overflow = SeriesKey {
+                    route: OVERFLOW_ROUTE.to_owned(),
+                    ..key
+                };
+                return self.series.entry(overflow).or_default();
+            }
+        }
+        self.series.entry(key).or_default()
+    }
+
+    /// Adds `other`'s series and gauges (latest gauge wins).
+    pub fn merge(&mut self, other: &Window) {
+        for (key, sketch) in &other.series {
+            self.sketch_mut(key.clone()).merge(sketch);
+        }
+        for (key, gauge) in &other.gauges {
+            self.set_gauge(key.clone(), *gauge);
+        }
+    }
+
+    fn set_gauge(&mut self, key: (String, String), gauge: GaugeValue) {
+        if let Some(current) = self.gauges.get_mut(&key) {
+            if gauge.at_ms >= current.at_ms {
+                *current = gauge;
+            }
+            return;
+        }
+        let of_function = self.gauges.keys().filter(|k| k.0 == key.0).count();
+        if of_function < MAX_GAUGES {
+            self.gauges.insert(key, gauge);
+        }
+    }
+
+    /// How many requests the window counts.
+    pub fn requests(&self) -> u64 {
+        self.series.values().map(LatencySketch::count).sum()
+    }
+}
+
+/// The wire form of a [`Window`].
+#[derive(Serialize, Deserialize)]
+struct WireWindow {
+    start: u64,
+    #[serde(default)]
+    series: Vec<WireSeries>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    gauges: Vec<WireGauge>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireSeries {
+    #[serde(flatten)]
+    key: SeriesKey,
+    latency: LatencySketch,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireGauge {
+    function: String,
+    name: String,
+    #[serde(flatten)]
+    value: GaugeValue,
+}
+
+impl Serialize for Window {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        WireWindow {
+            start: self.start,
+            series: self
+                .series
+                .iter()
+                .map(|(key, latency)| WireSeries {
+                    key: key.clone(),
+                    latency: latency.clone(),
+                })
+                .collect(),
+            gauges: self
+                .gauges
+                .iter()
+                .map(|((function, name), value)| WireGauge {
+                    function: function.clone(),
+                    name: name.clone(),
+                    value: *value,
+                })
+                .collect(),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Window {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireWindow::deserialize(deserializer)?;
+        if wire.start % WINDOW_SECONDS != 0 {
+            return Err(serde::de::Error::custom(format!(
+                "window start {} is not a multiple of {WINDOW_SECONDS}",
+                wire.start
+            )));
+        }
+        let mut window = Window::new(wire.start);
+        for series in wire.series {
+            let key = bounded_key(
+                &series.key.function,
+                &series.key.route,
+                &series.key.method,
+                series.key.status,
+            );
+            window.sketch_mut(key).merge(&series.latency);
+        }
+        for gauge in wire.gauges {
+            if gauge.value.value.is_finite() {
+                window.set_gauge((label(&gauge.function), label(&gauge.name)), gauge.value);
+            }
+        }
+        Ok(window)
+    }
+}
+
+/// A batch one isolate flushes: its windows since the last flush.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsBatch {
+    /// The function that recorded it.
+    pub source: String,
+    /// Its windows, oldest first.
+    pub windows: Vec<Window>,
+}
+
+impl MetricsBatch {
+    /// How many requests the batch counts.
+    pub fn requests(&self) -> u64 {
+        self.windows.iter().map(Window::requests).sum()
+    }
+}
+
+/// A label value cut to [`MAX_ROUTE_LEN`] bytes at a character boundary,
+/// control characters replaced.
+pub fn label(value: &str) -> String {
+    let mut end = value.len().min(MAX_ROUTE_LEN);
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    value[..end]
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+fn bounded_key(function: &str, route: &str, method: &str, status: u16) -> SeriesKey {
+    const METHODS: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    SeriesKey {
+        function: label(function),
+        route: label(route),
+        method: METHODS
+            .iter()
+            .find(|m| **m == method)
+            .map_or("OTHER", |m| m)
+            .to_owned(),
+        status: if (100..=599).contains(&status) {
+            status
+        } else {
+            0
+        },
+    }
+}
+
+/// The start of the window holding `at`.
+pub fn window_start(at: Timestamp) -> u64 {
+    let seconds = at.0.as_secs();
+    seconds - seconds % WINDOW_SECONDS
+}
+
+/// One isolate's metrics since its last flush. Single-threaded (wasm
+/// isolates are); bounded by [`MAX_SERIES`] per window and a few windows.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    state: RefCell<RecorderState>,
+}
+
+#[derive(Debug, Default)]
+struct RecorderState {
+    windows: Vec<Window>,
+    pending: u64,
+}
+
+impl RecorderState {
+    fn window(&mut self, at: Timestamp) -> &mut Window {
+        let start = window_start(at);
+        let position = match self.windows.iter().rposition(|w| w.start == start) {
+            Some(i) => i,
+            None => {
+                self.windows.push(Window::new(start));
+                self.windows.sort_by_key(|w| w.start);
+                if self.windows.len() > MAX_PENDING_WINDOWS {
+                    let dropped = self.windows.remove(0);
+                    self.pending = self.pending.saturating_sub(dropped.requests());
+                }
+                self.windows
+                    .iter()
+                    .rposition(|w| w.start == start)
+                    .unwrap_or(0)
+            }
+        };
+        &mut self.windows[position]
+    }
+}
+
+impl Recorder {
+    /// An empty recorder.
+    pub fn new() -> Self {
+        Recorder::default()
+    }
+
+    /// Records one request.
+    pub fn record(
+        &self,
+        function: &str,
+        route: &str,
+        method: &str,
+        status: u16,
+        seconds: f64,
+        at: Timestamp,
+    ) {
+        let mut state = self.state.borrow_mut();
+        let window = state.window(at);
+        // Most requests hit a series the window has: find it without allocating.
+        let found = window.series.iter_mut().find(|(k, _)| {
+            k.status == status && k.route == route && k.method == method && k.function == function
+        });
+        match found {
+            Some((_, sketch)) => sketch.record(seconds),
+            None => window
+                .sketch_mut(bounded_key(function, route, method, status))
+                .record(seconds),
+        }
+        state.pending += 1;
+    }
+
+    /// Sets a gauge of `function`.
+    pub fn set_gauge(&self, function: &str, name: &str, value: f64, at: Timestamp) {
+        if !value.is_finite() {
+            return;
+        }
+        let mut state = self.state.borrow_mut();
+        state.window(at).set_gauge(
+            (label(function), label(name)),
+            GaugeValue {
+                value,
+                at_ms: at.as_millis(),
+            },
+        );
+    }
+
+    /// Records waiting to be flushed.
+    pub fn pending(&self) -> u64 {
+        self.state.borrow().pending
+    }
+
+    /// Whether a flush is due: `flush_every` records are waiting, or a
+    /// window before the current one holds any.
+    pub fn due(&self, now: Timestamp, flush_every: u64) -> bool {
+        let state = self.state.borrow();
+        state.pending >= flush_every.max(1)
+            || state
+                .windows
+                .first()
+                .is_some_and(|w| w.start < window_start(now) && !w.series.is_empty())
+    }
+
+    /// Takes everything recorded so far, leaving the recorder empty.
+    pub fn take(&self, source: &str) -> Option<MetricsBatch> {
+        let mut state = self.state.borrow_mut();
+        state.pending = 0;
+        let windows = std::mem::take(&mut state.windows);
+        if windows
+            .iter()
+            .all(|w| w.series.is_empty() && w.gauges.is_empty())
+        {
+            return None;
+        }
+        Some(MetricsBatch {
+            source: label(source),
+            windows,
+        })
+    }
+
+    /// Puts back a batch whose flush failed, to go with the next one
+    /// (the oldest windows are dropped past a few).
+    pub fn restore(&self, batch: MetricsBatch) {
+        let mut state = self.state.borrow_mut();
+        for window in batch.windows {
+            let requests = window.requests();
+            let at = Timestamp(std::time::Duration::from_secs(window.start));
+            state.window(at).merge(&window);
+            state.pending += requests;
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn at(s: u64) -> Timestamp {
+        Timestamp(std::time::Duration::from_secs(s))
+    }
+
+    #[test]
+    fn records_per_series_and_window() {
+        let r = Recorder::new();
+        r.record("f", "/a", "GET", 200, 0.01, at(600));
+        r.record("f", "/a", "GET", 200, 0.02, at(610));
+        r.record("f", "/a", "GET", 500, 0.5, at(620));
+        r.record("f", "/a", "GET", 200, 0.03, at(660));
+        assert_eq!(r.pending(), 4);
+        assert!(r.due(at(661), 1000), "an earlier window is closed");
+        assert!(!r.due(at(619), 1000));
+        assert!(r.due(at(619), 4));
+        let batch = r.take("f").unwrap();
+        assert_eq!(batch.windows.len(), 2);
+        assert_eq!(batch.windows[0].start, 600);
+        assert_eq!(batch.windows[0].series.len(), 2);
+        assert_eq!(batch.requests(), 4);
+        assert_eq!(r.pending(), 0);
+        assert!(r.take("f").is_none());
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        let r = Recorder::new();
+        for i in 0..10_000 {
+            r.record("f", &format!("/p{i}"), "GET", 200, 0.001, at(0));
+        }
+        r.record("f", &"x".repeat(1000), "BREW", 999, 0.001, at(0));
+        let batch = r.take("f").unwrap();
+        let window = &batch.windows[0];
+        // The overflow route holds a series per method and status.
+        assert_eq!(window.series.len(), MAX_SERIES + 2);
+        let overflow: u64 = window
+            .series
+            .iter()
+            .filter(|(k, _)| k.route == OVERFLOW_ROUTE)
+            .map(|(_, s)| s.count())
+            .sum();
+        assert_eq!(overflow, 10_000 - MAX_SERIES as u64 + 1);
+        assert!(
+            window
+                .series
+                .keys()
+                .any(|k| k.method == "OTHER" && k.status == 0)
+        );
+        assert_eq!(batch.requests(), 10_001);
+    }
+
+    #[test]
+    fn window_round_trips_and_merges_exactly() {
+        let r = Recorder::new();
+        r.record("f", "/a", "GET", 200, 0.01, at(0));
+        r.set_gauge("f", "queue", 3.0, at(1));
+        let mut w = r.take("f").unwrap().windows.remove(0);
+        let json = serde_json::to_string(&w).unwrap();
+        let back: Window = serde_json::from_str(&json).unwrap();
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+        w.merge(&back);
+        assert_eq!(w.requests(), 2);
+        assert_eq!(w.gauges.len(), 1);
+        assert!(serde_json::from_str::<Window>(r#"{"start":7}"#).is_err());
+    }
+
+    #[test]
+    fn restore_keeps_a_failed_flush() {
+        let r = Recorder::new();
+        r.record("f", "/a", "GET", 200, 0.01, at(0));
+        let batch = r.take("f").unwrap();
+        r.record("f", "/a", "GET", 200, 0.01, at(70));
+        r.restore(batch);
+        assert_eq!(r.pending(), 2);
+        let batch = r.take("f").unwrap();
+        assert_eq!(batch.windows.len(), 2);
+        assert_eq!(batch.windows[0].start, 0);
+    }
+}

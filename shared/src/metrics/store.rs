@@ -1,0 +1,217 @@
+//! Where merged metrics live: one key per (window, function, shard) in the
+//! atomic store, merged by a store transaction, and an index of those keys.
+//!
+//! On Workers the aggregator's Durable Objects run [`merge_transaction`]
+//! next to each value (one round trip, serialized per key); on Spin every
+//! component runs it in a compare-and-swap loop on the shared key-value
+//! store, spread over a few shards to keep contention low. Readers find
+//! the keys through [`INDEX_KEY`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{MetricsBatch, Window};
+use crate::platform::{Applied, AtomicStore, Clock, StoreError, Timestamp, Transaction, update};
+
+/// The transaction name the aggregator's store runs.
+pub const MERGE_TRANSACTION: &str = "edge-metrics-merge";
+/// The key listing which window keys exist.
+pub const INDEX_KEY: &str = "metrics:index";
+/// Windows expire from the store after this long, whatever the reader keeps.
+pub const MAX_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The most (function, shard) entries one window indexes.
+const MAX_INDEX_ENTRIES: usize = 256;
+/// Compare-and-swap attempts before a merge gives up.
+const MAX_ATTEMPTS: u32 = 64;
+
+/// The key of one window of one function's shard.
+pub fn window_key(start: u64, function: &str, shard: u32) -> String {
+    format!("metrics:w:{start}:{function}:{shard}")
+}
+
+/// Which window keys exist: window start → `function:shard` entries.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Index {
+    /// Window start → entries.
+    pub windows: BTreeMap<u64, BTreeSet<String>>,
+}
+
+impl Index {
+    /// The store keys of the window starting at `start`.
+    pub fn keys(&self, start: u64) -> Vec<String> {
+        self.windows
+            .get(&start)
+            .into_iter()
+            .flatten()
+            .map(|entry| format!("metrics:w:{start}:{entry}"))
+            .collect()
+    }
+}
+
+/// Merges the window in `input` into the stored one (the store
+/// transaction [`MERGE_TRANSACTION`]); its output is `created` when the
+/// key was new, so the writer indexes it.
+pub fn merge_transaction(
+    _name: &str,
+    input: &[u8],
+    current: Option<&[u8]>,
+    _now: Timestamp,
+) -> Result<Applied, String> {
+    let incoming: Window =
+        serde_json::from_slice(input).map_err(|e| format!("metrics window: {e}"))?;
+    let (mut merged, created) = match current {
+        Some(bytes) => (
+            serde_json::from_slice::<Window>(bytes).map_err(|e| format!("stored window: {e}"))?,
+            false,
+        ),
+        None => (Window::new(incoming.start), true),
+    };
+    merged.merge(&incoming);
+    let value = serde_json::to_vec(&merged).map_err(|e| e.to_string())?;
+    Ok(Applied {
+        value: Some(value),
+        expires_at: Some(Timestamp(
+            Duration::from_secs(incoming.start) + MAX_RETENTION,
+        )),
+        output: if created {
+            b"created".to_vec()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+/// Merges `batch` into the store under `shard` and indexes new keys.
+pub async fn write_batch(
+    store: &dyn AtomicStore,
+    clock: &dyn Clock,
+    batch: &MetricsBatch,
+    shard: u32,
+) -> Result<(), StoreError> {
+    for window in &batch.windows {
+        let input = serde_json::to_vec(window).map_err(|e| StoreError::Corrupt {
+            key: batch.source.clone(),
+            reason: e.to_string(),
+        })?;
+        let key = window_key(window.start, &batch.source, shard);
+        let tx = Transaction {
+            name: MERGE_TRANSACTION,
+            input: &input,
+            run: merge_transaction,
+            clock,
+            max_attempts: MAX_ATTEMPTS,
+        };
+        if store.transact(&key, &tx).await? == b"created" {
+            let entry = format!("{}:{shard}", batch.source);
+            update_index(store, |index| {
+                let entries = index.windows.entry(window.start).or_default();
+                if entries.len() < MAX_INDEX_ENTRIES {
+                    entries.insert(entry.clone());
+                }
+            })
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the index (empty when there is none).
+pub async fn read_index(store: &dyn AtomicStore) -> Result<Index, StoreError> {
+    match store.get(INDEX_KEY).await? {
+        None => Ok(Index::default()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            key: INDEX_KEY.to_owned(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Changes the index in a compare-and-swap loop.
+pub async fn update_index(
+    store: &dyn AtomicStore,
+    mut change: impl FnMut(&mut Index),
+) -> Result<(), StoreError> {
+    update(store, INDEX_KEY, MAX_ATTEMPTS, |current| {
+        let mut index = current
+            .and_then(|bytes| serde_json::from_slice::<Index>(bytes).ok())
+            .unwrap_or_default();
+        change(&mut index);
+        (serde_json::to_vec(&index).unwrap_or_default(), ())
+    })
+    .await
+}
+
+/// The windows starting in `from..=to` (seconds), each merged over its
+/// functions and shards, oldest first.
+pub async fn read_windows(
+    store: &dyn AtomicStore,
+    index: &Index,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Window>, StoreError> {
+    let mut windows = Vec::new();
+    for &start in index.windows.range(from..=to).map(|(start, _)| start) {
+        let mut window = Window::new(start);
+        for key in index.keys(start) {
+            if let Some(bytes) = store.get(&key).await? {
+                let part: Window =
+                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                        key: key.clone(),
+                        reason: e.to_string(),
+                    })?;
+                window.merge(&part);
+            }
+        }
+        windows.push(window);
+    }
+    Ok(windows)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::memory::{FakeClock, MemoryStore};
+    use crate::metrics::Recorder;
+
+    fn at(s: u64) -> Timestamp {
+        Timestamp(Duration::from_secs(s))
+    }
+
+    #[test]
+    fn batches_from_several_isolates_merge_exactly() {
+        futures::executor::block_on(async {
+            let store = MemoryStore::new();
+            let clock = FakeClock::at(at(0));
+            for (isolate, function) in [(0, "a"), (1, "a"), (2, "b")] {
+                let r = Recorder::new();
+                for i in 0..100 {
+                    r.record(function, "/x", "GET", 200, f64::from(i) * 1e-3, at(60));
+                }
+                r.record(function, "/x", "GET", 503, 0.2, at(125));
+                let batch = r.take(function).unwrap();
+                write_batch(&store, &clock, &batch, isolate % 2)
+                    .await
+                    .unwrap();
+            }
+            let index = read_index(&store).await.unwrap();
+            assert_eq!(index.windows.len(), 2);
+            assert_eq!(index.keys(60).len(), 3, "{index:?}");
+            let windows = read_windows(&store, &index, 0, 120).await.unwrap();
+            assert_eq!(windows.len(), 2);
+            assert_eq!(windows[0].requests(), 300);
+            assert_eq!(windows[1].requests(), 3);
+            let a = windows[0]
+                .series
+                .iter()
+                .find(|(k, _)| k.function == "a")
+                .unwrap()
+                .1;
+            assert_eq!(a.count(), 200);
+            let p50 = a.quantile(0.5).unwrap();
+            assert!((p50 / 0.049 - 1.0).abs() <= 0.01, "{p50}");
+        });
+    }
+}
