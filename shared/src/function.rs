@@ -509,6 +509,36 @@ mod tests {
     }
 
     #[test]
+    fn every_request_is_recorded_under_its_route() {
+        let f = platform();
+        let instance = instantiate::<Echo>(&Config::new(Echo::DEFAULT_POLICY));
+        block_on(f.serve(&instance, get("/greet/ann")));
+        block_on(f.serve(&instance, get("/greet/bob")));
+        block_on(f.serve(&instance, get("/fail")));
+        let batch = f.metrics.take("echo").unwrap();
+        let series: Vec<_> = batch.windows[0]
+            .series
+            .iter()
+            .map(|(k, s)| (k.route.as_str(), k.status, s.count()))
+            .collect();
+        assert_eq!(series, [("/fail", 400, 1), ("/greet/*", 200, 2)]);
+    }
+
+    #[test]
+    fn default_routes_keep_one_named_segment() {
+        for (path, route) in [
+            ("/", "/"),
+            ("/health", "/health"),
+            ("/counters/demo", "/counters/*"),
+            ("/api/users/42/", "/api/*"),
+            ("/%F0%9F%92%A9/x", "/*"),
+            (&format!("/{}", "a".repeat(33)), "/*"),
+        ] {
+            assert_eq!(default_route(path), route, "{path}");
+        }
+    }
+
+    #[test]
     fn an_invalid_policy_answers_500_and_logs_the_field() {
         let f = platform();
         let config = Config::new(Echo::DEFAULT_POLICY).with_var("POLICY", "greeting = \"\"");

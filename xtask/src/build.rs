@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use crate::{FUNCTIONS, METRICS_INGEST_DEV_SECRET};
 use crate::util::{cmd, root, run, target_dir};
+use crate::{FUNCTIONS, METRICS_INGEST_DEV_SECRET};
 
 /// Debian's Chromium.
 pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
@@ -24,53 +24,67 @@ fn artifacts() -> PathBuf {
     root().join("target/edge")
 }
 
-/// Builds every function for Spin, the browser and Workers.
+/// Builds every function for Spin, the browser and Workers. The Spin and
+/// browser builds each take one cargo invocation for all functions, so
+/// two crates build (and link, LTO on one codegen unit) side by side on
+/// two cores; worker-build runs per function.
 pub(crate) fn all() -> Result<()> {
+    let spin_dir = artifacts().join("spin");
+    std::fs::create_dir_all(&spin_dir)?;
+    for (name, built) in release_builds("wasm32-wasip2", "spin")? {
+        std::fs::copy(&built, spin_dir.join(format!("{name}.wasm")))
+            .with_context(|| format!("copying {}", built.display()))?;
+    }
+    let browser_builds = release_builds("wasm32-unknown-unknown", "browser")?;
+    for pair in browser_builds.chunks(2) {
+        std::thread::scope(|scope| {
+            let jobs: Vec<_> = pair
+                .iter()
+                .map(|(name, built)| scope.spawn(move || browser(name, built)))
+                .collect();
+            jobs.into_iter().try_for_each(|job| {
+                job.join()
+                    .unwrap_or_else(|_| bail!("a browser build panicked"))
+            })
+        })?;
+    }
     for function in FUNCTIONS {
-        spin(function.name)?;
-        browser(function.name)?;
         worker(function.name)?;
     }
     Ok(())
 }
 
-/// Builds function `name` in release for `target` with one platform
-/// `feature`, returning the `.wasm` cargo wrote.
-fn release_build(name: &str, target: &str, feature: &str) -> Result<PathBuf> {
-    run(cmd("cargo").args([
-        "build",
-        "--release",
-        "--target",
-        target,
-        "-p",
-        name,
-        "--features",
-        feature,
-    ]))?;
+/// Builds every function in release for `target` with its platform
+/// `feature` in one cargo invocation, returning each one's `.wasm`.
+fn release_builds(target: &str, feature: &str) -> Result<Vec<(&'static str, PathBuf)>> {
+    let mut build = cmd("cargo");
+    build.args(["build", "--release", "--target", target]);
+    for function in FUNCTIONS {
+        build
+            .args(["-p", function.name, "--features"])
+            .arg(format!("{}/{feature}", function.name));
+    }
+    run(&mut build)?;
     // Cargo names a library's artifact after the crate, `-` made `_`.
-    let artifact = name.replace('-', "_");
-    Ok(target_dir().join(format!("{target}/release/{artifact}.wasm")))
+    Ok(FUNCTIONS
+        .iter()
+        .map(|f| {
+            let artifact = f.name.replace('-', "_");
+            let wasm = target_dir().join(format!("{target}/release/{artifact}.wasm"));
+            (f.name, wasm)
+        })
+        .collect())
 }
 
-/// The Spin component: `target/edge/spin/NAME.wasm`.
-fn spin(name: &str) -> Result<()> {
-    let built = release_build(name, "wasm32-wasip2", "spin")?;
-    let out = artifacts().join("spin");
-    std::fs::create_dir_all(&out)?;
-    std::fs::copy(&built, out.join(format!("{name}.wasm")))
-        .with_context(|| format!("copying {}", built.display()))?;
-    Ok(())
-}
-
-/// The browser package: `target/edge/browser/NAME/` (wasm-bindgen `--target web`, then `wasm-opt -Oz`).
-fn browser(name: &str) -> Result<()> {
-    let built = release_build(name, "wasm32-unknown-unknown", "browser")?;
+/// The browser package from its release build: `target/edge/browser/NAME/`
+/// (wasm-bindgen `--target web`, then `wasm-opt -Oz`).
+fn browser(name: &str, built: &Path) -> Result<()> {
     let out = artifacts().join("browser").join(name);
     std::fs::create_dir_all(&out)?;
     run(cmd("wasm-bindgen")
         .args(["--target", "web", "--out-name", name, "--out-dir"])
         .arg(&out)
-        .arg(&built))?;
+        .arg(built))?;
     let wasm = out.join(format!("{name}_bg.wasm"));
     run(cmd("wasm-opt")
         .args([

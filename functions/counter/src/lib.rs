@@ -115,6 +115,13 @@ impl EdgeFunction for Counter {
         })
     }
 
+    fn route(&self, req: &Request) -> String {
+        match path_segments(req).as_slice() {
+            ["counters", _] => "/counters/{key}".to_owned(),
+            _ => edge_core::function::default_route(req.uri().path()),
+        }
+    }
+
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
         let key = match path_segments(&req).as_slice() {
             ["counters", key] => self.valid_key(key)?,

@@ -91,6 +91,20 @@ impl EdgeFunction for SpatialQuery {
         })
     }
 
+    fn route(&self, req: &Request) -> String {
+        match path_segments(req).as_slice() {
+            [
+                "assets",
+                kind @ ("radius" | "bbox" | "nearest" | "within" | "query"),
+            ] => {
+                format!("/assets/{kind}")
+            }
+            ["zones", _] => "/zones/{name}".to_owned(),
+            ["_spatial", "blobs", ..] => "/_spatial/blobs/{key}".to_owned(),
+            _ => edge_core::function::default_route(req.uri().path()),
+        }
+    }
+
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
         let segments: Vec<String> = path_segments(&req).into_iter().map(str::to_owned).collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
@@ -200,6 +214,7 @@ impl SpatialQuery {
 
     async fn answer(&self, query: &Query, ctx: &Context<'_>) -> Result<Response, Problem> {
         let page = self.run(query, ctx).await?;
+        ctx.gauge("tile_cache_bytes", self.dataset.cached_bytes() as f64);
         Ok(json_response(StatusCode::OK, &page_json(&page)))
     }
 
