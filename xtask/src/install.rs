@@ -1,8 +1,8 @@
 //! Installs what a fresh machine lacks: wasm targets, worker-build, the
 //! wasm-bindgen CLI matching `Cargo.lock`, the npm tools (`package.json`),
-//! and for tests only Chromium and a Python venv (`target/pyenv`, from
-//! `requirements.txt`). Each step checks first, so a second run costs
-//! seconds.
+//! and for tests only Chromium, PostgreSQL with PostGIS, `promtool` and a
+//! Python venv (`target/pyenv`, from `requirements.txt`). Each step checks
+//! first, so a second run costs seconds.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +40,7 @@ pub(crate) fn all(needs: Needs) -> Result<()> {
     if needs == Needs::Test {
         chromium()?;
         postgis()?;
+        promtool()?;
         python()?;
     }
     Ok(())
@@ -117,6 +118,22 @@ fn postgis() -> Result<()> {
     apt_install(&["postgresql-15", "postgresql-15-postgis-3"])
 }
 
+/// `promtool` (Debian `prometheus`): the metrics tests run `promtool check
+/// metrics` on the exposition. Without recommends, which would add
+/// `prometheus-node-exporter`, a second daemon. The package ships a
+/// `prometheus` service; where an init system runs (not in containers,
+/// whose `policy-rc.d` refuses starts) it listens on :9090, a port nothing
+/// here uses.
+fn promtool() -> Result<()> {
+    if Path::new(PROMTOOL).exists() {
+        return Ok(());
+    }
+    apt_install_only(&["prometheus"])
+}
+
+/// The binary the metrics tests run.
+const PROMTOOL: &str = "/usr/bin/promtool";
+
 /// Files whose presence says PostgreSQL 15 and PostGIS are installed.
 const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin/postgres";
 const POSTGIS_CONTROL: &str = "/usr/share/postgresql/15/extension/postgis.control";
@@ -166,6 +183,15 @@ pub(crate) fn venv(dir: &Path, requirements: &Path) -> Result<()> {
 }
 
 fn apt_install(packages: &[&str]) -> Result<()> {
+    apt_get_install(packages, true)
+}
+
+/// `apt_install` without the packages' recommends.
+fn apt_install_only(packages: &[&str]) -> Result<()> {
+    apt_get_install(packages, false)
+}
+
+fn apt_get_install(packages: &[&str], recommends: bool) -> Result<()> {
     let sudo = output(cmd("id").arg("-u")).is_none_or(|uid| uid.trim() != "0");
     let apt = |args: &[&str]| {
         let mut command = if sudo { cmd("sudo") } else { cmd("apt-get") };
@@ -176,5 +202,9 @@ fn apt_install(packages: &[&str]) -> Result<()> {
         run(&mut command)
     };
     apt(&["update", "-q"])?;
-    apt(&[&["install", "-y", "-q"], packages].concat())
+    let mut install = vec!["install", "-y", "-q"];
+    if !recommends {
+        install.push("--no-install-recommends");
+    }
+    apt(&[install.as_slice(), packages].concat())
 }

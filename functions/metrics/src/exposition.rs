@@ -5,10 +5,15 @@
 //! `edge_requests_rate_limited_total` (429) per function and route,
 //! `edge_request_duration_seconds` (a summary: quantiles 0.5/0.95/0.99 from
 //! the merged sketches over the policy's `summary_window`, within 1 %;
-//! `_sum` and `_count` cumulative), `edge_function_gauge` and
+//! `_sum` and `_count` cumulative), `edge_function_value` (the gauges the
+//! functions set, latest per name; not `edge_function_gauge`, which
+//! `promtool check metrics` flags as a type in the name) and
 //! `edge_alerts_firing`. Counters are cumulative since the aggregator's
 //! first window: windows past the retention are folded into totals, never
-//! dropped.
+//! dropped (but a batch whose window reaches the store after that window
+//! was folded is not counted). `functions/metrics/tests/exposition.rs`
+//! holds both texts to `promtool check metrics` and Python
+//! `prometheus_client`'s parsers.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -192,14 +197,14 @@ fn render(e: &Exposition, format: Format) -> String {
     header(
         &mut out,
         format,
-        "edge_function_gauge",
+        "edge_function_value",
         "gauge",
         None,
-        "Gauges the functions set, latest value.",
+        "Values the functions set as gauges, latest per name.",
     );
     for ((function, name), gauge) in &e.gauges {
         let l = labels(&[("function", function), ("name", name)]);
-        let _ = writeln!(out, "edge_function_gauge{l} {}", float(gauge.value));
+        let _ = writeln!(out, "edge_function_value{l} {}", float(gauge.value));
     }
 
     header(
