@@ -311,7 +311,9 @@ impl Metrics {
             ));
         }
         let now = ctx.clock().now().0.as_secs();
-        let oldest = now.saturating_sub(self.retention().as_secs());
+        // Older than the retention is fine (an idle isolate's last window):
+        // the next prune folds it into the totals.
+        let oldest = now.saturating_sub(store::MAX_RETENTION.as_secs());
         if let Some(w) = batch
             .windows
             .iter()
@@ -320,7 +322,7 @@ impl Metrics {
             return Err(Problem::bad_request(
                 "invalid-batch",
                 format!(
-                    "window {} is outside the retention or in the future",
+                    "window {} is older than the store keeps or in the future",
                     w.start
                 ),
             ));
@@ -359,7 +361,7 @@ impl Metrics {
         let mut all = store::read_windows(ctx.store(), &index, 0, u64::MAX)
             .await
             .map_err(store_down)?;
-        all.retain(|w| !totals.folded(w.start));
+        all.retain(|w| !totals.folding.contains(&w.start));
         let mut counters = totals.series;
         for window in &all {
             for (key, sketch) in &window.series {
@@ -493,41 +495,67 @@ impl Metrics {
     }
 
     /// Folds windows older than the retention into [`TOTALS_KEY`] and
-    /// deletes them; returns how many.
+    /// deletes them; returns how many. The windows are marked `folding` in
+    /// the same write that adds them, so readers never count them twice,
+    /// and a prune cut short is finished by the next one. A batch arriving
+    /// later for a pruned window makes a new key, counted and folded anew.
     async fn prune(&self, ctx: &Context<'_>, now: Timestamp) -> Result<usize, StoreError> {
         let oldest = window_start(now).saturating_sub(self.retention().as_secs());
         let index = store::read_index(ctx.store()).await?;
+        let totals = self.totals(ctx).await?;
+        let unfinished: Vec<u64> = totals.folding.iter().copied().collect();
         let old: Vec<u64> = index
             .windows
             .range(..oldest)
             .map(|(start, _)| *start)
+            .filter(|start| !totals.folding.contains(start))
             .collect();
-        if old.is_empty() {
+        if old.is_empty() && unfinished.is_empty() {
             return Ok(0);
         }
-        let windows = store::read_windows(ctx.store(), &index, 0, oldest.saturating_sub(1)).await?;
+        let windows: Vec<Window> =
+            store::read_windows(ctx.store(), &index, 0, oldest.saturating_sub(1))
+                .await?
+                .into_iter()
+                .filter(|w| old.contains(&w.start))
+                .collect();
         update(ctx.store(), TOTALS_KEY, 16, |current| {
             let mut totals: Totals = current
                 .and_then(|b| serde_json::from_slice(b).ok())
                 .unwrap_or_default();
-            for window in &windows {
+            let fresh: Vec<&Window> = windows
+                .iter()
+                .filter(|w| !totals.folding.contains(&w.start))
+                .collect();
+            for window in fresh {
                 totals.add(window);
             }
-            totals.folded_through = old.last().copied().max(totals.folded_through);
+            totals.folding.extend(&old);
             (serde_json::to_vec(&totals).unwrap_or_default(), ())
         })
         .await?;
+        let done: Vec<u64> = unfinished.into_iter().chain(old).collect();
         store::update_index(ctx.store(), |index| {
-            for start in &old {
+            for start in &done {
                 index.windows.remove(start);
             }
         })
         .await?;
-        for start in &old {
+        for start in &done {
             for key in index.keys(*start) {
                 ctx.store().delete(&key).await?;
             }
         }
-        Ok(old.len())
+        update(ctx.store(), TOTALS_KEY, 16, |current| {
+            let mut totals: Totals = current
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            for start in &done {
+                totals.folding.remove(start);
+            }
+            (serde_json::to_vec(&totals).unwrap_or_default(), ())
+        })
+        .await?;
+        Ok(done.len())
     }
 }

@@ -2,7 +2,7 @@
 //! statistics, the JSON snapshot, the chart's time series and the
 //! cumulative counters behind the exposition.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use edge_core::metrics::{GaugeValue, LatencySketch, SeriesKey, WINDOW_SECONDS, Window};
 use serde::{Deserialize, Serialize};
@@ -164,28 +164,20 @@ pub struct Totals {
     /// Per series: requests and the latency sum (seconds).
     #[serde(with = "series_list")]
     pub series: BTreeMap<SeriesKey, (u64, f64)>,
-    /// The last window folded in (its start, seconds): windows up to it
-    /// are counted here, not read again.
+    /// Windows (starts, seconds) added here whose keys are being deleted:
+    /// readers skip them until the prune that folded them finishes.
     #[serde(default)]
-    pub folded_through: Option<u64>,
+    pub folding: BTreeSet<u64>,
 }
 
 impl Totals {
     /// Adds a window's counts and sums.
     pub fn add(&mut self, window: &Window) {
-        if self.folded(window.start) {
-            return;
-        }
         for (key, sketch) in &window.series {
             let entry = self.series.entry(key.clone()).or_default();
             entry.0 += sketch.count();
             entry.1 += sketch.sum();
         }
-    }
-
-    /// Whether the window starting at `start` is already counted here.
-    pub fn folded(&self, start: u64) -> bool {
-        self.folded_through.is_some_and(|through| start <= through)
     }
 }
 
