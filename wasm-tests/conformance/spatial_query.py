@@ -15,6 +15,8 @@ import os
 
 from geographiclib.geodesic import Geodesic
 
+from cases import case, problem
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ADMIN = "conformance-admin-token"
 AUTH = {"authorization": "Bearer " + ADMIN}
@@ -160,26 +162,6 @@ def page(features, matched=None, nxt=None):
 def cursor(distance_m, uid):
     bits = 0 if distance_m == 0 else int.from_bytes(__import__("struct").pack(">d", distance_m), "big")
     return "%016x%s" % (bits, uid.replace("-", ""))
-
-
-def case(name, method, path, status, json_=None, body=None, headers=None, **extra):
-    request = {"method": method, "path": path}
-    if headers:
-        request["headers"] = headers
-    if body is not None:
-        request["body"] = body
-    expect = {"status": status}
-    if json_ is not None:
-        expect["json"] = json_
-    expect.update(extra)
-    return {"name": name, "request": request, "expect": expect}
-
-
-def problem(kind, field=None):
-    p = {"type": "urn:edge-functions:problem:" + kind}
-    if field:
-        p["field"] = field
-    return p
 
 
 def main():
