@@ -13,6 +13,10 @@
 //! PostGIS's on the same generated assets and queries, tile load time,
 //! ingest rate and the wasm peak linear memory (`bench/spatial`); see
 //! `spatial_query` below.
+//! `cargo xtask bench metrics`: latency-sketch records per second natively
+//! and in wasm beside prometheus-client histograms and hdrhistogram in the
+//! same run, each one's quantile error, and the merge cost
+//! (`bench/metrics`); see `metrics` below.
 //!
 //! It exists so that the native/wasm comparison is one command that builds
 //! what it measures: the `rate-limit-bench` program (`bench/decisions`)
@@ -49,7 +53,9 @@ const USAGE: &str = "usage: cargo xtask bench rate-limit [rate-limit-bench run o
                      cargo xtask bench anonymize [--docs N] [anonymize-bench run options: \
                      --rounds N --seconds F --only detect,text,ndjson]\n       \
                      cargo xtask bench spatial-query [--assets N (1,000,000)] \
-                     [--per-type N (200)] [--large N]";
+                     [--per-type N (200)] [--large N]\n       \
+                     cargo xtask bench metrics [metrics-bench run options: \
+                     --rounds N --seconds F --only ID,ID]";
 
 /// The bench program's package, binary and wasm name.
 const PROGRAM: &str = "rate-limit-bench";
@@ -63,6 +69,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some("auth-check") => auth_check(&args[1..]),
         Some("anonymize") => anonymize(&args[1..]),
         Some("spatial-query") => spatial_query(&args[1..]),
+        Some("metrics") => metrics(&args[1..]),
         _ => bail!(USAGE),
     }
 }
@@ -956,5 +963,59 @@ fn spatial_query(options: &[String]) -> Result<()> {
         "xtask: bench spatial-query took {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// `cargo xtask bench metrics`
+//
+// `metrics-bench` (`bench/metrics`) is built natively and for
+// `wasm32-wasip2` in `bench-o3` and run on both, the wasm under the debug
+// `bench-runner` (it shares `wasm-tests`' wasmtime; the guest only computes,
+// so its speed depends on Cranelift's code, not on how wasmtime was built).
+// Each run prints a JSON report, kept in `target/bench-results/metrics/`;
+// the native program then sets them side by side (also saved as
+// `table.md`). Arguments after `metrics` go to `metrics-bench run` on both.
+
+/// The metrics bench program's package and binary.
+const METRICS_PROGRAM: &str = "metrics-bench";
+
+fn metrics(options: &[String]) -> Result<()> {
+    let targets = target_dir();
+    let results = targets.join("bench-results/metrics");
+    std::fs::create_dir_all(&results)?;
+    for wasm in [false, true] {
+        let mut build = cmd("cargo");
+        build.args(["build", "-p", METRICS_PROGRAM, "--profile", PROFILE]);
+        if wasm {
+            build.args(["--target", "wasm32-wasip2"]);
+        }
+        run_command(&mut build)?;
+    }
+    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))?;
+    let native = targets.join(format!("{PROFILE}/{METRICS_PROGRAM}"));
+    let native = || cmd(&native.to_string_lossy());
+    let mut wasm = cmd(&targets.join("debug/bench-runner").to_string_lossy());
+    wasm.arg(targets.join(format!("wasm32-wasip2/{PROFILE}/{METRICS_PROGRAM}.wasm")));
+    let mut reports = Vec::new();
+    for (runtime, mut command) in [("native", native()), ("wasm", wasm)] {
+        let report = results.join(format!("{runtime}.json"));
+        command.args(["run", "--runtime", runtime]).args(options);
+        capture(&mut command, &report)?;
+        reports.push(report);
+    }
+    let mut text = stdout_of(native().arg("table").args(&reports))?;
+    text.push_str(&format!(
+        "\nThe fastest of the timed rounds (5 by default, about 0.25 s each, after a warm-up, \
+         taken in turns over all rows so that other load on the machine hits them alike; \
+         medians in the reports); std::time::Instant inside the program, one thread; wasm: \
+         wasm32-wasip2 under \
+         wasmtime 48.0.8 (Cranelift, opt-level speed); both bench-o3 (opt-level 3, LTO). \
+         Reports: {}\n",
+        results.display()
+    ));
+    println!();
+    print!("{text}");
+    std::fs::write(results.join("table.md"), &text)?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 //!   test, the conformance suite on all four runtimes included.
 //!
 //! Other subcommands are the steps: `install`, `build`, `build-worker NAME`,
-//! `sizes`, and `bench rate-limit|auth-check|anonymize|spatial-query` (the benchmark tables).
+//! `sizes`, and `bench rate-limit|auth-check|anonymize|spatial-query|metrics` (the benchmark tables).
 
 mod bench;
 mod build;
@@ -107,7 +107,7 @@ fn run(args: &[String]) -> Result<()> {
             build::test(started)
         }
         _ => bail!(
-            "usage: cargo xtask <dev|test|bench rate-limit|install|build|build-worker NAME|sizes>\n\
+            "usage: cargo xtask <dev|test|bench rate-limit|metrics|install|build|build-worker NAME|sizes>\n\
              dev   builds every function for every platform and serves them on 127.0.0.1\n\
              test  lints, builds and runs every test (the conformance suite on all runtimes)"
         ),
