@@ -284,29 +284,143 @@ pub struct Recorder {
 
 #[derive(Debug, Default)]
 struct RecorderState {
-    windows: Vec<Window>,
+    windows: Vec<RecordingWindow>,
     pending: u64,
 }
 
-impl RecorderState {
-    fn window(&mut self, at: Timestamp) -> &mut Window {
-        let start = window_start(at);
-        let position = match self.windows.iter().rposition(|w| w.start == start) {
+/// A window being recorded: series in a vector found through a hash of
+/// their labels, so the per-request path neither allocates nor walks a
+/// tree of strings.
+#[derive(Debug, Default)]
+struct RecordingWindow {
+    start: u64,
+    series: Vec<(SeriesKey, LatencySketch)>,
+    by_hash: std::collections::HashMap<u64, usize, BuildLabelHasher>,
+    gauges: BTreeMap<(String, String), GaugeValue>,
+}
+
+/// FNV-1a over the labels: cheap for short strings, deterministic.
+#[derive(Debug, Default, Clone, Copy)]
+struct BuildLabelHasher;
+
+impl std::hash::BuildHasher for BuildLabelHasher {
+    type Hasher = PassThrough;
+    fn build_hasher(&self) -> PassThrough {
+        PassThrough(0)
+    }
+}
+
+/// The map's keys are already hashes.
+#[derive(Debug)]
+struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+fn label_hash(function: &str, route: &str, method: &str, status: u16) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [
+        function.as_bytes(),
+        route.as_bytes(),
+        method.as_bytes(),
+        &status.to_le_bytes(),
+    ] {
+        for &b in part.iter().chain(&[0xff]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+impl RecordingWindow {
+    fn new(start: u64) -> Self {
+        RecordingWindow {
+            start,
+            ..RecordingWindow::default()
+        }
+    }
+
+    fn sketch(
+        &mut self,
+        function: &str,
+        route: &str,
+        method: &str,
+        status: u16,
+    ) -> &mut LatencySketch {
+        let hash = label_hash(function, route, method, status);
+        let found = self.by_hash.get(&hash).copied().filter(|&i| {
+            let k = &self.series[i].0;
+            k.status == status && k.route == route && k.method == method && k.function == function
+        });
+        let i = match found {
+            Some(i) => i,
+            None => self.insert(hash, bounded_key(function, route, method, status)),
+        };
+        &mut self.series[i].1
+    }
+
+    /// Adds a series (or finds it, when labels were cut or it overflowed).
+    fn insert(&mut self, hash: u64, key: SeriesKey) -> usize {
+        let key = if self.series.len() >= MAX_SERIES {
+            SeriesKey {
+                route: OVERFLOW_ROUTE.to_owned(),
+                ..key
+            }
+        } else {
+            key
+        };
+        let i = match self.series.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
-                self.windows.push(Window::new(start));
-                self.windows.sort_by_key(|w| w.start);
-                if self.windows.len() > MAX_PENDING_WINDOWS {
-                    let dropped = self.windows.remove(0);
-                    self.pending = self.pending.saturating_sub(dropped.requests());
-                }
-                self.windows
-                    .iter()
-                    .rposition(|w| w.start == start)
-                    .unwrap_or(0)
+                self.series.push((key, LatencySketch::new()));
+                self.series.len() - 1
             }
         };
-        &mut self.windows[position]
+        self.by_hash.entry(hash).or_insert(i);
+        i
+    }
+
+    fn into_window(self) -> Window {
+        let mut window = Window::new(self.start);
+        for (key, sketch) in self.series {
+            window.sketch_mut(key).merge(&sketch);
+        }
+        window.gauges = self.gauges;
+        window
+    }
+}
+
+impl RecorderState {
+    fn window(&mut self, at: Timestamp) -> &mut RecordingWindow {
+        let start = window_start(at);
+        if let Some(i) = self.windows.iter().rposition(|w| w.start == start) {
+            return &mut self.windows[i];
+        }
+        self.windows.push(RecordingWindow::new(start));
+        self.windows.sort_by_key(|w| w.start);
+        if self.windows.len() > MAX_PENDING_WINDOWS {
+            let dropped = self.windows.remove(0);
+            let requests: u64 = dropped.series.iter().map(|(_, s)| s.count()).sum();
+            self.pending = self.pending.saturating_sub(requests);
+        }
+        let i = self
+            .windows
+            .iter()
+            .rposition(|w| w.start == start)
+            .unwrap_or(0);
+        &mut self.windows[i]
     }
 }
 
@@ -327,17 +441,10 @@ impl Recorder {
         at: Timestamp,
     ) {
         let mut state = self.state.borrow_mut();
-        let window = state.window(at);
-        // Most requests hit a series the window has: find it without allocating.
-        let found = window.series.iter_mut().find(|(k, _)| {
-            k.status == status && k.route == route && k.method == method && k.function == function
-        });
-        match found {
-            Some((_, sketch)) => sketch.record(seconds),
-            None => window
-                .sketch_mut(bounded_key(function, route, method, status))
-                .record(seconds),
-        }
+        state
+            .window(at)
+            .sketch(function, route, method, status)
+            .record(seconds);
         state.pending += 1;
     }
 
@@ -347,13 +454,17 @@ impl Recorder {
             return;
         }
         let mut state = self.state.borrow_mut();
-        state.window(at).set_gauge(
-            (label(function), label(name)),
-            GaugeValue {
-                value,
-                at_ms: at.as_millis(),
-            },
-        );
+        let gauges = &mut state.window(at).gauges;
+        let key = (label(function), label(name));
+        if gauges.contains_key(&key) || gauges.len() < MAX_GAUGES {
+            gauges.insert(
+                key,
+                GaugeValue {
+                    value,
+                    at_ms: at.as_millis(),
+                },
+            );
+        }
     }
 
     /// Records waiting to be flushed.
@@ -376,7 +487,10 @@ impl Recorder {
     pub fn take(&self, source: &str) -> Option<MetricsBatch> {
         let mut state = self.state.borrow_mut();
         state.pending = 0;
-        let windows = std::mem::take(&mut state.windows);
+        let windows: Vec<Window> = std::mem::take(&mut state.windows)
+            .into_iter()
+            .map(RecordingWindow::into_window)
+            .collect();
         if windows
             .iter()
             .all(|w| w.series.is_empty() && w.gauges.is_empty())
@@ -394,9 +508,24 @@ impl Recorder {
     pub fn restore(&self, batch: MetricsBatch) {
         let mut state = self.state.borrow_mut();
         for window in batch.windows {
-            let requests = window.requests();
             let at = Timestamp(std::time::Duration::from_secs(window.start));
-            state.window(at).merge(&window);
+            let recording = state.window(at);
+            let mut requests = 0;
+            for (key, sketch) in &window.series {
+                recording
+                    .sketch(&key.function, &key.route, &key.method, key.status)
+                    .merge(sketch);
+                requests += sketch.count();
+            }
+            for (key, gauge) in window.gauges {
+                let newer = recording
+                    .gauges
+                    .get(&key)
+                    .is_none_or(|g| gauge.at_ms >= g.at_ms);
+                if newer {
+                    recording.gauges.insert(key, gauge);
+                }
+            }
             state.pending += requests;
         }
     }
