@@ -289,57 +289,68 @@ struct RecorderState {
 }
 
 /// A window being recorded: series in a vector found through a hash of
-/// their labels, so the per-request path neither allocates nor walks a
-/// tree of strings.
+/// their labels in a small open-addressing table, so the per-request path
+/// neither allocates nor walks a tree of strings.
 #[derive(Debug, Default)]
 struct RecordingWindow {
     start: u64,
     series: Vec<(SeriesKey, LatencySketch)>,
-    by_hash: std::collections::HashMap<u64, usize, BuildLabelHasher>,
+    /// [`SLOTS`] entries: 0 empty, else 1 + an index into `series`, probed
+    /// linearly from the label hash; never full (series ≤ MAX_SERIES + a few
+    /// overflow ones, far below SLOTS).
+    slots: Vec<u16>,
     gauges: BTreeMap<(String, String), GaugeValue>,
 }
 
-/// FNV-1a over the labels: cheap for short strings, deterministic.
-#[derive(Debug, Default, Clone, Copy)]
-struct BuildLabelHasher;
+/// The probe table's size: a power of two well above [`MAX_SERIES`].
+const SLOTS: usize = 1024;
 
-impl std::hash::BuildHasher for BuildLabelHasher {
-    type Hasher = PassThrough;
-    fn build_hasher(&self) -> PassThrough {
-        PassThrough(0)
-    }
+/// Up to seven trailing bytes as one little-endian word.
+#[inline]
+fn tail_word(tail: &[u8]) -> u64 {
+    tail.iter()
+        .rev()
+        .fold(0u64, |word, &b| (word << 8) | u64::from(b))
 }
 
-/// The map's keys are already hashes.
-#[derive(Debug)]
-struct PassThrough(u64);
-
-impl std::hash::Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
+/// String equality eight bytes at a time: wasm has no vectorized
+/// `memcmp`, and labels are short.
+#[inline]
+fn words_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
     }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
+    let (mut x, mut y) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (p, q) in (&mut x).zip(&mut y) {
+        let word = |c: &[u8]| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            u64::from_le_bytes(w)
+        };
+        if word(p) != word(q) {
+            return false;
         }
     }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+    tail_word(x.remainder()) == tail_word(y.remainder())
 }
 
+/// An FxHash-style mix over the labels, eight bytes at a time.
 fn label_hash(function: &str, route: &str, method: &str, status: u16) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [
-        function.as_bytes(),
-        route.as_bytes(),
-        method.as_bytes(),
-        &status.to_le_bytes(),
-    ] {
-        for &b in part.iter().chain(&[0xff]) {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mix = |hash: u64, word: u64| (hash.rotate_left(5) ^ word).wrapping_mul(K);
+    let mut hash = u64::from(status);
+    for part in [function.as_bytes(), route.as_bytes(), method.as_bytes()] {
+        let mut chunks = part.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            hash = mix(hash, u64::from_le_bytes(word));
         }
+        hash = mix(
+            hash,
+            tail_word(chunks.remainder()) ^ (part.len() as u64) << 56,
+        );
     }
     hash
 }
@@ -359,20 +370,33 @@ impl RecordingWindow {
         method: &str,
         status: u16,
     ) -> &mut LatencySketch {
-        let hash = label_hash(function, route, method, status);
-        let found = self.by_hash.get(&hash).copied().filter(|&i| {
-            let k = &self.series[i].0;
-            k.status == status && k.route == route && k.method == method && k.function == function
-        });
-        let i = match found {
-            Some(i) => i,
-            None => self.insert(hash, bounded_key(function, route, method, status)),
+        if self.slots.is_empty() {
+            self.slots = vec![0; SLOTS];
+        }
+        let same = |k: &SeriesKey| {
+            k.status == status
+                && words_eq(&k.route, route)
+                && words_eq(&k.method, method)
+                && words_eq(&k.function, function)
         };
+        let mut slot = label_hash(function, route, method, status) as usize & (SLOTS - 1);
+        while let Some(i) = usize::from(self.slots[slot]).checked_sub(1) {
+            if same(&self.series[i].0) {
+                return &mut self.series[i].1;
+            }
+            slot = (slot + 1) & (SLOTS - 1);
+        }
+        let i = self.insert(bounded_key(function, route, method, status));
+        // Labels kept as given are found by their hash from now on; cut or
+        // overflowed ones by the search in `insert`.
+        if same(&self.series[i].0) {
+            self.slots[slot] = u16::try_from(i + 1).unwrap_or(0);
+        }
         &mut self.series[i].1
     }
 
     /// Adds a series (or finds it, when labels were cut or it overflowed).
-    fn insert(&mut self, hash: u64, key: SeriesKey) -> usize {
+    fn insert(&mut self, key: SeriesKey) -> usize {
         let key = if self.series.len() >= MAX_SERIES {
             SeriesKey {
                 route: OVERFLOW_ROUTE.to_owned(),
@@ -381,15 +405,13 @@ impl RecordingWindow {
         } else {
             key
         };
-        let i = match self.series.iter().position(|(k, _)| *k == key) {
+        match self.series.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
                 self.series.push((key, LatencySketch::new()));
                 self.series.len() - 1
             }
-        };
-        self.by_hash.entry(hash).or_insert(i);
-        i
+        }
     }
 
     fn into_window(self) -> Window {
@@ -558,6 +580,36 @@ mod tests {
         assert_eq!(batch.requests(), 4);
         assert_eq!(r.pending(), 0);
         assert!(r.take("f").is_none());
+    }
+
+    #[test]
+    fn word_equality_and_hashing_agree_with_bytes() {
+        let texts = [
+            "",
+            "a",
+            "GET",
+            "/counters/{key}",
+            "/api/*",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefgH",
+        ];
+        for a in texts {
+            for b in texts {
+                assert_eq!(words_eq(a, b), a == b, "{a:?} {b:?}");
+                if a != b {
+                    assert_ne!(
+                        label_hash("f", a, "GET", 200),
+                        label_hash("f", b, "GET", 200)
+                    );
+                }
+            }
+        }
+        // The parts are delimited: moving a byte between labels changes the hash.
+        assert_ne!(
+            label_hash("ab", "c", "GET", 200),
+            label_hash("a", "bc", "GET", 200)
+        );
     }
 
     #[test]
