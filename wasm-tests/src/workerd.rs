@@ -1,12 +1,22 @@
 //! The Workers runtime: a function's worker under `wrangler dev` (workerd
 //! from npm) on 127.0.0.1, with local Durable Objects and KV persisted to a
 //! throwaway directory. The process is stopped when [`WranglerDev`] drops.
+//!
+//! Every worker runs with `--test-scheduled`, so `GET /__scheduled` runs its
+//! cron handler ([`WranglerDev::scheduled`]). Service bindings between
+//! separately started `wrangler dev` processes go through wrangler's dev
+//! registry (a directory where each process lists its workers): each
+//! [`WranglerDev::start`] gets a registry of its own, so parallel tests never
+//! see each other's workers, and workers started with
+//! [`WranglerDev::start_in`] on one [`DevRegistry`] reach each other (e.g.
+//! `METRICS` → `edge-metrics`).
 
 use std::collections::BTreeMap;
 use std::io::Read as _;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -29,13 +39,80 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// A wrangler dev registry shared by several [`WranglerDev`]s (a throwaway
+/// directory, removed on drop): their service bindings resolve to each
+/// other's workers, and to no one else's. Drop it after the workers (declare
+/// it first).
+pub struct DevRegistry {
+    path: PathBuf,
+}
+
+impl DevRegistry {
+    /// A new, empty registry.
+    pub fn new() -> Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("edge-wrangler-registry-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)?;
+        Ok(DevRegistry { path })
+    }
+
+    /// The registry's directory (`WRANGLER_REGISTRY_PATH`).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for DevRegistry {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// One lock per environment, held while a worker of it starts: wrangler
+/// runs the environment's build command (`cargo xtask build-worker NAME`,
+/// which rewrites `functions/NAME/build/`) on every start, and two starts
+/// of one environment at once would bundle each other's half-written files.
+fn start_lock(function: &str) -> Arc<Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<BTreeMap<String, Arc<Mutex<()>>>>> = OnceLock::new();
+    let locks = LOCKS.get_or_init(Mutex::default);
+    let mut locks = locks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Arc::clone(locks.entry(function.to_owned()).or_default())
+}
+
 impl WranglerDev {
     /// Starts the `function` environment with these variables and secrets
-    /// (passed as `--var`), and waits until `/health` answers.
+    /// (passed as `--var`), on a dev registry of its own, and waits until
+    /// `/health` answers.
     pub fn start(
         function: &str,
         vars: &BTreeMap<String, String>,
         secrets: &BTreeMap<String, String>,
+    ) -> Result<Self> {
+        Self::launch(function, vars, secrets, None)
+    }
+
+    /// Like [`WranglerDev::start`], on the dev registry at `registry`
+    /// (see [`DevRegistry`]): service bindings connect to the workers other
+    /// `wrangler dev` processes on it serve.
+    pub fn start_in(
+        function: &str,
+        vars: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+        registry: &Path,
+    ) -> Result<Self> {
+        Self::launch(function, vars, secrets, Some(registry))
+    }
+
+    fn launch(
+        function: &str,
+        vars: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+        registry: Option<&Path>,
     ) -> Result<Self> {
         use std::os::unix::process::CommandExt as _;
         let root = workspace_root();
@@ -43,12 +120,21 @@ impl WranglerDev {
         if !wrangler.exists() {
             bail!("{} is missing: run `cargo xtask test`", wrangler.display());
         }
+        let lock = start_lock(function);
+        let _building = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let port = free_port()?;
         let scratch =
             std::env::temp_dir().join(format!("edge-wrangler-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&scratch)?;
         let log = scratch.join("wrangler.log");
         let state = scratch.join("state");
+        let registry = match registry {
+            Some(shared) => shared.to_path_buf(),
+            None => scratch.join("registry"),
+        };
+        std::fs::create_dir_all(&registry)?;
         let mut command = Command::new(&wrangler);
         command
             .current_dir(&root)
@@ -56,9 +142,17 @@ impl WranglerDev {
             .env("WRANGLER_SEND_METRICS", "false")
             .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
             .env("WRANGLER_LOG_PATH", &scratch)
+            // wrangler reads WRANGLER_REGISTRY_PATH; Miniflare lets
+            // CLOUDFLARE_DEV_REGISTRY_PATH override it, so set both.
+            .env("WRANGLER_REGISTRY_PATH", &registry)
+            .env("CLOUDFLARE_DEV_REGISTRY_PATH", &registry)
             .args(["dev", "--env", function, "--ip", "127.0.0.1", "--port"])
             .arg(port.to_string())
-            .args(["--show-interactive-dev-session=false", "--persist-to"])
+            .args([
+                "--show-interactive-dev-session=false",
+                "--test-scheduled",
+                "--persist-to",
+            ])
             .arg(&state)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&log)?)
@@ -76,6 +170,24 @@ impl WranglerDev {
         };
         dev.wait_ready()?;
         Ok(dev)
+    }
+
+    /// Runs the worker's cron handler now (`GET /__scheduled`, which
+    /// `--test-scheduled` adds) and waits for it to finish.
+    pub fn scheduled(&self) -> Result<()> {
+        let response = agent(Duration::from_secs(60))
+            .get(&format!("{}/__scheduled?cron=*+*+*+*+*", self.url()))
+            .call()
+            .context("GET /__scheduled")?;
+        let status = response.status().as_u16();
+        let body = response.into_body().read_to_string().unwrap_or_default();
+        if status != 200 || !body.contains("Ran scheduled event") {
+            bail!(
+                "GET /__scheduled answered {status} {body:?}:\n{}",
+                self.log_tail()
+            );
+        }
+        Ok(())
     }
 
     fn wait_ready(&mut self) -> Result<()> {

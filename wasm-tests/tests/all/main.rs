@@ -5,6 +5,7 @@
 mod anonymize;
 mod auth_check;
 mod exactness;
+mod metrics;
 mod outbound;
 mod rate_limit;
 mod spatial_query;

@@ -1,0 +1,616 @@
+//! Metrics end to end on the real runtimes.
+//!
+//! - Workers: `metrics`, `counter` and `rate-limit` each under its own
+//!   `wrangler dev`, on one dev registry so the `METRICS` service bindings
+//!   reach the metrics worker. Traffic through both functions, their cron
+//!   handlers (`/__scheduled`) flush it, the metrics worker's evaluates the
+//!   alert rules: the aggregator shows exact counts per route with
+//!   p50/p95/p99, the Prometheus counters agree, the alerts the traffic
+//!   crossed fire, and headless Chromium draws the chart page, whose
+//!   screenshot is saved as `target/test-artefacts/metrics-chart.png`.
+//!   The rate limiter runs with `METRICS_FLUSH_EVERY=5`: its records reach
+//!   the aggregator before any cron, on the count alone.
+//! - Spin: the counter and metrics components on one key-value store (the
+//!   wasmtime host); every request's record is merged as it ends, and
+//!   `POST /_metrics/evaluate` fires the alert.
+//!
+//! Health checks (`WranglerDev` polls `/health` until the worker answers)
+//! count under the route `/health`, so the assertions pick routes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use wasm_tests::conformance::{Actual, CaseRequest};
+use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
+use wasm_tests::workerd::{DevRegistry, WranglerDev, agent, send};
+
+const INGEST_TOKEN: &str = "metrics-ingest-token";
+const METRICS_ADMIN: &str = "metrics-admin-token";
+const COUNTER_ADMIN: &str = "counter-admin-token";
+/// How long records may take to show at the aggregator once flushed.
+const ARRIVAL: Duration = Duration::from_secs(30);
+
+/// The aggregator's policy: two rules the tests' traffic crosses at once
+/// (`for = "0s"`) and one it never does.
+const POLICY: &str = r#"
+[metrics]
+retention = "1h"
+summary_window = "5m"
+ingest_token_secret = "METRICS_INGEST_TOKEN"
+admin_token_secret = "METRICS_ADMIN_TOKEN"
+
+[[metrics.alerts]]
+name = "CounterBusy"
+expr = "requests > 20"
+function = "counter"
+route = "/counters/{key}"
+window = "5m"
+for = "0s"
+severity = "info"
+
+[[metrics.alerts]]
+name = "LoginThrottled"
+expr = "rate_limited_rate > 10%"
+function = "rate-limit"
+route = "/auth/*"
+window = "5m"
+for = "0s"
+min_requests = 5
+severity = "warning"
+
+[[metrics.alerts]]
+name = "NeverFires"
+expr = "requests > 1000000"
+window = "5m"
+for = "0s"
+"#;
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn metrics_secrets() -> BTreeMap<String, String> {
+    map(&[
+        ("METRICS_INGEST_TOKEN", INGEST_TOKEN),
+        ("METRICS_ADMIN_TOKEN", METRICS_ADMIN),
+    ])
+}
+
+fn counter_secrets() -> BTreeMap<String, String> {
+    map(&[
+        ("METRICS_INGEST_TOKEN", INGEST_TOKEN),
+        ("COUNTER_ADMIN_TOKEN", COUNTER_ADMIN),
+    ])
+}
+
+fn rate_limit_secrets() -> BTreeMap<String, String> {
+    map(&[
+        ("METRICS_INGEST_TOKEN", INGEST_TOKEN),
+        ("RATE_LIMIT_HASH_KEY", "metrics-test-hash-key"),
+        ("RATE_LIMIT_ADMIN_TOKEN", "rate-limit-admin-token"),
+    ])
+}
+
+/// One request to a worker; 4xx/5xx come back as answers.
+fn call(base: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> Actual {
+    let case: CaseRequest = serde_json::from_value(serde_json::json!({
+        "method": method,
+        "path": path,
+        "headers": map(headers),
+    }))
+    .unwrap();
+    send(&agent(Duration::from_secs(60)), base, &case)
+        .unwrap_or_else(|e| panic!("{method} {base}{path}: {e:#}"))
+}
+
+fn get_json(base: &str, path: &str) -> Value {
+    let answer = call(base, "GET", path, &[]);
+    assert_eq!(answer.status, 200, "GET {path}: {}", answer.body);
+    serde_json::from_str(&answer.body)
+        .unwrap_or_else(|e| panic!("GET {path}: {e}: {}", answer.body))
+}
+
+/// Polls `check` until it answers, failing with its last complaint at the deadline.
+fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("{what}: not within {timeout:?}; last seen: {last}")
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// A snapshot's entry for (function, route).
+fn route_stats<'a>(snapshot: &'a Value, function: &str, route: &str) -> Option<&'a Value> {
+    snapshot["routes"]
+        .as_array()?
+        .iter()
+        .find(|r| r["function"] == function && r["route"] == route)
+}
+
+fn requests(snapshot: &Value, function: &str, route: &str) -> u64 {
+    route_stats(snapshot, function, route)
+        .and_then(|r| r["requests"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Requests per status, as a snapshot shows them.
+fn statuses(tally: &BTreeMap<u16, u64>) -> Value {
+    tally
+        .iter()
+        .map(|(status, n)| (status.to_string(), serde_json::json!(n)))
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+/// The snapshot entry of (function, route) holds exactly `tally` and
+/// reports its latency quantiles.
+fn check_route(snapshot: &Value, function: &str, route: &str, tally: &BTreeMap<u16, u64>) {
+    let stats = route_stats(snapshot, function, route)
+        .unwrap_or_else(|| panic!("{function} {route} missing from {snapshot:#}"));
+    let total: u64 = tally.values().sum();
+    assert_eq!(stats["requests"], total, "{function} {route}: {stats:#}");
+    assert_eq!(stats["statuses"], statuses(tally), "{function} {route}");
+    assert_eq!(
+        stats["rate_limited"],
+        tally.get(&429).copied().unwrap_or(0),
+        "{function} {route}"
+    );
+    let latency = &stats["latency_ms"];
+    let q: Vec<f64> = ["p50", "p95", "p99", "max"]
+        .iter()
+        .map(|k| {
+            latency[*k]
+                .as_f64()
+                .unwrap_or_else(|| panic!("{function} {route}: no {k} in {latency}"))
+        })
+        .collect();
+    assert!(
+        0.0 <= q[0] && q[0] <= q[1] && q[1] <= q[2] && q[2] <= q[3],
+        "{function} {route}: quantiles out of order: {latency}"
+    );
+}
+
+/// The samples of a Prometheus text exposition: `name{labels}` → value.
+fn samples(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sample name of `edge_requests_total` for one series.
+fn requests_total(function: &str, route: &str, method: &str, status: u16) -> String {
+    format!(
+        r#"edge_requests_total{{function="{function}",route="{route}",method="{method}",status="{status}"}}"#
+    )
+}
+
+fn sample(samples: &BTreeMap<String, f64>, name: &str) -> f64 {
+    *samples
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} missing from {samples:#?}"))
+}
+
+/// The active alerts as `(name, function, route, status)`.
+fn active_alerts(alerts: &Value) -> Vec<(String, String, String, String)> {
+    let mut active: Vec<_> = alerts["active"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no active list in {alerts}"))
+        .iter()
+        .map(|a| {
+            let label = |k: &str| a["labels"][k].as_str().unwrap_or_default().to_owned();
+            (
+                label("alertname"),
+                label("function"),
+                label("route"),
+                a["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    active.sort();
+    active
+}
+
+fn alert(name: &str, function: &str, route: &str) -> (String, String, String, String) {
+    (name.into(), function.into(), route.into(), "firing".into())
+}
+
+/// Sends `count` requests and tallies the statuses, which must be `expect(i)`.
+fn traffic(
+    base: &str,
+    count: usize,
+    method: &str,
+    path: impl Fn(usize) -> String,
+    expect: impl Fn(usize) -> u16,
+    tally: &mut BTreeMap<u16, u64>,
+) {
+    for i in 0..count {
+        let path = path(i);
+        let answer = call(base, method, &path, &[]);
+        assert_eq!(answer.status, expect(i), "{method} {path}: {}", answer.body);
+        *tally.entry(answer.status).or_default() += 1;
+    }
+}
+
+fn start(function: &str, vars: &[(&str, &str)], registry: &DevRegistry) -> WranglerDev {
+    let secrets = match function {
+        "metrics" => metrics_secrets(),
+        "counter" => counter_secrets(),
+        _ => rate_limit_secrets(),
+    };
+    WranglerDev::start_in(function, &map(vars), &secrets, registry.path())
+        .unwrap_or_else(|e| panic!("wrangler dev --env {function}: {e:#}"))
+}
+
+/// The PNG signature and a nonzero IHDR size.
+fn assert_png(path: &Path) {
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("the screenshot {}: {e}", path.display()));
+    assert!(
+        bytes.len() > 24 && bytes.starts_with(b"\x89PNG\r\n\x1a\n") && &bytes[12..16] == b"IHDR",
+        "{} is not a PNG ({} bytes)",
+        path.display(),
+        bytes.len()
+    );
+    let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    assert!(width > 0 && height > 0, "{width}x{height}");
+}
+
+#[test]
+fn workers_merge_two_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
+    let began = Instant::now();
+    // Declared first, dropped last: after the workers listed in it.
+    let registry = DevRegistry::new().unwrap();
+    let (metrics, counter, limiter) = std::thread::scope(|s| {
+        let metrics = s.spawn(|| start("metrics", &[("POLICY", POLICY)], &registry));
+        let counter = s.spawn(|| start("counter", &[], &registry));
+        // This one flushes every 5 records, the counter every 1000 (the default).
+        let limiter = s.spawn(|| start("rate-limit", &[("METRICS_FLUSH_EVERY", "5")], &registry));
+        (
+            metrics.join().unwrap(),
+            counter.join().unwrap(),
+            limiter.join().unwrap(),
+        )
+    });
+    eprintln!("metrics e2e: three workers up in {:?}", began.elapsed());
+    // The registry lists these three and no other test's workers.
+    let mut listed: Vec<String> = std::fs::read_dir(registry.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["edge-counter", "edge-metrics", "edge-rate-limit"]);
+    let (m, c, r) = (metrics.url(), counter.url(), limiter.url());
+
+    // Traffic: the counter's route `/counters/{key}`, the rate limiter's
+    // `/auth/*` (5 logins per 15 min per IP, then 429) and `/api/*`.
+    let started = Instant::now();
+    let mut counters = BTreeMap::new();
+    traffic(
+        &c,
+        30,
+        "POST",
+        |i| format!("/counters/k{}", i % 3),
+        |_| 200,
+        &mut counters,
+    );
+    traffic(
+        &c,
+        6,
+        "GET",
+        |i| format!("/counters/k{}", i % 3),
+        |_| 200,
+        &mut counters,
+    );
+    traffic(
+        &c,
+        4,
+        "POST",
+        |_| "/counters/bad?by=0".into(),
+        |_| 400,
+        &mut counters,
+    );
+    let mut logins = BTreeMap::new();
+    traffic(
+        &r,
+        8,
+        "POST",
+        |_| "/auth/login".into(),
+        |i| if i < 5 { 200 } else { 429 },
+        &mut logins,
+    );
+    let mut api = BTreeMap::new();
+    traffic(
+        &r,
+        24,
+        "GET",
+        |i| format!("/api/items/{i}"),
+        |_| 200,
+        &mut api,
+    );
+    eprintln!("metrics e2e: 72 requests in {:?}", started.elapsed());
+
+    // The rate limiter's records reach the aggregator without any cron:
+    // every 5th one flushes (health checks count too), so at most 4 wait.
+    let flushed = wait_for("count-triggered flushes at the aggregator", ARRIVAL, || {
+        let snapshot = get_json(&m, "/_metrics/snapshot");
+        let n = requests(&snapshot, "rate-limit", "/auth/*")
+            + requests(&snapshot, "rate-limit", "/api/*");
+        assert!(n <= 32, "counted twice: {snapshot:#}");
+        if n >= 28 {
+            Ok(n)
+        } else {
+            Err(format!("{n} of at least 28\n{}", limiter.log_tail()))
+        }
+    });
+    eprintln!("metrics e2e: {flushed} of the rate limiter's 32 arrived without the cron");
+
+    // The cron handlers flush each isolate's records through METRICS.
+    counter.scheduled().unwrap();
+    limiter.scheduled().unwrap();
+    let snapshot = wait_for("every request merged at the aggregator", ARRIVAL, || {
+        let snapshot = get_json(&m, "/_metrics/snapshot");
+        let seen = [
+            requests(&snapshot, "counter", "/counters/{key}"),
+            requests(&snapshot, "rate-limit", "/auth/*"),
+            requests(&snapshot, "rate-limit", "/api/*"),
+        ];
+        assert!(
+            seen[0] <= 40 && seen[1] <= 8 && seen[2] <= 24,
+            "counted twice: {snapshot:#}\n{}\n{}",
+            counter.log_tail(),
+            limiter.log_tail()
+        );
+        if seen == [40, 8, 24] {
+            Ok(snapshot)
+        } else {
+            Err(format!(
+                "{seen:?} of [40, 8, 24]\ncounter:\n{}\nrate-limit:\n{}\nmetrics:\n{}",
+                counter.log_tail(),
+                limiter.log_tail(),
+                metrics.log_tail()
+            ))
+        }
+    });
+    check_route(&snapshot, "counter", "/counters/{key}", &counters);
+    check_route(&snapshot, "rate-limit", "/auth/*", &logins);
+    check_route(&snapshot, "rate-limit", "/api/*", &api);
+    assert_eq!(counters, BTreeMap::from([(200, 36), (400, 4)]));
+    assert_eq!(logins, BTreeMap::from([(200, 5), (429, 3)]));
+
+    // The aggregator's cron evaluates the rules.
+    let alerts = get_json(&m, "/_metrics/alerts");
+    assert!(
+        active_alerts(&alerts).is_empty(),
+        "before any evaluation: {alerts}"
+    );
+    metrics.scheduled().unwrap();
+    let alerts = get_json(&m, "/_metrics/alerts");
+    assert_eq!(
+        active_alerts(&alerts),
+        vec![
+            alert("CounterBusy", "counter", "/counters/{key}"),
+            alert("LoginThrottled", "rate-limit", "/auth/*"),
+        ],
+        "{alerts:#}\n{}",
+        metrics.log_tail()
+    );
+    assert!(alerts["evaluated_at"].is_string(), "{alerts}");
+    assert_eq!(get_json(&m, "/_metrics/snapshot")["alerts_firing"], 2);
+
+    // The Prometheus exposition agrees.
+    let exposition = call(&m, "GET", "/metrics", &[]);
+    assert_eq!(exposition.status, 200, "{}", exposition.body);
+    assert!(
+        exposition.headers["content-type"].starts_with("text/plain; version=0.0.4"),
+        "{:?}",
+        exposition.headers
+    );
+    let s = samples(&exposition.body);
+    let total = |f: &str, route: &str, method: &str, status: u16| {
+        sample(&s, &requests_total(f, route, method, status))
+    };
+    assert_eq!(total("counter", "/counters/{key}", "POST", 200), 30.0);
+    assert_eq!(total("counter", "/counters/{key}", "GET", 200), 6.0);
+    assert_eq!(total("counter", "/counters/{key}", "POST", 400), 4.0);
+    assert_eq!(total("rate-limit", "/auth/*", "POST", 200), 5.0);
+    assert_eq!(total("rate-limit", "/auth/*", "POST", 429), 3.0);
+    assert_eq!(total("rate-limit", "/api/*", "GET", 200), 24.0);
+    assert_eq!(
+        sample(
+            &s,
+            r#"edge_requests_rate_limited_total{function="rate-limit",route="/auth/*"}"#
+        ),
+        3.0
+    );
+    assert_eq!(
+        sample(
+            &s,
+            r#"edge_request_duration_seconds_count{function="counter",route="/counters/{key}"}"#
+        ),
+        40.0
+    );
+    for q in ["0.5", "0.95", "0.99"] {
+        for (f, route) in [
+            ("counter", "/counters/{key}"),
+            ("rate-limit", "/auth/*"),
+            ("rate-limit", "/api/*"),
+        ] {
+            let v = sample(
+                &s,
+                &format!(
+                    r#"edge_request_duration_seconds{{function="{f}",route="{route}",quantile="{q}"}}"#
+                ),
+            );
+            assert!(v.is_finite() && v >= 0.0, "{f} {route} quantile {q}: {v}");
+        }
+    }
+    assert_eq!(sample(&s, "edge_alerts_firing"), 2.0);
+
+    // The chart page in headless Chromium, and its screenshot.
+    let png = wasm_tests::workspace_root().join("target/test-artefacts/metrics-chart.png");
+    let _ = std::fs::remove_file(&png);
+    let shot = Instant::now();
+    let page = wasm_tests::chromium::chart_screenshot(&format!("{m}/_metrics/chart"), &png)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    eprintln!(
+        "metrics e2e: chart screenshot in {:?}: {}",
+        shot.elapsed(),
+        png.display()
+    );
+    assert_eq!(page.ready, "true", "{page:#?}");
+    assert!(page.errors.is_empty(), "{page:#?}");
+    for (route, total) in [
+        ("counter /counters/{key}", 40),
+        ("rate-limit /auth/*", 8),
+        ("rate-limit /api/*", 24),
+    ] {
+        let panel = page
+            .panels
+            .iter()
+            .find(|p| p.route == route)
+            .unwrap_or_else(|| panic!("no panel for {route}: {page:#?}"));
+        assert!(
+            panel.heading.contains(&format!("({total} requests)")),
+            "{panel:#?}"
+        );
+        for q in ["p50", "p95", "p99"] {
+            assert!(
+                panel.polylines.get(q).copied().unwrap_or(0) >= 1
+                    && panel.points.get(q).copied().unwrap_or(0) >= 1,
+                "{route}: no {q} line drawn: {panel:#?}"
+            );
+        }
+    }
+    assert_png(&png);
+    eprintln!("metrics e2e: screenshot saved to {}", png.display());
+    eprintln!("metrics e2e: done in {:?}", began.elapsed());
+}
+
+/// The metrics component's Spin build on `/metrics`, on `kv`.
+fn metrics_app(kv: KvStore) -> App {
+    App::load(
+        &wasm_tests::spin_component("metrics"),
+        AppConfig {
+            variables: [
+                ("policy", POLICY),
+                ("metrics_ingest_token", INGEST_TOKEN),
+                ("metrics_admin_token", METRICS_ADMIN),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            kv,
+            route: "/metrics".into(),
+            guest_stderr: Some(GuestLogs::new(1 << 20)),
+        },
+    )
+    .expect("the Spin build of metrics (run `cargo xtask build`)")
+}
+
+async fn spin_call(app: &App, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(format!("http://127.0.0.1{path}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let client: SocketAddr = ([127, 0, 0, 1], 40010).into();
+    let response = app
+        .handle(builder.body(bytes::Bytes::new()).unwrap(), client)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e:#}"));
+    (
+        response.status().as_u16(),
+        String::from_utf8_lossy(response.body()).into_owned(),
+    )
+}
+
+#[test]
+fn spin_components_merge_every_request_into_the_shared_store_and_fire_alerts() {
+    let began = Instant::now();
+    let kv = KvStore::new();
+    let counter = crate::counter_app(COUNTER_ADMIN, kv.clone(), GuestLogs::new(1 << 20));
+    let metrics = metrics_app(kv);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut tally: BTreeMap<u16, u64> = BTreeMap::new();
+        // Adds, refused amounts, deletes without the admin token.
+        let requests: Vec<(&str, String, u16)> = (0..25)
+            .map(|i| ("POST", format!("/counter/counters/k{}", i % 2), 200))
+            .chain((0..3).map(|_| ("POST", "/counter/counters/k0?by=0".to_owned(), 400)))
+            .chain((0..2).map(|_| ("DELETE", "/counter/counters/k1".to_owned(), 401)))
+            .collect();
+        for (method, path, expect) in &requests {
+            let (status, body) = spin_call(&counter, method, path, &[]).await;
+            assert_eq!(status, *expect, "{method} {path}: {body}");
+            *tally.entry(status).or_default() += 1;
+        }
+
+        // No flush: each instance merged its record as it ended.
+        let (status, body) = spin_call(&metrics, "GET", "/metrics/_metrics/snapshot", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let snapshot: Value = serde_json::from_str(&body).unwrap();
+        check_route(&snapshot, "counter", "/counters/{key}", &tally);
+        assert_eq!(tally, BTreeMap::from([(200, 25), (400, 3), (401, 2)]));
+
+        // Spin has no cron here: the admin runs the evaluation.
+        let (status, body) = spin_call(&metrics, "POST", "/metrics/_metrics/evaluate", &[]).await;
+        assert_eq!(status, 401, "{body}");
+        let bearer = format!("Bearer {METRICS_ADMIN}");
+        let auth = [("authorization", bearer.as_str())];
+        let (status, body) = spin_call(&metrics, "POST", "/metrics/_metrics/evaluate", &auth).await;
+        assert_eq!(status, 200, "{body}");
+        let report: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(report["firing"], 1, "{report:#}");
+        let transitions: Vec<_> = report["transitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["labels"]["alertname"].clone(), a["status"].clone()))
+            .collect();
+        assert_eq!(
+            transitions,
+            vec![(Value::from("CounterBusy"), Value::from("firing"))],
+            "{report:#}"
+        );
+        let (status, body) = spin_call(&metrics, "GET", "/metrics/_metrics/alerts", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            active_alerts(&serde_json::from_str(&body).unwrap()),
+            vec![alert("CounterBusy", "counter", "/counters/{key}")]
+        );
+
+        let (status, body) = spin_call(&metrics, "GET", "/metrics/metrics", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let s = samples(&body);
+        for (method, status, n) in [
+            ("POST", 200, 25.0),
+            ("POST", 400, 3.0),
+            ("DELETE", 401, 2.0),
+        ] {
+            let name = requests_total("counter", "/counters/{key}", method, status);
+            assert_eq!(sample(&s, &name), n, "{name}");
+        }
+        assert_eq!(sample(&s, "edge_alerts_firing"), 1.0);
+    });
+    eprintln!("metrics spin: done in {:?}", began.elapsed());
+}
