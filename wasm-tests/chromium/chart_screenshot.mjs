@@ -5,27 +5,11 @@
 //   {"ready":"true","status":"…","panels":[{"route":"counter /counters/{key}",
 //     "heading":"…","polylines":{"p50":1,"p95":1,"p99":1},"points":{"p50":2,…}}]}
 // The assertions happen in Rust (wasm-tests/tests/all/metrics.rs).
-import { chromium } from "playwright-core";
+import { arg, launch } from "./launch.mjs";
 
-const arg = (name) => {
-  const i = process.argv.indexOf(name);
-  if (i < 0) throw new Error(`missing ${name}`);
-  return process.argv[i + 1];
-};
 const url = arg("--url");
 const out = arg("--out");
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-  timeout: 60_000,
-});
-const deadline = setTimeout(() => {
-  console.error("chart screenshot: deadline exceeded");
-  process.exit(3);
-}, 120_000);
+const { browser, deadline } = await launch("chart screenshot");
 try {
   const page = await browser.newPage({ viewport: { width: 1000, height: 800 } });
   const errors = [];

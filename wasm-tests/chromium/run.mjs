@@ -4,29 +4,12 @@
 // The comparison with the expected answers happens in Rust (wasm-tests), the
 // same code for every runtime.
 import { readFile } from "node:fs/promises";
-import { chromium } from "playwright-core";
+import { arg, launch } from "./launch.mjs";
 import { serve } from "./serve.mjs";
 
-const arg = (name) => {
-  const i = process.argv.indexOf(name);
-  if (i < 0) throw new Error(`missing ${name}`);
-  return process.argv[i + 1];
-};
 const suite = JSON.parse(await readFile(arg("--suite"), "utf8"));
 const { server, url } = await serve({ root: arg("--root") });
-// Playwright runs headless in a fresh temporary profile of its own.
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-  timeout: 60_000,
-});
-const deadline = setTimeout(() => {
-  console.error("chromium runner: deadline exceeded");
-  process.exit(3);
-}, 120_000);
+const { browser, deadline } = await launch("chromium runner");
 try {
   const page = await browser.newPage();
   const errors = [];

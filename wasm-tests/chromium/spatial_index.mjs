@@ -4,29 +4,13 @@
 // The comparison with the native engine happens in Rust
 // (wasm-tests/tests/all/spatial_query.rs).
 import { readFile } from "node:fs/promises";
-import { chromium } from "playwright-core";
+import { arg, launch } from "./launch.mjs";
 import { serve } from "./serve.mjs";
 
-const arg = (name) => {
-  const i = process.argv.indexOf(name);
-  if (i < 0) throw new Error(`missing ${name}`);
-  return process.argv[i + 1];
-};
 const input = await readFile(arg("--input"), "utf8");
 const queries = JSON.parse(await readFile(arg("--queries"), "utf8"));
 const { server, url } = await serve({ root: arg("--root") });
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-  timeout: 60_000,
-});
-const deadline = setTimeout(() => {
-  console.error("spatial index runner: deadline exceeded");
-  process.exit(3);
-}, 120_000);
+const { browser, deadline } = await launch("spatial index runner");
 try {
   const page = await browser.newPage();
   const errors = [];
