@@ -177,24 +177,6 @@ fn flush_every(env: &worker::Env) -> u64 {
         .unwrap_or(DEFAULT_FLUSH_EVERY)
 }
 
-/// Flushes the isolate's metrics: always with `force`, else when due.
-async fn flush<F: EdgeFunction + 'static>(instance: &Instance<F>, env: &worker::Env, force: bool) {
-    let recorder = RECORDER.with(Rc::clone);
-    let store = DurableObjectStore::from_env(env);
-    let cache = KvCache::from_env(env);
-    let services = services(&store, &cache, &recorder);
-    let sink = metrics_sink(env);
-    let sink = sink.as_ref().map(|s| s as &dyn MetricsSink);
-    if force {
-        if let Err(reason) = edge_core::function::run_scheduled(instance, &services, sink).await {
-            worker::console_error!("scheduled run failed: {reason}");
-        }
-    } else {
-        edge_core::function::flush_metrics(instance, &services, sink, flush_every(env), false)
-            .await;
-    }
-}
-
 fn services<'a>(
     store: &'a DurableObjectStore,
     cache: &'a KvCache,
@@ -216,7 +198,14 @@ fn services<'a>(
 /// isolate's metrics, then runs the function's scheduled work.
 pub async fn scheduled<F: EdgeFunction + 'static>(env: &worker::Env) {
     let instance = instance::<F>(env);
-    flush(&instance, env, true).await;
+    let recorder = RECORDER.with(Rc::clone);
+    let (store, cache) = (DurableObjectStore::from_env(env), KvCache::from_env(env));
+    let sink = metrics_sink(env);
+    let sink = sink.as_ref().map(|s| s as &dyn MetricsSink);
+    let services = services(&store, &cache, &recorder);
+    if let Err(reason) = edge_core::function::run_scheduled(&instance, &services, sink).await {
+        worker::console_error!("scheduled run failed: {reason}");
+    }
 }
 
 /// After a response: flushes the isolate's metrics in the background when due.
@@ -229,7 +218,15 @@ fn flush_when_due<F: EdgeFunction + 'static>(
     if due {
         let instance = Rc::clone(instance);
         let env = env.clone();
-        ctx.wait_until(async move { flush(&instance, &env, false).await });
+        ctx.wait_until(async move {
+            let recorder = RECORDER.with(Rc::clone);
+            let (store, cache) = (DurableObjectStore::from_env(&env), KvCache::from_env(&env));
+            let sink = metrics_sink(&env);
+            let sink = sink.as_ref().map(|s| s as &dyn MetricsSink);
+            let services = services(&store, &cache, &recorder);
+            let every = flush_every(&env);
+            edge_core::function::flush_metrics(&*instance, &services, sink, every, false).await;
+        });
     }
 }
 
