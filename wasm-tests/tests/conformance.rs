@@ -35,18 +35,37 @@ fn main() -> ExitCode {
     for runtime in RUNTIMES.iter().filter(|r| wanted.iter().any(|w| w == *r)) {
         let started = Instant::now();
         let (mut passed, mut failures) = (0, 0);
-        for (path, suite) in &suites {
-            let answers = match runtime_answers(runtime, path, suite) {
-                Ok(answers) => answers,
-                Err(e) => {
-                    eprintln!(
-                        "conformance {runtime}: {}: cannot run: {e:#}",
-                        suite.function
-                    );
-                    vec![]
+        // workerd spends most of a suite starting `wrangler dev` (which
+        // runs the worker's build): two suites start side by side.
+        let parallel = if *runtime == "workerd" { 2 } else { 1 };
+        let mut all_answers = Vec::new();
+        for chunk in suites.chunks(parallel) {
+            std::thread::scope(|scope| {
+                let jobs: Vec<_> = chunk
+                    .iter()
+                    .map(|(path, suite)| scope.spawn(move || runtime_answers(runtime, path, suite)))
+                    .collect();
+                for ((_, suite), job) in chunk.iter().zip(jobs) {
+                    let answers = match job.join() {
+                        Ok(Ok(answers)) => answers,
+                        Ok(Err(e)) => {
+                            eprintln!(
+                                "conformance {runtime}: {}: cannot run: {e:#}",
+                                suite.function
+                            );
+                            vec![]
+                        }
+                        Err(_) => {
+                            eprintln!("conformance {runtime}: {}: panicked", suite.function);
+                            vec![]
+                        }
+                    };
+                    all_answers.push(answers);
                 }
-            };
-            let report = Report::new(runtime, suite, &answers);
+            });
+        }
+        for ((_, suite), answers) in suites.iter().zip(&all_answers) {
+            let report = Report::new(runtime, suite, answers);
             for (name, result) in &report.results {
                 if let Err(why) = result {
                     eprintln!(
