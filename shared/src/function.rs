@@ -82,6 +82,17 @@ impl<'a> Context<'a> {
     }
 }
 
+impl<'a> Context<'a> {
+    /// The context of function `F` on `services`, logging under `correlation_id`.
+    fn of<F: EdgeFunction>(services: &'a Services<'a>, correlation_id: &'a str) -> Self {
+        Context {
+            services,
+            log: Logger::new(services.log_sink, services.clock, F::NAME, correlation_id),
+            function: F::NAME,
+        }
+    }
+}
+
 /// Where an isolate's metrics go when it flushes them (a Durable Object
 /// behind a service binding, the shared key-value store).
 #[async_trait(?Send)]
@@ -187,12 +198,7 @@ pub async fn serve<F: EdgeFunction>(
     services: &Services<'_>,
 ) -> Response {
     let correlation_id = correlation_id(&req, services.random);
-    let log = Logger::new(services.log_sink, services.clock, F::NAME, &correlation_id);
-    let ctx = Context {
-        services,
-        log,
-        function: F::NAME,
-    };
+    let ctx = Context::of::<F>(services, &correlation_id);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let started = services.clock.now();
@@ -286,12 +292,7 @@ pub async fn flush_metrics<F: EdgeFunction>(
     let Some(batch) = recorder.take(F::NAME) else {
         return;
     };
-    let log = Logger::new(services.log_sink, services.clock, F::NAME, "metrics-flush");
-    let ctx = Context {
-        services,
-        log,
-        function: F::NAME,
-    };
+    let ctx = Context::of::<F>(services, "metrics-flush");
     let absorbed = match instance {
         Ok(function) => function.absorb_metrics(&batch, &ctx).await,
         Err(_) => None,
@@ -319,12 +320,7 @@ pub async fn run_scheduled<F: EdgeFunction>(
 ) -> Result<(), String> {
     flush_metrics(instance, services, sink, 1, true).await;
     let function = instance.as_ref().map_err(|e| e.to_string())?;
-    let log = Logger::new(services.log_sink, services.clock, F::NAME, "scheduled");
-    let ctx = Context {
-        services,
-        log,
-        function: F::NAME,
-    };
+    let ctx = Context::of::<F>(services, "scheduled");
     let result = function.scheduled(&ctx).await;
     if let Err(reason) = &result {
         ctx.log

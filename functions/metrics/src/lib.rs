@@ -114,11 +114,7 @@ impl EdgeFunction for Metrics {
     }
 
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
-        let segments: Vec<String> = path_segments(&req)
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect();
-        let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+        let segments = path_segments(&req);
         match segments.as_slice() {
             ["_metrics", "ingest"] => {
                 allow(&req, &[Method::POST])?;
@@ -339,13 +335,12 @@ impl Metrics {
     async fn exposition(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
         let openmetrics = match query_param(req, "format") {
             Some("openmetrics") => true,
-            Some("prometheus") | None => {
-                req.headers()
-                    .get(http::header::ACCEPT)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(|a| a.contains("application/openmetrics-text"))
-                    && query_param(req, "format").is_none()
-            }
+            Some("prometheus") => false,
+            None => req
+                .headers()
+                .get(http::header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("application/openmetrics-text")),
             Some(other) => {
                 return Err(Problem::bad_request(
                     "invalid-parameter",
