@@ -152,7 +152,38 @@ where
     .await
 }
 
-/// The compare-and-swap loop behind [`update`] and [`transact_with_cas`]:
+/// [`update`] for a JSON value: `change` edits the decoded value (the
+/// default when `key` is absent). A stored value that does not decode is
+/// [`StoreError::Corrupt`] and is left as it is, never overwritten.
+pub async fn update_json<S, T, R, F>(
+    store: &S,
+    key: &str,
+    max_attempts: u32,
+    mut change: F,
+) -> Result<R, StoreError>
+where
+    S: AtomicStore + ?Sized,
+    T: serde::Serialize + serde::de::DeserializeOwned + Default,
+    F: FnMut(&mut T) -> R,
+{
+    let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    };
+    cas_loop(store, key, max_attempts, |current| {
+        let mut value: T = match current {
+            Some(bytes) => serde_json::from_slice(bytes).map_err(corrupt)?,
+            None => T::default(),
+        };
+        let result = change(&mut value);
+        let bytes = serde_json::to_vec(&value).map_err(corrupt)?;
+        Ok((Some(bytes), result))
+    })
+    .await
+}
+
+/// The compare-and-swap loop behind [`update`], [`update_json`] and
+/// [`transact_with_cas`]:
 /// `step` sees the current value and returns the value to write (`None`:
 /// write nothing and return at once) and the caller's result.
 async fn cas_loop<S, T, F>(

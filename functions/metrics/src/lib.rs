@@ -36,6 +36,7 @@ use edge_core::model::{json_response, path_segments, query_param};
 use edge_core::platform::{Applied, StoreError, Timestamp, update};
 use edge_core::{Config, ConfigError, Context, EdgeFunction, Problem, Request, Response, Secret};
 use http::{HeaderValue, Method, StatusCode};
+use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::alerts::{AlertState, STATE_KEY};
@@ -60,6 +61,46 @@ const RETRY_AFTER_SECS: u64 = 5;
 pub const WEBHOOK_TOKEN_SECRET: &str = "METRICS_WEBHOOK_TOKEN";
 
 const CHART_HTML: &str = include_str!("chart.html");
+
+/// The function's endpoints, named once for both routing and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Exposition,
+    Snapshot,
+    Series,
+    Alerts,
+    Chart,
+    Ingest,
+    Evaluate,
+}
+
+impl Endpoint {
+    fn of(req: &Request) -> Option<Endpoint> {
+        Some(match path_segments(req).as_slice() {
+            ["metrics"] => Endpoint::Exposition,
+            ["_metrics", "snapshot"] => Endpoint::Snapshot,
+            ["_metrics", "series"] => Endpoint::Series,
+            ["_metrics", "alerts"] => Endpoint::Alerts,
+            ["_metrics", "chart"] => Endpoint::Chart,
+            ["_metrics", "ingest"] => Endpoint::Ingest,
+            ["_metrics", "evaluate"] => Endpoint::Evaluate,
+            _ => return None,
+        })
+    }
+
+    /// The route label its requests are recorded under.
+    fn template(self) -> &'static str {
+        match self {
+            Endpoint::Exposition => "/metrics",
+            Endpoint::Snapshot => "/_metrics/snapshot",
+            Endpoint::Series => "/_metrics/series",
+            Endpoint::Alerts => "/_metrics/alerts",
+            Endpoint::Chart => "/_metrics/chart",
+            Endpoint::Ingest => "/_metrics/ingest",
+            Endpoint::Evaluate => "/_metrics/evaluate",
+        }
+    }
+}
 
 /// The metrics function.
 #[derive(Debug)]
@@ -101,26 +142,22 @@ impl EdgeFunction for Metrics {
     }
 
     fn route(&self, req: &Request) -> String {
-        match path_segments(req).as_slice() {
-            ["metrics"] => "/metrics".to_owned(),
-            [
-                "_metrics",
-                name @ ("snapshot" | "series" | "alerts" | "chart" | "ingest" | "evaluate"),
-            ] => {
-                format!("/_metrics/{name}")
-            }
-            _ => edge_core::function::default_route(req.uri().path()),
-        }
+        Endpoint::of(req).map_or_else(
+            || edge_core::function::default_route(req.uri().path()),
+            |endpoint| endpoint.template().to_owned(),
+        )
     }
 
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
-        let segments = path_segments(&req);
-        match segments.as_slice() {
-            ["_metrics", "ingest"] => {
+        let Some(endpoint) = Endpoint::of(&req) else {
+            return Err(Problem::not_found(req.uri().path()));
+        };
+        match endpoint {
+            Endpoint::Ingest => {
                 allow(&req, &[Method::POST])?;
                 self.ingest(&req, ctx).await
             }
-            ["_metrics", "evaluate"] => {
+            Endpoint::Evaluate => {
                 allow(&req, &[Method::POST])?;
                 let token = self
                     .admin_token
@@ -135,25 +172,26 @@ impl EdgeFunction for Metrics {
                 let report = self.run_cron(ctx).await.map_err(store_down)?;
                 Ok(json_response(StatusCode::OK, &report))
             }
-            ["metrics"] | ["_metrics", "snapshot" | "series" | "alerts" | "chart"] => {
-                allow(&req, &[Method::GET, Method::HEAD])?;
-                if let Some(token) = &self.read_token {
-                    Problem::require_bearer(
-                        &req,
-                        token,
-                        "metrics",
-                        "reading metrics needs the read token",
-                    )?;
-                }
-                match segments.as_slice() {
-                    ["metrics"] => self.exposition(&req, ctx).await,
-                    ["_metrics", "snapshot"] => self.snapshot(&req, ctx).await,
-                    ["_metrics", "series"] => self.series(&req, ctx).await,
-                    ["_metrics", "alerts"] => self.alerts(ctx).await,
-                    _ => Ok(html(CHART_HTML)),
-                }
+            Endpoint::Exposition => {
+                self.allow_read(&req)?;
+                self.exposition(&req, ctx).await
             }
-            _ => Err(Problem::not_found(req.uri().path())),
+            Endpoint::Snapshot => {
+                self.allow_read(&req)?;
+                self.snapshot(&req, ctx).await
+            }
+            Endpoint::Series => {
+                self.allow_read(&req)?;
+                self.series(&req, ctx).await
+            }
+            Endpoint::Alerts => {
+                self.allow_read(&req)?;
+                self.alerts(ctx).await
+            }
+            Endpoint::Chart => {
+                self.allow_read(&req)?;
+                Ok(html(CHART_HTML))
+            }
         }
     }
 
@@ -203,6 +241,29 @@ fn disabled(secret: &str) -> Problem {
     ))
 }
 
+/// The function's own state under `key` (totals, alert state). A value
+/// that does not decode (say, one written by an incompatible version) is
+/// logged and started afresh rather than refusing every scrape: the next
+/// evaluation rebuilds the alert state from the windows (a rule's `for`
+/// starts again), and totals starting afresh is a counter reset, which
+/// Prometheus' `rate()` allows for.
+fn decode_state<T: DeserializeOwned + Default>(
+    ctx: &Context<'_>,
+    key: &str,
+    bytes: Option<&[u8]>,
+) -> T {
+    let Some(bytes) = bytes else {
+        return T::default();
+    };
+    serde_json::from_slice(bytes).unwrap_or_else(|e| {
+        ctx.log().error(
+            "metrics state unreadable, starting afresh",
+            json!({ "key": key, "reason": e.to_string() }),
+        );
+        T::default()
+    })
+}
+
 fn store_down(_: StoreError) -> Problem {
     Problem::store_unavailable(RETRY_AFTER_SECS)
 }
@@ -230,6 +291,20 @@ fn text(body: String, content_type: &'static str) -> Response {
 }
 
 impl Metrics {
+    /// A read is a `GET` or `HEAD`, with the read token when one is set.
+    fn allow_read(&self, req: &Request) -> Result<(), Problem> {
+        allow(req, &[Method::GET, Method::HEAD])?;
+        if let Some(token) = &self.read_token {
+            Problem::require_bearer(
+                req,
+                token,
+                "metrics",
+                "reading metrics needs the read token",
+            )?;
+        }
+        Ok(())
+    }
+
     fn retention(&self) -> Duration {
         self.policy.retention.0
     }
@@ -275,17 +350,13 @@ impl Metrics {
     }
 
     async fn totals(&self, ctx: &Context<'_>) -> Result<Totals, StoreError> {
-        Ok(match ctx.store().get(TOTALS_KEY).await? {
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-            None => Totals::default(),
-        })
+        let bytes = ctx.store().get(TOTALS_KEY).await?;
+        Ok(decode_state(ctx, TOTALS_KEY, bytes.as_deref()))
     }
 
     async fn alert_state(&self, ctx: &Context<'_>) -> Result<AlertState, StoreError> {
-        Ok(match ctx.store().get(STATE_KEY).await? {
-            Some(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-            None => AlertState::default(),
-        })
+        let bytes = ctx.store().get(STATE_KEY).await?;
+        Ok(decode_state(ctx, STATE_KEY, bytes.as_deref()))
     }
 
     async fn ingest(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
@@ -430,9 +501,7 @@ impl Metrics {
         let rules = &self.policy.alerts;
         let mut transitions = Vec::new();
         update(ctx.store(), STATE_KEY, 16, |current| {
-            let mut state: AlertState = current
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or_default();
+            let mut state: AlertState = decode_state(ctx, STATE_KEY, current);
             transitions = alerts::evaluate(rules, &windows, &mut state, now);
             (
                 serde_json::to_vec(&state).unwrap_or_default(),
@@ -515,9 +584,7 @@ impl Metrics {
                 .filter(|w| old.contains(&w.start))
                 .collect();
         update(ctx.store(), TOTALS_KEY, 16, |current| {
-            let mut totals: Totals = current
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or_default();
+            let mut totals: Totals = decode_state(ctx, TOTALS_KEY, current);
             let fresh: Vec<&Window> = windows
                 .iter()
                 .filter(|w| !totals.folding.contains(&w.start))
@@ -542,9 +609,7 @@ impl Metrics {
             }
         }
         update(ctx.store(), TOTALS_KEY, 16, |current| {
-            let mut totals: Totals = current
-                .and_then(|b| serde_json::from_slice(b).ok())
-                .unwrap_or_default();
+            let mut totals: Totals = decode_state(ctx, TOTALS_KEY, current);
             for start in &done {
                 totals.folding.remove(start);
             }

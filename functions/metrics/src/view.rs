@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use edge_core::metrics::{GaugeValue, LatencySketch, SeriesKey, WINDOW_SECONDS, Window};
+use edge_core::metrics::{
+    GaugeValue, LatencySketch, SeriesKey, WINDOW_SECONDS, Window, merge_gauge,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -75,13 +77,10 @@ pub fn by_route(windows: &[Window]) -> BTreeMap<(String, String), RouteStats> {
 
 /// The latest value of every gauge over `windows`.
 pub fn latest_gauges(windows: &[Window]) -> BTreeMap<(String, String), GaugeValue> {
-    let mut gauges: BTreeMap<(String, String), GaugeValue> = BTreeMap::new();
+    let mut gauges = BTreeMap::new();
     for window in windows {
         for (key, gauge) in &window.gauges {
-            let newer = gauges.get(key).is_none_or(|g| gauge.at_ms >= g.at_ms);
-            if newer {
-                gauges.insert(key.clone(), *gauge);
-            }
+            merge_gauge(&mut gauges, key.clone(), *gauge);
         }
     }
     gauges

@@ -465,3 +465,39 @@ fn a_store_outage_is_a_503_and_an_invalid_policy_names_the_field() {
     let err = Metrics::from_config(&config).unwrap_err();
     assert!(err.to_string().contains("metrics.alerts[0].expr"), "{err}");
 }
+
+#[test]
+fn stored_state_that_does_not_decode_is_reported_and_never_overwritten_blindly() {
+    use edge_core::platform::KeyValueStore as _;
+    let platform = TestPlatform::at(at(T0));
+    let metrics = instance(None);
+    flush_isolate(&platform, &metrics, "counter", &[0.01; 4], 200, T0);
+    // Totals written by some incompatible version: the scrape still
+    // answers from the windows, and the error names the key.
+    block_on(platform.store.set("metrics:totals", b"{\"requests\": \"many\"")).unwrap();
+    let scrape = block_on(platform.serve(&metrics, request("GET", "/metrics", None, "")));
+    assert_eq!(scrape.status(), 200);
+    let text = String::from_utf8(scrape.body().to_vec()).unwrap();
+    assert!(
+        text.contains("edge_requests_total{function=\"counter\",route=\"/api/*\",method=\"GET\",status=\"200\"} 4"),
+        "{text}"
+    );
+    let logs = platform.logs.lines().join("\n");
+    assert!(logs.contains("metrics state unreadable") && logs.contains("metrics:totals"), "{logs}");
+    // A corrupt index is not replaced by an empty one (that would lose
+    // every window key): the ingest fails as a store problem, to be retried.
+    let corrupt_index = b"[1, 2".as_slice();
+    block_on(platform.store.set("metrics:index", corrupt_index)).unwrap();
+    let isolate = Recorder::new();
+    isolate.record("counter", "/api/*", "GET", 200, 0.01, at(T0 + 60));
+    let body = serde_json::to_string(&isolate.take("counter").unwrap()).unwrap();
+    let r = block_on(platform.serve(
+        &metrics,
+        request("POST", "/_metrics/ingest", Some(INGEST), &body),
+    ));
+    assert_eq!(r.status(), 503, "{:?}", json_of(&r));
+    assert_eq!(
+        block_on(platform.store.get("metrics:index")).unwrap().as_deref(),
+        Some(corrupt_index)
+    );
+}

@@ -72,6 +72,25 @@ pub struct GaugeValue {
     pub at_ms: u64,
 }
 
+/// Sets the gauge `key` to `gauge` unless a later value is there already
+/// (the latest wins); a function holds at most [`MAX_GAUGES`] gauges.
+pub fn merge_gauge(
+    gauges: &mut BTreeMap<(String, String), GaugeValue>,
+    key: (String, String),
+    gauge: GaugeValue,
+) {
+    if let Some(current) = gauges.get_mut(&key) {
+        if gauge.at_ms >= current.at_ms {
+            *current = gauge;
+        }
+        return;
+    }
+    let of_function = gauges.keys().filter(|k| k.0 == key.0).count();
+    if of_function < MAX_GAUGES {
+        gauges.insert(key, gauge);
+    }
+}
+
 /// One window of one or more functions' metrics.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Window {
@@ -118,20 +137,7 @@ impl Window {
             self.sketch_mut(key.clone()).merge(sketch);
         }
         for (key, gauge) in &other.gauges {
-            self.set_gauge(key.clone(), *gauge);
-        }
-    }
-
-    fn set_gauge(&mut self, key: (String, String), gauge: GaugeValue) {
-        if let Some(current) = self.gauges.get_mut(&key) {
-            if gauge.at_ms >= current.at_ms {
-                *current = gauge;
-            }
-            return;
-        }
-        let of_function = self.gauges.keys().filter(|k| k.0 == key.0).count();
-        if of_function < MAX_GAUGES {
-            self.gauges.insert(key, gauge);
+            merge_gauge(&mut self.gauges, key.clone(), *gauge);
         }
     }
 
@@ -213,7 +219,11 @@ impl<'de> Deserialize<'de> for Window {
         }
         for gauge in wire.gauges {
             if gauge.value.value.is_finite() {
-                window.set_gauge((label(&gauge.function), label(&gauge.name)), gauge.value);
+                merge_gauge(
+                    &mut window.gauges,
+                    (label(&gauge.function), label(&gauge.name)),
+                    gauge.value,
+                );
             }
         }
         Ok(window)
@@ -476,17 +486,15 @@ impl Recorder {
             return;
         }
         let mut state = self.state.borrow_mut();
-        let gauges = &mut state.window(at).gauges;
-        let key = (label(function), label(name));
-        if gauges.contains_key(&key) || gauges.len() < MAX_GAUGES {
-            gauges.insert(
-                key,
-                GaugeValue {
-                    value,
-                    at_ms: at.as_millis(),
-                },
-            );
-        }
+        let gauge = GaugeValue {
+            value,
+            at_ms: at.as_millis(),
+        };
+        merge_gauge(
+            &mut state.window(at).gauges,
+            (label(function), label(name)),
+            gauge,
+        );
     }
 
     /// Records waiting to be flushed.
@@ -540,13 +548,7 @@ impl Recorder {
                 requests += sketch.count();
             }
             for (key, gauge) in window.gauges {
-                let newer = recording
-                    .gauges
-                    .get(&key)
-                    .is_none_or(|g| gauge.at_ms >= g.at_ms);
-                if newer {
-                    recording.gauges.insert(key, gauge);
-                }
+                merge_gauge(&mut recording.gauges, key, gauge);
             }
             state.pending += requests;
         }

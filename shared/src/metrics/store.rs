@@ -13,7 +13,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{MetricsBatch, Window};
-use crate::platform::{Applied, AtomicStore, Clock, StoreError, Timestamp, Transaction, update};
+use crate::platform::{
+    Applied, AtomicStore, Clock, StoreError, Timestamp, Transaction, update_json,
+};
 
 /// The transaction name the aggregator's store runs.
 pub const MERGE_TRANSACTION: &str = "edge-metrics-merge";
@@ -128,19 +130,13 @@ pub async fn read_index(store: &dyn AtomicStore) -> Result<Index, StoreError> {
     }
 }
 
-/// Changes the index in a compare-and-swap loop.
+/// Changes the index in a compare-and-swap loop. A corrupt index is an
+/// error, not replaced: a fresh one would lose track of every window key.
 pub async fn update_index(
     store: &dyn AtomicStore,
-    mut change: impl FnMut(&mut Index),
+    change: impl FnMut(&mut Index),
 ) -> Result<(), StoreError> {
-    update(store, INDEX_KEY, MAX_ATTEMPTS, |current| {
-        let mut index = current
-            .and_then(|bytes| serde_json::from_slice::<Index>(bytes).ok())
-            .unwrap_or_default();
-        change(&mut index);
-        (serde_json::to_vec(&index).unwrap_or_default(), ())
-    })
-    .await
+    update_json(store, INDEX_KEY, MAX_ATTEMPTS, change).await
 }
 
 /// The windows starting in `from..=to` (seconds), each merged over its
