@@ -474,7 +474,12 @@ fn stored_state_that_does_not_decode_is_reported_and_never_overwritten_blindly()
     flush_isolate(&platform, &metrics, "counter", &[0.01; 4], 200, T0);
     // Totals written by some incompatible version: the scrape still
     // answers from the windows, and the error names the key.
-    block_on(platform.store.set("metrics:totals", b"{\"requests\": \"many\"")).unwrap();
+    block_on(
+        platform
+            .store
+            .set("metrics:totals", b"{\"requests\": \"many\""),
+    )
+    .unwrap();
     let scrape = block_on(platform.serve(&metrics, request("GET", "/metrics", None, "")));
     assert_eq!(scrape.status(), 200);
     let text = String::from_utf8(scrape.body().to_vec()).unwrap();
@@ -483,7 +488,10 @@ fn stored_state_that_does_not_decode_is_reported_and_never_overwritten_blindly()
         "{text}"
     );
     let logs = platform.logs.lines().join("\n");
-    assert!(logs.contains("metrics state unreadable") && logs.contains("metrics:totals"), "{logs}");
+    assert!(
+        logs.contains("metrics state unreadable") && logs.contains("metrics:totals"),
+        "{logs}"
+    );
     // A corrupt index is not replaced by an empty one (that would lose
     // every window key): the ingest fails as a store problem, to be retried.
     let corrupt_index = b"[1, 2".as_slice();
@@ -497,7 +505,9 @@ fn stored_state_that_does_not_decode_is_reported_and_never_overwritten_blindly()
     ));
     assert_eq!(r.status(), 503, "{:?}", json_of(&r));
     assert_eq!(
-        block_on(platform.store.get("metrics:index")).unwrap().as_deref(),
+        block_on(platform.store.get("metrics:index"))
+            .unwrap()
+            .as_deref(),
         Some(corrupt_index)
     );
 }
