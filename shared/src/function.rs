@@ -252,6 +252,32 @@ pub async fn serve<F: EdgeFunction>(
     response
 }
 
+/// Records a request [`serve`] did not see: one whose body was streamed
+/// (see [`crate::stream`]), answered with `status` after
+/// `started..finished`, the time to its response head.
+pub fn record_streamed<F: EdgeFunction>(
+    function: &F,
+    recorder: &Recorder,
+    (method, uri): (&Method, &http::Uri),
+    status: u16,
+    started: Timestamp,
+    finished: Timestamp,
+) {
+    let route = http::Request::builder()
+        .method(method.clone())
+        .uri(uri.clone())
+        .body(crate::model::Body::new())
+        .map_or_else(|_| default_route(uri.path()), |req| function.route(&req));
+    recorder.record(
+        F::NAME,
+        &route,
+        method.as_str(),
+        status,
+        finished.0.saturating_sub(started.0).as_secs_f64(),
+        finished,
+    );
+}
+
 /// The default metrics route: the first path segment when it looks like
 /// a name, then `/*` if more follows.
 pub fn default_route(path: &str) -> String {

@@ -86,24 +86,39 @@ impl MetricsSink for KvMetricsSink<'_> {
     }
 }
 
+/// The services of one request, recording its metrics into `recorder`.
+fn services<'a>(store: &'a SpinStore, recorder: &'a Recorder) -> Services<'a> {
+    Services {
+        runtime: Runtime::Spin,
+        clock: &SystemClock,
+        store,
+        cache: store,
+        random: &OsRandom,
+        http: &SpinHttpClient,
+        log_sink: &StderrSink,
+        metrics: Some(recorder),
+    }
+}
+
+/// Merges the request's metrics record into the shared store (Spin builds
+/// an instance per request, so there is nothing to batch).
+async fn merge_metrics<F: EdgeFunction>(
+    instance: &Instance<F>,
+    services: &Services<'_>,
+    store: &SpinStore,
+) {
+    let sink = KvMetricsSink { store };
+    flush_metrics(instance, services, Some(&sink), 1, true).await;
+}
+
 /// Serves a request already converted to the core model, then merges its
 /// metrics record into the store.
 async fn serve_request<F: EdgeFunction>(instance: &Instance<F>, request: Request) -> SpinResponse {
     let store = SpinStore::open_default();
     let recorder = Recorder::new();
-    let services = Services {
-        runtime: Runtime::Spin,
-        clock: &SystemClock,
-        store: &store,
-        cache: &store,
-        random: &OsRandom,
-        http: &SpinHttpClient,
-        log_sink: &StderrSink,
-        metrics: Some(&recorder),
-    };
+    let services = services(&store, &recorder);
     let response = edge_core::serve(instance, request, &services).await;
-    let sink = KvMetricsSink { store: &store };
-    flush_metrics(instance, &services, Some(&sink), 1, true).await;
+    merge_metrics(instance, &services, &store).await;
     to_spin_response(response)
 }
 

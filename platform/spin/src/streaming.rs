@@ -7,16 +7,20 @@
 use std::pin::Pin;
 
 use bytes::{Buf, Bytes};
-use edge_core::function::instantiate;
+use edge_core::function::{instantiate, record_streamed};
+use edge_core::metrics::Recorder;
 use edge_core::model::MAX_BODY_BYTES;
 use edge_core::origin::HOP_BY_HOP;
+use edge_core::platform::{Clock as _, SystemClock};
 use edge_core::stream::{StreamPlan, StreamingFunction, transform_stream};
 use edge_core::{Body, Problem};
 use futures::StreamExt;
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::{BodyExt, StreamBody};
 
-use crate::{config_from_variables, request_head, serve, serve_request};
+use crate::{
+    SpinStore, config_from_variables, merge_metrics, request_head, serve, serve_request, services,
+};
 
 /// A body error, boxed.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -121,7 +125,21 @@ pub async fn serve_streaming<F: StreamingFunction>(
             }
         }
     }));
-    stream(head, prefix, input, plan).await
+    let (method, uri) = (head.method.clone(), head.uri.clone());
+    let started = SystemClock.now();
+    let response = stream(head, prefix, input, plan).await;
+    let (store, recorder) = (SpinStore::open_default(), Recorder::new());
+    let status = response.status().as_u16();
+    record_streamed(
+        function,
+        &recorder,
+        (&method, &uri),
+        status,
+        started,
+        SystemClock.now(),
+    );
+    merge_metrics(&instance, &services(&store, &recorder), &store).await;
+    response
 }
 
 async fn stream(

@@ -6,15 +6,17 @@
 
 use std::rc::Rc;
 
+use edge_core::function::record_streamed;
 use edge_core::model::MAX_BODY_BYTES;
 use edge_core::origin::HOP_BY_HOP;
+use edge_core::platform::Clock as _;
 use edge_core::stream::{StreamPlan, StreamingFunction, transform_stream};
 use edge_core::{Body, Problem};
 use futures::{StreamExt, TryStreamExt};
 use wasm_bindgen::JsValue;
 
 use crate::convert::{declared_length, request_head, to_worker_response};
-use crate::{ConsoleSink, flush_when_due, instance, serve, serve_request};
+use crate::{ConsoleSink, DateClock, RECORDER, flush_when_due, instance, serve, serve_request};
 
 /// Serves one request with `F`, streaming a body larger than
 /// [`MAX_BODY_BYTES`] (or of undeclared length that turns out larger)
@@ -80,7 +82,22 @@ pub async fn serve_streaming<F: StreamingFunction + 'static>(
         }
         Err(problem) => return to_worker_response(problem.into_response(Some(&path))),
     };
-    stream::<F>(parts, prefix, input, plan).await
+    let (method, uri) = (parts.method.clone(), parts.uri.clone());
+    let started = DateClock.now();
+    let response = stream::<F>(parts, prefix, input, plan).await;
+    let status = response.as_ref().map_or(500, worker::Response::status_code);
+    RECORDER.with(|recorder| {
+        record_streamed(
+            function,
+            recorder,
+            (&method, &uri),
+            status,
+            started,
+            DateClock.now(),
+        );
+    });
+    flush_when_due(&instance, env, ctx);
+    response
 }
 
 async fn stream<F: StreamingFunction>(

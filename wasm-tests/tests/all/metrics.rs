@@ -1,6 +1,6 @@
 //! Metrics end to end on the real runtimes.
 //!
-//! - Workers: `metrics`, `counter` and `rate-limit` each under its own
+//! - Workers: `metrics`, `counter`, `rate-limit` and `anonymize` each under its own
 //!   `wrangler dev`, on one dev registry so the `METRICS` service bindings
 //!   reach the metrics worker. Traffic through both functions, their cron
 //!   handlers (`/__scheduled`) flush it, the metrics worker's evaluates the
@@ -9,10 +9,13 @@
 //!   crossed fire, and headless Chromium draws the chart page, whose
 //!   screenshot is saved as `target/test-artefacts/metrics-chart.png`.
 //!   The rate limiter runs with `METRICS_FLUSH_EVERY=5`: its records reach
-//!   the aggregator before any cron, on the count alone.
+//!   the aggregator before any cron, on the count alone. An `anonymize`
+//!   worker flushing after every request answers a body twice the buffered
+//!   limit on its streaming path, which is recorded too.
 //! - Spin: the counter and metrics components on one key-value store (the
 //!   wasmtime host); every request's record is merged as it ends, and
-//!   `POST /_metrics/evaluate` fires the alert.
+//!   `POST /_metrics/evaluate` fires the alert. A streamed anonymize
+//!   request is merged as well.
 //!
 //! Health checks (`WranglerDev` polls `/health` until the worker answers)
 //! count under the route `/health`, so the assertions pick routes.
@@ -30,6 +33,7 @@ use wasm_tests::workerd::{DevRegistry, WranglerDev, agent, send};
 const INGEST_TOKEN: &str = "metrics-ingest-token";
 const METRICS_ADMIN: &str = "metrics-admin-token";
 const COUNTER_ADMIN: &str = "counter-admin-token";
+const ANONYMIZE_SALT: &str = "metrics-test-salt-0123456789";
 /// How long records may take to show at the aggregator once flushed.
 const ARRIVAL: Duration = Duration::from_secs(30);
 
@@ -250,6 +254,7 @@ fn start(function: &str, vars: &[(&str, &str)], registry: &DevRegistry) -> Wrang
     let secrets = match function {
         "metrics" => metrics_secrets(),
         "counter" => counter_secrets(),
+        "anonymize" => map(&[("GDPR_ANONYMIZATION_SALT", ANONYMIZE_SALT)]),
         _ => rate_limit_secrets(),
     };
     WranglerDev::start_in(function, &map(vars), &secrets, registry.path())
@@ -272,29 +277,40 @@ fn assert_png(path: &Path) {
 }
 
 #[test]
-fn workers_merge_two_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
+fn workers_merge_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
     let began = Instant::now();
     // Declared first, dropped last: after the workers listed in it.
     let registry = DevRegistry::new().unwrap();
-    let (metrics, counter, limiter) = std::thread::scope(|s| {
+    let (metrics, counter, limiter, anonymizer) = std::thread::scope(|s| {
         let metrics = s.spawn(|| start("metrics", &[("POLICY", POLICY)], &registry));
         let counter = s.spawn(|| start("counter", &[], &registry));
-        // This one flushes every 5 records, the counter every 1000 (the default).
+        // This one flushes every 5 records, the counter every 1000 (the
+        // default), the anonymizer after every request.
         let limiter = s.spawn(|| start("rate-limit", &[("METRICS_FLUSH_EVERY", "5")], &registry));
+        let anonymizer = s.spawn(|| start("anonymize", &[("METRICS_FLUSH_EVERY", "1")], &registry));
         (
             metrics.join().unwrap(),
             counter.join().unwrap(),
             limiter.join().unwrap(),
+            anonymizer.join().unwrap(),
         )
     });
-    eprintln!("metrics e2e: three workers up in {:?}", began.elapsed());
-    // The registry lists these three and no other test's workers.
+    eprintln!("metrics e2e: four workers up in {:?}", began.elapsed());
+    // The registry lists these four and no other test's workers.
     let mut listed: Vec<String> = std::fs::read_dir(registry.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     listed.sort();
-    assert_eq!(listed, ["edge-counter", "edge-metrics", "edge-rate-limit"]);
+    assert_eq!(
+        listed,
+        [
+            "edge-anonymize",
+            "edge-counter",
+            "edge-metrics",
+            "edge-rate-limit"
+        ]
+    );
     let (m, c, r) = (metrics.url(), counter.url(), limiter.url());
 
     // Traffic: the counter's route `/counters/{key}`, the rate limiter's
@@ -345,6 +361,28 @@ fn workers_merge_two_functions_at_the_aggregator_fire_alerts_and_draw_the_chart(
     );
     eprintln!("metrics e2e: 72 requests in {:?}", started.elapsed());
 
+    // A body twice the buffered limit takes the anonymizer's streaming
+    // path, which records outside the buffered one.
+    let line = "{\"email\":\"ann@example.com\",\"note\":\"call +49 30 1234567\"}\n";
+    let streamed: CaseRequest = serde_json::from_value(serde_json::json!({
+        "method": "POST",
+        "path": "/",
+        "headers": map(&[("content-type", "application/x-ndjson")]),
+        "body_repeat": {
+            "text": line,
+            "times": 2 * edge_core::model::MAX_BODY_BYTES / line.len() + 1,
+        },
+    }))
+    .unwrap();
+    let answer = send(
+        &agent(Duration::from_secs(60)),
+        &anonymizer.url(),
+        &streamed,
+    )
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(!answer.body.contains("ann@example.com"));
+
     // The rate limiter's records reach the aggregator without any cron:
     // every 5th one flushes (health checks count too), so at most 4 wait.
     let flushed = wait_for("count-triggered flushes at the aggregator", ARRIVAL, || {
@@ -369,20 +407,22 @@ fn workers_merge_two_functions_at_the_aggregator_fire_alerts_and_draw_the_chart(
             requests(&snapshot, "counter", "/counters/{key}"),
             requests(&snapshot, "rate-limit", "/auth/*"),
             requests(&snapshot, "rate-limit", "/api/*"),
+            requests(&snapshot, "anonymize", "/"),
         ];
         assert!(
-            seen[0] <= 40 && seen[1] <= 8 && seen[2] <= 24,
+            seen[0] <= 40 && seen[1] <= 8 && seen[2] <= 24 && seen[3] <= 1,
             "counted twice: {snapshot:#}\n{}\n{}",
             counter.log_tail(),
             limiter.log_tail()
         );
-        if seen == [40, 8, 24] {
+        if seen == [40, 8, 24, 1] {
             Ok(snapshot)
         } else {
             Err(format!(
-                "{seen:?} of [40, 8, 24]\ncounter:\n{}\nrate-limit:\n{}\nmetrics:\n{}",
+                "{seen:?} of [40, 8, 24, 1]\ncounter:\n{}\nrate-limit:\n{}\nanonymize:\n{}\nmetrics:\n{}",
                 counter.log_tail(),
                 limiter.log_tail(),
+                anonymizer.log_tail(),
                 metrics.log_tail()
             ))
         }
@@ -390,6 +430,7 @@ fn workers_merge_two_functions_at_the_aggregator_fire_alerts_and_draw_the_chart(
     check_route(&snapshot, "counter", "/counters/{key}", &counters);
     check_route(&snapshot, "rate-limit", "/auth/*", &logins);
     check_route(&snapshot, "rate-limit", "/api/*", &api);
+    check_route(&snapshot, "anonymize", "/", &BTreeMap::from([(200, 1)]));
     assert_eq!(counters, BTreeMap::from([(200, 36), (400, 4)]));
     assert_eq!(logins, BTreeMap::from([(200, 5), (429, 3)]));
 
@@ -613,4 +654,50 @@ fn spin_components_merge_every_request_into_the_shared_store_and_fire_alerts() {
         assert_eq!(sample(&s, "edge_alerts_firing"), 1.0);
     });
     eprintln!("metrics spin: done in {:?}", began.elapsed());
+}
+
+#[test]
+fn spin_records_a_request_whose_body_was_streamed() {
+    let kv = KvStore::new();
+    let anonymize = App::load(
+        &wasm_tests::spin_component("anonymize"),
+        AppConfig {
+            variables: [(
+                "gdpr_anonymization_salt".to_owned(),
+                "metrics-test-salt-0123456789".to_owned(),
+            )]
+            .into(),
+            kv: kv.clone(),
+            route: "/anonymize".into(),
+            guest_stderr: Some(GuestLogs::new(1 << 20)),
+        },
+    )
+    .expect("the Spin build of anonymize (run `cargo xtask build`)");
+    let metrics = metrics_app(kv);
+    // Twice the buffered limit, so the body takes the streaming path.
+    let line = "{\"email\":\"ann@example.com\",\"note\":\"call +49 30 1234567\"}\n";
+    let body = line.repeat(2 * edge_core::model::MAX_BODY_BYTES / line.len() + 1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("http://127.0.0.1/anonymize/")
+            .header("content-type", "application/x-ndjson")
+            .header("content-length", body.len())
+            .body(bytes::Bytes::from(body))
+            .unwrap();
+        let response = anonymize
+            .handle(req, ([127, 0, 0, 1], 40011).into())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(!String::from_utf8_lossy(response.body()).contains("ann@example.com"));
+        let (status, body) = spin_call(&metrics, "GET", "/metrics/_metrics/snapshot", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let snapshot: Value = serde_json::from_str(&body).unwrap();
+        check_route(&snapshot, "anonymize", "/", &BTreeMap::from([(200, 1)]));
+    });
 }
