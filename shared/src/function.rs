@@ -491,6 +491,35 @@ mod tests {
     }
 
     #[test]
+    fn a_streamed_request_is_recorded_under_its_route() {
+        let echo = Echo("hi".into());
+        let recorder = Recorder::new();
+        let uri: http::Uri = "/upload/big?x=1".parse().unwrap();
+        let started = Timestamp::from_millis(1_795_305_600_000);
+        let finished = Timestamp::from_millis(1_795_305_600_250);
+        record_streamed(
+            &echo,
+            &recorder,
+            (&Method::PUT, &uri),
+            201,
+            started,
+            finished,
+        );
+        let batch = recorder.take("echo").unwrap();
+        let (key, sketch) = batch.windows[0].series.iter().next().unwrap();
+        assert_eq!(
+            (
+                key.function.as_str(),
+                key.route.as_str(),
+                key.method.as_str(),
+                key.status
+            ),
+            ("echo", "/upload/*", "PUT", 201)
+        );
+        assert_eq!((sketch.count(), sketch.sum()), (1, 0.25));
+    }
+
+    #[test]
     fn health_reports_function_and_store() {
         let f = platform();
         let instance = instantiate::<Echo>(&Config::new(Echo::DEFAULT_POLICY));
