@@ -114,9 +114,7 @@ impl WranglerDev {
         secrets: &BTreeMap<String, String>,
         registry: Option<&Path>,
     ) -> Result<Self> {
-        use std::os::unix::process::CommandExt as _;
-        let root = workspace_root();
-        let wrangler = root.join("node_modules/.bin/wrangler");
+        let wrangler = workspace_root().join("node_modules/.bin/wrangler");
         if !wrangler.exists() {
             bail!("{} is missing: run `cargo xtask test`", wrangler.display());
         }
@@ -124,6 +122,29 @@ impl WranglerDev {
         let _building = lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Workers starting at the same moment (this process's or another
+        // test binary's) may race for a port workerd picks itself; such a
+        // start is tried again.
+        let mut attempt = 1;
+        loop {
+            match Self::launch_once(&wrangler, function, vars, secrets, registry) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
+                    attempt += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    fn launch_once(
+        wrangler: &Path,
+        function: &str,
+        vars: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+        registry: Option<&Path>,
+    ) -> Result<Self> {
+        use std::os::unix::process::CommandExt as _;
+        let root = workspace_root();
         let port = free_port()?;
         let scratch =
             std::env::temp_dir().join(format!("edge-wrangler-{}-{port}", std::process::id()));
@@ -135,7 +156,7 @@ impl WranglerDev {
             None => scratch.join("registry"),
         };
         std::fs::create_dir_all(&registry)?;
-        let mut command = Command::new(&wrangler);
+        let mut command = Command::new(wrangler);
         command
             .current_dir(&root)
             .env("PATH", path_with_node_bin()?)

@@ -133,6 +133,45 @@ pub(crate) fn worker(name: &str) -> Result<()> {
         .env("ESBUILD_BIN", bin.join("esbuild")))
 }
 
+/// wrangler's build command, run on every `wrangler dev` start: the cargo
+/// build worker-build would run (so it is found fresh), then worker-build
+/// only if its output is older than that build. worker-build itself always
+/// runs wasm-bindgen and wasm-opt, 30–80 s on one core.
+pub(crate) fn worker_unless_fresh(name: &str) -> Result<()> {
+    if !FUNCTIONS.iter().any(|f| f.name == name) {
+        bail!("unknown function {name:?}");
+    }
+    let dir = root().join(format!("functions/{name}"));
+    run(cmd("cargo")
+        .current_dir(&dir)
+        .args([
+            "build",
+            "--lib",
+            "--release",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .args(["--features", "workers"])
+        // What worker-build sets for wasm-bindgen's macros; cargo does not
+        // track it, so a build without it would be reused wrongly.
+        .env("WASM_BINDGEN_USE_JS_SYS", "1"))?;
+    let built = target_dir().join(format!(
+        "wasm32-unknown-unknown/release/{}.wasm",
+        name.replace('-', "_")
+    ));
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let outputs = ["build/index.js", "build/index_bg.wasm"].map(|file| modified(&dir.join(file)));
+    let fresh = match (modified(&built), outputs) {
+        (Some(built), [Some(js), Some(wasm)]) => js >= built && wasm >= built,
+        _ => false,
+    };
+    if fresh {
+        eprintln!("xtask: functions/{name}/build is up to date");
+        return Ok(());
+    }
+    worker(name)
+}
+
 fn worker_wasm(name: &str) -> Option<PathBuf> {
     let dir = root().join(format!("functions/{name}/build"));
     find_wasm(&dir)

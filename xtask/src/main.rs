@@ -91,7 +91,7 @@ fn run(args: &[String]) -> Result<()> {
             build::sizes()
         }
         Some("build-worker") => match args.get(1) {
-            Some(name) => build::worker(name),
+            Some(name) => build::worker_unless_fresh(name),
             None => bail!("usage: cargo xtask build-worker NAME"),
         },
         Some("sizes") => build::sizes(),

@@ -254,7 +254,10 @@ fn start(function: &str, vars: &[(&str, &str)], registry: &DevRegistry) -> Wrang
     let secrets = match function {
         "metrics" => metrics_secrets(),
         "counter" => counter_secrets(),
-        "anonymize" => map(&[("GDPR_ANONYMIZATION_SALT", ANONYMIZE_SALT)]),
+        "anonymize" => map(&[
+            ("METRICS_INGEST_TOKEN", INGEST_TOKEN),
+            ("GDPR_ANONYMIZATION_SALT", ANONYMIZE_SALT),
+        ]),
         _ => rate_limit_secrets(),
     };
     WranglerDev::start_in(function, &map(vars), &secrets, registry.path())
