@@ -123,8 +123,8 @@ impl WranglerDev {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Workers starting at the same moment (this process's or another
-        // test binary's) may race for a port workerd picks itself; such a
-        // start is tried again.
+        // test binary's) may still race for a port; such a start is tried
+        // again.
         let mut attempt = 1;
         loop {
             match Self::launch_once(&wrangler, function, vars, secrets, registry) {
@@ -169,6 +169,10 @@ impl WranglerDev {
             .env("CLOUDFLARE_DEV_REGISTRY_PATH", &registry)
             .args(["dev", "--env", function, "--ip", "127.0.0.1", "--port"])
             .arg(port.to_string())
+            // Else every start takes 9229 if it looks free, and starts at
+            // the same moment collide on it.
+            .arg("--inspector-port")
+            .arg(free_port()?.to_string())
             .args([
                 "--show-interactive-dev-session=false",
                 "--test-scheduled",

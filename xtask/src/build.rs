@@ -339,6 +339,9 @@ pub(crate) fn wrangler_dev(name: &str, port: usize) -> Command {
     command
         .args(["dev", "--env", name, "--ip", "127.0.0.1", "--port"])
         .arg(port.to_string())
+        // The six start at once; each would take 9229 while it looks free.
+        .arg("--inspector-port")
+        .arg((port + 1000).to_string())
         .args([
             "--show-interactive-dev-session=false",
             // GET /__scheduled runs the cron trigger.
