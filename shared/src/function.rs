@@ -46,6 +46,14 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// The context of function `F` on `services`, logging under `correlation_id`.
+    fn of<F: EdgeFunction>(services: &'a Services<'a>, correlation_id: &'a str) -> Self {
+        Context {
+            services,
+            log: Logger::new(services.log_sink, services.clock, F::NAME, correlation_id),
+            function: F::NAME,
+        }
+    }
     /// The runtime serving this request.
     pub fn runtime(&self) -> Runtime {
         self.services.runtime
@@ -78,17 +86,6 @@ impl<'a> Context<'a> {
     pub fn gauge(&self, name: &str, value: f64) {
         if let Some(recorder) = self.services.metrics {
             recorder.set_gauge(self.function, name, value, self.services.clock.now());
-        }
-    }
-}
-
-impl<'a> Context<'a> {
-    /// The context of function `F` on `services`, logging under `correlation_id`.
-    fn of<F: EdgeFunction>(services: &'a Services<'a>, correlation_id: &'a str) -> Self {
-        Context {
-            services,
-            log: Logger::new(services.log_sink, services.clock, F::NAME, correlation_id),
-            function: F::NAME,
         }
     }
 }

@@ -35,8 +35,8 @@ fn main() -> ExitCode {
     for runtime in RUNTIMES.iter().filter(|r| wanted.iter().any(|w| w == *r)) {
         let started = Instant::now();
         let (mut passed, mut failures) = (0, 0);
-        // workerd spends most of a suite starting `wrangler dev` (which
-        // runs the worker's build): two suites start side by side.
+        // workerd spends most of a suite starting `wrangler dev`: two
+        // suites start side by side.
         let parallel = if *runtime == "workerd" { 2 } else { 1 };
         let mut all_answers = Vec::new();
         for chunk in suites.chunks(parallel) {

@@ -81,15 +81,17 @@ fn release_builds(target: &str, feature: &str) -> Result<Vec<(&'static str, Path
             .arg(format!("{}/{feature}", function.name));
     }
     run(&mut build)?;
-    // Cargo names a library's artifact after the crate, `-` made `_`.
     Ok(FUNCTIONS
         .iter()
-        .map(|f| {
-            let artifact = f.name.replace('-', "_");
-            let wasm = target_dir().join(format!("{target}/release/{artifact}.wasm"));
-            (f.name, wasm)
-        })
+        .map(|f| (f.name, release_wasm(target, f.name)))
         .collect())
+}
+
+/// Where cargo puts function `name`'s release `.wasm` for `target`: named
+/// after the crate, `-` made `_`.
+fn release_wasm(target: &str, name: &str) -> PathBuf {
+    let artifact = name.replace('-', "_");
+    target_dir().join(format!("{target}/release/{artifact}.wasm"))
 }
 
 /// The browser package from its release build: `target/edge/browser/NAME/`
@@ -155,10 +157,7 @@ pub(crate) fn worker_unless_fresh(name: &str) -> Result<()> {
         // What worker-build sets for wasm-bindgen's macros; cargo does not
         // track it, so a build without it would be reused wrongly.
         .env("WASM_BINDGEN_USE_JS_SYS", "1"))?;
-    let built = target_dir().join(format!(
-        "wasm32-unknown-unknown/release/{}.wasm",
-        name.replace('-', "_")
-    ));
+    let built = release_wasm("wasm32-unknown-unknown", name);
     let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
     let outputs = ["build/index.js", "build/index_bg.wasm"].map(|file| modified(&dir.join(file)));
     let fresh = match (modified(&built), outputs) {
