@@ -43,16 +43,30 @@ pub struct Context<'a> {
     services: &'a Services<'a>,
     log: Logger<'a>,
     function: &'static str,
+    correlation_id: &'a str,
 }
 
 impl<'a> Context<'a> {
     /// The context of function `F` on `services`, logging under `correlation_id`.
     fn of<F: EdgeFunction>(services: &'a Services<'a>, correlation_id: &'a str) -> Self {
+        Self::named(services, F::NAME, correlation_id)
+    }
+    /// The context of the function named `function` on `services`.
+    pub fn named(
+        services: &'a Services<'a>,
+        function: &'static str,
+        correlation_id: &'a str,
+    ) -> Self {
         Context {
             services,
-            log: Logger::new(services.log_sink, services.clock, F::NAME, correlation_id),
-            function: F::NAME,
+            log: Logger::new(services.log_sink, services.clock, function, correlation_id),
+            function,
+            correlation_id,
         }
+    }
+    /// This request's correlation id (echoed to the client, passed on to an origin).
+    pub fn correlation_id(&self) -> &'a str {
+        self.correlation_id
     }
     /// The runtime serving this request.
     pub fn runtime(&self) -> Runtime {

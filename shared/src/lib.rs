@@ -13,6 +13,7 @@
 //! | [`memory`] | in-memory implementations of those traits and fakes for tests |
 //! | [`problem`] | RFC 9457 `application/problem+json` errors |
 //! | [`log`] | JSON structured logs |
+//! | [`pipeline`] | the composition model: [`Filter`](pipeline::Filter)s in front of an [`Endpoint`](pipeline::Endpoint), typed values between them |
 //! | [`function`] | the [`EdgeFunction`] trait and [`serve`], which adds health, correlation ids, logs and metrics |
 //! | [`metrics`] | the per-isolate request recorder, the mergeable latency sketch, the aggregate store |
 
@@ -22,6 +23,7 @@ pub mod memory;
 pub mod metrics;
 pub mod model;
 pub mod origin;
+pub mod pipeline;
 pub mod platform;
 pub mod policy;
 pub mod problem;

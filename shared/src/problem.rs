@@ -59,6 +59,18 @@ impl Problem {
         self
     }
 
+    /// The problem with every header of `headers` added.
+    pub fn with_headers(mut self, headers: http::HeaderMap) -> Self {
+        let mut name = None;
+        for (next, value) in headers {
+            name = next.or(name);
+            if let Some(name) = &name {
+                self.headers.push((name.clone(), value));
+            }
+        }
+        self
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.status

@@ -25,6 +25,9 @@ pub trait BodyTransform {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Problem>;
     /// Ends the body (e.g. checks it was complete), appending the rest.
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Problem>;
+    /// After `finish` on a buffered body: leaves what the transform found
+    /// (e.g. counts of findings) for later stages, as typed values.
+    fn annotate(&self, _extensions: &mut http::Extensions) {}
 }
 
 /// How one request's body is streamed.

@@ -316,6 +316,11 @@ impl BodyAnonymizer {
     }
 }
 
+/// What one body's anonymization found (`email=2, ipv4=1`), left in the
+/// request's extensions after a buffered body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingsSummary(pub String);
+
 impl BodyTransform for BodyAnonymizer {
     fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Problem> {
         self.run(Some(chunk), out)
@@ -323,6 +328,10 @@ impl BodyTransform for BodyAnonymizer {
 
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Problem> {
         self.run(None, out)
+    }
+
+    fn annotate(&self, extensions: &mut http::Extensions) {
+        extensions.insert(FindingsSummary(self.findings().summary()));
     }
 }
 

@@ -35,13 +35,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use edge_core::function::Context;
 use edge_core::model::{json_response, query_param};
+use edge_core::pipeline::{self, Endpoint, Filter, ForwardTo};
 use edge_core::policy::FieldError;
-use edge_core::stream::{StreamPlan, StreamingFunction};
+use edge_core::stream::{BodyTransform, StreamPlan, StreamingFunction};
 use edge_core::{Config, ConfigError, EdgeFunction, Problem, Request, Response, Secret};
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
-pub use body::{BodyAnonymizer, BodyKind, Deanonymizer};
+pub use body::{BodyAnonymizer, BodyKind, Deanonymizer, FindingsSummary};
 pub use engine::{Anonymizer, Findings};
 
 use crate::kanon::KAnonymity;
@@ -134,46 +135,94 @@ impl EdgeFunction for Anonymize {
             let rest = rest.to_owned();
             return self.admin(req, &rest, ctx);
         }
-        if req.body().is_empty() {
-            return match &self.section.origin {
-                Some(origin) => edge_core::origin::forward(origin, req, ctx).await,
-                None => Err(Problem::method_not_allowed(
-                    req.method(),
-                    &[Method::POST, Method::PUT, Method::PATCH],
-                )
-                .with_detail("send a body to anonymize")),
-            };
-        }
-        let (mut parts, body) = req.into_parts();
-        let kind = match BodyKind::of(&parts.headers) {
-            Some(kind) => kind,
-            None => return self.unknown_content(parts, body, ctx).await,
-        };
-        let mut transform = self.anonymizer.body(kind);
-        let mut out = Vec::with_capacity(body.len() + body.len() / 8);
-        edge_core::stream::BodyTransform::push(&mut transform, &body, &mut out)?;
-        edge_core::stream::BodyTransform::finish(&mut transform, &mut out)?;
-        let findings = transform.findings().summary();
-        ctx.log().info(
-            "anonymized",
-            json!({ "kind": kind.as_str(), "bytes": body.len(), "findings": findings }),
-        );
         match &self.section.origin {
-            Some(origin) => {
-                parts.headers.remove(header::CONTENT_LENGTH);
-                let req = Request::from_parts(parts, Bytes::from(out));
-                edge_core::origin::forward(origin, req, ctx).await
+            Some(origin) => pipeline::run(&[self], req, &ForwardTo(origin), ctx).await,
+            None => pipeline::run(&[self], req, &AnonymizedAnswer, ctx).await,
+        }
+    }
+}
+
+/// The anonymizer as a stage of a chain: it decides nothing on the head;
+/// it rewrites JSON, NDJSON and text bodies, and passes or refuses (`415`)
+/// other content as the policy says.
+#[async_trait(?Send)]
+impl Filter for Anonymize {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn on_request(
+        &self,
+        _head: &mut http::request::Parts,
+        _ctx: &Context<'_>,
+    ) -> Result<(), Problem> {
+        Ok(())
+    }
+
+    fn request_body(
+        &self,
+        head: &http::request::Parts,
+        ctx: &Context<'_>,
+    ) -> Result<Option<Box<dyn BodyTransform>>, Problem> {
+        match BodyKind::of(&head.headers) {
+            Some(kind) => Ok(Some(Box::new(self.anonymizer.body(kind)))),
+            None if self.section.unknown_content == UnknownContent::Refuse => {
+                Err(unsupported(&head.headers))
             }
             None => {
-                let mut response = Response::new(Bytes::from(out));
-                let headers = response.headers_mut();
-                headers.insert(header::CONTENT_TYPE, kind.content_type(&parts.headers));
-                if let Ok(value) = HeaderValue::from_str(&findings) {
-                    headers.insert(FINDINGS_HEADER, value);
-                }
-                Ok(response)
+                ctx.log().info("passed unread", json!({}));
+                Ok(None)
             }
         }
+    }
+
+    fn on_response(
+        &self,
+        request: &http::Extensions,
+        _status: StatusCode,
+        _headers: &mut http::HeaderMap,
+        ctx: &Context<'_>,
+    ) {
+        if let Some(FindingsSummary(findings)) = request.get() {
+            ctx.log()
+                .info("anonymized", json!({ "findings": findings }));
+        }
+    }
+}
+
+/// The standalone function's answer without an origin: the anonymized
+/// body itself, with its findings counted in [`FINDINGS_HEADER`].
+struct AnonymizedAnswer;
+
+#[async_trait(?Send)]
+impl Endpoint for AnonymizedAnswer {
+    async fn call(&self, req: Request, _ctx: &Context<'_>) -> Result<Response, Problem> {
+        if req.body().is_empty() {
+            return Err(Problem::method_not_allowed(
+                req.method(),
+                &[Method::POST, Method::PUT, Method::PATCH],
+            )
+            .with_detail("send a body to anonymize"));
+        }
+        let (parts, body) = req.into_parts();
+        let mut response = Response::new(body);
+        let headers = response.headers_mut();
+        match BodyKind::of(&parts.headers) {
+            Some(kind) => {
+                headers.insert(header::CONTENT_TYPE, kind.content_type(&parts.headers));
+                if let Some(FindingsSummary(findings)) = parts.extensions.get()
+                    && let Ok(value) = HeaderValue::from_str(findings)
+                {
+                    headers.insert(FINDINGS_HEADER, value);
+                }
+            }
+            None => {
+                if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
+                    headers.insert(header::CONTENT_TYPE, ct.clone());
+                }
+            }
+        }
+        Ok(response)
     }
 }
 
@@ -254,33 +303,6 @@ impl Anonymize {
         &self.anonymizer
     }
 
-    async fn unknown_content(
-        &self,
-        parts: http::request::Parts,
-        body: Bytes,
-        ctx: &Context<'_>,
-    ) -> Result<Response, Problem> {
-        if self.section.unknown_content == UnknownContent::Refuse {
-            return Err(unsupported(&parts.headers));
-        }
-        ctx.log()
-            .info("passed unread", json!({ "bytes": body.len() }));
-        let req = Request::from_parts(parts, body);
-        match &self.section.origin {
-            Some(origin) => edge_core::origin::forward(origin, req, ctx).await,
-            None => {
-                let (parts, body) = req.into_parts();
-                let mut response = Response::new(body);
-                if let Some(ct) = parts.headers.get(header::CONTENT_TYPE) {
-                    response
-                        .headers_mut()
-                        .insert(header::CONTENT_TYPE, ct.clone());
-                }
-                Ok(response)
-            }
-        }
-    }
-
     fn admin(&self, req: Request, rest: &str, ctx: &Context<'_>) -> Result<Response, Problem> {
         let path = req.uri().path().to_owned();
         let endpoint = match rest {
@@ -319,8 +341,8 @@ impl Anonymize {
             .with_detail(e)
         })?;
         let mut out = Vec::with_capacity(req.body().len());
-        edge_core::stream::BodyTransform::push(&mut reverse, req.body(), &mut out)?;
-        edge_core::stream::BodyTransform::finish(&mut reverse, &mut out)?;
+        BodyTransform::push(&mut reverse, req.body(), &mut out)?;
+        BodyTransform::finish(&mut reverse, &mut out)?;
         let (reversed, failed) = reverse.counts();
         // The audit trail: who may read it is whoever reads logs, so counts only.
         ctx.log().warn(

@@ -757,16 +757,12 @@ impl ApiKeys {
 
     /// The key `req` presents, if any: the key header, else
     /// `Authorization: <scheme> <key>` when the policy accepts it.
-    pub fn presented<'r>(&self, req: &'r Request) -> Option<&'r str> {
-        if let Some(value) = req.headers().get(&self.header) {
+    pub fn presented<'r>(&self, headers: &'r http::HeaderMap) -> Option<&'r str> {
+        if let Some(value) = headers.get(&self.header) {
             return value.to_str().ok().map(str::trim);
         }
         let scheme = self.scheme.as_deref()?;
-        let value = req
-            .headers()
-            .get(http::header::AUTHORIZATION)?
-            .to_str()
-            .ok()?;
+        let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
         let (given, key) = value.split_once(' ')?;
         given.eq_ignore_ascii_case(scheme).then_some(key.trim())
     }
@@ -1603,7 +1599,7 @@ mod tests {
                 let rest = rest.to_owned();
                 return self.0.handle_admin(req, &rest, ctx).await;
             }
-            let presented = self.0.presented(&req).unwrap_or("");
+            let presented = self.0.presented(req.headers()).unwrap_or("");
             match self.0.authenticate(presented, ctx).await {
                 Ok(who) => Ok(json_response(
                     StatusCode::OK,

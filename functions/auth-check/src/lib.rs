@@ -36,6 +36,7 @@ mod workers;
 use async_trait::async_trait;
 use edge_core::function::Context;
 use edge_core::model::json_response;
+use edge_core::pipeline::{self, Endpoint, Filter, ForwardTo, Principal};
 use edge_core::{Config, ConfigError, EdgeFunction, Problem, Request, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
@@ -142,19 +143,43 @@ impl EdgeFunction for AuthCheck {
                 None => Err(Problem::not_found(&path)),
             };
         }
-        let mut req = req;
-        for name in &self.strip {
-            req.headers_mut().remove(name);
+        match &self.section.origin {
+            Some(origin) => pipeline::run(&[self], req, &ForwardTo(origin), ctx).await,
+            None => {
+                let answer = IdentityAnswer(&self.section.forward);
+                pipeline::run(&[self], req, &answer, ctx).await
+            }
         }
-        let rule = self.rule_for(&req);
+    }
+}
+
+/// The auth check as a stage of a chain: strips client copies of the
+/// claim headers, verifies the credential the route's rule asks for, and
+/// leaves the [`Identity`] (and the core's [`Principal`]) in the request's
+/// extensions. The claims also go on as headers, for the origin.
+#[async_trait(?Send)]
+impl Filter for AuthCheck {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn on_request(
+        &self,
+        head: &mut http::request::Parts,
+        ctx: &Context<'_>,
+    ) -> Result<(), Problem> {
+        for name in &self.strip {
+            head.headers.remove(name);
+        }
+        let rule = self.rule_for(head);
         match rule.access {
             Access::Deny => Err(
                 Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
                     .with_detail("this route is closed"),
             ),
-            Access::Public => self.pass(req, None, ctx).await,
+            Access::Public => Ok(()),
             Access::Authenticated => {
-                let identity = self.authenticate(&req, rule, ctx).await?;
+                let identity = self.authenticate(&head.headers, rule, ctx).await?;
                 self.authorize(&identity, rule)?;
                 ctx.log().info(
                     "authenticated",
@@ -164,8 +189,59 @@ impl EdgeFunction for AuthCheck {
                         "api_key_id": identity.api_key_id,
                     }),
                 );
-                self.pass(req, Some(&identity), ctx).await
+                identity_headers(&self.section.forward, &identity, &mut head.headers);
+                if !self.section.forward.credentials {
+                    head.headers.remove(http::header::AUTHORIZATION);
+                    if let Some(keys) = &self.api_keys {
+                        head.headers.remove(keys.header());
+                    }
+                }
+                head.extensions.insert(identity.principal());
+                head.extensions.insert(identity);
+                Ok(())
             }
+        }
+    }
+}
+
+/// The standalone function's answer without an origin: `200` with the
+/// verified identity, its claims also as headers.
+struct IdentityAnswer<'a>(&'a Forward);
+
+#[async_trait(?Send)]
+impl Endpoint for IdentityAnswer<'_> {
+    async fn call(&self, req: Request, _ctx: &Context<'_>) -> Result<Response, Problem> {
+        let identity = req.extensions().get::<Identity>();
+        let body = match identity {
+            None => json!({ "authenticated": false, "access": "public" }),
+            Some(id) => json!({
+                "authenticated": true,
+                "credential": kind_name(id.kind),
+                "sub": id.sub,
+                "issuer": id.issuer,
+                "api_key_id": id.api_key_id,
+                "scopes": id.scopes,
+                "roles": id.roles,
+            }),
+        };
+        let mut response = json_response(StatusCode::OK, &body);
+        if let Some(identity) = identity {
+            identity_headers(self.0, identity, response.headers_mut());
+        }
+        Ok(response)
+    }
+}
+
+impl Identity {
+    /// What later stages of a chain read of this identity.
+    pub fn principal(&self) -> Principal {
+        Principal {
+            credential: kind_name(self.kind),
+            sub: self.sub.clone(),
+            issuer: self.issuer.clone(),
+            api_key_id: self.api_key_id.clone(),
+            scopes: self.scopes.clone(),
+            roles: self.roles.clone(),
         }
     }
 }
@@ -179,22 +255,22 @@ fn kind_name(kind: CredentialKind) -> &'static str {
 
 impl AuthCheck {
     /// The first rule matching the request, else the default.
-    fn rule_for(&self, req: &Request) -> &Rule {
+    fn rule_for(&self, head: &http::request::Parts) -> &Rule {
         self.rules
             .iter()
-            .find(|(pattern, _)| pattern.matches(req.method(), req.uri().path()))
+            .find(|(pattern, _)| pattern.matches(&head.method, head.uri.path()))
             .map_or(&self.default_rule, |(_, rule)| rule)
     }
 
     /// Verifies the request's credential: a bearer JWT, else an API key.
     async fn authenticate(
         &self,
-        req: &Request,
+        headers: &HeaderMap,
         rule: &Rule,
         ctx: &Context<'_>,
     ) -> Result<Identity, Problem> {
         let takes = |kind| rule.credentials.contains(&kind);
-        let authorization = req.headers().get_all(http::header::AUTHORIZATION);
+        let authorization = headers.get_all(http::header::AUTHORIZATION);
         if authorization.iter().count() > 1 {
             return Err(self.invalid_request("more than one Authorization header"));
         }
@@ -215,7 +291,7 @@ impl AuthCheck {
             return self.verify_jwt(token, ctx).await;
         }
         if let Some(keys) = &self.api_keys
-            && let Some(presented) = keys.presented(req)
+            && let Some(presented) = keys.presented(headers)
         {
             if !takes(CredentialKind::ApiKey) {
                 return Err(self.invalid_request("this route takes a bearer token, not an API key"));
@@ -249,7 +325,7 @@ impl AuthCheck {
                 }
             };
         }
-        if req.headers().contains_key(http::header::AUTHORIZATION) {
+        if headers.contains_key(http::header::AUTHORIZATION) {
             return Err(self.invalid_request(
                 "the Authorization header must be `Bearer <token>` (or an API key)",
             ));
@@ -391,49 +467,6 @@ impl AuthCheck {
         )
         .with_detail(detail)
         .with_header(http::header::WWW_AUTHENTICATE, header_value(&challenge)))
-    }
-
-    /// Passes the request on with the identity's headers, to the origin or
-    /// as a `200` decision.
-    async fn pass(
-        &self,
-        mut req: Request,
-        identity: Option<&Identity>,
-        ctx: &Context<'_>,
-    ) -> Result<Response, Problem> {
-        let mut headers = HeaderMap::new();
-        if let Some(identity) = identity {
-            identity_headers(&self.section.forward, identity, &mut headers);
-            if !self.section.forward.credentials {
-                req.headers_mut().remove(http::header::AUTHORIZATION);
-                if let Some(keys) = &self.api_keys {
-                    req.headers_mut().remove(keys.header());
-                }
-            }
-        }
-        match &self.section.origin {
-            Some(origin) => {
-                req.headers_mut().extend(headers);
-                edge_core::origin::forward(origin, req, ctx).await
-            }
-            None => {
-                let body = match identity {
-                    None => json!({ "authenticated": false, "access": "public" }),
-                    Some(id) => json!({
-                        "authenticated": true,
-                        "credential": kind_name(id.kind),
-                        "sub": id.sub,
-                        "issuer": id.issuer,
-                        "api_key_id": id.api_key_id,
-                        "scopes": id.scopes,
-                        "roles": id.roles,
-                    }),
-                };
-                let mut response = json_response(StatusCode::OK, &body);
-                response.headers_mut().extend(headers);
-                Ok(response)
-            }
-        }
     }
 
     fn invalid_request(&self, detail: &str) -> Problem {

@@ -4,8 +4,10 @@
 
 use std::net::IpAddr;
 
-use edge_core::{ClientAddr, Request, Secret};
+use edge_core::pipeline::Principal;
+use edge_core::{ClientAddr, Secret};
 use hmac::{Hmac, Mac};
+use http::request::Parts;
 use ipnet::IpNet;
 use sha2::Sha256;
 
@@ -20,9 +22,9 @@ pub const MAX_PART_BYTES: usize = 256;
 pub struct Identity {
     /// The client address (masked to the IPv6 prefix).
     pub ip: Option<IpAddr>,
-    /// The verified JWT subject from the gateway's header.
+    /// The verified JWT subject.
     pub sub: Option<String>,
-    /// The verified API key id from the gateway's header.
+    /// The verified API key id.
     pub api_key_id: Option<String>,
 }
 
@@ -35,8 +37,8 @@ pub struct BadIdentifier {
     pub reason: &'static str,
 }
 
-fn header_text<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, BadIdentifier> {
-    let Some(value) = req.headers().get(name) else {
+fn header_text<'a>(head: &'a Parts, name: &str) -> Result<Option<&'a str>, BadIdentifier> {
+    let Some(value) = head.headers.get(name) else {
         return Ok(None);
     };
     let bad = |reason| BadIdentifier {
@@ -53,11 +55,31 @@ fn header_text<'a>(req: &'a Request, name: &str) -> Result<Option<&'a str>, BadI
     Ok((!text.is_empty()).then_some(text))
 }
 
+/// The boundary of the standalone function: the verified caller as the
+/// auth check in front of it sent it, in the policy's trusted headers
+/// (`sub_header`, `api_key_id_header`), made the [`Principal`] the limiter
+/// reads. In a gateway the auth check leaves the `Principal` itself and
+/// these headers are never read.
+pub fn principal_from_headers(head: &mut Parts, policy: &Section) -> Result<(), BadIdentifier> {
+    let sub = header_text(head, &policy.sub_header)?.map(str::to_owned);
+    let api_key_id = header_text(head, &policy.api_key_id_header)?.map(str::to_owned);
+    if sub.is_some() || api_key_id.is_some() {
+        head.extensions.insert(Principal {
+            credential: if sub.is_some() { "jwt" } else { "api_key" },
+            sub,
+            api_key_id,
+            ..Principal::default()
+        });
+    }
+    Ok(())
+}
+
 impl Identity {
-    /// Reads the identity of `req` as `policy` says to.
-    pub fn of(req: &Request, policy: &Section) -> Result<Identity, BadIdentifier> {
+    /// Reads the identity of a request as `policy` says to: the client
+    /// address, and the verified caller the auth check left.
+    pub fn of(head: &Parts, policy: &Section) -> Result<Identity, BadIdentifier> {
         let ip = match &policy.client_ip_header {
-            Some(name) => match header_text(req, name)? {
+            Some(name) => match header_text(head, name)? {
                 // The right-most entry is the one the trusted proxy appended.
                 Some(list) => Some(
                     list.rsplit(',')
@@ -72,12 +94,13 @@ impl Identity {
                 ),
                 None => None,
             },
-            None => req.extensions().get::<ClientAddr>().map(|c| c.0),
+            None => head.extensions.get::<ClientAddr>().map(|c| c.0),
         };
+        let principal = head.extensions.get::<Principal>();
         Ok(Identity {
             ip: ip.map(|ip| mask(ip, policy.ipv6_prefix)),
-            sub: header_text(req, &policy.sub_header)?.map(str::to_owned),
-            api_key_id: header_text(req, &policy.api_key_id_header)?.map(str::to_owned),
+            sub: principal.and_then(|p| p.sub.clone()),
+            api_key_id: principal.and_then(|p| p.api_key_id.clone()),
         })
     }
 
@@ -85,7 +108,7 @@ impl Identity {
     /// or `None` when the request lacks one of them.
     pub fn identifier(
         &self,
-        req: &Request,
+        head: &Parts,
         parts: &[KeyPart],
     ) -> Result<Option<String>, BadIdentifier> {
         compose(parts, |part| {
@@ -93,9 +116,9 @@ impl Identity {
                 KeyPart::Ip => self.ip.map(|ip| ip.to_string()),
                 KeyPart::Sub => self.sub.clone(),
                 KeyPart::ApiKeyId => self.api_key_id.clone(),
-                KeyPart::Route => Some(format!("{} {}", req.method(), req.uri().path())),
+                KeyPart::Route => Some(format!("{} {}", head.method, head.uri.path())),
                 KeyPart::Global => Some(String::new()),
-                KeyPart::Header(name) => header_text(req, name.as_str())?.map(str::to_owned),
+                KeyPart::Header(name) => header_text(head, name.as_str())?.map(str::to_owned),
             })
         })
     }

@@ -38,6 +38,7 @@ use std::cell::RefCell;
 use async_trait::async_trait;
 use edge_core::memory::MemoryStore;
 use edge_core::model::{empty_response, json_response};
+use edge_core::pipeline::{self, Endpoint, Filter, ForwardTo};
 use edge_core::platform::{Applied, AtomicStore, Transaction};
 use edge_core::{
     Config, ConfigError, Context, EdgeFunction, Problem, Request, Response, Secret, StoreError,
@@ -236,29 +237,83 @@ impl EdgeFunction for RateLimit {
         if under_admin {
             return self.admin(&req, ctx).await;
         }
-        if !self.enabled {
-            return self.admit(req, ctx, &[]).await;
+        let (mut head, body) = req.into_parts();
+        if self.enabled {
+            identity::principal_from_headers(&mut head, &self.policy).map_err(bad_identifier)?;
         }
-        let who = Identity::of(&req, &self.policy).map_err(bad_identifier)?;
+        let req = Request::from_parts(head, body);
+        match &self.policy.origin {
+            Some(origin) => pipeline::run(&[self], req, &ForwardTo(origin), ctx).await,
+            None => pipeline::run(&[self], req, &DecisionAnswer, ctx).await,
+        }
+    }
+}
+
+/// What the limiter decided for an admitted request, left in its
+/// extensions: the report of every scope that applied (the `RateLimit`
+/// fields, most constrained first when written).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimitDecision {
+    /// One report per applicable scope.
+    pub reports: Vec<ScopeReport>,
+}
+
+/// The standalone function's answer without an origin: `200` with the decision.
+struct DecisionAnswer;
+
+#[async_trait(?Send)]
+impl Endpoint for DecisionAnswer {
+    async fn call(&self, req: Request, _ctx: &Context<'_>) -> Result<Response, Problem> {
+        let reports = req
+            .extensions()
+            .get::<RateLimitDecision>()
+            .map_or(&[][..], |d| &d.reports);
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({
+                "allowed": true,
+                "scopes": reports.iter().map(ScopeReport::to_json).collect::<Vec<_>>(),
+            }),
+        ))
+    }
+}
+
+/// The limiter as a stage of a chain: decides on the request head, and
+/// writes the `RateLimit` fields on the way back.
+#[async_trait(?Send)]
+impl Filter for RateLimit {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    async fn on_request(
+        &self,
+        head: &mut http::request::Parts,
+        ctx: &Context<'_>,
+    ) -> Result<(), Problem> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let who = Identity::of(head, &self.policy).map_err(bad_identifier)?;
         if self.deny.iter().any(|e| e.matches(&who)) {
             ctx.log().info("denied by the deny list", json!({}));
             return Err(Problem::new(StatusCode::FORBIDDEN, "denied", "Forbidden")
                 .with_detail("this client is on the deny list"));
         }
         if self.allow.iter().any(|e| e.matches(&who)) {
-            return self.admit(req, ctx, &[]).await;
+            return Ok(());
         }
-        let cost = self.cost_override(&req)?;
+        let cost = self.cost_override(head)?;
         let mut applicable = Vec::new();
         for scope in &self.scopes {
-            if !scope.scope.matches(req.method(), req.uri().path()) {
+            if !scope.scope.matches(&head.method, head.uri.path()) {
                 continue;
             }
-            let mut identifier = who.identifier(&req, &scope.key).map_err(bad_identifier)?;
+            let mut identifier = who.identifier(head, &scope.key).map_err(bad_identifier)?;
             if identifier.is_none()
                 && let Some(fallback) = &scope.fallback_key
             {
-                identifier = who.identifier(&req, fallback).map_err(bad_identifier)?;
+                identifier = who.identifier(head, fallback).map_err(bad_identifier)?;
             }
             if let Some(identifier) = identifier {
                 let hash = keyed_hash(&self.hash_key, &scope.scope.name, &identifier);
@@ -321,7 +376,20 @@ impl EdgeFunction for RateLimit {
                 &reports,
             ));
         }
-        self.admit(req, ctx, &reports).await
+        head.extensions.insert(RateLimitDecision { reports });
+        Ok(())
+    }
+
+    fn on_response(
+        &self,
+        request: &http::Extensions,
+        _status: StatusCode,
+        headers: &mut http::HeaderMap,
+        _ctx: &Context<'_>,
+    ) {
+        if let Some(decision) = request.get::<RateLimitDecision>() {
+            headers::insert_fields(headers, &decision.reports);
+        }
     }
 }
 
@@ -345,11 +413,11 @@ fn bad_identifier(e: BadIdentifier) -> Problem {
 }
 
 impl RateLimit {
-    fn cost_override(&self, req: &Request) -> Result<Option<u64>, Problem> {
+    fn cost_override(&self, head: &http::request::Parts) -> Result<Option<u64>, Problem> {
         let Some(name) = &self.policy.cost_header else {
             return Ok(None);
         };
-        let Some(value) = req.headers().get(name) else {
+        let Some(value) = head.headers.get(name) else {
             return Ok(None);
         };
         match value
@@ -526,27 +594,6 @@ impl RateLimit {
             }
             Source::Blocked => {}
         }
-    }
-
-    /// Sends an admitted request on to the origin, or answers its decision.
-    async fn admit(
-        &self,
-        req: Request,
-        ctx: &Context<'_>,
-        reports: &[ScopeReport],
-    ) -> Result<Response, Problem> {
-        let mut response = match &self.policy.origin {
-            Some(origin) => edge_core::origin::forward(origin, req, ctx).await?,
-            None => json_response(
-                StatusCode::OK,
-                &json!({
-                    "allowed": true,
-                    "scopes": reports.iter().map(ScopeReport::to_json).collect::<Vec<_>>(),
-                }),
-            ),
-        };
-        headers::insert_fields(response.headers_mut(), reports);
-        Ok(response)
     }
 
     async fn admin(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
