@@ -84,15 +84,54 @@ async fn answers_for<F: EdgeFunction>(suite: &Suite) -> Result<Vec<Actual>> {
     Ok(answers)
 }
 
-/// Runs a suite natively.
-pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
-    match suite.function.as_str() {
-        "counter" => answers_for::<counter::Counter>(suite).await,
-        "rate-limit" => answers_for::<rate_limit::RateLimit>(suite).await,
-        "auth-check" => answers_for::<auth_check::AuthCheck>(suite).await,
-        "anonymize" => answers_for::<anonymize::Anonymize>(suite).await,
-        "spatial-query" => answers_for::<spatial_query::SpatialQuery>(suite).await,
-        "metrics" => answers_for::<metrics::Metrics>(suite).await,
-        other => bail!("no native registration for function {other:?}"),
+/// What the registry test (`tests/all/registry.rs`) compares with
+/// `functions.toml` and the manifests: a function's name and the platform
+/// variables and secrets its glue reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    /// [`EdgeFunction::NAME`].
+    pub name: &'static str,
+    /// [`EdgeFunction::VARIABLES`] (besides `POLICY`).
+    pub variables: &'static [&'static str],
+    /// [`EdgeFunction::SECRETS`].
+    pub secrets: &'static [&'static str],
+}
+
+impl Registration {
+    /// Function `F`'s registration.
+    pub const fn of<F: EdgeFunction>() -> Self {
+        Registration {
+            name: F::NAME,
+            variables: F::VARIABLES,
+            secrets: F::SECRETS,
+        }
     }
 }
+
+/// The native runner's functions, one type each: [`FUNCTIONS`] and
+/// [`answers`] come from this one list.
+macro_rules! functions {
+    ($($function:ty),* $(,)?) => {
+        /// Every function the native runtime serves.
+        pub const FUNCTIONS: &[Registration] = &[$(Registration::of::<$function>()),*];
+
+        /// Runs a suite natively.
+        pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
+            $(
+                if suite.function == <$function as EdgeFunction>::NAME {
+                    return answers_for::<$function>(suite).await;
+                }
+            )*
+            bail!("no native registration for function {:?}", suite.function)
+        }
+    };
+}
+
+functions![
+    counter::Counter,
+    rate_limit::RateLimit,
+    auth_check::AuthCheck,
+    anonymize::Anonymize,
+    spatial_query::SpatialQuery,
+    metrics::Metrics,
+];

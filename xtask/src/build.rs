@@ -7,46 +7,102 @@
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use edge_registry::Registry;
 
-use crate::util::{cmd, root, run, target_dir};
-use crate::{FUNCTIONS, METRICS_INGEST_DEV_SECRET};
+use crate::util::{cmd, fresh, root, run, target_dir};
 
 /// Debian's Chromium.
 pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Always `<repo>/target/edge`, whatever `CARGO_TARGET_DIR` says, because
 /// `spin.toml` names its sources there.
-fn artifacts() -> PathBuf {
+pub(crate) fn artifacts() -> PathBuf {
     root().join("target/edge")
 }
 
-/// Builds every function for Spin, the browser and Workers. The Spin and
-/// browser builds each take one cargo invocation for all functions, so
-/// two crates build (and link, LTO on one codegen unit) side by side on
-/// two cores; worker-build runs per function, two at a time.
-pub(crate) fn all() -> Result<()> {
-    let spin_dir = artifacts().join("spin");
-    std::fs::create_dir_all(&spin_dir)?;
-    for (name, built) in release_builds("wasm32-wasip2", "spin")? {
-        std::fs::copy(&built, spin_dir.join(format!("{name}.wasm")))
-            .with_context(|| format!("copying {}", built.display()))?;
+/// What to do as the builds in [`all`] finish: `cargo xtask dev` serves
+/// each runtime as soon as its builds are ready.
+pub(crate) trait Ready: Sync {
+    /// Every Spin build is in `target/edge/spin/`.
+    fn spin(&self) -> Result<()> {
+        Ok(())
     }
-    let browser_builds = release_builds("wasm32-unknown-unknown", "browser")?;
-    two_at_a_time(&browser_builds, |(name, built)| browser(name, built))?;
+    /// Function `name`'s Workers build is in `functions/NAME/build/`.
+    fn worker(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
+    /// Every browser build is in `target/edge/browser/`.
+    fn browser(&self) -> Result<()> {
+        Ok(())
+    }
+    /// Whether to stop before the next build (a server exited).
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Builds only, nothing to serve.
+pub(crate) struct JustBuild;
+
+impl Ready for JustBuild {}
+
+/// One step after the cargo builds, run two at a time.
+enum Job<'a> {
+    /// worker-build for a function, unless its output is fresh.
+    Worker(&'a str),
+    /// wasm-bindgen and wasm-opt for a function's browser build (from its
+    /// kept release `.wasm`), unless fresh.
+    Browser(&'a str, PathBuf),
+}
+
+/// Builds every function for Spin, the browser and Workers, skipping the
+/// wasm-bindgen/wasm-opt steps whose outputs are newer than their inputs.
+/// The Spin and browser builds each take one cargo invocation for all
+/// functions, so two crates build (and link, LTO on one codegen unit) side
+/// by side on two cores; then the Workers builds (worker-build per
+/// function) and the browser builds' wasm-bindgen/wasm-opt steps run two
+/// at a time. `ready` hears as each runtime's builds are done.
+pub(crate) fn all(registry: &Registry, ready: &dyn Ready) -> Result<()> {
+    let names: Vec<&str> = registry.names().collect();
+    spin(registry, &names)?;
+    ready.spin()?;
+    let mut jobs: Vec<Job<'_>> = names.iter().map(|name| Job::Worker(name)).collect();
+    for (name, input) in browser_inputs(&names)? {
+        jobs.push(Job::Browser(name, input));
+    }
+    let browsers_left = AtomicUsize::new(names.len());
     // worker-build's cargo step waits for the other's to finish (one
     // target dir), but its wasm-bindgen and wasm-opt steps, about half of
-    // its time and on one core, overlap with the other's.
-    two_at_a_time(FUNCTIONS, |function| worker(function.name))
+    // its time and on one core, overlap with the other job's.
+    two_at_a_time(&jobs, |job| {
+        if ready.cancelled() {
+            bail!("stopped");
+        }
+        match job {
+            Job::Worker(name) => {
+                worker_unless_fresh(registry, name)?;
+                ready.worker(name)
+            }
+            Job::Browser(name, input) => {
+                browser_unless_fresh(name, input)?;
+                if browsers_left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    ready.browser()?;
+                }
+                Ok(())
+            }
+        }
+    })
 }
 
 /// Runs `job` on every item, two at a time (the machine's two cores),
 /// stopping at the first error.
 fn two_at_a_time<T: Sync>(items: &[T], job: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
+    let next = AtomicUsize::new(0);
     let failed = std::sync::atomic::AtomicBool::new(false);
     let worker = || -> Result<()> {
         use std::sync::atomic::Ordering::SeqCst;
@@ -70,20 +126,40 @@ fn two_at_a_time<T: Sync>(items: &[T], job: impl Fn(&T) -> Result<()> + Sync) ->
     })
 }
 
-/// Builds every function in release for `target` with its platform
-/// `feature` in one cargo invocation, returning each one's `.wasm`.
-fn release_builds(target: &str, feature: &str) -> Result<Vec<(&'static str, PathBuf)>> {
+/// The Spin builds of `names` (one cargo invocation), copied to
+/// `target/edge/spin/NAME.wasm`. `cargo xtask build-spin NAME`, each
+/// component's build command in `spin.toml`, builds one: cargo then
+/// resolves that crate's features alone, as Spin's own templates do.
+pub(crate) fn spin(registry: &Registry, names: &[&str]) -> Result<()> {
+    for name in names {
+        registry.get(name)?;
+    }
+    let dir = artifacts().join("spin");
+    std::fs::create_dir_all(&dir)?;
+    for (name, built) in release_builds(names, "wasm32-wasip2", "spin")? {
+        copy_if_changed(&built, &dir.join(format!("{name}.wasm")))?;
+    }
+    Ok(())
+}
+
+/// Builds every function in `names` in release for `target` with its
+/// platform `feature` in one cargo invocation, returning each one's `.wasm`.
+fn release_builds<'a>(
+    names: &[&'a str],
+    target: &str,
+    feature: &str,
+) -> Result<Vec<(&'a str, PathBuf)>> {
     let mut build = cmd("cargo");
     build.args(["build", "--release", "--target", target]);
-    for function in FUNCTIONS {
+    for name in names {
         build
-            .args(["-p", function.name, "--features"])
-            .arg(format!("{}/{feature}", function.name));
+            .args(["-p", name, "--features"])
+            .arg(format!("{name}/{feature}"));
     }
     run(&mut build)?;
-    Ok(FUNCTIONS
+    Ok(names
         .iter()
-        .map(|f| (f.name, release_wasm(target, f.name)))
+        .map(|name| (*name, release_wasm(target, name)))
         .collect())
 }
 
@@ -94,16 +170,57 @@ fn release_wasm(target: &str, name: &str) -> PathBuf {
     target_dir().join(format!("{target}/release/{artifact}.wasm"))
 }
 
-/// The browser package from its release build: `target/edge/browser/NAME/`
-/// (wasm-bindgen `--target web`, then `wasm-opt -Oz`).
-fn browser(name: &str, built: &Path) -> Result<()> {
+/// Copies `from` to `to` unless `to` already holds the same bytes, so that
+/// `to`'s modification time says when its content last changed.
+fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
+    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    if std::fs::read(to).is_ok_and(|had| had == bytes) {
+        return Ok(());
+    }
+    std::fs::write(to, bytes).with_context(|| format!("writing {}", to.display()))
+}
+
+/// Scratch space for the builds: `target/edge/.work/`.
+fn work_dir(platform: &str) -> PathBuf {
+    artifacts().join(".work").join(platform)
+}
+
+/// The browser builds' cargo step (all functions at once), each release
+/// `.wasm` kept as `target/edge/.work/browser/NAME.wasm`: the Workers
+/// builds reuse cargo's output path for the same target, and a copy
+/// rewritten only when it changed tells whether wasm-bindgen must run.
+fn browser_inputs<'a>(names: &[&'a str]) -> Result<Vec<(&'a str, PathBuf)>> {
+    let dir = work_dir("browser");
+    std::fs::create_dir_all(&dir)?;
+    let mut inputs = Vec::new();
+    for (name, built) in release_builds(names, "wasm32-unknown-unknown", "browser")? {
+        let input = dir.join(format!("{name}.wasm"));
+        copy_if_changed(&built, &input)?;
+        inputs.push((name, input));
+    }
+    Ok(inputs)
+}
+
+/// The browser package from its release build, `target/edge/browser/NAME/`
+/// (wasm-bindgen `--target web`, then `wasm-opt -Oz`), unless it is newer
+/// than `input`. Built in a scratch directory and moved into place, so a
+/// failed step leaves nothing that looks fresh.
+fn browser_unless_fresh(name: &str, input: &Path) -> Result<()> {
     let out = artifacts().join("browser").join(name);
-    std::fs::create_dir_all(&out)?;
+    let outputs = [format!("{name}.js"), format!("{name}_bg.wasm")].map(|file| out.join(file));
+    if fresh(&outputs, input) {
+        eprintln!("xtask: target/edge/browser/{name} is up to date");
+        return Ok(());
+    }
+    let scratch = work_dir("browser").join(name);
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)?;
+    }
     run(cmd("wasm-bindgen")
         .args(["--target", "web", "--out-name", name, "--out-dir"])
-        .arg(&out)
-        .arg(built))?;
-    let wasm = out.join(format!("{name}_bg.wasm"));
+        .arg(&scratch)
+        .arg(input))?;
+    let wasm = scratch.join(format!("{name}_bg.wasm"));
     run(cmd("wasm-opt")
         .args([
             "-Oz",
@@ -112,16 +229,18 @@ fn browser(name: &str, built: &Path) -> Result<()> {
         ])
         .arg(&wasm)
         .arg("-o")
-        .arg(&wasm))
+        .arg(&wasm))?;
+    if out.exists() {
+        std::fs::remove_dir_all(&out)?;
+    }
+    std::fs::create_dir_all(artifacts().join("browser"))?;
+    std::fs::rename(&scratch, &out)
+        .with_context(|| format!("moving {} into place", scratch.display()))
 }
 
 /// The Workers build through worker-build, pointed at the local
-/// wasm-bindgen, wasm-opt and esbuild instead of downloads. wrangler runs
-/// this as the environment's build command.
-pub(crate) fn worker(name: &str) -> Result<()> {
-    if !FUNCTIONS.iter().any(|f| f.name == name) {
-        bail!("unknown function {name:?}");
-    }
+/// wasm-bindgen, wasm-opt and esbuild instead of downloads.
+fn worker(name: &str) -> Result<()> {
     let bin = root().join("node_modules/.bin");
     run(cmd("worker-build")
         .args([
@@ -139,10 +258,8 @@ pub(crate) fn worker(name: &str) -> Result<()> {
 /// build worker-build would run (so it is found fresh), then worker-build
 /// only if its output is older than that build. worker-build itself always
 /// runs wasm-bindgen and wasm-opt, 30–80 s on one core.
-pub(crate) fn worker_unless_fresh(name: &str) -> Result<()> {
-    if !FUNCTIONS.iter().any(|f| f.name == name) {
-        bail!("unknown function {name:?}");
-    }
+pub(crate) fn worker_unless_fresh(registry: &Registry, name: &str) -> Result<()> {
+    registry.get(name)?;
     let dir = root().join(format!("functions/{name}"));
     run(cmd("cargo")
         .current_dir(&dir)
@@ -158,13 +275,8 @@ pub(crate) fn worker_unless_fresh(name: &str) -> Result<()> {
         // track it, so a build without it would be reused wrongly.
         .env("WASM_BINDGEN_USE_JS_SYS", "1"))?;
     let built = release_wasm("wasm32-unknown-unknown", name);
-    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
-    let outputs = ["build/index.js", "build/index_bg.wasm"].map(|file| modified(&dir.join(file)));
-    let fresh = match (modified(&built), outputs) {
-        (Some(built), [Some(js), Some(wasm)]) => js >= built && wasm >= built,
-        _ => false,
-    };
-    if fresh {
+    let outputs = ["build/index.js", "build/index_bg.wasm"].map(|file| dir.join(file));
+    if fresh(&outputs, &built) {
         eprintln!("xtask: functions/{name}/build is up to date");
         return Ok(());
     }
@@ -197,11 +309,10 @@ fn gzip_len(bytes: &[u8]) -> Result<usize> {
 }
 
 /// Prints each function's `.wasm` size, raw and gzip, per platform.
-pub(crate) fn sizes() -> Result<()> {
+pub(crate) fn sizes(registry: &Registry) -> Result<()> {
     println!("\n| function | platform | .wasm | raw bytes | gzip bytes |");
     println!("|---|---|---|---:|---:|");
-    for function in FUNCTIONS {
-        let name = function.name;
+    for name in registry.names() {
         let files = [
             ("workers", worker_wasm(name)),
             ("spin", Some(artifacts().join(format!("spin/{name}.wasm")))),
@@ -232,130 +343,9 @@ pub(crate) fn sizes() -> Result<()> {
     Ok(())
 }
 
-/// Children stopped when dropped. They stay in the terminal's process
-/// group, so Ctrl-C reaches them (and wrangler's workerd) directly too.
-struct Children(Vec<(String, Child)>);
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.0 {
-            // TERM first: wrangler stops its workerd on TERM, not on KILL.
-            let _ = Command::new("kill")
-                .args(["-s", "TERM", &child.id().to_string()])
-                .status();
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        for (_, child) in &mut self.0 {
-            while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn(name: &str, command: &mut Command) -> Result<(String, Child)> {
-    let child = command
-        .spawn()
-        .with_context(|| format!("cannot start {name}"))?;
-    Ok((name.to_owned(), child))
-}
-
-/// Serves every build on 127.0.0.1 until interrupted: the Spin builds on
-/// the wasmtime host (:3000), the Workers build under `wrangler dev`
-/// (:8787), the browser builds' demo page (:8080).
-pub(crate) fn dev() -> Result<()> {
-    run(cmd("cargo").args(["build", "-p", "wasm-tests", "--bin", "edge-host"]))?;
-    let mut children = Children(Vec::new());
-    let mut host = cmd(&target_dir().join("debug/edge-host").to_string_lossy());
-    host.args(["--listen", "127.0.0.1:3000", "--manifest", "spin.toml"]);
-    let ingest = std::iter::once(&METRICS_INGEST_DEV_SECRET);
-    for (name, value) in FUNCTIONS.iter().flat_map(|f| f.dev_secrets).chain(ingest) {
-        host.arg("--var")
-            .arg(format!("{}={value}", name.to_ascii_lowercase()));
-    }
-    children.0.push(spawn("edge-host", &mut host)?);
-    for (i, function) in FUNCTIONS.iter().enumerate() {
-        let port = 8787 + i;
-        let mut wrangler = wrangler_dev(function.name, port);
-        for (name, value) in function
-            .dev_secrets
-            .iter()
-            .chain(std::iter::once(&METRICS_INGEST_DEV_SECRET))
-        {
-            wrangler.arg("--var").arg(format!("{name}:{value}"));
-        }
-        children.0.push(spawn("wrangler", &mut wrangler)?);
-    }
-    children.0.push(spawn(
-        "browser demo",
-        cmd("node")
-            .args(["wasm-tests/chromium/serve.mjs", "--port", "8080", "--root"])
-            .arg(artifacts().join("browser")),
-    )?);
-
-    std::thread::sleep(Duration::from_secs(2));
-    println!(
-        "\nServing on 127.0.0.1 (Ctrl-C stops everything):\n\
-         \x20 Spin builds (wasmtime host):   http://127.0.0.1:3000/counter/...  /rate-limit/...  /auth-check/...  /anonymize/...  /spatial-query/...  /metrics/...\n\
-         \x20 Workers builds (wrangler dev): counter http://127.0.0.1:8787/  rate-limit :8788  auth-check :8789  anonymize :8790  spatial-query :8791  metrics :8792\n\
-         \x20                                (first start builds; wait for 'Ready')\n\
-         \x20 Browser builds (demo page):    http://127.0.0.1:8080/\n\n\
-         Try:\n\
-         \x20 curl -s http://127.0.0.1:3000/counter/health\n\
-         \x20 curl -s -X POST 'http://127.0.0.1:3000/counter/counters/demo?by=5'\n\
-         \x20 curl -s -X POST http://127.0.0.1:8787/counters/demo\n\
-         \x20 curl -s -X DELETE -H 'authorization: Bearer dev-admin-token' http://127.0.0.1:8787/counters/demo -i\n\
-         \x20 for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' -X POST http://127.0.0.1:8788/auth/login; done\n\
-         \x20 curl -si -X POST http://127.0.0.1:3000/rate-limit/auth/login | grep -i ratelimit\n\
-         \x20 curl -s -H 'authorization: Bearer dev-admin-token' 'http://127.0.0.1:8788/_ratelimit/state?scope=AUTH_LOGIN&ip=127.0.0.1'\n\
-         \x20 curl -s -X POST -H 'authorization: Bearer dev-admin-token' http://127.0.0.1:8789/_auth/keys -d '{{\"id\":\"ci\",\"scopes\":[\"api:read\"]}}'\n\
-         \x20 curl -s -H 'x-api-key: <the key printed above>' http://127.0.0.1:8789/api/items\n\
-         \x20 curl -si http://127.0.0.1:3000/auth-check/api/items | grep -i www-authenticate\n\
-         \x20 curl -s http://127.0.0.1:8790/ -H 'content-type: application/json' -d '{{\"user\":{{\"email\":\"ann@example.com\"}},\"note\":\"call +49 30 1234567 from 203.0.113.7\"}}'\n\
-         \x20 curl -s http://127.0.0.1:3000/anonymize/ -H 'content-type: text/plain' -d 'card 4111 1111 1111 1111, IBAN DE89 3704 0044 0532 0130 00'\n\
-         \x20 curl -s -X POST -H 'authorization: Bearer dev-admin-token' -H 'content-type: application/geo+json' http://127.0.0.1:8791/assets --data-binary @functions/spatial-query/testdata/sample.geojson\n\
-         \x20 curl -s 'http://127.0.0.1:8791/assets/nearest?lon=13.4&lat=52.52&k=2&max_distance_m=50000'\n\
-         \x20 curl -s http://127.0.0.1:8787/__scheduled  # flush the counter worker's metrics now (the cron trigger)\n\
-         \x20 curl -s http://127.0.0.1:8792/_metrics/snapshot\n\
-         \x20 curl -s http://127.0.0.1:8792/metrics\n\
-         \x20 open http://127.0.0.1:8792/_metrics/chart (or http://127.0.0.1:3000/metrics/_metrics/chart)\n"
-    );
-    loop {
-        for (name, child) in &mut children.0 {
-            if let Some(status) = child.try_wait()? {
-                bail!("{name} exited ({status}); stopping the others");
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// `wrangler dev` for one function's environment, offline and quiet.
-pub(crate) fn wrangler_dev(name: &str, port: usize) -> Command {
-    let mut command = cmd("wrangler");
-    command
-        .args(["dev", "--env", name, "--ip", "127.0.0.1", "--port"])
-        .arg(port.to_string())
-        // The six start at once; each would take 9229 while it looks free.
-        .arg("--inspector-port")
-        .arg((port + 1000).to_string())
-        .args([
-            "--show-interactive-dev-session=false",
-            // GET /__scheduled runs the cron trigger.
-            "--test-scheduled",
-            "--log-level",
-            "warn",
-        ])
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("CLOUDFLARE_CF_FETCH_ENABLED", "false");
-    command
-}
-
 /// Every check and test: formatting, clippy on the host and on both wasm
 /// targets, docs, the builds and their sizes, then the test suites.
-pub(crate) fn test(started: Instant) -> Result<()> {
+pub(crate) fn test(registry: &Registry, started: Instant) -> Result<()> {
     let step = |name: &str, f: &mut dyn FnMut() -> Result<()>| -> Result<()> {
         let started = Instant::now();
         let result = f();
@@ -381,10 +371,10 @@ pub(crate) fn test(started: Instant) -> Result<()> {
         ] {
             let mut clippy = cmd("cargo");
             clippy.args(["clippy", "-p", glue, "--target", target]);
-            for function in FUNCTIONS {
+            for name in registry.names() {
                 clippy
-                    .args(["-p", function.name, "--features"])
-                    .arg(format!("{}/{feature}", function.name));
+                    .args(["-p", name, "--features"])
+                    .arg(format!("{name}/{feature}"));
             }
             run(clippy.args(["--", "-D", "warnings"]))?;
         }
@@ -396,8 +386,8 @@ pub(crate) fn test(started: Instant) -> Result<()> {
             .env("RUSTDOCFLAGS", "-D warnings"))
     })?;
     step("build", &mut || {
-        all()?;
-        sizes()
+        all(registry, &JustBuild)?;
+        sizes(registry)
     })?;
     let mut tally = Tally::default();
     let result = step("cargo test", &mut || {

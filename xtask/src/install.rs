@@ -98,8 +98,7 @@ fn npm() -> Result<()> {
 }
 
 fn newer(a: &Path, b: &Path) -> bool {
-    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    matches!((modified(a), modified(b)), (Some(a), Some(b)) if a >= b)
+    crate::util::fresh(&[a.to_path_buf()], b)
 }
 
 fn chromium() -> Result<()> {

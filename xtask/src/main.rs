@@ -7,68 +7,21 @@
 //!   test, the conformance suite on all four runtimes included.
 //!
 //! Other subcommands are the steps: `install`, `build`, `build-worker NAME`,
-//! `sizes`, and `bench rate-limit|auth-check|anonymize|spatial-query|metrics` (the benchmark tables).
+//! `build-spin NAME...`, `sizes`, and `bench rate-limit|auth-check|anonymize|spatial-query|metrics`
+//! (the benchmark tables).
+//!
+//! The functions are the ones `functions.toml` lists (crate `edge-registry`).
 
 mod bench;
 mod build;
+mod dev;
 mod install;
 mod util;
 
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-
-/// The functions in `functions/`, each built for every platform.
-pub(crate) const FUNCTIONS: &[Function] = &[
-    Function {
-        name: "counter",
-        dev_secrets: &[("COUNTER_ADMIN_TOKEN", "dev-admin-token")],
-    },
-    Function {
-        name: "rate-limit",
-        dev_secrets: &[
-            ("RATE_LIMIT_HASH_KEY", "dev-hash-key"),
-            ("RATE_LIMIT_ADMIN_TOKEN", "dev-admin-token"),
-        ],
-    },
-    Function {
-        name: "auth-check",
-        dev_secrets: &[
-            ("AUTH_API_KEY_HASH_KEY", "dev-api-key-hash-key"),
-            ("AUTH_ADMIN_TOKEN", "dev-admin-token"),
-        ],
-    },
-    Function {
-        name: "anonymize",
-        dev_secrets: &[
-            ("GDPR_ANONYMIZATION_SALT", "dev-anonymization-salt"),
-            ("GDPR_ANONYMIZATION_KEY", "dev-anonymization-key-0123456789"),
-            ("ANONYMIZE_ADMIN_TOKEN", "dev-admin-token"),
-        ],
-    },
-    Function {
-        name: "spatial-query",
-        dev_secrets: &[("SPATIAL_ADMIN_TOKEN", "dev-admin-token")],
-    },
-    Function {
-        name: "metrics",
-        dev_secrets: &[("METRICS_ADMIN_TOKEN", "dev-admin-token")],
-    },
-];
-
-/// The secret every worker flushes its metrics with (and the metrics
-/// worker checks), given to all of them locally.
-pub(crate) const METRICS_INGEST_DEV_SECRET: (&str, &str) =
-    ("METRICS_INGEST_TOKEN", "dev-ingest-token");
-
-/// One function crate.
-pub(crate) struct Function {
-    /// The crate (and directory) name.
-    pub(crate) name: &'static str,
-    /// The secrets `cargo xtask dev` gives it locally (Workers names; the
-    /// Spin variable is the lower-cased name).
-    pub(crate) dev_secrets: &'static [(&'static str, &'static str)],
-}
+use edge_registry::Registry;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -83,31 +36,39 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
-    match args.first().map(String::as_str) {
-        Some("install") => install::all(install::Needs::Test),
+    let command = args.first().map(String::as_str);
+    match command {
+        Some("install") => return install::all(install::Needs::Test),
+        Some("bench") => return bench::run(&args[1..]),
+        _ => {}
+    }
+    let registry = Registry::load()?;
+    match command {
         Some("build") => {
             install::all(install::Needs::Build)?;
-            build::all()?;
-            build::sizes()
+            build::all(&registry, &build::JustBuild)?;
+            build::sizes(&registry)
         }
-        Some("build-worker") => match args.get(1) {
-            Some(name) => build::worker_unless_fresh(name),
-            None => bail!("usage: cargo xtask build-worker NAME"),
+        Some("build-worker") => match &args[1..] {
+            [name] => build::worker_unless_fresh(&registry, name),
+            _ => bail!("usage: cargo xtask build-worker NAME"),
         },
-        Some("sizes") => build::sizes(),
-        Some("bench") => bench::run(&args[1..]),
+        Some("build-spin") if args.len() > 1 => {
+            let names: Vec<&str> = args[1..].iter().map(String::as_str).collect();
+            build::spin(&registry, &names)
+        }
+        Some("build-spin") => bail!("usage: cargo xtask build-spin NAME..."),
+        Some("sizes") => build::sizes(&registry),
         Some("dev") => {
             install::all(install::Needs::Build)?;
-            build::all()?;
-            build::sizes()?;
-            build::dev()
+            dev::serve(&registry)
         }
         Some("test") => {
             install::all(install::Needs::Test)?;
-            build::test(started)
+            build::test(&registry, started)
         }
         _ => bail!(
-            "usage: cargo xtask <dev|test|bench rate-limit|metrics|install|build|build-worker NAME|sizes>\n\
+            "usage: cargo xtask <dev|test|bench NAME|install|build|build-worker NAME|build-spin NAME...|sizes>\n\
              dev   builds every function for every platform and serves them on 127.0.0.1\n\
              test  lints, builds and runs every test (the conformance suite on all runtimes)"
         ),

@@ -73,3 +73,88 @@ fn describe(command: &Command) -> String {
     }
     s
 }
+
+/// When `path` was last modified, if it exists.
+pub(crate) fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Whether every one of `outputs` exists and is at least as new as `input`.
+pub(crate) fn fresh(outputs: &[PathBuf], input: &Path) -> bool {
+    let Some(input) = modified(input) else {
+        return false;
+    };
+    outputs
+        .iter()
+        .all(|output| modified(output).is_some_and(|output| output >= input))
+}
+
+/// The status of `GET path` on `127.0.0.1:port`, or `None` when nothing
+/// answers there within a few seconds.
+pub(crate) fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read as _, Write as _};
+    use std::time::Duration;
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(3))).ok()?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(3)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut head = [0; 12];
+    stream.read_exact(&mut head).ok()?;
+    // "HTTP/1.1 200"
+    std::str::from_utf8(head.get(9..12)?).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_status_reads_a_status_line_and_none_without_a_server() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut request = [0; 256];
+            let read = stream.read(&mut request).unwrap();
+            assert!(String::from_utf8_lossy(&request[..read]).starts_with("GET /health HTTP/1.1"));
+            stream
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
+                .unwrap();
+        });
+        assert_eq!(http_status(port, "/health"), Some(503));
+        server.join().unwrap();
+        assert_eq!(http_status(port, "/health"), None);
+    }
+
+    #[test]
+    fn fresh_needs_every_output_newer_than_the_input() {
+        let dir = std::env::temp_dir().join(format!("xtask-fresh-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let input = dir.join("in.wasm");
+        let outputs = [dir.join("a.js"), dir.join("b.wasm")];
+        std::fs::write(&input, "x").unwrap();
+        assert!(!fresh(&outputs, &input), "outputs missing");
+        std::fs::write(&outputs[0], "a").unwrap();
+        std::fs::write(&outputs[1], "b").unwrap();
+        assert!(fresh(&outputs, &input));
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&input)
+            .unwrap()
+            .set_modified(later)
+            .unwrap();
+        assert!(!fresh(&outputs, &input), "input newer than outputs");
+        assert!(!fresh(&outputs, &dir.join("missing.wasm")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -8,6 +8,7 @@ mod exactness;
 mod metrics;
 mod outbound;
 mod rate_limit;
+mod registry;
 mod spatial_query;
 mod store_failure;
 

@@ -1,0 +1,595 @@
+//! `functions.toml` against what must follow it: the native runner's list
+//! (`wasm_tests::native::FUNCTIONS`, each function's `EdgeFunction`
+//! variables and secrets), `wrangler.toml` and `spin.toml`. The checker is
+//! a function over parsed documents; the tests below also show it failing
+//! on manifests with a function missing, one too many, or drifted
+//! variables.
+
+use std::collections::BTreeSet;
+
+use edge_registry::Registry;
+use toml::{Table, Value};
+use wasm_tests::native::{FUNCTIONS, Registration};
+
+/// The platform variable every function reads its policy from.
+const POLICY: &str = "POLICY";
+/// The bindings the Workers glue (`edge-workers`) opens: the store's
+/// Durable Object namespace, its class, the cache's KV namespace and the
+/// service binding to the metrics worker.
+const STORE_BINDING: &str = "EDGE_STORE";
+const STORE_CLASS: &str = "EdgeStore";
+const CACHE_BINDING: &str = "EDGE_CACHE";
+const METRICS_BINDING: &str = "METRICS";
+
+/// What must agree, parsed.
+struct Documents<'a> {
+    registry: &'a Registry,
+    native: &'a [Registration],
+    wrangler: &'a Table,
+    spin: &'a Table,
+}
+
+/// Every disagreement, one line each; empty when everything agrees.
+fn check(docs: &Documents<'_>) -> Vec<String> {
+    let mut problems = Vec::new();
+    check_native(docs, &mut problems);
+    check_wrangler(docs, &mut problems);
+    check_spin(docs, &mut problems);
+    problems
+}
+
+/// The function's variables and secrets, or none when it has no native
+/// registration (reported by `check_native`).
+fn registration(docs: &Documents<'_>, name: &str) -> Registration {
+    docs.native
+        .iter()
+        .find(|r| r.name == name)
+        .copied()
+        .unwrap_or(Registration {
+            name: "",
+            variables: &[],
+            secrets: &[],
+        })
+}
+
+/// Names in `listed` but not in `found`, and the other way round.
+fn differences<'a>(
+    listed: impl IntoIterator<Item = &'a str>,
+    found: impl IntoIterator<Item = &'a str>,
+) -> (Vec<&'a str>, Vec<&'a str>) {
+    let listed: BTreeSet<&str> = listed.into_iter().collect();
+    let found: BTreeSet<&str> = found.into_iter().collect();
+    (
+        listed.difference(&found).copied().collect(),
+        found.difference(&listed).copied().collect(),
+    )
+}
+
+fn check_native(docs: &Documents<'_>, problems: &mut Vec<String>) {
+    let (missing, extra) = differences(docs.registry.names(), docs.native.iter().map(|r| r.name));
+    for name in missing {
+        problems.push(format!(
+            "native.rs: functions.toml lists {name:?} but `functions!` does not register it \
+             (add its type there and its crate to wasm-tests/Cargo.toml)"
+        ));
+    }
+    for name in extra {
+        problems.push(format!(
+            "native.rs: `functions!` registers {name:?}, which functions.toml does not list"
+        ));
+    }
+    for function in &docs.registry.functions {
+        let registration = registration(docs, &function.name);
+        for secret in function.dev_secrets.keys() {
+            if !registration.secrets.contains(&secret.as_str()) {
+                problems.push(format!(
+                    "functions.toml: {}.dev_secrets sets {secret}, which is not one of its \
+                     EdgeFunction::SECRETS {:?}",
+                    function.name, registration.secrets
+                ));
+            }
+        }
+    }
+    for secret in docs.registry.dev.secrets.keys() {
+        if !docs
+            .native
+            .iter()
+            .any(|r| r.secrets.contains(&secret.as_str()))
+        {
+            problems.push(format!(
+                "functions.toml: dev.secrets sets {secret}, which no function declares in SECRETS"
+            ));
+        }
+    }
+}
+
+fn str_at<'a>(value: &'a Value, path: &str) -> Option<&'a str> {
+    at(value, path)?.as_str()
+}
+
+fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(value, |value, key| value.get(key))
+}
+
+fn array_at<'a>(value: &'a Value, path: &str) -> &'a [Value] {
+    at(value, path)
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}
+
+/// Expects the string at `path` in `value` to be `expected`.
+fn expect_str(problems: &mut Vec<String>, what: &str, value: &Value, path: &str, expected: &str) {
+    match str_at(value, path) {
+        Some(found) if found == expected => {}
+        Some(found) => problems.push(format!(
+            "{what}: {path} is {found:?}, expected {expected:?}"
+        )),
+        None => problems.push(format!("{what}: no {path}, expected {expected:?}")),
+    }
+}
+
+fn check_wrangler(docs: &Documents<'_>, problems: &mut Vec<String>) {
+    let empty = Table::new();
+    let envs = docs
+        .wrangler
+        .get("env")
+        .and_then(Value::as_table)
+        .unwrap_or(&empty);
+    let (missing, extra) = differences(docs.registry.names(), envs.keys().map(String::as_str));
+    for name in missing {
+        problems.push(format!(
+            "wrangler.toml: functions.toml lists {name:?} but there is no [env.{name}]"
+        ));
+    }
+    for name in extra {
+        problems.push(format!(
+            "wrangler.toml: [env.{name}] is not a function in functions.toml"
+        ));
+    }
+    // Every worker flushes its metrics to one worker, the metrics
+    // function's, which has no binding to itself.
+    let aggregators: BTreeSet<&str> = envs
+        .values()
+        .flat_map(|env| array_at(env, "services"))
+        .filter(|s| str_at(s, "binding") == Some(METRICS_BINDING))
+        .filter_map(|s| str_at(s, "service"))
+        .collect();
+    if !envs.is_empty() && aggregators.len() != 1 {
+        problems.push(format!(
+            "wrangler.toml: the {METRICS_BINDING} service bindings should all name one worker, \
+             they name {aggregators:?}"
+        ));
+    }
+    for function in &docs.registry.functions {
+        let name = function.name.as_str();
+        let Some(env) = envs.get(name) else { continue };
+        let what = format!("wrangler.toml [env.{name}]");
+        let registration = registration(docs, name);
+        let worker = format!("edge-{name}");
+        expect_str(problems, &what, env, "name", &worker);
+        expect_str(
+            problems,
+            &what,
+            env,
+            "main",
+            &format!("functions/{name}/build/index.js"),
+        );
+        expect_str(
+            problems,
+            &what,
+            env,
+            "build.command",
+            &format!("cargo xtask build-worker {name}"),
+        );
+        let vars: BTreeSet<&str> = at(env, "vars")
+            .and_then(Value::as_table)
+            .map(|vars| vars.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        for var in std::iter::once(&POLICY).chain(registration.variables) {
+            if !vars.contains(var) {
+                problems.push(format!("{what}: vars has no {var}"));
+            }
+        }
+        for secret in registration.secrets {
+            if vars.contains(secret) {
+                problems.push(format!(
+                    "{what}: vars sets the secret {secret} (secrets come from `wrangler secret put`)"
+                ));
+            }
+        }
+        let store = array_at(env, "durable_objects.bindings").iter().any(|b| {
+            str_at(b, "name") == Some(STORE_BINDING) && str_at(b, "class_name") == Some(STORE_CLASS)
+        });
+        if !store {
+            problems.push(format!(
+                "{what}: no durable_objects binding {STORE_BINDING} of class {STORE_CLASS}"
+            ));
+        }
+        let cache = array_at(env, "kv_namespaces")
+            .iter()
+            .any(|kv| str_at(kv, "binding") == Some(CACHE_BINDING) && str_at(kv, "id").is_some());
+        if !cache {
+            problems.push(format!(
+                "{what}: no kv_namespaces binding {CACHE_BINDING} with an id"
+            ));
+        }
+        let migrated = array_at(env, "migrations").iter().any(|m| {
+            array_at(m, "new_sqlite_classes")
+                .iter()
+                .any(|c| c.as_str() == Some(STORE_CLASS))
+        });
+        if !migrated {
+            problems.push(format!(
+                "{what}: no [[env.{name}.migrations]] with new_sqlite_classes = [\"{STORE_CLASS}\"]"
+            ));
+        }
+        if array_at(env, "triggers.crons").is_empty() {
+            problems.push(format!(
+                "{what}: no triggers.crons (metrics flush on the cron)"
+            ));
+        }
+        let flushes = array_at(env, "services")
+            .iter()
+            .any(|s| str_at(s, "binding") == Some(METRICS_BINDING));
+        if !flushes && !aggregators.contains(worker.as_str()) {
+            problems.push(format!(
+                "{what}: no services binding {METRICS_BINDING} to the metrics worker"
+            ));
+        }
+    }
+}
+
+/// The application variable a component variable's `"{{ name }}"` names.
+fn template_target(template: &str) -> Option<&str> {
+    let inner = template
+        .trim()
+        .strip_prefix("{{")?
+        .strip_suffix("}}")?
+        .trim();
+    (!inner.is_empty() && !inner.contains(['{', '}'])).then_some(inner)
+}
+
+fn check_spin(docs: &Documents<'_>, problems: &mut Vec<String>) {
+    let empty = Table::new();
+    let table = |key: &str| {
+        docs.spin
+            .get(key)
+            .and_then(Value::as_table)
+            .unwrap_or(&empty)
+    };
+    let components = table("component");
+    let app_variables = table("variables");
+    let (missing, extra) =
+        differences(docs.registry.names(), components.keys().map(String::as_str));
+    for name in missing {
+        problems.push(format!(
+            "spin.toml: functions.toml lists {name:?} but there is no [component.{name}]"
+        ));
+    }
+    for name in extra {
+        problems.push(format!(
+            "spin.toml: [component.{name}] is not a function in functions.toml"
+        ));
+    }
+    let triggers: &[Value] = docs
+        .spin
+        .get("trigger")
+        .map_or(&[], |t| array_at(t, "http"));
+    for trigger in triggers {
+        let component = str_at(trigger, "component").unwrap_or_default();
+        let route = str_at(trigger, "route").unwrap_or_default();
+        if !docs.registry.names().any(|n| n == component) {
+            problems.push(format!(
+                "spin.toml: the trigger on {route:?} serves {component:?}, not a function in functions.toml"
+            ));
+        } else if route != format!("/{component}/...") {
+            problems.push(format!(
+                "spin.toml: {component}'s trigger route is {route:?}, expected \"/{component}/...\""
+            ));
+        }
+    }
+    let mut referenced = BTreeSet::new();
+    for function in &docs.registry.functions {
+        let name = function.name.as_str();
+        let routes = triggers
+            .iter()
+            .filter(|t| str_at(t, "component") == Some(name))
+            .count();
+        if routes != 1 {
+            problems.push(format!(
+                "spin.toml: {name} has {routes} [[trigger.http]] entries, expected one"
+            ));
+        }
+        let Some(component) = components.get(name) else {
+            continue;
+        };
+        let what = format!("spin.toml [component.{name}]");
+        expect_str(
+            problems,
+            &what,
+            component,
+            "source",
+            &format!("target/edge/spin/{name}.wasm"),
+        );
+        expect_str(
+            problems,
+            &what,
+            component,
+            "build.command",
+            &format!("cargo xtask build-spin {name}"),
+        );
+        let watch = format!("functions/{name}/**/*.rs");
+        if !array_at(component, "build.watch")
+            .iter()
+            .any(|w| w.as_str() == Some(&watch))
+        {
+            problems.push(format!("{what}: build.watch does not include {watch:?}"));
+        }
+        if !array_at(component, "key_value_stores")
+            .iter()
+            .any(|s| s.as_str() == Some("default"))
+        {
+            problems.push(format!(
+                "{what}: key_value_stores does not include \"default\""
+            ));
+        }
+        for host in array_at(component, "allowed_outbound_hosts") {
+            let host = host.as_str().unwrap_or_default();
+            referenced.extend(template_target(host).map(str::to_owned));
+        }
+        // The glue reads POLICY, the function's variables and its secrets,
+        // each as the lower-cased Spin variable.
+        let registration = registration(docs, name);
+        let expected: Vec<(String, bool)> = std::iter::once((POLICY, false))
+            .chain(registration.variables.iter().map(|v| (*v, false)))
+            .chain(registration.secrets.iter().map(|s| (*s, true)))
+            .map(|(v, secret)| (v.to_ascii_lowercase(), secret))
+            .collect();
+        let variables = at(component, "variables")
+            .and_then(Value::as_table)
+            .unwrap_or(&empty);
+        for (variable, secret) in &expected {
+            let Some(template) = variables.get(variable) else {
+                problems.push(format!("{what}: variables has no {variable}"));
+                continue;
+            };
+            let target = template.as_str().and_then(template_target);
+            let Some(target) = target else {
+                problems.push(format!(
+                    "{what}: variables.{variable} is {template:?}, expected \"{{{{ name }}}}\" naming an application variable"
+                ));
+                continue;
+            };
+            referenced.insert(target.to_owned());
+            match app_variables.get(target) {
+                None => problems.push(format!(
+                    "spin.toml: [variables] does not declare {target} ({name}'s {variable})"
+                )),
+                Some(decl) => {
+                    let declared_secret = at(decl, "secret").and_then(Value::as_bool) == Some(true);
+                    if declared_secret != *secret {
+                        problems.push(format!(
+                            "spin.toml: [variables] {target} ({name}'s {variable}) should {}be secret = true",
+                            if *secret { "" } else { "not " }
+                        ));
+                    }
+                }
+            }
+        }
+        for variable in variables.keys() {
+            if !expected.iter().any(|(v, _)| v == variable) {
+                problems.push(format!(
+                    "{what}: variables.{variable} is not read by {name} (POLICY, its VARIABLES and SECRETS are)"
+                ));
+            }
+        }
+    }
+    let dev_values: BTreeSet<String> = docs
+        .registry
+        .all_dev_secrets()
+        .keys()
+        .map(|k| k.to_ascii_lowercase())
+        .collect();
+    for (variable, decl) in app_variables {
+        if !referenced.contains(variable) {
+            problems.push(format!(
+                "spin.toml: [variables] {variable} is not used by any component"
+            ));
+        }
+        let required = at(decl, "required").and_then(Value::as_bool) == Some(true);
+        if required && !dev_values.contains(variable) {
+            problems.push(format!(
+                "spin.toml: [variables] {variable} is required but functions.toml gives it no \
+                 dev value (`cargo xtask dev` could not start the Spin host)"
+            ));
+        }
+    }
+}
+
+fn read(file: &str) -> Table {
+    let path = wasm_tests::workspace_root().join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.parse::<Table>()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The workspace's documents, for a test to alter.
+struct Workspace {
+    registry: Registry,
+    native: Vec<Registration>,
+    wrangler: Table,
+    spin: Table,
+}
+
+impl Workspace {
+    fn load() -> Self {
+        Workspace {
+            registry: Registry::load().unwrap(),
+            native: FUNCTIONS.to_vec(),
+            wrangler: read("wrangler.toml"),
+            spin: read("spin.toml"),
+        }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        check(&Documents {
+            registry: &self.registry,
+            native: &self.native,
+            wrangler: &self.wrangler,
+            spin: &self.spin,
+        })
+    }
+
+    /// The table at dot-separated `path` in the `wrangler` or `spin` document.
+    fn table(&mut self, document: &str, path: &str) -> &mut Table {
+        let document = match document {
+            "wrangler" => &mut self.wrangler,
+            _ => &mut self.spin,
+        };
+        path.split('.').fold(document, |table, key| {
+            table.get_mut(key).and_then(Value::as_table_mut).unwrap()
+        })
+    }
+
+    fn spin_triggers(&mut self) -> &mut Vec<Value> {
+        self.table("spin", "trigger")
+            .get_mut("http")
+            .and_then(Value::as_array_mut)
+            .unwrap()
+    }
+}
+
+/// Asserts that some problem mentions every one of `words`.
+fn assert_found(problems: &[String], words: &[&str]) {
+    assert!(
+        problems.iter().any(|p| words.iter().all(|w| p.contains(w))),
+        "no problem mentions {words:?}; problems: {problems:#?}"
+    );
+}
+
+#[test]
+fn registry_native_runner_and_manifests_agree() {
+    let problems = Workspace::load().problems();
+    assert!(
+        problems.is_empty(),
+        "functions.toml and what follows it disagree:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn registry_check_finds_a_function_missing_from_a_manifest() {
+    let mut workspace = Workspace::load();
+    workspace.table("wrangler", "env").remove("rate-limit");
+    assert_found(
+        &workspace.problems(),
+        &["wrangler.toml", "no [env.rate-limit]"],
+    );
+
+    let mut workspace = Workspace::load();
+    workspace.table("spin", "component").remove("anonymize");
+    workspace
+        .spin_triggers()
+        .retain(|t| str_at(t, "component") != Some("anonymize"));
+    let problems = workspace.problems();
+    assert_found(&problems, &["spin.toml", "no [component.anonymize]"]);
+    assert_found(
+        &problems,
+        &["spin.toml", "anonymize has 0 [[trigger.http]]"],
+    );
+    // Its variables are left over.
+    assert_found(&problems, &["gdpr_anonymization_salt is not used"]);
+
+    let mut workspace = Workspace::load();
+    workspace.native.retain(|r| r.name != "metrics");
+    assert_found(&workspace.problems(), &["native.rs", "\"metrics\""]);
+}
+
+#[test]
+fn registry_check_finds_a_function_too_many_in_a_manifest() {
+    let mut workspace = Workspace::load();
+    let envs = workspace.table("wrangler", "env");
+    let copy = envs["counter"].clone();
+    envs.insert("extra".into(), copy);
+    assert_found(&workspace.problems(), &["[env.extra] is not a function"]);
+
+    let mut workspace = Workspace::load();
+    let components = workspace.table("spin", "component");
+    let copy = components["counter"].clone();
+    components.insert("extra".into(), copy);
+    let mut trigger = Table::new();
+    trigger.insert("route".into(), "/extra/...".into());
+    trigger.insert("component".into(), "extra".into());
+    workspace.spin_triggers().push(trigger.into());
+    let problems = workspace.problems();
+    assert_found(&problems, &["[component.extra] is not a function"]);
+    assert_found(&problems, &["\"/extra/...\" serves \"extra\""]);
+
+    // A second route to one component.
+    let mut workspace = Workspace::load();
+    let copy = workspace.spin_triggers()[0].clone();
+    workspace.spin_triggers().push(copy);
+    assert_found(&workspace.problems(), &["2 [[trigger.http]] entries"]);
+}
+
+#[test]
+fn registry_check_finds_a_function_only_the_registry_lists() {
+    let mut workspace = Workspace::load();
+    let mut extra = workspace.registry.functions[0].clone();
+    extra.name = "extra".into();
+    extra.port = 9999;
+    workspace.registry.functions.push(extra);
+    let problems = workspace.problems();
+    assert_found(&problems, &["native.rs", "\"extra\""]);
+    assert_found(&problems, &["no [env.extra]"]);
+    assert_found(&problems, &["no [component.extra]"]);
+}
+
+#[test]
+fn registry_check_finds_drifted_variables_and_secrets() {
+    let mut workspace = Workspace::load();
+    let vars = workspace.table("wrangler", "env.rate-limit.vars");
+    vars.remove("RATE_LIMIT_ENABLED");
+    vars.insert("RATE_LIMIT_HASH_KEY".into(), "oops".into());
+    let problems = workspace.problems();
+    assert_found(
+        &problems,
+        &["[env.rate-limit]", "vars has no RATE_LIMIT_ENABLED"],
+    );
+    assert_found(
+        &problems,
+        &["[env.rate-limit]", "sets the secret RATE_LIMIT_HASH_KEY"],
+    );
+
+    let mut workspace = Workspace::load();
+    let variables = workspace.table("spin", "component.counter.variables");
+    variables.remove("counter_admin_token");
+    variables.insert("stale".into(), "{{ counter_policy }}".into());
+    let problems = workspace.problems();
+    assert_found(
+        &problems,
+        &[
+            "[component.counter]",
+            "variables has no counter_admin_token",
+        ],
+    );
+    assert_found(
+        &problems,
+        &["[component.counter]", "variables.stale is not read"],
+    );
+    // The application variable is left over too.
+    assert_found(&problems, &["counter_admin_token is not used"]);
+
+    let mut workspace = Workspace::load();
+    let counter = &mut workspace.registry.functions[0];
+    counter.dev_secrets.clear();
+    counter
+        .dev_secrets
+        .insert("COUNTER_ADMIN_TOKN".into(), "x".into());
+    let problems = workspace.problems();
+    assert_found(&problems, &["counter.dev_secrets sets COUNTER_ADMIN_TOKN"]);
+    assert_found(
+        &problems,
+        &["counter_admin_token is required", "no dev value"],
+    );
+}
