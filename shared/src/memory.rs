@@ -5,7 +5,7 @@
 //! [`MemoryStore`] is also the real store where no shared one exists: the
 //! browser, and native runs.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,8 +14,8 @@ use async_trait::async_trait;
 
 use crate::model::{Request, Response};
 use crate::platform::{
-    AtomicStore, CasOutcome, Clock, HttpClient, HttpError, KeyValueStore, Random, StoreError,
-    Timestamp, Transaction,
+    AtomicStore, CasOutcome, Clock, HttpClient, HttpError, KeyValueStore, Random, SendOptions,
+    StoreError, Timestamp, Transaction,
 };
 
 /// A store in process memory, atomic under a mutex. Cloning shares it.
@@ -253,14 +253,37 @@ impl Random for SeededRandom {
     }
 }
 
+/// What one call to a URL of a [`StaticHttpClient`] does, when scripted
+/// with [`StaticHttpClient::script`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The URL's canned response (see [`StaticHttpClient::route`]), at once.
+    Canned,
+    /// An empty answer with this status.
+    Status(http::StatusCode),
+    /// A transport failure, as a refused connection.
+    Fail,
+    /// The canned response after this long. Longer than the send's
+    /// timeout is [`HttpError::Timeout`] after the timeout.
+    Delay(Duration),
+}
+
 /// An HTTP client answering from a table of canned responses keyed by URL
 /// (without query), counting the calls per URL and keeping the last
-/// request sent to each. Unknown URLs fail.
+/// request sent to each. Unknown URLs fail. Calls can be scripted per URL
+/// ([`Outcome`]: slow, failing, a status), and with a [`FakeClock`]
+/// ([`StaticHttpClient::on_clock`]) delays, timeouts and
+/// [`sleep`](HttpClient::sleep)s move that clock, so tests of timeouts
+/// and backoff stay deterministic.
 #[derive(Debug, Clone, Default)]
 pub struct StaticHttpClient {
     routes: Arc<Mutex<HashMap<String, Response>>>,
+    scripts: Arc<Mutex<HashMap<String, VecDeque<Outcome>>>>,
     calls: Arc<Mutex<HashMap<String, usize>>>,
     last: Arc<Mutex<HashMap<String, Request>>>,
+    sleeps: Arc<Mutex<Vec<Duration>>>,
+    clock: Option<FakeClock>,
 }
 
 impl StaticHttpClient {
@@ -269,9 +292,26 @@ impl StaticHttpClient {
         Self::default()
     }
 
+    /// An empty table whose delays, timeouts and sleeps move `clock`.
+    pub fn on_clock(clock: FakeClock) -> Self {
+        StaticHttpClient {
+            clock: Some(clock),
+            ..Self::default()
+        }
+    }
+
     /// Answers `url` with `response` from now on.
     pub fn route(&self, url: &str, response: Response) {
         lock(&self.routes).insert(url.to_owned(), response);
+    }
+
+    /// The next calls to `url` do what `outcomes` say, in order; after
+    /// them, [`Outcome::Canned`].
+    pub fn script(&self, url: &str, outcomes: impl IntoIterator<Item = Outcome>) {
+        lock(&self.scripts)
+            .entry(url.to_owned())
+            .or_default()
+            .extend(outcomes);
     }
 
     /// How many requests were sent to `url`.
@@ -283,6 +323,29 @@ impl StaticHttpClient {
     pub fn last_request(&self, url: &str) -> Option<Request> {
         lock(&self.last).get(url).cloned()
     }
+
+    /// Every [`sleep`](HttpClient::sleep) so far, in order.
+    pub fn sleeps(&self) -> Vec<Duration> {
+        lock(&self.sleeps).clone()
+    }
+
+    fn advance(&self, by: Duration) {
+        if let Some(clock) = &self.clock {
+            clock.advance(by);
+        }
+    }
+
+    fn canned(&self, url: &str) -> Result<Response, HttpError> {
+        let routes = lock(&self.routes);
+        let canned = routes.get(url).ok_or_else(|| HttpError::Transport {
+            url: url.to_owned(),
+            reason: "no canned response".into(),
+        })?;
+        let mut response = Response::new(canned.body().clone());
+        *response.status_mut() = canned.status();
+        *response.headers_mut() = canned.headers().clone();
+        Ok(response)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -292,18 +355,47 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[async_trait(?Send)]
 impl HttpClient for StaticHttpClient {
     async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        self.send_with(req, &SendOptions::default()).await
+    }
+
+    async fn send_with(&self, req: Request, opts: &SendOptions) -> Result<Response, HttpError> {
         let url = crate::platform::url_for_errors(req.uri());
         *lock(&self.calls).entry(url.clone()).or_default() += 1;
         lock(&self.last).insert(url.clone(), req);
-        let routes = lock(&self.routes);
-        let canned = routes.get(&url).ok_or_else(|| HttpError::Transport {
-            url: url.clone(),
-            reason: "no canned response".into(),
-        })?;
-        let mut response = Response::new(canned.body().clone());
-        *response.status_mut() = canned.status();
-        *response.headers_mut() = canned.headers().clone();
-        Ok(response)
+        let outcome = lock(&self.scripts)
+            .get_mut(&url)
+            .and_then(VecDeque::pop_front)
+            .unwrap_or(Outcome::Canned);
+        let delay = match outcome {
+            Outcome::Delay(delay) => delay,
+            _ => Duration::ZERO,
+        };
+        if let Some(timeout) = opts.timeout.filter(|t| delay > *t) {
+            self.advance(timeout);
+            return Err(HttpError::Timeout {
+                url,
+                after: timeout,
+            });
+        }
+        self.advance(delay);
+        match outcome {
+            Outcome::Status(status) => {
+                let mut response = Response::new(crate::model::Body::new());
+                *response.status_mut() = status;
+                Ok(response)
+            }
+            Outcome::Fail => Err(HttpError::Transport {
+                url,
+                reason: "connection refused (scripted)".into(),
+            }),
+            Outcome::Canned | Outcome::Delay(_) => self.canned(&url),
+        }
+    }
+
+    async fn sleep(&self, duration: Duration) -> bool {
+        lock(&self.sleeps).push(duration);
+        self.advance(duration);
+        true
     }
 }
 
@@ -318,7 +410,7 @@ pub struct TestPlatform {
     pub clock: FakeClock,
     /// The randomness.
     pub random: SeededRandom,
-    /// Outbound HTTP.
+    /// Outbound HTTP; its delays, timeouts and sleeps move `clock`.
     pub http: StaticHttpClient,
     /// Every log line written.
     pub logs: crate::log::MemorySink,
@@ -329,11 +421,12 @@ pub struct TestPlatform {
 impl TestPlatform {
     /// A fresh platform whose clock reads `start`.
     pub fn at(start: Timestamp) -> Self {
+        let clock = FakeClock::at(start);
         TestPlatform {
             store: FlakyStore::new(MemoryStore::new()),
-            clock: FakeClock::at(start),
+            http: StaticHttpClient::on_clock(clock.clone()),
+            clock,
             random: SeededRandom::new(1),
-            http: StaticHttpClient::new(),
             logs: crate::log::MemorySink::default(),
             metrics: crate::metrics::Recorder::new(),
         }
@@ -454,6 +547,52 @@ mod tests {
         assert_eq!(clock.now().as_millis(), 1_000);
         clock.advance(Duration::from_millis(250));
         assert_eq!(clock.now().as_millis(), 1_250);
+    }
+
+    #[test]
+    fn scripted_calls_are_slow_time_out_fail_and_move_the_clock() {
+        block_on(async {
+            let clock = FakeClock::at(Timestamp::from_millis(0));
+            let http = StaticHttpClient::on_clock(clock.clone());
+            let url = "https://o.test/a";
+            http.route(url, Response::new("ok".into()));
+            http.script(
+                url,
+                [
+                    Outcome::Delay(Duration::from_secs(5)),
+                    Outcome::Delay(Duration::from_secs(1)),
+                    Outcome::Fail,
+                    Outcome::Status(http::StatusCode::SERVICE_UNAVAILABLE),
+                ],
+            );
+            let get = || {
+                http::Request::builder()
+                    .uri("https://o.test/a?token=t")
+                    .body(crate::model::Body::new())
+                    .unwrap()
+            };
+            let opts = SendOptions::timeout(Duration::from_secs(2));
+            assert_eq!(
+                http.send_with(get(), &opts).await.unwrap_err(),
+                HttpError::Timeout {
+                    url: url.into(),
+                    after: Duration::from_secs(2)
+                }
+            );
+            assert_eq!(clock.now().as_millis(), 2_000, "moved by the timeout");
+            assert_eq!(http.send_with(get(), &opts).await.unwrap().body(), "ok");
+            assert_eq!(clock.now().as_millis(), 3_000, "moved by the delay");
+            assert!(matches!(
+                http.send(get()).await,
+                Err(HttpError::Transport { .. })
+            ));
+            assert_eq!(http.send(get()).await.unwrap().status(), 503);
+            assert_eq!(http.send(get()).await.unwrap().body(), "ok");
+            assert_eq!(http.calls(url), 5);
+            assert!(http.sleep(Duration::from_millis(250)).await);
+            assert_eq!(clock.now().as_millis(), 3_250);
+            assert_eq!(http.sleeps(), [Duration::from_millis(250)]);
+        });
     }
 
     #[test]

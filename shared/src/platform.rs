@@ -301,13 +301,55 @@ pub enum HttpError {
     /// This platform offers no outbound HTTP.
     #[error("outbound HTTP is not available on this platform")]
     Unsupported,
+    /// No whole response arrived within the timeout (see [`SendOptions`]).
+    #[error("outbound request to {url} timed out after {}", humantime::format_duration(*after))]
+    Timeout {
+        /// The URL, without its query string.
+        url: String,
+        /// The timeout that ran out.
+        after: Duration,
+    },
 }
 
-/// Outbound HTTP (JWKS and OIDC discovery fetches).
+/// How to send one outbound request ([`HttpClient::send_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SendOptions {
+    /// Give up with [`HttpError::Timeout`] when the whole exchange —
+    /// connecting, the response head and its body — takes longer. `None`:
+    /// the platform's own limits.
+    pub timeout: Option<Duration>,
+}
+
+impl SendOptions {
+    /// Options with a timeout.
+    pub fn timeout(timeout: Duration) -> Self {
+        SendOptions {
+            timeout: Some(timeout),
+        }
+    }
+}
+
+/// Outbound HTTP: JWKS and OIDC discovery fetches, forwarding to origins.
 #[async_trait(?Send)]
 pub trait HttpClient {
     /// Sends `req` and returns the whole response.
     async fn send(&self, req: Request) -> Result<Response, HttpError>;
+
+    /// Sends `req` under `opts`. The default ignores the timeout (a client
+    /// that cannot enforce one); every platform's client overrides it.
+    async fn send_with(&self, req: Request, opts: &SendOptions) -> Result<Response, HttpError> {
+        let _ = opts;
+        self.send(req).await
+    }
+
+    /// Waits `duration` (the backoff between retries) and returns `true`;
+    /// the default, for a platform without a timer, returns `false` at
+    /// once, and callers retry without a pause.
+    async fn sleep(&self, duration: Duration) -> bool {
+        let _ = duration;
+        false
+    }
 }
 
 /// The URL of a request without its query string, for error messages that
