@@ -192,6 +192,60 @@ pub trait EdgeFunction: Sized {
     }
 }
 
+/// A function as a gateway holds it, mounted under a path: the
+/// per-request half of [`EdgeFunction`] without its constants and
+/// constructor, so that functions of different types share one list.
+#[async_trait(?Send)]
+pub trait Mounted {
+    /// The function's name.
+    fn name(&self) -> &'static str;
+    /// [`EdgeFunction::handle`].
+    async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem>;
+    /// [`EdgeFunction::route`].
+    fn route(&self, req: &Request) -> String;
+    /// [`EdgeFunction::health`].
+    async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)>;
+    /// [`EdgeFunction::absorb_metrics`].
+    async fn absorb_metrics(
+        &self,
+        batch: &MetricsBatch,
+        ctx: &Context<'_>,
+    ) -> Option<Result<(), String>>;
+    /// [`EdgeFunction::scheduled`].
+    async fn scheduled(&self, ctx: &Context<'_>) -> Result<(), String>;
+}
+
+/// Function `F` as a [`Mounted`] one, shared with whoever else holds it
+/// (a gateway uses the rate limiter both as a filter and, under its admin
+/// path, as a mounted function).
+pub struct Mount<F>(pub std::rc::Rc<F>);
+
+#[async_trait(?Send)]
+impl<F: EdgeFunction> Mounted for Mount<F> {
+    fn name(&self) -> &'static str {
+        F::NAME
+    }
+    async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+        self.0.handle(req, ctx).await
+    }
+    fn route(&self, req: &Request) -> String {
+        self.0.route(req)
+    }
+    async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)> {
+        self.0.health(ctx).await
+    }
+    async fn absorb_metrics(
+        &self,
+        batch: &MetricsBatch,
+        ctx: &Context<'_>,
+    ) -> Option<Result<(), String>> {
+        self.0.absorb_metrics(batch, ctx).await
+    }
+    async fn scheduled(&self, ctx: &Context<'_>) -> Result<(), String> {
+        self.0.scheduled(ctx).await
+    }
+}
+
 /// A function built from its configuration, or the error that stopped it.
 /// Platforms build this once per isolate (or instance) and keep it.
 pub type Instance<F> = Result<F, ConfigError>;

@@ -13,6 +13,7 @@
 //! | [`memory`] | in-memory implementations of those traits and fakes for tests |
 //! | [`problem`] | RFC 9457 `application/problem+json` errors |
 //! | [`log`] | JSON structured logs |
+//! | [`route`] | route patterns (`POST /api/*/items`, `/spatial/**`) and mount paths |
 //! | [`pipeline`] | the composition model: [`Filter`](pipeline::Filter)s in front of an [`Endpoint`](pipeline::Endpoint), typed values between them |
 //! | [`function`] | the [`EdgeFunction`] trait and [`serve`], which adds health, correlation ids, logs and metrics |
 //! | [`metrics`] | the per-isolate request recorder, the mergeable latency sketch, the aggregate store |
@@ -27,6 +28,7 @@ pub mod pipeline;
 pub mod platform;
 pub mod policy;
 pub mod problem;
+pub mod route;
 pub mod stream;
 
 pub use function::{Context, EdgeFunction, serve};

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use edge_core::policy::{Policy, PolicyDuration, Validator};
-use http::{HeaderName, Method};
+use http::HeaderName;
 use serde::Deserialize;
 
 use crate::apikeys::ApiKeysSection;
@@ -261,67 +261,7 @@ fn jwks_cooldown() -> PolicyDuration {
     PolicyDuration(Duration::from_secs(30))
 }
 
-/// A parsed `route`: method (none: any) and path pattern segments.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutePattern {
-    method: Option<Method>,
-    segments: Vec<String>,
-    rest: bool,
-}
-
-impl RoutePattern {
-    /// Parses `"[METHOD ]/path"`.
-    pub fn parse(route: &str) -> Result<RoutePattern, &'static str> {
-        let (method, path) = match route.trim().split_once(' ') {
-            Some((m, p)) => (Some(m), p.trim()),
-            None => (None, route.trim()),
-        };
-        let method = match method {
-            None | Some("*") => None,
-            Some(m) => Some(
-                Method::from_bytes(m.as_bytes())
-                    .ok()
-                    .filter(|m| m.as_str().bytes().all(|b| b.is_ascii_uppercase()))
-                    .ok_or("must start with an upper-case HTTP method or *")?,
-            ),
-        };
-        if !path.starts_with('/') {
-            return Err("must have a path starting with /");
-        }
-        let mut segments: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let rest = segments.last().is_some_and(|s| s == "**");
-        if rest {
-            segments.pop();
-        }
-        if segments.iter().any(|s| s.contains("**")) {
-            return Err("may use ** only as the last segment");
-        }
-        Ok(RoutePattern {
-            method,
-            segments,
-            rest,
-        })
-    }
-
-    /// Whether a request with `method` and `path` matches.
-    pub fn matches(&self, method: &Method, path: &str) -> bool {
-        if self.method.as_ref().is_some_and(|m| m != method) {
-            return false;
-        }
-        let mut parts = path.split('/').filter(|s| !s.is_empty());
-        for pattern in &self.segments {
-            match parts.next() {
-                Some(part) if pattern == "*" || pattern == part => {}
-                _ => return false,
-            }
-        }
-        self.rest || parts.next().is_none()
-    }
-}
+pub use edge_core::route::RoutePattern;
 
 impl Provider {
     /// The provider's allowed algorithms (validated names only).

@@ -1,0 +1,307 @@
+//! The gateway's policy: its routes, and beside them the sections of the
+//! functions it composes, each written as in that function's own policy
+//! (`[auth]`, `[rate_limit]`, `[anonymize]`, `[spatial]`, `[metrics]`,
+//! `[counter]`). A section left out is that function's built-in policy.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use edge_core::policy::{Policy, PolicyDuration, Validator};
+use edge_core::route::RoutePattern;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::composed::COMPOSED;
+
+/// The whole document.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewayPolicy {
+    /// The routes.
+    pub gateway: Section,
+    /// The composed functions' sections, by key (`auth`, `rate_limit` …).
+    #[serde(flatten)]
+    pub sections: BTreeMap<String, Value>,
+}
+
+impl GatewayPolicy {
+    /// The section of the document with key `key`, if written.
+    pub fn section(&self, key: &str) -> Option<&Value> {
+        self.sections.get(key)
+    }
+}
+
+/// `[gateway]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Section {
+    /// Where routes that name neither an origin nor a mount go.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// How long an origin may take to answer, unless a route says otherwise.
+    #[serde(default = "default_timeout")]
+    pub timeout: PolicyDuration,
+    /// First match wins; a request matching none is answered `404`.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// One `[[gateway.routes]]`: which requests, through which stages, to where.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// `"[METHOD ]/path"`: `*` one segment, a trailing `/**` any rest.
+    pub route: String,
+    /// The auth check runs (its `[auth]` rules decide who passes).
+    #[serde(default)]
+    pub auth: bool,
+    /// The rate limiter runs (its `[rate_limit]` scopes that match apply,
+    /// keyed by the verified caller the auth check left).
+    #[serde(default)]
+    pub rate_limit: bool,
+    /// Which bodies the anonymizer rewrites.
+    #[serde(default)]
+    pub anonymize: AnonymizeBodies,
+    /// The origin (`http(s)://host[:port][/prefix]`); else `gateway.origin`.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// A composed function that answers instead of an origin.
+    #[serde(default)]
+    pub mount: Option<String>,
+    /// With `mount`: whether the function sees the path without the
+    /// route's literal prefix (`/spatial/assets` → `/assets`).
+    #[serde(default = "yes")]
+    pub strip_prefix: bool,
+    /// How long the origin may take, instead of `gateway.timeout`.
+    #[serde(default)]
+    pub timeout: Option<PolicyDuration>,
+}
+
+/// Which bodies of a route the anonymizer rewrites.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnonymizeBodies {
+    /// None.
+    #[default]
+    Off,
+    /// The request's, before it is forwarded.
+    Request,
+    /// The origin's answer's.
+    Response,
+    /// Both.
+    Both,
+}
+
+impl AnonymizeBodies {
+    /// Whether request bodies are rewritten.
+    pub fn request(self) -> bool {
+        matches!(self, AnonymizeBodies::Request | AnonymizeBodies::Both)
+    }
+    /// Whether response bodies are rewritten.
+    pub fn response(self) -> bool {
+        matches!(self, AnonymizeBodies::Response | AnonymizeBodies::Both)
+    }
+}
+
+fn default_timeout() -> PolicyDuration {
+    PolicyDuration(Duration::from_secs(30))
+}
+fn yes() -> bool {
+    true
+}
+
+/// The most routes a gateway takes (each request walks them in order).
+pub const MAX_ROUTES: usize = 256;
+
+/// Whether `text` is an origin URL: http(s), a host, no query or fragment.
+pub fn is_origin_url(text: &str) -> bool {
+    text.parse::<http::Uri>().ok().is_some_and(|u| {
+        matches!(u.scheme_str(), Some("http" | "https"))
+            && u.host().is_some_and(|h| !h.is_empty())
+            && u.query().is_none()
+            && !text.contains('#')
+    })
+}
+
+impl Policy for GatewayPolicy {
+    fn validate(&self, v: &mut Validator) {
+        v.field("gateway", |v| self.gateway.validate(v));
+        for key in self.sections.keys() {
+            v.check(
+                COMPOSED.iter().any(|c| c.section == key),
+                key,
+                "(section)",
+                &format!(
+                    "is not a section of a composed function ({})",
+                    COMPOSED
+                        .iter()
+                        .map(|c| c.section)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+    }
+}
+
+impl Section {
+    fn validate(&self, v: &mut Validator) {
+        if let Some(origin) = &self.origin {
+            v.check(
+                is_origin_url(origin),
+                "origin",
+                origin,
+                "must be an http(s) URL with a host and no query",
+            );
+        }
+        check_timeout(v, "timeout", self.timeout);
+        v.check(
+            (1..=MAX_ROUTES).contains(&self.routes.len()),
+            "routes",
+            self.routes.len(),
+            &format!("must list 1..={MAX_ROUTES} routes"),
+        );
+        v.field("routes", |v| {
+            for (i, route) in self.routes.iter().enumerate() {
+                v.index(i, |v| route.validate(v, self.origin.is_some()));
+            }
+        });
+    }
+}
+
+fn check_timeout(v: &mut Validator, name: &str, timeout: PolicyDuration) {
+    v.check(
+        (Duration::from_millis(1)..=Duration::from_secs(300)).contains(&timeout.0),
+        name,
+        timeout,
+        "must be in 1ms..=5m",
+    );
+}
+
+impl RouteSpec {
+    fn validate(&self, v: &mut Validator, default_origin: bool) {
+        let pattern = RoutePattern::parse(&self.route);
+        if let Err(rule) = &pattern {
+            v.check(false, "route", &self.route, rule);
+        }
+        if let Some(timeout) = self.timeout {
+            check_timeout(v, "timeout", timeout);
+        }
+        match (&self.mount, &self.origin) {
+            (Some(_), Some(origin)) => {
+                v.check(false, "origin", origin, "must not be given with mount");
+            }
+            (Some(mount), None) => {
+                v.check(
+                    COMPOSED.iter().any(|c| c.name == mount),
+                    "mount",
+                    mount,
+                    &format!(
+                        "must name one of {}",
+                        COMPOSED
+                            .iter()
+                            .map(|c| c.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                if let Ok(pattern) = &pattern
+                    && self.strip_prefix
+                {
+                    v.check(
+                        pattern.mount_path().is_some(),
+                        "route",
+                        &self.route,
+                        "must be literal segments ending in /** to mount a function \
+                         (or set strip_prefix = false)",
+                    );
+                }
+            }
+            (None, Some(origin)) => {
+                v.check(
+                    is_origin_url(origin),
+                    "origin",
+                    origin,
+                    "must be an http(s) URL with a host and no query",
+                );
+            }
+            (None, None) => {
+                v.check(
+                    default_origin,
+                    "origin",
+                    Value::Null,
+                    "is needed (or gateway.origin, or a mount)",
+                );
+            }
+        }
+        if self.mount.is_none() {
+            v.check(
+                self.strip_prefix,
+                "strip_prefix",
+                self.strip_prefix,
+                "applies only with mount",
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use edge_core::policy::parse_policy;
+
+    fn errors(text: &str) -> String {
+        parse_policy::<GatewayPolicy>(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_built_in_policy_is_valid() {
+        let policy = parse_policy::<GatewayPolicy>(crate::DEFAULT_POLICY).unwrap();
+        assert!(policy.gateway.routes.len() >= 5);
+        assert!(policy.section("auth").is_some());
+    }
+
+    #[test]
+    fn bad_routes_are_named_by_field() {
+        let text = r#"
+            [gateway]
+            routes = [
+              { route = "get /x", origin = "ftp://x" },
+              { route = "/a/*/**", mount = "spatial-query" },
+              { route = "/m/**", mount = "nope" },
+              { route = "/o" },
+              { route = "/p", origin = "https://p.example?q=1", strip_prefix = false, timeout = "0s" },
+            ]
+        "#;
+        let e = errors(text);
+        for expected in [
+            r#"gateway.routes[0].route: "get /x" must start with an upper-case HTTP method"#,
+            r#"gateway.routes[0].origin: "ftp://x" must be an http(s) URL"#,
+            r#"gateway.routes[1].route: "/a/*/**" must be literal segments"#,
+            r#"gateway.routes[2].mount: "nope" must name one of counter, rate-limit"#,
+            "gateway.routes[3].origin: null is needed",
+            r#"gateway.routes[4].origin: "https://p.example?q=1" must be"#,
+            "gateway.routes[4].timeout: \"0s\" must be in 1ms..=5m",
+            "gateway.routes[4].strip_prefix: false applies only with mount",
+        ] {
+            assert!(e.contains(expected), "{expected}\n in {e}");
+        }
+    }
+
+    #[test]
+    fn unknown_sections_and_fields_are_refused() {
+        let e = errors(
+            "[gateway]\nroutes = [{ route = \"/\", mount = \"counter\", strip_prefix = false }]\n[nope]\nx = 1\n",
+        );
+        assert!(e.contains("nope: \"(section)\" is not a section"), "{e}");
+        let e = errors("[gateway]\nroutes = [{ route = \"/\", orign = \"http://x\" }]\n");
+        assert!(
+            e.contains("gateway.routes[0]") && e.contains("orign"),
+            "{e}"
+        );
+        let e = errors("[gateway]\nroutes = []\n");
+        assert!(
+            e.contains("gateway.routes: 0 must list 1..=256 routes"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! The whole gateway on in-memory services, in front of a canned origin
+//! that records what it receives: each stage's refusal, the verified
+//! caller reaching the origin (never a spoofed one) and keying the rate
+//! limiter, bodies pseudonymized both ways, mounted functions, its own
+//! metrics, and policy errors named by field.
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use edge_core::function::{Instance, flush_metrics, instantiate};
+use edge_core::memory::TestPlatform;
+use edge_core::{Config, EdgeFunction, Request, Response, Timestamp};
+use futures::executor::block_on;
+use gateway::Gateway;
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const ISSUER: &str = "https://idp.test";
+const HS_SECRET: &str = "gateway-test-hs256-secret-0123456789";
+const ORIGIN: &str = "https://origin.test";
+const T0: u64 = 1_800_000_000;
+
+fn token(sub: &str, roles: &[&str]) -> String {
+    let header = json!({ "alg": "HS256", "typ": "JWT", "kid": "hs" });
+    let claims = json!({ "iss": ISSUER, "sub": sub, "aud": "api", "iat": T0, "exp": T0 + 900,
+                         "scope": "read", "roles": roles });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(HS_SECRET.as_bytes()).unwrap();
+    mac.update(input.as_bytes());
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+fn policy() -> String {
+    format!(
+        r#"
+[gateway]
+origin = "{ORIGIN}"
+
+[[gateway.routes]]
+route = "/_metrics/**"
+mount = "metrics"
+strip_prefix = false
+
+[[gateway.routes]]
+route = "/counter/**"
+rate_limit = true
+mount = "counter"
+
+[[gateway.routes]]
+route = "POST /auth/login"
+rate_limit = true
+
+[[gateway.routes]]
+route = "/admin/**"
+auth = true
+
+[[gateway.routes]]
+route = "/api/**"
+auth = true
+rate_limit = true
+anonymize = "request"
+
+[[gateway.routes]]
+route = "/profile"
+anonymize = "response"
+
+[auth]
+default = "authenticated"
+[[auth.rules]]
+route = "/admin/**"
+roles = ["admin"]
+[[auth.providers]]
+issuer = "{ISSUER}"
+audiences = ["api"]
+algorithms = ["HS256"]
+keys = [{{ kid = "hs", hmac_secret = "AUTH_HS256_SECRET" }}]
+
+[rate_limit]
+hash_key_secret = "RATE_LIMIT_HASH_KEY"
+[[rate_limit.scopes]]
+name = "AUTH_LOGIN"
+algorithm = "sliding_window"
+limit = 5
+period = "15m"
+key = ["ip"]
+methods = ["POST"]
+paths = ["/auth/login"]
+[[rate_limit.scopes]]
+name = "API_USER"
+algorithm = "fixed_window"
+limit = 3
+period = "1m"
+key = ["sub"]
+fallback_key = ["ip"]
+paths = ["/api/*"]
+
+[anonymize]
+unknown_content = "pass"
+[anonymize.entities]
+email = "hash"
+ipv4 = "hash"
+"#
+    )
+}
+
+fn config(policy: &str) -> Config {
+    Config::new(Gateway::DEFAULT_POLICY)
+        .with_var("POLICY", policy)
+        .with_secret("AUTH_HS256_SECRET", HS_SECRET)
+        .with_secret("RATE_LIMIT_HASH_KEY", "test-hash-key")
+        .with_secret("GDPR_ANONYMIZATION_SALT", "test-anonymization-salt")
+        .with_secret("METRICS_INGEST_TOKEN", "test-ingest")
+        .with_secret("COUNTER_ADMIN_TOKEN", "test-admin")
+}
+
+struct Setup {
+    platform: TestPlatform,
+    gateway: Instance<Gateway>,
+}
+
+fn setup() -> Setup {
+    let platform = TestPlatform::at(Timestamp::from_millis(T0 * 1000));
+    platform.http.route(
+        &format!("{ORIGIN}/api/items"),
+        json_response(json!({ "ok": true })),
+    );
+    platform.http.route(
+        &format!("{ORIGIN}/auth/login"),
+        json_response(json!({ "session": "s" })),
+    );
+    platform.http.route(
+        &format!("{ORIGIN}/profile"),
+        json_response(json!({ "email": "ann@example.com", "ip": "203.0.113.9", "name": "Ann" })),
+    );
+    let gateway = instantiate::<Gateway>(&config(&policy()));
+    assert!(gateway.is_ok(), "{:?}", gateway.as_ref().err());
+    Setup { platform, gateway }
+}
+
+fn json_response(body: Value) -> Response {
+    let mut response = Response::new(body.to_string().into());
+    response
+        .headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    response
+}
+
+fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Request {
+    let mut builder = http::Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut req = builder.body(body.to_owned().into()).unwrap();
+    req.extensions_mut()
+        .insert(edge_core::ClientAddr("198.51.100.7".parse().unwrap()));
+    req
+}
+
+impl Setup {
+    fn serve(&self, req: Request) -> Response {
+        block_on(self.platform.serve(&self.gateway, req))
+    }
+    fn problem(response: &Response) -> Value {
+        serde_json::from_slice(response.body()).unwrap()
+    }
+    fn origin_saw(&self, path: &str) -> Request {
+        self.platform
+            .http
+            .last_request(&format!("{ORIGIN}{path}"))
+            .unwrap()
+    }
+}
+
+#[test]
+fn each_stage_answers_for_itself() {
+    let s = setup();
+    let none = s.serve(request("GET", "/api/items", &[], ""));
+    assert_eq!(none.status(), 401);
+    assert!(
+        none.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+
+    let bearer = format!("Bearer {}", token("bob", &["reader"]));
+    let forbidden = s.serve(request(
+        "GET",
+        "/admin/users",
+        &[("authorization", &bearer)],
+        "",
+    ));
+    assert_eq!(forbidden.status(), 403);
+    assert_eq!(
+        Setup::problem(&forbidden)["type"],
+        "urn:edge-functions:problem:insufficient-scope"
+    );
+
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| {
+            s.serve(request("POST", "/auth/login", &[], ""))
+                .status()
+                .as_u16()
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    let refused = s.serve(request("POST", "/auth/login", &[], ""));
+    assert!(refused.headers().contains_key("retry-after"));
+    assert!(
+        refused.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"AUTH_LOGIN\";r=0")
+    );
+    assert_eq!(s.platform.http.calls(&format!("{ORIGIN}/auth/login")), 5);
+
+    let nowhere = s.serve(request("GET", "/nowhere", &[], ""));
+    assert_eq!(nowhere.status(), 404);
+    assert!(
+        Setup::problem(&nowhere)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no gateway route")
+    );
+}
+
+#[test]
+fn the_origin_sees_the_verified_caller_and_pseudonymized_bodies() {
+    let s = setup();
+    let bearer = format!("Bearer {}", token("alice", &["reader"]));
+    let body = r#"{"user":{"email":"ann@example.com"},"note":"seen at 203.0.113.9"}"#;
+    let response = s.serve(request(
+        "POST",
+        "/api/items",
+        &[
+            ("authorization", &bearer),
+            ("x-auth-sub", "mallory"),
+            ("content-type", "application/json"),
+        ],
+        body,
+    ));
+    assert_eq!(response.status(), 200, "{:?}", response.body());
+    assert!(
+        response.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .contains("\"API_USER\";r=2")
+    );
+    let seen = s.origin_saw("/api/items");
+    assert_eq!(seen.headers()["x-auth-sub"], "alice");
+    assert!(!seen.headers().contains_key("authorization"));
+    let forwarded = std::str::from_utf8(seen.body()).unwrap();
+    assert!(!forwarded.contains("ann@example.com"), "{forwarded}");
+    assert!(!forwarded.contains("203.0.113.9"), "{forwarded}");
+    let forwarded: Value = serde_json::from_str(forwarded).unwrap();
+    assert!(forwarded["user"]["email"].is_string());
+}
+
+#[test]
+fn the_rate_limiter_keys_on_the_verified_subject_not_a_header() {
+    let s = setup();
+    let get = |sub: &str, spoof: &str| {
+        let bearer = format!("Bearer {}", token(sub, &[]));
+        s.serve(request(
+            "GET",
+            "/api/items",
+            &[("authorization", &bearer), ("x-auth-sub", spoof)],
+            "",
+        ))
+        .status()
+        .as_u16()
+    };
+    // Alice's three, whatever she claims in the header; then Bob still has his.
+    let alice: Vec<u16> = (0..4).map(|i| get("alice", &format!("spoof{i}"))).collect();
+    assert_eq!(alice, [200, 200, 200, 429]);
+    assert_eq!(get("bob", "alice"), 200);
+}
+
+#[test]
+fn answers_are_anonymized_on_the_way_back_when_the_route_says_so() {
+    let s = setup();
+    let response = s.serve(request(
+        "GET",
+        "/profile",
+        &[("accept-encoding", "gzip")],
+        "",
+    ));
+    assert_eq!(response.status(), 200);
+    let text = std::str::from_utf8(response.body()).unwrap();
+    assert!(
+        !text.contains("ann@example.com") && !text.contains("203.0.113.9"),
+        "{text}"
+    );
+    assert!(text.contains("Ann"), "{text}");
+    assert!(
+        !s.origin_saw("/profile")
+            .headers()
+            .contains_key("accept-encoding")
+    );
+    // An encoded answer cannot be read, so it is not passed.
+    let mut gzipped = json_response(json!({ "email": "ann@example.com" }));
+    gzipped
+        .headers_mut()
+        .insert("content-encoding", "gzip".parse().unwrap());
+    s.platform.http.route(&format!("{ORIGIN}/profile"), gzipped);
+    let refused = s.serve(request("GET", "/profile", &[], ""));
+    assert_eq!(refused.status(), 502);
+    assert!(
+        !std::str::from_utf8(refused.body())
+            .unwrap()
+            .contains("ann@")
+    );
+}
+
+#[test]
+fn mounted_functions_see_the_path_under_their_mount_and_metrics_count_every_outcome() {
+    let s = setup();
+    let added = s.serve(request("POST", "/counter/counters/demo?by=5", &[], ""));
+    assert_eq!(added.status(), 200);
+    assert_eq!(Setup::problem(&added)["value"], 5);
+    assert_eq!(s.serve(request("GET", "/api/items", &[], "")).status(), 401);
+    for _ in 0..6 {
+        s.serve(request("POST", "/auth/login", &[], ""));
+    }
+    block_on(flush_metrics(
+        &s.gateway,
+        &s.platform.services(),
+        None,
+        1,
+        true,
+    ));
+    let snapshot = s.serve(request("GET", "/_metrics/snapshot", &[], ""));
+    assert_eq!(snapshot.status(), 200, "{:?}", snapshot.body());
+    let snapshot: Value = serde_json::from_slice(snapshot.body()).unwrap();
+    let text = snapshot.to_string();
+    for route in ["/counter/counters/{key}", "/api/**", "/auth/login"] {
+        assert!(text.contains(route), "{route} in {text}");
+    }
+    let login = snapshot["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["route"] == "/auth/login")
+        .unwrap();
+    assert_eq!(login["requests"], 6, "{login}");
+    assert_eq!(login["rate_limited"], 1, "{login}");
+}
+
+#[test]
+fn policy_errors_name_the_field() {
+    let bad = policy().replace("limit = 3", "limit = 0");
+    let error = instantiate::<Gateway>(&config(&bad))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("rate_limit.scopes[1].limit"), "{error}");
+    let bad = policy().replace("mount = \"counter\"", "mount = \"countr\"");
+    let error = instantiate::<Gateway>(&config(&bad))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("gateway.routes[1].mount: \"countr\" must name one of"),
+        "{error}"
+    );
+    let missing = Config::new(Gateway::DEFAULT_POLICY).with_var("POLICY", policy());
+    let error = instantiate::<Gateway>(&missing).err().unwrap().to_string();
+    assert!(
+        error.contains("RATE_LIMIT_HASH_KEY") || error.contains("secret"),
+        "{error}"
+    );
+}
