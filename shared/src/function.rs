@@ -178,6 +178,12 @@ pub trait EdgeFunction: Sized {
         Ok(())
     }
 
+    /// The origins the function forwards to: `/health` shows each one's
+    /// circuit breaker (`warn` while open). The default has none.
+    fn origins(&self) -> Vec<&crate::origin::OriginClient> {
+        Vec::new()
+    }
+
     /// Health checks beyond "the function is configured". The default
     /// checks that the atomic store and the cache answer a read.
     async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)> {
@@ -433,7 +439,7 @@ async fn health<F: EdgeFunction>(
     }
     let checks = function.health(ctx).await;
     let pass = checks.iter().all(|(_, c)| *c == Check::Pass);
-    let checks: serde_json::Map<_, _> = checks
+    let mut checks: serde_json::Map<_, _> = checks
         .into_iter()
         .map(|(name, check)| {
             let value = match check {
@@ -443,15 +449,30 @@ async fn health<F: EdgeFunction>(
             (name.to_owned(), value)
         })
         .collect();
-    let status = if pass {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
+    // An origin whose breaker is open is a warning: the function still
+    // answers (503 `origin-circuit-open`) and the breaker probes again.
+    let mut warn = false;
+    for client in function.origins() {
+        let breaker = client.breaker(ctx.clock().now());
+        let open = breaker.state == crate::origin::BreakerState::Open;
+        warn |= open;
+        let mut value = json!({ "status": if open { "warn" } else { "pass" } });
+        if let (Some(map), Ok(serde_json::Value::Object(more))) =
+            (value.as_object_mut(), serde_json::to_value(&breaker))
+        {
+            map.extend(more);
+        }
+        checks.insert(format!("origin {}", client.origin()), value);
+    }
+    let (status, overall) = match (pass, warn) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "fail"),
+        (true, true) => (StatusCode::OK, "warn"),
+        (true, false) => (StatusCode::OK, "pass"),
     };
     let mut response = json_response(
         status,
         &json!({
-            "status": if pass { "pass" } else { "fail" },
+            "status": overall,
             "function": F::NAME,
             "version": F::VERSION,
             "runtime": ctx.runtime().as_str(),

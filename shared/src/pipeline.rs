@@ -108,14 +108,19 @@ pub trait Endpoint {
     async fn call(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem>;
 }
 
-/// The end that forwards to an origin URL (see [`crate::origin::forward`]).
-#[derive(Debug, Clone, Copy)]
-pub struct ForwardTo<'a>(pub &'a str);
+impl crate::origin::OriginClient {
+    /// A client for `origin` with the default settings.
+    pub fn with_defaults(origin: crate::origin::Origin) -> Self {
+        Self::new(origin, crate::origin::OriginSettings::default())
+    }
+}
 
+/// The origin as a chain's end: forwarding with its timeout, retries
+/// and circuit breaker.
 #[async_trait(?Send)]
-impl Endpoint for ForwardTo<'_> {
+impl Endpoint for crate::origin::OriginClient {
     async fn call(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
-        crate::origin::forward(self.0, req, ctx).await
+        self.forward(req, ctx).await
     }
 }
 

@@ -35,7 +35,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use edge_core::function::Context;
 use edge_core::model::{json_response, query_param};
-use edge_core::pipeline::{self, Endpoint, Filter, ForwardTo};
+use edge_core::origin::OriginClient;
+use edge_core::pipeline::{self, Endpoint, Filter};
 use edge_core::policy::FieldError;
 use edge_core::stream::{BodyTransform, StreamPlan, StreamingFunction};
 use edge_core::{Config, ConfigError, EdgeFunction, Problem, Request, Response, Secret};
@@ -60,6 +61,7 @@ pub struct Anonymize {
     section: Section,
     admin: Option<Secret>,
     quasi_identifiers: Vec<(String, Option<Operator>)>,
+    origin: Option<OriginClient>,
 }
 
 /// The shortest salt accepted (the pseudonyms' only secret).
@@ -123,6 +125,7 @@ impl EdgeFunction for Anonymize {
             anonymizer,
             admin: config.secret(ADMIN_SECRET).cloned(),
             quasi_identifiers,
+            origin: section.origin.clone().map(OriginClient::with_defaults),
             section,
         })
     }
@@ -135,10 +138,14 @@ impl EdgeFunction for Anonymize {
             let rest = rest.to_owned();
             return self.admin(req, &rest, ctx);
         }
-        match &self.section.origin {
-            Some(origin) => pipeline::run(&[self], req, &ForwardTo(origin), ctx).await,
+        match &self.origin {
+            Some(origin) => pipeline::run(&[self], req, origin, ctx).await,
             None => pipeline::run(&[self], req, &AnonymizedAnswer, ctx).await,
         }
+    }
+
+    fn origins(&self) -> Vec<&OriginClient> {
+        self.origin.iter().collect()
     }
 }
 
@@ -249,7 +256,7 @@ impl StreamingFunction for Anonymize {
             };
         Ok(Some(StreamPlan {
             transform,
-            origin: self.section.origin.clone(),
+            origin: self.section.origin.as_ref().map(ToString::to_string),
             content_type,
         }))
     }

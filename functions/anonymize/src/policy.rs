@@ -5,6 +5,7 @@
 
 use std::fmt;
 
+use edge_core::origin::Origin;
 use edge_core::policy::{Policy, Validator};
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -47,7 +48,7 @@ pub const CLASSES: [&str; 4] = ["public", "internal", "confidential", "restricte
 pub struct Section {
     /// Where anonymized requests go; without it the anonymized body is the answer.
     #[serde(default)]
-    pub origin: Option<String>,
+    pub origin: Option<Origin>,
     /// Bodies of other content types: `pass` or `refuse`.
     #[serde(default = "refuse")]
     pub unknown_content: UnknownContent,
@@ -282,14 +283,6 @@ impl Policy for AnonymizePolicy {
     fn validate(&self, v: &mut Validator) {
         let s = &self.anonymize;
         v.field("anonymize", |v| {
-            if let Some(origin) = &s.origin {
-                v.check(
-                    origin.starts_with("https://") || origin.starts_with("http://"),
-                    "origin",
-                    origin,
-                    "must be an http(s) URL",
-                );
-            }
             v.check(
                 s.admin_path.starts_with('/') && s.admin_path.len() > 1,
                 "admin_path",

@@ -36,7 +36,8 @@ mod workers;
 use async_trait::async_trait;
 use edge_core::function::Context;
 use edge_core::model::json_response;
-use edge_core::pipeline::{self, Endpoint, Filter, ForwardTo, Principal};
+use edge_core::origin::OriginClient;
+use edge_core::pipeline::{self, Endpoint, Filter, Principal};
 use edge_core::{Config, ConfigError, EdgeFunction, Problem, Request, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::json;
@@ -56,6 +57,7 @@ pub struct AuthCheck {
     providers: Vec<(ProviderKeys, ClaimRules)>,
     api_keys: Option<ApiKeys>,
     strip: Vec<HeaderName>,
+    origin: Option<OriginClient>,
 }
 
 /// Who a request was verified to come from.
@@ -126,6 +128,7 @@ impl EdgeFunction for AuthCheck {
             providers,
             api_keys,
             strip: section.forward.header_names(),
+            origin: section.origin.clone().map(OriginClient::with_defaults),
             section,
         })
     }
@@ -143,13 +146,17 @@ impl EdgeFunction for AuthCheck {
                 None => Err(Problem::not_found(&path)),
             };
         }
-        match &self.section.origin {
-            Some(origin) => pipeline::run(&[self], req, &ForwardTo(origin), ctx).await,
+        match &self.origin {
+            Some(origin) => pipeline::run(&[self], req, origin, ctx).await,
             None => {
                 let answer = IdentityAnswer(&self.section.forward);
                 pipeline::run(&[self], req, &answer, ctx).await
             }
         }
+    }
+
+    fn origins(&self) -> Vec<&OriginClient> {
+        self.origin.iter().collect()
     }
 }
 

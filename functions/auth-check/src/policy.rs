@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use edge_core::origin::Origin;
 use edge_core::policy::{Policy, PolicyDuration, Validator};
 use http::HeaderName;
 use serde::Deserialize;
@@ -34,7 +35,7 @@ pub struct Section {
     /// Where authenticated requests go; none: the function answers `200`
     /// with the verified identity (a check service for a gateway).
     #[serde(default)]
-    pub origin: Option<String>,
+    pub origin: Option<Origin>,
     /// The realm named in `WWW-Authenticate` challenges.
     #[serde(default = "realm")]
     pub realm: String,
@@ -292,14 +293,6 @@ fn is_http_url(s: &str) -> bool {
 
 impl Section {
     fn validate(&self, v: &mut Validator) {
-        if let Some(origin) = &self.origin {
-            v.check(
-                is_http_url(origin),
-                "origin",
-                origin,
-                "must be an http(s) URL",
-            );
-        }
         v.check(
             (256..=MAX_TOKEN_BYTES_LIMIT).contains(&self.max_token_bytes),
             "max_token_bytes",

@@ -32,9 +32,10 @@ use std::rc::Rc;
 
 use anonymize::{Anonymize, BodyKind};
 use async_trait::async_trait;
-use edge_core::function::{Check, Context, Mounted};
+use edge_core::function::{Context, Mounted};
 use edge_core::metrics::MetricsBatch;
-use edge_core::pipeline::{self, Endpoint, Filter, ForwardTo};
+use edge_core::origin::OriginClient;
+use edge_core::pipeline::{self, Endpoint, Filter};
 use edge_core::platform::Applied;
 use edge_core::policy::FieldError;
 use edge_core::route::{MountPath, RoutePattern};
@@ -52,6 +53,8 @@ pub const DEFAULT_POLICY: &str = include_str!("../policy.toml");
 pub struct Gateway {
     routes: Vec<Route>,
     mounted: Vec<Rc<dyn Mounted>>,
+    /// One client (and circuit breaker) per origin and settings.
+    origins: Vec<Rc<OriginClient>>,
 }
 
 /// One route, ready: its pattern, its stages in order, its end.
@@ -62,7 +65,7 @@ struct Route {
 }
 
 enum End {
-    Origin(String),
+    Origin(Rc<OriginClient>),
     Mount {
         function: Rc<dyn Mounted>,
         /// `None`: the function sees the whole path.
@@ -81,13 +84,16 @@ impl EdgeFunction for Gateway {
     fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let policy: GatewayPolicy = config.policy()?;
         let mut instances = Instances::new(&policy, config);
+        let mut origins = Vec::new();
         let mut routes = Vec::with_capacity(policy.gateway.routes.len());
         for (i, spec) in policy.gateway.routes.iter().enumerate() {
-            routes.push(route(spec, &policy, &mut instances).map_err(|e| in_route(e, i))?);
+            let route = route(spec, &policy, &mut instances, &mut origins);
+            routes.push(route.map_err(|e| in_route(e, i))?);
         }
         Ok(Gateway {
             routes,
             mounted: instances.into_mounted(),
+            origins,
         })
     }
 
@@ -141,7 +147,7 @@ impl EdgeFunction for Gateway {
         };
         let filters: Vec<&dyn Filter> = route.filters.iter().map(|f| f.as_ref()).collect();
         match &route.end {
-            End::Origin(origin) => pipeline::run(&filters, req, &ForwardTo(origin), ctx).await,
+            End::Origin(origin) => pipeline::run(&filters, req, origin.as_ref(), ctx).await,
             End::Mount { function, strip } => {
                 let end = MountedEnd {
                     function: function.as_ref(),
@@ -152,15 +158,8 @@ impl EdgeFunction for Gateway {
         }
     }
 
-    async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)> {
-        let check = |result: Result<Option<Vec<u8>>, edge_core::StoreError>| match result {
-            Ok(_) => Check::Pass,
-            Err(e) => Check::Fail(e.to_string()),
-        };
-        vec![
-            ("store", check(ctx.store().get("edge:health").await)),
-            ("cache", check(ctx.cache().get("edge:health").await)),
-        ]
+    fn origins(&self) -> Vec<&OriginClient> {
+        self.origins.iter().map(Rc::as_ref).collect()
     }
 
     async fn absorb_metrics(
@@ -206,6 +205,7 @@ fn route(
     spec: &RouteSpec,
     policy: &GatewayPolicy,
     instances: &mut Instances<'_>,
+    origins: &mut Vec<Rc<OriginClient>>,
 ) -> Result<Route, ConfigError> {
     let pattern =
         RoutePattern::parse(&spec.route).map_err(|rule| field_error("route", &spec.route, rule))?;
@@ -236,7 +236,21 @@ fn route(
                     None
                 },
             },
-            (None, Some(origin), _) | (None, None, Some(origin)) => End::Origin(origin.clone()),
+            (None, Some(origin), _) | (None, None, Some(origin)) => {
+                let settings = spec.settings(&policy.gateway);
+                let shared = origins
+                    .iter()
+                    .find(|c| c.origin() == origin && *c.settings() == settings);
+                let client = match shared {
+                    Some(client) => client.clone(),
+                    None => {
+                        let client = Rc::new(OriginClient::new(origin.clone(), settings));
+                        origins.push(client.clone());
+                        client
+                    }
+                };
+                End::Origin(client)
+            }
             (None, None, None) => return Err(field_error("origin", "", "is needed")),
         };
     Ok(Route {

@@ -4,8 +4,8 @@
 //! `[counter]`). A section left out is that function's built-in policy.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
+use edge_core::origin::{DEFAULT_RETRIES, DEFAULT_TIMEOUT, Origin, OriginSettings};
 use edge_core::policy::{Policy, PolicyDuration, Validator};
 use edge_core::route::RoutePattern;
 use serde::Deserialize;
@@ -36,10 +36,15 @@ impl GatewayPolicy {
 pub struct Section {
     /// Where routes that name neither an origin nor a mount go.
     #[serde(default)]
-    pub origin: Option<String>,
-    /// How long an origin may take to answer, unless a route says otherwise.
+    pub origin: Option<Origin>,
+    /// How long an origin may take to answer (every attempt and the
+    /// backoff between them), unless a route says otherwise.
     #[serde(default = "default_timeout")]
     pub timeout: PolicyDuration,
+    /// How often an idempotent request is tried again after a failure,
+    /// unless a route says otherwise.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
     /// First match wins; a request matching none is answered `404`.
     pub routes: Vec<RouteSpec>,
 }
@@ -62,7 +67,7 @@ pub struct RouteSpec {
     pub anonymize: AnonymizeBodies,
     /// The origin (`http(s)://host[:port][/prefix]`); else `gateway.origin`.
     #[serde(default)]
-    pub origin: Option<String>,
+    pub origin: Option<Origin>,
     /// A composed function that answers instead of an origin.
     #[serde(default)]
     pub mount: Option<String>,
@@ -73,6 +78,19 @@ pub struct RouteSpec {
     /// How long the origin may take, instead of `gateway.timeout`.
     #[serde(default)]
     pub timeout: Option<PolicyDuration>,
+    /// Retries of idempotent requests, instead of `gateway.retries`.
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+impl RouteSpec {
+    /// How this route talks to its origin.
+    pub fn settings(&self, section: &Section) -> OriginSettings {
+        OriginSettings {
+            timeout: self.timeout.unwrap_or(section.timeout),
+            retries: self.retries.unwrap_or(section.retries),
+        }
+    }
 }
 
 /// Which bodies of a route the anonymizer rewrites.
@@ -102,7 +120,10 @@ impl AnonymizeBodies {
 }
 
 fn default_timeout() -> PolicyDuration {
-    PolicyDuration(Duration::from_secs(30))
+    PolicyDuration(DEFAULT_TIMEOUT)
+}
+fn default_retries() -> u32 {
+    DEFAULT_RETRIES
 }
 fn yes() -> bool {
     true
@@ -110,16 +131,6 @@ fn yes() -> bool {
 
 /// The most routes a gateway takes (each request walks them in order).
 pub const MAX_ROUTES: usize = 256;
-
-/// Whether `text` is an origin URL: http(s), a host, no query or fragment.
-pub fn is_origin_url(text: &str) -> bool {
-    text.parse::<http::Uri>().ok().is_some_and(|u| {
-        matches!(u.scheme_str(), Some("http" | "https"))
-            && u.host().is_some_and(|h| !h.is_empty())
-            && u.query().is_none()
-            && !text.contains('#')
-    })
-}
 
 impl Policy for GatewayPolicy {
     fn validate(&self, v: &mut Validator) {
@@ -144,15 +155,11 @@ impl Policy for GatewayPolicy {
 
 impl Section {
     fn validate(&self, v: &mut Validator) {
-        if let Some(origin) = &self.origin {
-            v.check(
-                is_origin_url(origin),
-                "origin",
-                origin,
-                "must be an http(s) URL with a host and no query",
-            );
+        OriginSettings {
+            timeout: self.timeout,
+            retries: self.retries,
         }
-        check_timeout(v, "timeout", self.timeout);
+        .validate(v);
         v.check(
             (1..=MAX_ROUTES).contains(&self.routes.len()),
             "routes",
@@ -161,29 +168,20 @@ impl Section {
         );
         v.field("routes", |v| {
             for (i, route) in self.routes.iter().enumerate() {
-                v.index(i, |v| route.validate(v, self.origin.is_some()));
+                v.index(i, |v| route.validate(v, self));
             }
         });
     }
 }
 
-fn check_timeout(v: &mut Validator, name: &str, timeout: PolicyDuration) {
-    v.check(
-        (Duration::from_millis(1)..=Duration::from_secs(300)).contains(&timeout.0),
-        name,
-        timeout,
-        "must be in 1ms..=5m",
-    );
-}
-
 impl RouteSpec {
-    fn validate(&self, v: &mut Validator, default_origin: bool) {
+    fn validate(&self, v: &mut Validator, section: &Section) {
         let pattern = RoutePattern::parse(&self.route);
         if let Err(rule) = &pattern {
             v.check(false, "route", &self.route, rule);
         }
-        if let Some(timeout) = self.timeout {
-            check_timeout(v, "timeout", timeout);
+        if self.timeout.is_some() || self.retries.is_some() {
+            self.settings(section).validate(v);
         }
         match (&self.mount, &self.origin) {
             (Some(_), Some(origin)) => {
@@ -215,17 +213,10 @@ impl RouteSpec {
                     );
                 }
             }
-            (None, Some(origin)) => {
-                v.check(
-                    is_origin_url(origin),
-                    "origin",
-                    origin,
-                    "must be an http(s) URL with a host and no query",
-                );
-            }
+            (None, Some(_)) => {}
             (None, None) => {
                 v.check(
-                    default_origin,
+                    section.origin.is_some(),
                     "origin",
                     Value::Null,
                     "is needed (or gateway.origin, or a mount)",
@@ -265,22 +256,20 @@ mod tests {
         let text = r#"
             [gateway]
             routes = [
-              { route = "get /x", origin = "ftp://x" },
+              { route = "get /x", origin = "https://x.example" },
               { route = "/a/*/**", mount = "spatial-query" },
               { route = "/m/**", mount = "nope" },
               { route = "/o" },
-              { route = "/p", origin = "https://p.example?q=1", strip_prefix = false, timeout = "0s" },
+              { route = "/p", origin = "https://p.example", strip_prefix = false, timeout = "0s" },
             ]
         "#;
         let e = errors(text);
         for expected in [
             r#"gateway.routes[0].route: "get /x" must start with an upper-case HTTP method"#,
-            r#"gateway.routes[0].origin: "ftp://x" must be an http(s) URL"#,
             r#"gateway.routes[1].route: "/a/*/**" must be literal segments"#,
             r#"gateway.routes[2].mount: "nope" must name one of counter, rate-limit"#,
             "gateway.routes[3].origin: null is needed",
-            r#"gateway.routes[4].origin: "https://p.example?q=1" must be"#,
-            "gateway.routes[4].timeout: \"0s\" must be in 1ms..=5m",
+            "gateway.routes[4].timeout: \"0s\" must be > 0 and at most 5m",
             "gateway.routes[4].strip_prefix: false applies only with mount",
         ] {
             assert!(e.contains(expected), "{expected}\n in {e}");
@@ -298,6 +287,9 @@ mod tests {
             e.contains("gateway.routes[0]") && e.contains("orign"),
             "{e}"
         );
+        let e = errors("[gateway]\nroutes = [{ route = \"/\", origin = \"ftp://x\" }]\n");
+        assert!(e.starts_with("policy: gateway.routes[0].origin: "), "{e}");
+        assert!(e.contains(r#""ftp://x" must be an http(s) URL"#), "{e}");
         let e = errors("[gateway]\nroutes = []\n");
         assert!(
             e.contains("gateway.routes: 0 must list 1..=256 routes"),

@@ -72,6 +72,9 @@ anonymize = "request"
 route = "/profile"
 anonymize = "response"
 
+[[gateway.routes]]
+route = "/plain/**"
+
 [auth]
 default = "authenticated"
 [[auth.rules]]
@@ -135,6 +138,10 @@ fn setup() -> Setup {
     platform.http.route(
         &format!("{ORIGIN}/auth/login"),
         json_response(json!({ "session": "s" })),
+    );
+    platform.http.route(
+        &format!("{ORIGIN}/plain/x"),
+        json_response(json!({ "plain": true })),
     );
     platform.http.route(
         &format!("{ORIGIN}/profile"),
@@ -376,5 +383,81 @@ fn policy_errors_name_the_field() {
     assert!(
         error.contains("RATE_LIMIT_HASH_KEY") || error.contains("secret"),
         "{error}"
+    );
+}
+
+#[test]
+fn a_failing_origin_opens_its_breaker_and_a_good_probe_closes_it() {
+    use edge_core::memory::Outcome;
+    use std::time::Duration;
+    let s = setup();
+    let url = format!("{ORIGIN}/plain/x");
+    // The breaker judges the last 10 requests: 5 good, then 5 failures.
+    // POSTs are tried once: each failure is one call and one 502.
+    for _ in 0..5 {
+        assert_eq!(s.serve(request("POST", "/plain/x", &[], "")).status(), 200);
+    }
+    s.platform.http.script(&url, vec![Outcome::Fail; 5]);
+    for _ in 0..5 {
+        let down = s.serve(request("POST", "/plain/x", &[], ""));
+        assert_eq!(down.status(), 502);
+        assert_eq!(
+            Setup::problem(&down)["type"],
+            "urn:edge-functions:problem:origin-unavailable"
+        );
+    }
+    assert_eq!(s.platform.http.calls(&url), 10);
+    // Open: answered without trying the origin.
+    let open = s.serve(request("POST", "/plain/x", &[], ""));
+    assert_eq!(open.status(), 503);
+    assert_eq!(
+        Setup::problem(&open)["type"],
+        "urn:edge-functions:problem:origin-circuit-open"
+    );
+    assert!(open.headers().contains_key("retry-after"));
+    assert_eq!(s.platform.http.calls(&url), 10);
+    let health = s.serve(request("GET", "/health", &[], ""));
+    let health: Value = serde_json::from_slice(health.body()).unwrap();
+    assert_eq!(health["status"], "warn", "{health}");
+    assert_eq!(
+        health["checks"][format!("origin {ORIGIN}")]["state"],
+        "open"
+    );
+    // After 30 s one probe goes through; it succeeds, the breaker closes.
+    s.platform.clock.advance(Duration::from_secs(31));
+    let probe = s.serve(request("POST", "/plain/x", &[], ""));
+    assert_eq!(probe.status(), 200);
+    assert_eq!(s.platform.http.calls(&url), 11);
+    let health = s.serve(request("GET", "/health", &[], ""));
+    let health: Value = serde_json::from_slice(health.body()).unwrap();
+    assert_eq!(health["status"], "pass", "{health}");
+    assert_eq!(
+        health["checks"][format!("origin {ORIGIN}")]["state"],
+        "closed"
+    );
+}
+
+#[test]
+fn a_slow_origin_is_a_504_after_the_routes_timeout() {
+    use edge_core::memory::Outcome;
+    use std::time::Duration;
+    let policy = policy().replace(
+        "route = \"POST /auth/login\"\nrate_limit = true",
+        "route = \"POST /auth/login\"\nrate_limit = true\ntimeout = \"2s\"",
+    );
+    let s = setup();
+    let gateway = instantiate::<Gateway>(&config(&policy));
+    let url = format!("{ORIGIN}/auth/login");
+    s.platform
+        .http
+        .script(&url, [Outcome::Delay(Duration::from_secs(5))]);
+    let slow = block_on(
+        s.platform
+            .serve(&gateway, request("POST", "/auth/login", &[], "")),
+    );
+    assert_eq!(slow.status(), 504);
+    assert_eq!(
+        Setup::problem(&slow)["type"],
+        "urn:edge-functions:problem:origin-timeout"
     );
 }

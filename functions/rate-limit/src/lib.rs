@@ -38,7 +38,8 @@ use std::cell::RefCell;
 use async_trait::async_trait;
 use edge_core::memory::MemoryStore;
 use edge_core::model::{empty_response, json_response};
-use edge_core::pipeline::{self, Endpoint, Filter, ForwardTo};
+use edge_core::origin::OriginClient;
+use edge_core::pipeline::{self, Endpoint, Filter};
 use edge_core::platform::{Applied, AtomicStore, Transaction};
 use edge_core::{
     Config, ConfigError, Context, EdgeFunction, Problem, Request, Response, Secret, StoreError,
@@ -127,6 +128,7 @@ pub struct RateLimit {
     deny: Vec<ListEntry>,
     local: RefCell<LocalState>,
     fallback: RefCell<MemoryStore>,
+    origin: Option<OriginClient>,
 }
 
 /// How one scope decided.
@@ -215,6 +217,7 @@ impl EdgeFunction for RateLimit {
             deny: list(&policy.deny),
             local: RefCell::new(LocalState::new(policy.max_tracked_keys)),
             fallback: RefCell::new(MemoryStore::new()),
+            origin: policy.origin.clone().map(OriginClient::with_defaults),
             policy,
         })
     }
@@ -242,10 +245,14 @@ impl EdgeFunction for RateLimit {
             identity::principal_from_headers(&mut head, &self.policy).map_err(bad_identifier)?;
         }
         let req = Request::from_parts(head, body);
-        match &self.policy.origin {
-            Some(origin) => pipeline::run(&[self], req, &ForwardTo(origin), ctx).await,
+        match &self.origin {
+            Some(origin) => pipeline::run(&[self], req, origin, ctx).await,
             None => pipeline::run(&[self], req, &DecisionAnswer, ctx).await,
         }
+    }
+
+    fn origins(&self) -> Vec<&OriginClient> {
+        self.origin.iter().collect()
     }
 }
 

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use edge_core::origin::Origin;
 use edge_core::policy::{Policy, PolicyDuration, Validator};
 use serde::Deserialize;
 
@@ -49,7 +50,7 @@ pub struct Section {
     /// Where admitted requests go (scheme, host, optional path prefix);
     /// none: the function answers `200` with its decision (a check service).
     #[serde(default)]
-    pub origin: Option<String>,
+    pub origin: Option<Origin>,
     /// The secret keying identifier hashes (store keys and logs).
     pub hash_key_secret: String,
     /// The secret authorizing the admin endpoints; none disables them.
@@ -250,13 +251,6 @@ impl Policy for RateLimitPolicy {
     fn validate(&self, v: &mut Validator) {
         let s = &self.rate_limit;
         v.field("rate_limit", |v| {
-            if let Some(origin) = &s.origin {
-                let ok = origin
-                    .parse::<http::Uri>()
-                    .ok()
-                    .is_some_and(|u| u.scheme().is_some() && u.host().is_some() && u.query().is_none());
-                v.check(ok, "origin", origin, "must be an absolute http(s) URL without a query");
-            }
             v.check(
                 s.admin_path.starts_with('/') && s.admin_path.len() > 1 && !s.admin_path.ends_with('/'),
                 "admin_path",
