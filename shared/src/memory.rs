@@ -580,6 +580,14 @@ mod tests {
                 }
             );
             assert_eq!(clock.now().as_millis(), 2_000, "moved by the timeout");
+            let timeout = HttpError::Timeout {
+                url: url.into(),
+                after: Duration::from_nanos(29_999_933_331),
+            };
+            assert_eq!(
+                timeout.to_string(),
+                "outbound request to https://o.test/a timed out after 29s 999ms"
+            );
             assert_eq!(http.send_with(get(), &opts).await.unwrap().body(), "ok");
             assert_eq!(clock.now().as_millis(), 3_000, "moved by the delay");
             assert!(matches!(

@@ -302,13 +302,19 @@ pub enum HttpError {
     #[error("outbound HTTP is not available on this platform")]
     Unsupported,
     /// No whole response arrived within the timeout (see [`SendOptions`]).
-    #[error("outbound request to {url} timed out after {}", humantime::format_duration(*after))]
+    #[error("outbound request to {url} timed out after {}", to_millis(*after))]
     Timeout {
         /// The URL, without its query string.
         url: String,
         /// The timeout that ran out.
         after: Duration,
     },
+}
+
+/// `duration` to the millisecond, for messages.
+fn to_millis(duration: Duration) -> humantime::FormattedDuration {
+    let millis = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    humantime::format_duration(Duration::from_millis(millis))
 }
 
 /// How to send one outbound request ([`HttpClient::send_with`]).

@@ -7,13 +7,14 @@
 //! direct dependency of the calling crate).
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use edge_core::function::{Instance, Services, instantiate};
 use edge_core::log::{Level, LogSink};
 use edge_core::memory::MemoryStore;
 use edge_core::model::{MAX_BODY_BYTES, Runtime};
-use edge_core::platform::{HttpClient, HttpError, OsRandom, url_for_errors};
+use edge_core::platform::{HttpClient, HttpError, OsRandom, SendOptions, url_for_errors};
 use edge_core::{Body, Clock, Config, EdgeFunction, Problem, Request, Response, Timestamp};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
@@ -58,24 +59,26 @@ impl LogSink for ConsoleSink {
     }
 }
 
-/// Outbound HTTP through the global `fetch`.
+/// Outbound HTTP through the global `fetch`. A timeout is an
+/// `AbortSignal.timeout` on the request, which aborts the `fetch` and the
+/// reading of its body; retries wait on `setTimeout`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FetchClient;
 
-#[async_trait(?Send)]
-impl HttpClient for FetchClient {
-    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+impl FetchClient {
+    /// Sends `req` (aborted when `signal` fires) and reads the whole response.
+    async fn exchange(
+        req: Request,
+        signal: Option<&web_sys::AbortSignal>,
+    ) -> Result<Response, HttpError> {
         let url = url_for_errors(req.uri());
         let transport = |e: JsValue| HttpError::Transport {
             url: url.clone(),
             reason: format!("{e:?}"),
         };
-        let request = to_js_request(req).map_err(transport)?;
-        let fetch = js_sys::Reflect::get(&js_sys::global(), &"fetch".into())
+        let request = to_js_request(req, signal).map_err(transport)?;
+        let promise = global_function("fetch")
             .map_err(transport)?
-            .dyn_into::<js_sys::Function>()
-            .map_err(transport)?;
-        let promise = fetch
             .call1(&JsValue::UNDEFINED, &request)
             .map_err(transport)?
             .dyn_into::<js_sys::Promise>()
@@ -86,6 +89,48 @@ impl HttpClient for FetchClient {
             .dyn_into()
             .map_err(transport)?;
         from_js_response(response).await.map_err(transport)
+    }
+}
+
+/// A function of the global scope (a window's or a worker's).
+fn global_function(name: &str) -> Result<js_sys::Function, JsValue> {
+    js_sys::Reflect::get(&js_sys::global(), &name.into())?.dyn_into::<js_sys::Function>()
+}
+
+#[async_trait(?Send)]
+impl HttpClient for FetchClient {
+    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        Self::exchange(req, None).await
+    }
+
+    async fn send_with(&self, req: Request, opts: &SendOptions) -> Result<Response, HttpError> {
+        let Some(timeout) = opts.timeout else {
+            return Self::exchange(req, None).await;
+        };
+        let url = url_for_errors(req.uri());
+        let millis = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
+        let signal = web_sys::AbortSignal::timeout_with_u32(millis);
+        match Self::exchange(req, Some(&signal)).await {
+            Err(_) if signal.aborted() => Err(HttpError::Timeout {
+                url,
+                after: timeout,
+            }),
+            result => result,
+        }
+    }
+
+    async fn sleep(&self, duration: Duration) -> bool {
+        let Ok(set_timeout) = global_function("setTimeout") else {
+            return false;
+        };
+        let millis = i32::try_from(duration.as_millis()).unwrap_or(i32::MAX);
+        let mut started = false;
+        let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+            started = set_timeout
+                .call2(&JsValue::UNDEFINED, &resolve, &JsValue::from(millis))
+                .is_ok();
+        });
+        started && JsFuture::from(promise).await.is_ok()
     }
 }
 
@@ -171,10 +216,14 @@ pub fn to_js_response(response: Response) -> Result<web_sys::Response, JsValue> 
     web_sys::Response::new_with_opt_u8_array_and_init(Some(&mut bytes), &init)
 }
 
-fn to_js_request(req: Request) -> Result<web_sys::Request, JsValue> {
+fn to_js_request(
+    req: Request,
+    signal: Option<&web_sys::AbortSignal>,
+) -> Result<web_sys::Request, JsValue> {
     let (parts, body) = req.into_parts();
     let init = web_sys::RequestInit::new();
     init.set_method(parts.method.as_str());
+    init.set_signal(signal);
     init.set_headers(&to_js_headers(&parts.headers)?.into());
     if !body.is_empty() {
         init.set_body(&js_sys::Uint8Array::from(body.as_ref()));

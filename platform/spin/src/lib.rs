@@ -22,15 +22,22 @@
 mod store;
 mod streaming;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use edge_core::function::{Instance, MetricsSink, Services, flush_metrics, instantiate};
 use edge_core::log::StderrSink;
 use edge_core::metrics::{MetricsBatch, Recorder};
 use edge_core::model::{ClientAddr, MAX_BODY_BYTES, Runtime};
-use edge_core::platform::{HttpClient, HttpError, OsRandom, Random, SystemClock, url_for_errors};
+use edge_core::platform::{
+    HttpClient, HttpError, OsRandom, Random, SendOptions, SystemClock, url_for_errors,
+};
 use edge_core::policy::POLICY_VARIABLE;
 use edge_core::{Body, Config, EdgeFunction, Problem, Request, Response};
+use futures::future::Either;
 use http_body_util::{BodyExt, Full, Limited};
+use spin_sdk::wasip3::http::types::{ErrorCode, RequestOptions};
+use spin_sdk::wasip3::http_compat::RequestOptionsExtension;
 
 pub use store::{STORE_LABEL, SpinStore};
 pub use streaming::{LocalBody, StreamingResponse, serve_streaming};
@@ -183,27 +190,96 @@ pub fn to_spin_response(response: Response) -> SpinResponse {
     response.map(Full::new)
 }
 
-/// Outbound HTTP through `wasi:http` (Spin's `allowed_outbound_hosts` applies).
+/// Outbound HTTP through `wasi:http` (Spin's `allowed_outbound_hosts`
+/// applies). A timeout is passed to the host as the request's connect and
+/// first-byte timeouts (`wasi:http` request options, where the host takes
+/// them) and also races the whole exchange, body included, against a
+/// `wasi:clocks` timer; retries wait on the same timer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SpinHttpClient;
 
-#[async_trait(?Send)]
-impl HttpClient for SpinHttpClient {
-    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+impl SpinHttpClient {
+    /// Sends `req` and reads the whole response; `timeout` is the one
+    /// passed to the host in the request's options.
+    async fn exchange(req: Request, timeout: Option<Duration>) -> Result<Response, HttpError> {
         let url = url_for_errors(req.uri());
-        let transport = |reason: String| HttpError::Transport {
-            url: url.clone(),
-            reason,
-        };
         let response = spin_sdk::http::send(req.map(Full::new))
             .await
-            .map_err(|e| transport(format!("{e:?}")))?;
+            .map_err(|code| error_for(&url, &code, timeout))?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_BODY_BYTES)
             .collect()
             .await
-            .map_err(|e| transport(e.to_string()))?
+            .map_err(|e| HttpError::Transport {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?
             .to_bytes();
         Ok(http::Response::from_parts(parts, Body::from(body)))
+    }
+}
+
+/// A `wasi:http` error code as an [`HttpError`]: the host giving up on
+/// the `timeout` it was asked to keep is a timeout; the rest are transport
+/// errors, with the code's name (e.g. `HttpRequestDenied`) in the reason.
+fn error_for(url: &str, code: &ErrorCode, timeout: Option<Duration>) -> HttpError {
+    let host_timeout = matches!(
+        code,
+        ErrorCode::DnsTimeout
+            | ErrorCode::ConnectionTimeout
+            | ErrorCode::ConnectionReadTimeout
+            | ErrorCode::ConnectionWriteTimeout
+            | ErrorCode::HttpResponseTimeout
+    );
+    match timeout {
+        Some(after) if host_timeout => HttpError::Timeout {
+            url: url.to_owned(),
+            after,
+        },
+        _ => HttpError::Transport {
+            url: url.to_owned(),
+            reason: format!("{code:?}"),
+        },
+    }
+}
+
+/// Request options asking the host to give up connecting, and waiting for
+/// the response head, after `timeout`. A host that cannot is left to the
+/// timer.
+fn timeout_options(timeout: Duration) -> RequestOptionsExtension {
+    let options = RequestOptions::new();
+    let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+    // Refused means "not supported here": the race below still holds.
+    let _ = options.set_connect_timeout(Some(nanos));
+    let _ = options.set_first_byte_timeout(Some(nanos));
+    RequestOptionsExtension(options)
+}
+
+#[async_trait(?Send)]
+impl HttpClient for SpinHttpClient {
+    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        Self::exchange(req, None).await
+    }
+
+    async fn send_with(&self, mut req: Request, opts: &SendOptions) -> Result<Response, HttpError> {
+        let Some(timeout) = opts.timeout else {
+            return Self::exchange(req, None).await;
+        };
+        let url = url_for_errors(req.uri());
+        req.extensions_mut().insert(timeout_options(timeout));
+        let exchange = std::pin::pin!(Self::exchange(req, Some(timeout)));
+        let timer = std::pin::pin!(spin_sdk::time::sleep(timeout));
+        match futures::future::select(exchange, timer).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => Err(HttpError::Timeout {
+                url,
+                after: timeout,
+            }),
+        }
+    }
+
+    async fn sleep(&self, duration: Duration) -> bool {
+        spin_sdk::time::sleep(duration).await;
+        true
     }
 }

@@ -36,15 +36,17 @@ pub mod webcrypto;
 use std::any::Any;
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use edge_core::function::{Instance, MetricsSink, Services, instantiate};
 use edge_core::log::{Level, LogSink};
 use edge_core::metrics::{DEFAULT_FLUSH_EVERY, MetricsBatch, Recorder};
 use edge_core::model::Runtime;
-use edge_core::platform::{HttpClient, HttpError, OsRandom, url_for_errors};
+use edge_core::platform::{HttpClient, HttpError, OsRandom, SendOptions, url_for_errors};
 use edge_core::policy::POLICY_VARIABLE;
 use edge_core::{Clock, Config, EdgeFunction, Request, Response, Timestamp};
+use futures::future::Either;
 
 pub use convert::{from_worker_request, to_worker_response};
 pub use object::StoreObject;
@@ -74,26 +76,66 @@ impl LogSink for ConsoleSink {
     }
 }
 
-/// Outbound HTTP through the runtime's `fetch`.
+/// Outbound HTTP through the runtime's `fetch`. A timeout races the
+/// exchange (response head and body) against a timer (`setTimeout`,
+/// `worker::Delay`) and aborts the `fetch` (`AbortController`) when the
+/// timer wins; retries wait on the same timer.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FetchClient;
 
-#[async_trait(?Send)]
-impl HttpClient for FetchClient {
-    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+impl FetchClient {
+    /// Sends `req`, aborted when `signal` fires.
+    async fn exchange(
+        req: Request,
+        signal: Option<&worker::AbortSignal>,
+    ) -> Result<Response, HttpError> {
         let url = url_for_errors(req.uri());
         let transport = |e: worker::Error| HttpError::Transport {
             url: url.clone(),
             reason: e.to_string(),
         };
         let request = convert::to_worker_request(req).map_err(transport)?;
-        let response = worker::Fetch::Request(request)
-            .send()
-            .await
-            .map_err(transport)?;
+        let fetch = worker::Fetch::Request(request);
+        let response = match signal {
+            Some(signal) => fetch.send_with_signal(signal).await,
+            None => fetch.send().await,
+        }
+        .map_err(transport)?;
         convert::from_worker_response(response)
             .await
             .map_err(transport)
+    }
+}
+
+#[async_trait(?Send)]
+impl HttpClient for FetchClient {
+    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        Self::exchange(req, None).await
+    }
+
+    async fn send_with(&self, req: Request, opts: &SendOptions) -> Result<Response, HttpError> {
+        let Some(timeout) = opts.timeout else {
+            return Self::exchange(req, None).await;
+        };
+        let url = url_for_errors(req.uri());
+        let controller = worker::AbortController::default();
+        let signal = controller.signal();
+        let exchange = std::pin::pin!(Self::exchange(req, Some(&signal)));
+        match futures::future::select(exchange, worker::Delay::from(timeout)).await {
+            Either::Left((result, _)) => result,
+            Either::Right(((), _)) => {
+                controller.abort();
+                Err(HttpError::Timeout {
+                    url,
+                    after: timeout,
+                })
+            }
+        }
+    }
+
+    async fn sleep(&self, duration: Duration) -> bool {
+        worker::Delay::from(duration).await;
+        true
     }
 }
 
