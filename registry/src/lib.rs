@@ -47,6 +47,15 @@ pub struct Function {
     /// Commands the dev banner suggests, over `{workers}` and `{spin}`.
     #[serde(default)]
     pub examples: Vec<String>,
+    /// Built for each platform in a cargo invocation of its own: it depends
+    /// on other function crates, whose platform entry points sit behind the
+    /// same feature names and would be linked in with its own.
+    #[serde(default)]
+    pub own_build: bool,
+    /// Its worker is `wrangler.toml`'s top level (`wrangler dev` without
+    /// `--env`) rather than an `[env.NAME]`. One function at most.
+    #[serde(default)]
+    pub top_level_worker: bool,
 }
 
 /// The placeholders an example may use.
@@ -97,6 +106,24 @@ impl Registry {
     /// Every function's name, in order.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.functions.iter().map(|f| f.name.as_str())
+    }
+
+    /// The cargo invocations that build `names` for a platform: one for
+    /// all those built together, one for each with an `own_build`.
+    pub fn build_groups<'a>(&self, names: &[&'a str]) -> Result<Vec<Vec<&'a str>>> {
+        let mut together = Vec::new();
+        let mut groups = Vec::new();
+        for name in names {
+            if self.get(name)?.own_build {
+                groups.push(vec![*name]);
+            } else {
+                together.push(*name);
+            }
+        }
+        if !together.is_empty() {
+            groups.insert(0, together);
+        }
+        Ok(groups)
     }
 
     /// Every secret `cargo xtask dev` sets for `function`: its own and the
@@ -159,6 +186,15 @@ impl Registry {
             );
         }
         check_secret_names("dev.secrets", self.dev.secrets.keys())?;
+        let top_level: Vec<&str> = self
+            .functions
+            .iter()
+            .filter(|f| f.top_level_worker)
+            .map(|f| f.name.as_str())
+            .collect();
+        if top_level.len() > 1 {
+            bail!("only one function can be the top-level worker, not {top_level:?}");
+        }
         for function in &self.functions {
             let name = &function.name;
             if !is_kebab(name) {
@@ -260,6 +296,12 @@ mod tests {
         [[function]]
         name = "two"
         port = 8788
+
+        [[function]]
+        name = "both"
+        port = 8789
+        own_build = true
+        top_level_worker = true
     "#;
 
     #[test]
@@ -277,7 +319,12 @@ mod tests {
     #[test]
     fn a_minimal_registry_parses_in_order() {
         let registry = Registry::parse(MINIMAL).unwrap();
-        assert_eq!(registry.names().collect::<Vec<_>>(), ["one", "two"]);
+        assert_eq!(registry.names().collect::<Vec<_>>(), ["one", "two", "both"]);
+        assert_eq!(
+            registry.build_groups(&["both", "one", "two"]).unwrap(),
+            [vec!["one", "two"], vec!["both"]]
+        );
+        assert_eq!(registry.build_groups(&["both"]).unwrap(), [vec!["both"]]);
         let one = registry.get("one").unwrap();
         assert_eq!(
             registry.dev_secrets(one).collect::<Vec<_>>(),
@@ -310,6 +357,8 @@ mod tests {
         assert!(error(&secret).contains("UPPER_SNAKE_CASE"));
         let shared = MINIMAL.replace("ONE_TOKEN", "SHARED_TOKEN");
         assert!(error(&shared).contains("already in dev.secrets"));
+        let two_top = MINIMAL.replace("port = 8788\n", "port = 8788\ntop_level_worker = true\n");
+        assert!(error(&two_top).contains("only one function can be the top-level worker"));
         let typo = MINIMAL.replace("examples", "exmaples");
         assert!(error(&typo).contains("exmaples"));
     }

@@ -72,7 +72,7 @@ pub(crate) fn all(registry: &Registry, ready: &dyn Ready) -> Result<()> {
     spin(registry, &names)?;
     ready.spin()?;
     let mut jobs: Vec<Job<'_>> = names.iter().map(|name| Job::Worker(name)).collect();
-    for (name, input) in browser_inputs(&names)? {
+    for (name, input) in browser_inputs(registry, &names)? {
         jobs.push(Job::Browser(name, input));
     }
     let browsers_left = AtomicUsize::new(names.len());
@@ -131,36 +131,36 @@ fn two_at_a_time<T: Sync>(items: &[T], job: impl Fn(&T) -> Result<()> + Sync) ->
 /// component's build command in `spin.toml`, builds one: cargo then
 /// resolves that crate's features alone, as Spin's own templates do.
 pub(crate) fn spin(registry: &Registry, names: &[&str]) -> Result<()> {
-    for name in names {
-        registry.get(name)?;
-    }
     let dir = artifacts().join("spin");
     std::fs::create_dir_all(&dir)?;
-    for (name, built) in release_builds(names, "wasm32-wasip2", "spin")? {
+    for (name, built) in release_builds(registry, names, "wasm32-wasip2", "spin")? {
         copy_if_changed(&built, &dir.join(format!("{name}.wasm")))?;
     }
     Ok(())
 }
 
 /// Builds every function in `names` in release for `target` with its
-/// platform `feature` in one cargo invocation, returning each one's `.wasm`.
+/// platform `feature`, returning each one's `.wasm`: one cargo invocation
+/// for them all, but one of its own for a function with `own_build`.
 fn release_builds<'a>(
+    registry: &Registry,
     names: &[&'a str],
     target: &str,
     feature: &str,
 ) -> Result<Vec<(&'a str, PathBuf)>> {
-    let mut build = cmd("cargo");
-    build.args(["build", "--release", "--target", target]);
-    for name in names {
-        build
-            .args(["-p", name, "--features"])
-            .arg(format!("{name}/{feature}"));
+    let mut built = Vec::new();
+    for group in registry.build_groups(names)? {
+        let mut build = cmd("cargo");
+        build.args(["build", "--release", "--target", target]);
+        for name in &group {
+            build
+                .args(["-p", name, "--features"])
+                .arg(format!("{name}/{feature}"));
+        }
+        run(&mut build)?;
+        built.extend(group.iter().map(|name| (*name, release_wasm(target, name))));
     }
-    run(&mut build)?;
-    Ok(names
-        .iter()
-        .map(|name| (*name, release_wasm(target, name)))
-        .collect())
+    Ok(built)
 }
 
 /// Where cargo puts function `name`'s release `.wasm` for `target`: named
@@ -189,11 +189,11 @@ fn work_dir(platform: &str) -> PathBuf {
 /// `.wasm` kept as `target/edge/.work/browser/NAME.wasm`: the Workers
 /// builds reuse cargo's output path for the same target, and a copy
 /// rewritten only when it changed tells whether wasm-bindgen must run.
-fn browser_inputs<'a>(names: &[&'a str]) -> Result<Vec<(&'a str, PathBuf)>> {
+fn browser_inputs<'a>(registry: &Registry, names: &[&'a str]) -> Result<Vec<(&'a str, PathBuf)>> {
     let dir = work_dir("browser");
     std::fs::create_dir_all(&dir)?;
     let mut inputs = Vec::new();
-    for (name, built) in release_builds(names, "wasm32-unknown-unknown", "browser")? {
+    for (name, built) in release_builds(registry, names, "wasm32-unknown-unknown", "browser")? {
         let input = dir.join(format!("{name}.wasm"));
         copy_if_changed(&built, &input)?;
         inputs.push((name, input));

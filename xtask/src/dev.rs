@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use edge_registry::Registry;
+use edge_registry::{Function, Registry};
 
 use crate::build::{self, Ready, artifacts};
 use crate::util::{cmd, http_status, run, target_dir};
@@ -248,7 +248,7 @@ impl Ready for Servers<'_> {
 
     fn worker(&self, name: &str) -> Result<()> {
         let function = self.registry.get(name)?;
-        let mut wrangler = wrangler_dev(name, function.port);
+        let mut wrangler = wrangler_dev(function);
         for (secret, value) in self.registry.dev_secrets(function) {
             wrangler.arg("--var").arg(format!("{secret}:{value}"));
         }
@@ -301,13 +301,18 @@ impl Drop for Children {
     }
 }
 
-/// `wrangler dev` for one function's environment, offline and quiet (its
-/// log level is `warn`, so it prints no "Ready" line: [`watch`] says when
-/// it answers).
-fn wrangler_dev(name: &str, port: u16) -> Command {
+/// `wrangler dev` for one function's worker (its environment, or the top
+/// level), offline and quiet (its log level is `warn`, so it prints no
+/// "Ready" line: [`watch`] says when it answers).
+fn wrangler_dev(function: &Function) -> Command {
+    let port = function.port;
     let mut command = cmd("wrangler");
+    command.arg("dev");
+    if !function.top_level_worker {
+        command.args(["--env", &function.name]);
+    }
     command
-        .args(["dev", "--env", name, "--ip", "127.0.0.1", "--port"])
+        .args(["--ip", "127.0.0.1", "--port"])
         .arg(port.to_string())
         // Several start at once; each would take 9229 while it looks free.
         .arg("--inspector-port")

@@ -15,7 +15,7 @@ use wasm_tests::native::{FUNCTIONS, Registration};
 const POLICY: &str = "POLICY";
 /// The bindings the Workers glue (`edge-workers`) opens: the store's
 /// Durable Object namespace, its class, the cache's KV namespace and the
-/// service binding to the metrics worker.
+/// service binding a worker flushes its metrics through.
 const STORE_BINDING: &str = "EDGE_STORE";
 const STORE_CLASS: &str = "EdgeStore";
 const CACHE_BINDING: &str = "EDGE_CACHE";
@@ -135,7 +135,16 @@ fn check_wrangler(docs: &Documents<'_>, problems: &mut Vec<String>) {
         .get("env")
         .and_then(Value::as_table)
         .unwrap_or(&empty);
-    let (missing, extra) = differences(docs.registry.names(), envs.keys().map(String::as_str));
+    let top_level = Value::Table(docs.wrangler.clone());
+    let with_env = docs
+        .registry
+        .functions
+        .iter()
+        .filter(|f| !f.top_level_worker);
+    let (missing, extra) = differences(
+        with_env.map(|f| f.name.as_str()),
+        envs.keys().map(String::as_str),
+    );
     for name in missing {
         problems.push(format!(
             "wrangler.toml: functions.toml lists {name:?} but there is no [env.{name}]"
@@ -143,99 +152,121 @@ fn check_wrangler(docs: &Documents<'_>, problems: &mut Vec<String>) {
     }
     for name in extra {
         problems.push(format!(
-            "wrangler.toml: [env.{name}] is not a function in functions.toml"
+            "wrangler.toml: [env.{name}] is not a function in functions.toml \
+             (or not one with an environment: see top_level_worker)"
         ));
     }
-    // Every worker flushes its metrics to one worker, the metrics
-    // function's, which has no binding to itself.
-    let aggregators: BTreeSet<&str> = envs
-        .values()
-        .flat_map(|env| array_at(env, "services"))
+    let has_top_level = docs.registry.functions.iter().any(|f| f.top_level_worker);
+    if !has_top_level && docs.wrangler.contains_key("main") {
+        problems.push(
+            "wrangler.toml: the top level has a main, but no function in functions.toml \
+             is its top_level_worker"
+                .to_owned(),
+        );
+    }
+    // Every worker that flushes its metrics flushes them to one worker,
+    // the metrics function's.
+    let workers: Vec<&Value> = std::iter::once(&top_level).chain(envs.values()).collect();
+    let aggregators: BTreeSet<&str> = workers
+        .iter()
+        .flat_map(|worker| array_at(worker, "services"))
         .filter(|s| str_at(s, "binding") == Some(METRICS_BINDING))
         .filter_map(|s| str_at(s, "service"))
         .collect();
-    if !envs.is_empty() && aggregators.len() != 1 {
+    let names: BTreeSet<&str> = workers.iter().filter_map(|w| str_at(w, "name")).collect();
+    if aggregators.len() > 1 || !aggregators.is_subset(&names) {
         problems.push(format!(
-            "wrangler.toml: the {METRICS_BINDING} service bindings should all name one worker, \
-             they name {aggregators:?}"
+            "wrangler.toml: the {METRICS_BINDING} service bindings should all name one of \
+             these workers, they name {aggregators:?}"
         ));
     }
     for function in &docs.registry.functions {
         let name = function.name.as_str();
-        let Some(env) = envs.get(name) else { continue };
-        let what = format!("wrangler.toml [env.{name}]");
-        let registration = registration(docs, name);
-        let worker = format!("edge-{name}");
-        expect_str(problems, &what, env, "name", &worker);
-        expect_str(
-            problems,
-            &what,
-            env,
-            "main",
-            &format!("functions/{name}/build/index.js"),
-        );
-        expect_str(
-            problems,
-            &what,
-            env,
-            "build.command",
-            &format!("cargo xtask build-worker {name}"),
-        );
-        let vars: BTreeSet<&str> = at(env, "vars")
-            .and_then(Value::as_table)
-            .map(|vars| vars.keys().map(String::as_str).collect())
-            .unwrap_or_default();
-        for var in std::iter::once(&POLICY).chain(registration.variables) {
-            if !vars.contains(var) {
-                problems.push(format!("{what}: vars has no {var}"));
+        let (worker, what) = if function.top_level_worker {
+            (&top_level, "wrangler.toml's top level".to_owned())
+        } else {
+            match envs.get(name) {
+                Some(env) => (env, format!("wrangler.toml [env.{name}]")),
+                None => continue,
             }
+        };
+        check_worker(name, &registration(docs, name), worker, &what, problems);
+    }
+}
+
+/// One function's worker: named `edge-NAME`, built by `cargo xtask
+/// build-worker NAME`, its variables declared and its secrets not, the
+/// store and cache the Workers glue opens, and a cron for the metrics flush.
+fn check_worker(
+    name: &str,
+    registration: &Registration,
+    worker: &Value,
+    what: &str,
+    problems: &mut Vec<String>,
+) {
+    expect_str(problems, what, worker, "name", &format!("edge-{name}"));
+    expect_str(
+        problems,
+        what,
+        worker,
+        "main",
+        &format!("functions/{name}/build/index.js"),
+    );
+    expect_str(
+        problems,
+        what,
+        worker,
+        "build.command",
+        &format!("cargo xtask build-worker {name}"),
+    );
+    let vars: BTreeSet<&str> = at(worker, "vars")
+        .and_then(Value::as_table)
+        .map(|vars| vars.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    for var in std::iter::once(&POLICY).chain(registration.variables) {
+        if !vars.contains(var) {
+            problems.push(format!("{what}: vars has no {var}"));
         }
-        for secret in registration.secrets {
-            if vars.contains(secret) {
-                problems.push(format!(
-                    "{what}: vars sets the secret {secret} (secrets come from `wrangler secret put`)"
-                ));
-            }
+    }
+    for secret in registration.secrets {
+        if vars.contains(secret) {
+            problems.push(format!(
+                "{what}: vars sets the secret {secret} (secrets come from `wrangler secret put`)"
+            ));
         }
-        let store = array_at(env, "durable_objects.bindings").iter().any(|b| {
+    }
+    let store = array_at(worker, "durable_objects.bindings")
+        .iter()
+        .any(|b| {
             str_at(b, "name") == Some(STORE_BINDING) && str_at(b, "class_name") == Some(STORE_CLASS)
         });
-        if !store {
-            problems.push(format!(
-                "{what}: no durable_objects binding {STORE_BINDING} of class {STORE_CLASS}"
-            ));
-        }
-        let cache = array_at(env, "kv_namespaces")
+    if !store {
+        problems.push(format!(
+            "{what}: no durable_objects binding {STORE_BINDING} of class {STORE_CLASS}"
+        ));
+    }
+    let cache = array_at(worker, "kv_namespaces")
+        .iter()
+        .any(|kv| str_at(kv, "binding") == Some(CACHE_BINDING) && str_at(kv, "id").is_some());
+    if !cache {
+        problems.push(format!(
+            "{what}: no kv_namespaces binding {CACHE_BINDING} with an id"
+        ));
+    }
+    let migrated = array_at(worker, "migrations").iter().any(|m| {
+        array_at(m, "new_sqlite_classes")
             .iter()
-            .any(|kv| str_at(kv, "binding") == Some(CACHE_BINDING) && str_at(kv, "id").is_some());
-        if !cache {
-            problems.push(format!(
-                "{what}: no kv_namespaces binding {CACHE_BINDING} with an id"
-            ));
-        }
-        let migrated = array_at(env, "migrations").iter().any(|m| {
-            array_at(m, "new_sqlite_classes")
-                .iter()
-                .any(|c| c.as_str() == Some(STORE_CLASS))
-        });
-        if !migrated {
-            problems.push(format!(
-                "{what}: no [[env.{name}.migrations]] with new_sqlite_classes = [\"{STORE_CLASS}\"]"
-            ));
-        }
-        if array_at(env, "triggers.crons").is_empty() {
-            problems.push(format!(
-                "{what}: no triggers.crons (metrics flush on the cron)"
-            ));
-        }
-        let flushes = array_at(env, "services")
-            .iter()
-            .any(|s| str_at(s, "binding") == Some(METRICS_BINDING));
-        if !flushes && !aggregators.contains(worker.as_str()) {
-            problems.push(format!(
-                "{what}: no services binding {METRICS_BINDING} to the metrics worker"
-            ));
-        }
+            .any(|c| c.as_str() == Some(STORE_CLASS))
+    });
+    if !migrated {
+        problems.push(format!(
+            "{what}: no migrations entry with new_sqlite_classes = [\"{STORE_CLASS}\"]"
+        ));
+    }
+    if array_at(worker, "triggers.crons").is_empty() {
+        problems.push(format!(
+            "{what}: no triggers.crons (metrics flush on the cron)"
+        ));
     }
 }
 
@@ -592,4 +623,24 @@ fn registry_check_finds_drifted_variables_and_secrets() {
         &problems,
         &["counter_admin_token is required", "no dev value"],
     );
+}
+
+#[test]
+fn registry_check_takes_a_top_level_worker() {
+    // Counter as wrangler.toml's top-level worker (the gateway's slot).
+    let mut workspace = Workspace::load();
+    workspace.registry.functions[0].top_level_worker = true;
+    let counter = workspace
+        .table("wrangler", "env")
+        .remove("counter")
+        .unwrap();
+    for (key, value) in counter.as_table().unwrap() {
+        workspace.wrangler.insert(key.clone(), value.clone());
+    }
+    assert_eq!(workspace.problems(), Vec::<String>::new());
+
+    workspace.registry.functions[0].top_level_worker = false;
+    let problems = workspace.problems();
+    assert_found(&problems, &["no [env.counter]"]);
+    assert_found(&problems, &["the top level has a main"]);
 }
