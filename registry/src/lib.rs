@@ -28,7 +28,9 @@ pub struct Dev {
     pub spin_port: u16,
     /// The browser demo page's port.
     pub browser_port: u16,
-    /// Secrets every function gets locally (name → value).
+    /// The secrets' local values (name → value), given to every function:
+    /// each reads those in its `EdgeFunction::SECRETS`. On Spin, where
+    /// they are application variables, the name is lower-cased.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
 }
@@ -41,9 +43,6 @@ pub struct Function {
     pub name: String,
     /// Where `cargo xtask dev` serves its Workers build.
     pub port: u16,
-    /// The values `cargo xtask dev` gives its own secrets (name → value).
-    #[serde(default)]
-    pub dev_secrets: BTreeMap<String, String>,
     /// Commands the dev banner suggests, over `{workers}` and `{spin}`.
     #[serde(default)]
     pub examples: Vec<String>,
@@ -126,33 +125,6 @@ impl Registry {
         Ok(groups)
     }
 
-    /// Every secret `cargo xtask dev` sets for `function`: its own and the
-    /// shared ones.
-    pub fn dev_secrets<'a>(
-        &'a self,
-        function: &'a Function,
-    ) -> impl Iterator<Item = (&'a str, &'a str)> {
-        function
-            .dev_secrets
-            .iter()
-            .chain(&self.dev.secrets)
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-    }
-
-    /// Every distinct secret `cargo xtask dev` sets for any function.
-    pub fn all_dev_secrets(&self) -> BTreeMap<&str, &str> {
-        self.functions
-            .iter()
-            .flat_map(|f| self.dev_secrets(f))
-            .chain(
-                self.dev
-                    .secrets
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str())),
-            )
-            .collect()
-    }
-
     /// The directories under `functions/` with a `Cargo.toml` that are not
     /// registered, and the registered names without one.
     pub fn unmatched_crates(&self, root: &Path) -> Result<(Vec<String>, Vec<String>)> {
@@ -205,14 +177,6 @@ impl Registry {
             }
             if let Some(taken) = ports.insert(function.port, format!("function {name:?}")) {
                 bail!("{name}: port {} is already {taken}'s", function.port);
-            }
-            check_secret_names(&format!("{name}.dev_secrets"), function.dev_secrets.keys())?;
-            if let Some(shared) = function
-                .dev_secrets
-                .keys()
-                .find(|k| self.dev.secrets.contains_key(*k))
-            {
-                bail!("{name}.dev_secrets: {shared} is already in dev.secrets (given to all)");
             }
             for example in &function.examples {
                 if let Some(unknown) = unknown_placeholder(example) {
@@ -285,12 +249,11 @@ mod tests {
         [dev]
         spin_port = 3000
         browser_port = 8080
-        secrets = { SHARED_TOKEN = "dev-shared" }
+        secrets = { ONE_TOKEN = "dev-one" }
 
         [[function]]
         name = "one"
         port = 8787
-        dev_secrets = { ONE_TOKEN = "dev-one" }
         examples = ["curl {workers}/x -w '%{http_code}' -d '{\"a\":1}'", "curl {spin}/y"]
 
         [[function]]
@@ -326,10 +289,7 @@ mod tests {
         );
         assert_eq!(registry.build_groups(&["both"]).unwrap(), [vec!["both"]]);
         let one = registry.get("one").unwrap();
-        assert_eq!(
-            registry.dev_secrets(one).collect::<Vec<_>>(),
-            [("ONE_TOKEN", "dev-one"), ("SHARED_TOKEN", "dev-shared")]
-        );
+        assert_eq!(registry.dev.secrets["ONE_TOKEN"], "dev-one");
         assert_eq!(
             one.example(&one.examples[1], "http://w", "http://s/one"),
             "curl http://s/one/y"
@@ -355,8 +315,6 @@ mod tests {
         assert!(error(&placeholder).contains("unknown placeholder {spn}"));
         let secret = MINIMAL.replace("ONE_TOKEN", "one_token");
         assert!(error(&secret).contains("UPPER_SNAKE_CASE"));
-        let shared = MINIMAL.replace("ONE_TOKEN", "SHARED_TOKEN");
-        assert!(error(&shared).contains("already in dev.secrets"));
         let two_top = MINIMAL.replace("port = 8788\n", "port = 8788\ntop_level_worker = true\n");
         assert!(error(&two_top).contains("only one function can be the top-level worker"));
         let typo = MINIMAL.replace("examples", "exmaples");

@@ -239,7 +239,7 @@ impl Ready for Servers<'_> {
             &format!("127.0.0.1:{}", self.registry.dev.spin_port),
         ])
         .args(["--manifest", "spin.toml"]);
-        for (name, value) in self.registry.all_dev_secrets() {
+        for (name, value) in &self.registry.dev.secrets {
             host.arg("--var")
                 .arg(format!("{}={value}", name.to_ascii_lowercase()));
         }
@@ -249,7 +249,7 @@ impl Ready for Servers<'_> {
     fn worker(&self, name: &str) -> Result<()> {
         let function = self.registry.get(name)?;
         let mut wrangler = wrangler_dev(function);
-        for (secret, value) in self.registry.dev_secrets(function) {
+        for (secret, value) in &self.registry.dev.secrets {
             wrangler.arg("--var").arg(format!("{secret}:{value}"));
         }
         self.spawn(&wrangler_process(name), &mut wrangler)

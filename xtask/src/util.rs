@@ -101,11 +101,9 @@ pub(crate) fn http_status(port: u16, path: &str) -> Option<u16> {
     stream
         .set_write_timeout(Some(Duration::from_secs(3)))
         .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut head = [0; 12];
     stream.read_exact(&mut head).ok()?;
     // "HTTP/1.1 200"
@@ -123,9 +121,14 @@ mod tests {
         let server = std::thread::spawn(move || {
             use std::io::{Read as _, Write as _};
             let (mut stream, _) = listener.accept().unwrap();
-            let mut request = [0; 256];
-            let read = stream.read(&mut request).unwrap();
-            assert!(String::from_utf8_lossy(&request[..read]).starts_with("GET /health HTTP/1.1"));
+            let mut request = Vec::new();
+            let mut buffer = [0; 256];
+            while !request.ends_with(b"\r\n\r\n") {
+                let read = stream.read(&mut buffer).unwrap();
+                assert!(read > 0, "the request ended early");
+                request.extend_from_slice(&buffer[..read]);
+            }
+            assert!(request.starts_with(b"GET /health HTTP/1.1\r\n"));
             stream
                 .write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n")
                 .unwrap();

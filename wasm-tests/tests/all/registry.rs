@@ -78,18 +78,6 @@ fn check_native(docs: &Documents<'_>, problems: &mut Vec<String>) {
             "native.rs: `functions!` registers {name:?}, which functions.toml does not list"
         ));
     }
-    for function in &docs.registry.functions {
-        let registration = registration(docs, &function.name);
-        for secret in function.dev_secrets.keys() {
-            if !registration.secrets.contains(&secret.as_str()) {
-                problems.push(format!(
-                    "functions.toml: {}.dev_secrets sets {secret}, which is not one of its \
-                     EdgeFunction::SECRETS {:?}",
-                    function.name, registration.secrets
-                ));
-            }
-        }
-    }
     for secret in docs.registry.dev.secrets.keys() {
         if !docs
             .native
@@ -417,7 +405,8 @@ fn check_spin(docs: &Documents<'_>, problems: &mut Vec<String>) {
     }
     let dev_values: BTreeSet<String> = docs
         .registry
-        .all_dev_secrets()
+        .dev
+        .secrets
         .keys()
         .map(|k| k.to_ascii_lowercase())
         .collect();
@@ -612,13 +601,11 @@ fn registry_check_finds_drifted_variables_and_secrets() {
     assert_found(&problems, &["counter_admin_token is not used"]);
 
     let mut workspace = Workspace::load();
-    let counter = &mut workspace.registry.functions[0];
-    counter.dev_secrets.clear();
-    counter
-        .dev_secrets
-        .insert("COUNTER_ADMIN_TOKN".into(), "x".into());
+    let secrets = &mut workspace.registry.dev.secrets;
+    let value = secrets.remove("COUNTER_ADMIN_TOKEN").unwrap();
+    secrets.insert("COUNTER_ADMIN_TOKN".into(), value);
     let problems = workspace.problems();
-    assert_found(&problems, &["counter.dev_secrets sets COUNTER_ADMIN_TOKN"]);
+    assert_found(&problems, &["dev.secrets sets COUNTER_ADMIN_TOKN"]);
     assert_found(
         &problems,
         &["counter_admin_token is required", "no dev value"],
