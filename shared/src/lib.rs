@@ -11,6 +11,7 @@
 //! | [`policy`] | declarative TOML/JSON policies, validation with field paths, variables and secrets |
 //! | [`platform`] | the traits a platform provides: [`Clock`], [`KeyValueStore`], [`AtomicStore`], [`Random`], [`HttpClient`] |
 //! | [`memory`] | in-memory implementations of those traits and fakes for tests |
+//! | [`admin`] | the one guard of every function's admin endpoints |
 //! | [`problem`] | RFC 9457 `application/problem+json` errors |
 //! | [`log`] | JSON structured logs |
 //! | [`route`] | route patterns (`POST /api/*/items`, `/spatial/**`) and mount paths |
@@ -18,6 +19,7 @@
 //! | [`function`] | the [`EdgeFunction`] trait and [`serve`], which adds health, correlation ids, logs and metrics |
 //! | [`metrics`] | the per-isolate request recorder, the mergeable latency sketch, the aggregate store |
 
+pub mod admin;
 pub mod function;
 pub mod log;
 pub mod memory;

@@ -33,13 +33,14 @@ mod workers;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use edge_core::admin::AdminGuard;
 use edge_core::function::Context;
 use edge_core::model::{json_response, query_param};
 use edge_core::origin::OriginClient;
 use edge_core::pipeline::{self, Endpoint, Filter};
 use edge_core::policy::FieldError;
 use edge_core::stream::{BodyTransform, StreamPlan, StreamingFunction};
-use edge_core::{Config, ConfigError, EdgeFunction, Problem, Request, Response, Secret};
+use edge_core::{Config, ConfigError, EdgeFunction, Problem, Request, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::json;
 
@@ -59,7 +60,7 @@ pub const FINDINGS_HEADER: &str = "x-anonymize-findings";
 pub struct Anonymize {
     anonymizer: Anonymizer,
     section: Section,
-    admin: Option<Secret>,
+    admin: AdminGuard,
     quasi_identifiers: Vec<(String, Option<Operator>)>,
     origin: Option<OriginClient>,
 }
@@ -123,7 +124,7 @@ impl EdgeFunction for Anonymize {
             })?;
         Ok(Anonymize {
             anonymizer,
-            admin: config.secret(ADMIN_SECRET).cloned(),
+            admin: AdminGuard::new(config, "anonymize", Some(ADMIN_SECRET)),
             quasi_identifiers,
             origin: section.origin.clone().map(OriginClient::with_defaults),
             section,
@@ -327,17 +328,7 @@ impl Anonymize {
     }
 
     fn deanonymize(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
-        let Some(admin) = &self.admin else {
-            return Err(Problem::not_found(req.uri().path()).with_detail(format!(
-                "de-anonymization is off: {ADMIN_SECRET} is not set"
-            )));
-        };
-        Problem::require_bearer(
-            &req,
-            admin,
-            "anonymize",
-            "de-anonymization needs the admin bearer token",
-        )?;
+        self.admin.check(&req, "de-anonymization")?;
         let kind = BodyKind::of(req.headers()).ok_or_else(|| unsupported(req.headers()))?;
         let mut reverse = self.anonymizer.deanonymizer(kind).map_err(|e| {
             Problem::new(

@@ -73,10 +73,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use edge_core::Timestamp;
+use edge_core::admin::AdminGuard;
 use edge_core::model::{empty_response, json_response, query_param};
 use edge_core::platform::CasOutcome;
 use edge_core::policy::{FieldError, PolicyDuration, Validator};
-use edge_core::{Config, ConfigError, Context, Problem, Request, Response, Secret, StoreError};
+use edge_core::{Config, ConfigError, Context, Problem, Request, Response, StoreError};
 use hmac::{Hmac, Mac};
 use http::{HeaderName, HeaderValue, Method, StatusCode};
 use serde::de::DeserializeOwned;
@@ -654,7 +655,7 @@ pub struct ApiKeys {
     header: HeaderName,
     scheme: Option<String>,
     mac: HmacSha256,
-    admin_token: Option<Secret>,
+    admin: AdminGuard,
     environment: Environment,
     rotation_overlap: Duration,
     max_rotation_overlap: Duration,
@@ -692,14 +693,14 @@ impl ApiKeys {
                 rule: "must name a usable HMAC key".into(),
             }])
         })?;
-        let admin_token = match section.admin_token_secret.as_deref() {
-            None | Some("") => None,
-            Some(name) => Some(
-                config
-                    .require_secret("auth.api_keys.admin_token_secret", name)?
-                    .clone(),
-            ),
-        };
+        let admin_secret = section
+            .admin_token_secret
+            .as_deref()
+            .filter(|n| !n.is_empty());
+        if let Some(name) = admin_secret {
+            config.require_secret("auth.api_keys.admin_token_secret", name)?;
+        }
+        let admin = AdminGuard::new(config, "auth-check", admin_secret);
         let header = HeaderName::from_bytes(section.header.as_bytes())
             .map_err(|_| ConfigError::Parse("auth.api_keys.header: not a header name".into()))?;
         let time = |t: &Option<String>| t.as_deref().and_then(parse_rfc3339);
@@ -735,7 +736,7 @@ impl ApiKeys {
             header,
             scheme: Some(section.authorization_scheme.clone()).filter(|s| !s.is_empty()),
             mac,
-            admin_token,
+            admin,
             environment: section.environment,
             rotation_overlap: section.rotation_overlap.0,
             max_rotation_overlap: section.max_rotation_overlap.0,
@@ -882,18 +883,7 @@ impl ApiKeys {
     }
 
     fn authorize(&self, req: &Request) -> Result<(), Problem> {
-        let Some(expected) = &self.admin_token else {
-            return Err(
-                Problem::new(StatusCode::FORBIDDEN, "admin-disabled", "Admin disabled")
-                    .with_detail("the policy names no API-key admin token secret"),
-            );
-        };
-        Problem::require_bearer(
-            req,
-            expected,
-            "auth-check",
-            "the API-key admin endpoints need a bearer token",
-        )
+        self.admin.check(req, "API-key management")
     }
 
     fn store_down(&self, ctx: &Context<'_>, error: &StoreError) -> Problem {

@@ -16,9 +16,10 @@
 //! its store) and `/health` reports the store as failing.
 
 use async_trait::async_trait;
+use edge_core::admin::AdminGuard;
 use edge_core::model::{empty_response, json_response, path_segments, query_param};
 use edge_core::policy::{Policy, PolicyDuration, Validator};
-use edge_core::{Config, ConfigError, Context, EdgeFunction, Problem, Request, Response, Secret};
+use edge_core::{Config, ConfigError, Context, EdgeFunction, Problem, Request, Response};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
@@ -86,7 +87,7 @@ impl Policy for CounterPolicy {
 #[derive(Debug)]
 pub struct Counter {
     policy: CounterSection,
-    admin_token: Option<Secret>,
+    admin: AdminGuard,
 }
 
 /// The name of the only secret the counter reads.
@@ -101,18 +102,11 @@ impl EdgeFunction for Counter {
 
     fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let policy = config.policy::<CounterPolicy>()?.counter;
-        let admin_token = match &policy.admin_token_secret {
-            Some(name) => Some(
-                config
-                    .require_secret("counter.admin_token_secret", name)?
-                    .clone(),
-            ),
-            None => None,
-        };
-        Ok(Counter {
-            policy,
-            admin_token,
-        })
+        if let Some(name) = &policy.admin_token_secret {
+            config.require_secret("counter.admin_token_secret", name)?;
+        }
+        let admin = AdminGuard::new(config, "counter", policy.admin_token_secret.as_deref());
+        Ok(Counter { policy, admin })
     }
 
     fn route(&self, req: &Request) -> String {
@@ -203,18 +197,7 @@ impl Counter {
     }
 
     fn authorize_reset(&self, req: &Request) -> Result<(), Problem> {
-        let Some(expected) = &self.admin_token else {
-            return Err(
-                Problem::new(StatusCode::FORBIDDEN, "reset-disabled", "Reset disabled")
-                    .with_detail("this counter's policy names no admin token secret"),
-            );
-        };
-        Problem::require_bearer(
-            req,
-            expected,
-            "counter",
-            "DELETE needs an admin bearer token",
-        )
+        self.admin.check(req, "resetting a counter")
     }
 
     fn store_down(&self, ctx: &Context<'_>, error: &edge_core::StoreError) -> Problem {
@@ -240,7 +223,7 @@ mod tests {
     fn the_built_in_policy_is_valid() {
         let counter = Counter::from_config(&config("")).unwrap();
         assert_eq!(counter.policy.step, 1);
-        assert!(counter.admin_token.is_some());
+        assert!(counter.admin.enabled());
     }
 
     #[test]

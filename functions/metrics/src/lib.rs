@@ -31,6 +31,7 @@ pub mod view;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use edge_core::admin::AdminGuard;
 use edge_core::metrics::{MetricsBatch, WINDOW_SECONDS, Window, store, window_start};
 use edge_core::model::{json_response, path_segments, query_param};
 use edge_core::platform::{Applied, StoreError, Timestamp, update};
@@ -107,7 +108,7 @@ impl Endpoint {
 pub struct Metrics {
     policy: MetricsSection,
     ingest_token: Option<Secret>,
-    admin_token: Option<Secret>,
+    admin: AdminGuard,
     read_token: Option<Secret>,
     webhook_token: Option<Secret>,
 }
@@ -134,7 +135,7 @@ impl EdgeFunction for Metrics {
         };
         Ok(Metrics {
             ingest_token: secret(&policy.ingest_token_secret),
-            admin_token: secret(&policy.admin_token_secret),
+            admin: AdminGuard::new(config, "metrics", Some(&policy.admin_token_secret)),
             read_token: policy.read_token_secret.as_deref().and_then(secret),
             webhook_token: secret(WEBHOOK_TOKEN_SECRET),
             policy,
@@ -159,16 +160,7 @@ impl EdgeFunction for Metrics {
             }
             Endpoint::Evaluate => {
                 allow(&req, &[Method::POST])?;
-                let token = self
-                    .admin_token
-                    .as_ref()
-                    .ok_or_else(|| disabled("METRICS_ADMIN_TOKEN"))?;
-                Problem::require_bearer(
-                    &req,
-                    token,
-                    "metrics",
-                    "evaluating needs the admin token",
-                )?;
+                self.admin.check(&req, "evaluating the alert rules")?;
                 let report = self.run_cron(ctx).await.map_err(store_down)?;
                 Ok(json_response(StatusCode::OK, &report))
             }

@@ -36,6 +36,7 @@ mod workers;
 use std::cell::RefCell;
 
 use async_trait::async_trait;
+use edge_core::admin::AdminGuard;
 use edge_core::memory::MemoryStore;
 use edge_core::model::{empty_response, json_response};
 use edge_core::origin::OriginClient;
@@ -123,7 +124,7 @@ pub struct RateLimit {
     enabled: bool,
     scopes: Vec<CompiledScope>,
     hash_key: Secret,
-    admin_token: Option<Secret>,
+    admin: AdminGuard,
     allow: Vec<ListEntry>,
     deny: Vec<ListEntry>,
     local: RefCell<LocalState>,
@@ -178,14 +179,10 @@ impl EdgeFunction for RateLimit {
         let hash_key = config
             .require_secret("rate_limit.hash_key_secret", &policy.hash_key_secret)?
             .clone();
-        let admin_token = match &policy.admin_token_secret {
-            Some(name) => Some(
-                config
-                    .require_secret("rate_limit.admin_token_secret", name)?
-                    .clone(),
-            ),
-            None => None,
-        };
+        if let Some(name) = &policy.admin_token_secret {
+            config.require_secret("rate_limit.admin_token_secret", name)?;
+        }
+        let admin = AdminGuard::new(config, "rate-limit", policy.admin_token_secret.as_deref());
         let parts = |key: &[String]| key.iter().filter_map(|p| KeyPart::parse(p)).collect();
         let scopes = policy
             .scopes
@@ -212,7 +209,7 @@ impl EdgeFunction for RateLimit {
             enabled,
             scopes,
             hash_key,
-            admin_token,
+            admin,
             allow: list(&policy.allow),
             deny: list(&policy.deny),
             local: RefCell::new(LocalState::new(policy.max_tracked_keys)),
@@ -698,18 +695,7 @@ impl RateLimit {
     }
 
     fn authorize_admin(&self, req: &Request) -> Result<(), Problem> {
-        let Some(expected) = &self.admin_token else {
-            return Err(
-                Problem::new(StatusCode::FORBIDDEN, "admin-disabled", "Admin disabled")
-                    .with_detail("the policy names no admin token secret"),
-            );
-        };
-        Problem::require_bearer(
-            req,
-            expected,
-            "rate-limit",
-            "the admin endpoints need a bearer token",
-        )
+        self.admin.check(req, "the rate-limit admin endpoints")
     }
 }
 

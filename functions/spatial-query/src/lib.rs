@@ -41,8 +41,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use async_trait::async_trait;
+use edge_core::admin::AdminGuard;
 use edge_core::model::{empty_response, json_response, path_segments};
-use edge_core::{Config, ConfigError, Context, EdgeFunction, Problem, Request, Response, Secret};
+use edge_core::{Config, ConfigError, Context, EdgeFunction, Problem, Request, Response};
 use http::{Method, StatusCode, header};
 use serde_json::{Value, json};
 
@@ -61,7 +62,7 @@ const ZONE_UPDATE_ATTEMPTS: u32 = 8;
 /// The spatial-query function.
 pub struct SpatialQuery {
     policy: Section,
-    admin: Option<Secret>,
+    admin: AdminGuard,
     dataset: DatasetCache,
     zones: RefCell<Option<(Rc<ZoneIndex>, u64)>>,
 }
@@ -77,7 +78,7 @@ impl EdgeFunction for SpatialQuery {
 
     fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let policy = Section::from_config(config)?;
-        let admin = config.secret(&policy.admin_token_secret).cloned();
+        let admin = AdminGuard::new(config, "spatial-query", Some(&policy.admin_token_secret));
         let dataset = DatasetCache::new(
             &policy.dataset,
             policy.head_ttl.0.as_millis() as u64,
@@ -219,19 +220,7 @@ impl SpatialQuery {
     }
 
     fn authorize(&self, req: &Request) -> Result<(), Problem> {
-        match &self.admin {
-            Some(secret) => Problem::require_bearer(
-                req,
-                secret,
-                "spatial-query",
-                "writing the dataset or zones needs the admin bearer token",
-            ),
-            None => Err(
-                Problem::new(StatusCode::FORBIDDEN, "admin-disabled", "Forbidden").with_detail(
-                    "no admin token is configured (SPATIAL_ADMIN_TOKEN), so writes are off",
-                ),
-            ),
-        }
+        self.admin.check(req, "writing the dataset or zones")
     }
 
     async fn ingest(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
