@@ -453,7 +453,7 @@ async fn health<F: EdgeFunction>(
     // answers (503 `origin-circuit-open`) and the breaker probes again.
     let mut warn = false;
     for client in function.origins() {
-        let breaker = client.breaker(ctx.clock().now());
+        let breaker = client.breaker_state(ctx).await;
         let open = breaker.state == crate::origin::BreakerState::Open;
         warn |= open;
         let mut value = json!({ "status": if open { "warn" } else { "pass" } });

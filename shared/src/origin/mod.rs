@@ -21,14 +21,32 @@
 //! `Retry-After` (the breaker refused without trying). The origin's own
 //! answers, errors included, pass through.
 //!
-//! The breaker lives in the [`OriginClient`], so it is as long-lived as
-//! the function instance holding it: per isolate on Workers and in a
-//! browser page. Spin builds an instance per request, so there a breaker
-//! only ever sees one request and its retries; timeouts and retries work
-//! everywhere.
+//! Where function instances persist ([`Runtime::keeps_instances`]: an
+//! isolate on Workers, a browser page, native), the breaker lives in the
+//! [`OriginClient`], in memory, per isolate: no store round trip. Spin
+//! builds an instance per request, so there the breaker's state is a
+//! small JSON record per origin in the platform's atomic store
+//! ([`BREAKER_KEY_PREFIX`]`<origin>`), which every instance reads before a
+//! request and updates with compare-and-swap after it, so that concurrent
+//! requests on many instances count every outcome. What that costs a
+//! request, in store operations:
+//!
+//! | request | operations |
+//! |---|---|
+//! | healthy origin, window already all successes | 1 read (an outcome that changes nothing writes nothing) |
+//! | any other outcome while closed | 1 read + 1 compare-and-swap per attempt (+1 per race lost to another instance, at most [`BREAKER_MAX_ATTEMPTS`]) |
+//! | refused while open (503) | 1 read |
+//! | the half-open probe | 1 read + 1 compare-and-swap for its lease + 1 for its outcome |
+//! | `/health` | 1 read per origin |
+//!
+//! A store that fails leaves the breaker closed (with a warning), never a
+//! request failed.
+//!
+//! [`Runtime::keeps_instances`]: crate::model::Runtime::keeps_instances
 
 mod breaker;
 mod headers;
+mod shared;
 #[cfg(test)]
 mod tests;
 
@@ -50,6 +68,7 @@ pub use headers::{
     CLIENT_ADDRESS_HEADERS, HOP_BY_HOP, PLATFORM_PREFIXES, TraceParent, request_headers,
     response_headers,
 };
+pub use shared::{KEY_PREFIX as BREAKER_KEY_PREFIX, MAX_ATTEMPTS as BREAKER_MAX_ATTEMPTS};
 
 /// Why a text is not an origin URL. Its message shows the value (with any
 /// credentials redacted) and the rule, as a policy error does.
@@ -232,6 +251,10 @@ pub const MAX_RETRIES: u32 = 10;
 pub const BACKOFF_BASE: Duration = Duration::from_millis(100);
 /// The longest backoff step.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// A half-open breaker's probe holds its lease for the request's timeout
+/// plus this (time to record its outcome); a probe that never reports
+/// lets another one go after that.
+pub const PROBE_LEASE_SLACK: Duration = Duration::from_secs(1);
 
 /// How to talk to one origin, as a policy writes it (every field optional):
 /// `timeout = "10s"`, `retries = 1`. Meant to sit in a route beside its
@@ -283,7 +306,47 @@ impl OriginSettings {
 pub struct OriginClient {
     origin: Origin,
     settings: OriginSettings,
+    /// The breaker where instances persist.
     breaker: breaker::Breaker,
+    /// The store key of the breaker where they do not.
+    key: String,
+}
+
+/// Leave from the breaker to send to the origin.
+enum Permit<'a> {
+    Local(breaker::Permit<'a>),
+    Shared(shared::Permit<'a>),
+}
+
+impl Permit<'_> {
+    fn is_probe(&self) -> bool {
+        match self {
+            Permit::Local(permit) => permit.is_probe(),
+            Permit::Shared(permit) => permit.is_probe(),
+        }
+    }
+
+    /// Records one attempt's outcome; answers the transition, if any, and
+    /// whether the breaker is (still) closed.
+    async fn record(
+        &mut self,
+        now: Timestamp,
+        failed: bool,
+        ctx: &Context<'_>,
+    ) -> (Option<breaker::Transition>, bool) {
+        match self {
+            Permit::Local(permit) => permit.record(now, failed),
+            Permit::Shared(permit) => permit.record(now, failed, ctx).await,
+        }
+    }
+
+    /// Ends a request that has no outcome to count (a probe's lease is
+    /// given back; in memory, dropping does that too).
+    async fn release(&mut self, ctx: &Context<'_>) {
+        if let Permit::Shared(permit) = self {
+            permit.release(ctx).await;
+        }
+    }
 }
 
 /// How one attempt went, when it did not go well.
@@ -298,6 +361,7 @@ impl OriginClient {
     /// A client for `origin` with a closed breaker.
     pub fn new(origin: Origin, settings: OriginSettings) -> Self {
         OriginClient {
+            key: shared::key_for(&origin),
             origin,
             settings,
             breaker: breaker::Breaker::default(),
@@ -314,15 +378,28 @@ impl OriginClient {
         &self.settings
     }
 
-    /// The breaker's state at `now`.
+    /// The in-memory breaker's state at `now` (where instances persist;
+    /// [`OriginClient::breaker_state`] reads the one that counts anywhere).
     pub fn breaker(&self, now: Timestamp) -> BreakerSnapshot {
         self.breaker.snapshot(now)
     }
 
+    /// The breaker's state as requests on `ctx`'s runtime see it: the
+    /// isolate's own where instances persist, the stored record (one
+    /// store read) where they do not.
+    pub async fn breaker_state(&self, ctx: &Context<'_>) -> BreakerSnapshot {
+        let now = ctx.clock().now();
+        if ctx.runtime().keeps_instances() {
+            self.breaker(now)
+        } else {
+            shared::snapshot(ctx.store(), &self.key, now, ctx).await
+        }
+    }
+
     /// The breaker as a health check: failing while open (with the counts
     /// and the time to the next probe), passing when closed or half-open.
-    pub fn check(&self, now: Timestamp) -> Check {
-        let snapshot = self.breaker(now);
+    pub async fn check(&self, ctx: &Context<'_>) -> Check {
+        let snapshot = self.breaker_state(ctx).await;
         match snapshot.state {
             BreakerState::Open => Check::Fail(format!(
                 "circuit open: too many of the last {WINDOW} requests failed; \
@@ -333,6 +410,28 @@ impl OriginClient {
         }
     }
 
+    /// Leave from the breaker to send at `now`, or 503
+    /// `origin-circuit-open`.
+    async fn admit<'a>(&'a self, now: Timestamp, ctx: &Context<'a>) -> Result<Permit<'a>, Problem> {
+        let lease = self.settings.timeout.0 + PROBE_LEASE_SLACK;
+        let permit = if ctx.runtime().keeps_instances() {
+            self.breaker.admit(now, lease).map(Permit::Local)
+        } else {
+            shared::admit(ctx.store(), &self.key, now, lease, ctx)
+                .await
+                .map(Permit::Shared)
+        };
+        permit.map_err(circuit_open_problem)
+    }
+
+    /// The origin's URL for a request with head `parts`.
+    fn target(&self, parts: &http::request::Parts) -> Result<http::Uri, Problem> {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        self.origin.url_for(path).parse().map_err(|e| {
+            Problem::bad_request("invalid-path", format!("cannot forward this path: {e}"))
+        })
+    }
+
     /// Sends `req` to the origin with the same method, path (after the
     /// origin's prefix), query and body, and the headers of
     /// [`request_headers`]; answers the origin's response without
@@ -340,13 +439,10 @@ impl OriginClient {
     pub async fn forward(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
         let clock = ctx.clock();
         let started = clock.now();
-        let mut permit = self.breaker.admit(started).map_err(circuit_open_problem)?;
         let (parts, body) = req.into_parts();
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let uri: http::Uri = self.origin.url_for(path).parse().map_err(|e| {
-            Problem::bad_request("invalid-path", format!("cannot forward this path: {e}"))
-        })?;
+        let uri = self.target(&parts)?;
         let headers = request_headers(&parts, ctx.correlation_id(), ctx.random());
+        let mut permit = self.admit(started, ctx).await?;
         let attempts = if is_idempotent(&parts.method) && !permit.is_probe() {
             1 + self.settings.retries
         } else {
@@ -369,15 +465,16 @@ impl OriginClient {
             let failure = match result {
                 Ok(response) if is_unavailable(response.status()) => Failure::Status(response),
                 Ok(mut response) => {
-                    self.note(permit.record(clock.now(), false), ctx);
+                    let (transition, _) = permit.record(clock.now(), false, ctx).await;
+                    self.note(transition, ctx);
                     response_headers(response.headers_mut());
                     return Ok(response);
                 }
                 Err(e @ HttpError::Timeout { .. }) => Failure::Timeout(e),
                 Err(HttpError::Unsupported) => {
                     // Not the origin's fault: nothing to count.
-                    return Err(unavailable_problem()
-                        .with_detail("this platform cannot send outbound requests"));
+                    permit.release(ctx).await;
+                    return Err(unsupported_problem());
                 }
                 Err(e) => Failure::Transport(e),
             };
@@ -385,14 +482,11 @@ impl OriginClient {
                 Failure::Status(response) => format!("answered {}", response.status()),
                 Failure::Timeout(e) | Failure::Transport(e) => e.to_string(),
             };
-            let message = match failure {
-                Failure::Timeout(_) => "origin timed out",
-                _ => "origin unreachable",
-            };
-            ctx.log()
-                .warn(message, json!({ "error": error, "attempt": attempt }));
-            self.note(permit.record(clock.now(), true), ctx);
-            if attempt >= attempts || !self.breaker.is_closed() {
+            let timed_out = matches!(failure, Failure::Timeout(_));
+            warn_failure(&error, timed_out, attempt, ctx);
+            let (transition, closed) = permit.record(clock.now(), true, ctx).await;
+            self.note(transition, ctx);
+            if attempt >= attempts || !closed {
                 break failure;
             }
             let wait = backoff(attempt, ctx);
@@ -425,6 +519,17 @@ impl OriginClient {
             None => {}
         }
     }
+}
+
+/// Logs one failed attempt at the origin.
+fn warn_failure(error: &str, timed_out: bool, attempt: u32, ctx: &Context<'_>) {
+    let message = if timed_out {
+        "origin timed out"
+    } else {
+        "origin unreachable"
+    };
+    ctx.log()
+        .warn(message, json!({ "error": error, "attempt": attempt }));
 }
 
 /// Methods a retry cannot make worse (RFC 9110 §9.2.2).
@@ -474,6 +579,11 @@ pub fn unavailable_problem() -> Problem {
     .with_detail("the origin could not be reached")
 }
 
+/// 502 `origin-unavailable` on a platform without outbound HTTP.
+fn unsupported_problem() -> Problem {
+    unavailable_problem().with_detail("this platform cannot send outbound requests")
+}
+
 /// 504 `origin-timeout`: no answer within `timeout`.
 pub fn timeout_problem(timeout: Duration) -> Problem {
     Problem::new(
@@ -502,7 +612,8 @@ pub fn circuit_open_problem(wait: Duration) -> Problem {
 
 /// Sends `req` to `origin` (scheme, host, optional path prefix) as
 /// [`OriginClient::forward`] does with default settings: timeout and
-/// retries, but no breaker (nothing keeps one between calls). An `origin`
+/// retries, but no breaker where instances persist (nothing keeps one
+/// between calls; where they do not, the stored one counts). An `origin`
 /// that is not one answers 500 `misconfigured`, with the reason in the
 /// logs.
 pub async fn forward(origin: &str, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {

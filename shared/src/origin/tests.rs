@@ -39,7 +39,7 @@ impl EdgeFunction for Proxy {
     }
 
     async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)> {
-        vec![("origin", self.0.check(ctx.clock().now()))]
+        vec![("origin", self.0.check(ctx).await)]
     }
 }
 
@@ -713,4 +713,270 @@ fn the_string_taking_forward_still_works() {
     let r = serve(&p, &f, request("GET", "/other"));
     assert_eq!(r.status(), 502);
     assert_eq!(p.http.calls("https://origin.test/base/other"), 3);
+}
+
+// ---------------------------------------------------------------------
+// Where instances do not persist (Spin): the breaker in the store.
+
+const BREAKER_KEY: &str = "edge:breaker:https://origin.test/base";
+
+/// The services of `p` as Spin's: a fresh instance per request, so the
+/// breaker is the store's.
+fn on_spin(p: &TestPlatform) -> crate::function::Services<'_> {
+    crate::function::Services {
+        runtime: crate::model::Runtime::Spin,
+        ..p.services()
+    }
+}
+
+/// Serves `req` as Spin does: a new instance (and so a new
+/// [`OriginClient`]) for every request.
+fn serve_on_spin(p: &TestPlatform, req: Request) -> Response {
+    let fresh = proxy(OriginSettings::default());
+    block_on(crate::serve(&fresh, req, &on_spin(p)))
+}
+
+/// The stored breaker record.
+fn record(p: &TestPlatform) -> Value {
+    use crate::platform::KeyValueStore;
+    let bytes = block_on(p.store.get(BREAKER_KEY)).unwrap().unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// How many store operations `f` makes.
+fn store_ops<T>(p: &TestPlatform, f: impl FnOnce() -> T) -> (T, usize) {
+    let before = p.store.calls();
+    let result = f();
+    (result, p.store.calls() - before)
+}
+
+#[test]
+fn on_spin_fresh_instances_share_one_breaker_through_the_store() {
+    let p = platform();
+    p.http.route(ITEMS, ok());
+    let post = || request("POST", "/items");
+
+    // Five answers, then four failures: nine seen, closed. Each request
+    // reads the record once and writes its outcome once.
+    p.http.script(ITEMS, [Outcome::Canned; 5]);
+    p.http.script(ITEMS, [Outcome::Fail; 4]);
+    for expected in [200, 200, 200, 200, 200, 502, 502, 502, 502] {
+        let (r, ops) = store_ops(&p, || serve_on_spin(&p, post()));
+        assert_eq!(r.status(), expected);
+        assert_eq!(ops, 2, "a get and a compare-and-swap");
+    }
+    assert_eq!(
+        record(&p),
+        serde_json::json!({"epoch": 0, "window": "sssssffff", "mode": "closed"})
+    );
+
+    // The fifth failure in ten, on yet another instance, opens it.
+    p.http.script(ITEMS, [Outcome::Fail]);
+    assert_eq!(serve_on_spin(&p, post()).status(), 502);
+    assert_eq!(p.http.calls(ITEMS), 10);
+    assert_eq!(record(&p)["mode"], "open");
+    assert!(p.logs.lines().join("\n").contains("origin circuit opened"));
+
+    // Open: every new instance answers without trying the origin, after
+    // one read.
+    let (r, ops) = store_ops(&p, || serve_on_spin(&p, request("GET", "/items")));
+    assert_eq!(r.status(), 503);
+    assert_eq!(kind(&r), "origin-circuit-open");
+    assert_eq!(r.headers()["retry-after"], "30");
+    assert_eq!(ops, 1);
+    assert_eq!(p.http.calls(ITEMS), 10);
+    // The health check of a fresh instance reads the same record.
+    let health = serve_on_spin(&p, request("GET", "/health"));
+    assert_eq!(health.status(), 503);
+    assert!(
+        body(&health)["checks"]["origin"]["output"]
+            .as_str()
+            .unwrap()
+            .contains("next probe in 30s")
+    );
+    p.clock.advance(Duration::from_secs(10));
+    let r = serve_on_spin(&p, post());
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "20");
+    assert_eq!(p.http.calls(ITEMS), 10);
+
+    // Half-open after 30 s: one probe (never retried); failing, it opens
+    // the breaker again for every instance.
+    p.clock.advance(Duration::from_secs(20));
+    p.http.script(ITEMS, [Outcome::Fail, Outcome::Canned]);
+    let (r, ops) = store_ops(&p, || serve_on_spin(&p, request("GET", "/items")));
+    assert_eq!(r.status(), 502);
+    assert_eq!(ops, 3, "a read, the probe's lease, its outcome");
+    assert_eq!(p.http.calls(ITEMS), 11, "the probe alone");
+    let r = serve_on_spin(&p, post());
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "30");
+
+    // The next probe succeeds: closed, with a fresh window.
+    p.clock.advance(Duration::from_secs(30));
+    assert_eq!(serve_on_spin(&p, request("GET", "/items")).status(), 200);
+    assert_eq!(p.http.calls(ITEMS), 12);
+    assert_eq!(
+        record(&p),
+        serde_json::json!({"epoch": 3, "window": "", "mode": "closed"})
+    );
+    assert!(p.logs.lines().join("\n").contains("origin circuit closed"));
+
+    // A healthy origin costs one read per request once the window is
+    // full of successes: an outcome that changes nothing writes nothing.
+    for _ in 0..10 {
+        assert_eq!(serve_on_spin(&p, post()).status(), 200);
+    }
+    let (r, ops) = store_ops(&p, || serve_on_spin(&p, post()));
+    assert_eq!((r.status().as_u16(), ops), (200, 1));
+    assert_eq!(record(&p)["window"], "ssssssssss");
+}
+
+#[test]
+fn where_instances_persist_the_breaker_never_touches_the_store() {
+    let p = platform();
+    let f = proxy(OriginSettings::default());
+    p.http.script(ITEMS, [Outcome::Fail; 10]);
+    let (_, ops) = store_ops(&p, || {
+        for _ in 0..11 {
+            serve(&p, &f, request("POST", "/items"));
+        }
+    });
+    assert_eq!(ops, 0);
+    assert_eq!(p.http.calls(ITEMS), 10, "opened in memory");
+}
+
+/// Outbound HTTP that lets every other request run before it answers, as
+/// concurrent requests on several instances do.
+struct Interleaved<'a>(&'a crate::memory::StaticHttpClient);
+
+#[async_trait(?Send)]
+impl crate::platform::HttpClient for Interleaved<'_> {
+    async fn send(&self, req: Request) -> Result<Response, HttpError> {
+        self.send_with(req, &SendOptions::default()).await
+    }
+    async fn send_with(&self, req: Request, opts: &SendOptions) -> Result<Response, HttpError> {
+        let mut yielded = false;
+        futures::future::poll_fn(|cx| {
+            if yielded {
+                std::task::Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        self.0.send_with(req, opts).await
+    }
+}
+
+#[test]
+fn on_spin_concurrent_outcomes_are_all_counted() {
+    let p = platform();
+    let http = Interleaved(&p.http);
+    let services = crate::function::Services {
+        http: &http,
+        ..on_spin(&p)
+    };
+    // Ten requests on ten instances, all admitted before any fails: every
+    // one writes from the same stale read, and none is lost.
+    let instances: Vec<_> = (0..10).map(|_| proxy(OriginSettings::default())).collect();
+    let (answers, ops) = store_ops(&p, || {
+        block_on(futures::future::join_all(
+            instances
+                .iter()
+                .map(|f| crate::serve(f, request("POST", "/items"), &services)),
+        ))
+    });
+    assert!(answers.iter().all(|r| r.status() == 502));
+    assert_eq!(p.http.calls(ITEMS), 10);
+    assert_eq!(record(&p)["mode"], "open", "{}", record(&p));
+    // 10 reads, 10 writes, and one retry for each write that lost a race.
+    assert_eq!(ops, 10 + 10 + 9);
+    assert_eq!(serve_on_spin(&p, request("POST", "/items")).status(), 503);
+    assert_eq!(p.http.calls(ITEMS), 10);
+}
+
+#[test]
+fn on_spin_a_store_that_fails_leaves_the_breaker_closed() {
+    let p = platform();
+    p.http.route(ITEMS, ok());
+    p.store.set_available(false);
+    p.http.script(ITEMS, [Outcome::Fail; 12]);
+    for _ in 0..12 {
+        assert_eq!(
+            serve_on_spin(&p, request("POST", "/items")).status(),
+            502,
+            "tried, never refused, never a 500"
+        );
+    }
+    assert_eq!(p.http.calls(ITEMS), 12);
+    let logs = p.logs.lines().join("\n");
+    assert!(
+        logs.contains("origin breaker not read or written in the store; taking it as closed"),
+        "{logs}"
+    );
+    assert_eq!(serve_on_spin(&p, request("POST", "/items")).status(), 200);
+
+    // Back up: the breaker counts again. A record that does not decode
+    // starts afresh and is replaced.
+    p.store.set_available(true);
+    block_on(crate::platform::KeyValueStore::set(
+        &p.store,
+        BREAKER_KEY,
+        b"{oops",
+    ))
+    .unwrap();
+    p.http.script(ITEMS, [Outcome::Fail]);
+    assert_eq!(serve_on_spin(&p, request("POST", "/items")).status(), 502);
+    assert_eq!(record(&p)["window"], "f");
+    assert!(
+        p.logs
+            .lines()
+            .join("\n")
+            .contains("origin breaker record unreadable")
+    );
+}
+
+/// Outbound HTTP that never answers.
+struct Silent;
+
+#[async_trait(?Send)]
+impl crate::platform::HttpClient for Silent {
+    async fn send(&self, _req: Request) -> Result<Response, HttpError> {
+        futures::future::pending().await
+    }
+}
+
+#[test]
+fn on_spin_a_probe_that_never_reports_holds_its_lease_until_the_deadline() {
+    use futures::FutureExt;
+    let p = platform();
+    p.http.route(ITEMS, ok());
+    p.http.script(ITEMS, [Outcome::Fail; 10]);
+    for _ in 0..10 {
+        serve_on_spin(&p, request("POST", "/items"));
+    }
+    p.clock.advance(OPEN_FOR);
+    // The probe's instance is torn down mid-request.
+    let services = crate::function::Services {
+        http: &Silent,
+        ..on_spin(&p)
+    };
+    let fresh = proxy(OriginSettings::default());
+    assert!(
+        crate::serve(&fresh, request("GET", "/items"), &services)
+            .now_or_never()
+            .is_none()
+    );
+    assert_eq!(record(&p)["mode"], "half_open");
+    let r = serve_on_spin(&p, request("GET", "/items"));
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    // After the probe's deadline (its timeout, plus a second), another
+    // request probes, and closes the breaker.
+    p.clock.advance(DEFAULT_TIMEOUT + PROBE_LEASE_SLACK);
+    assert_eq!(serve_on_spin(&p, request("GET", "/items")).status(), 200);
+    assert_eq!(record(&p)["mode"], "closed");
 }
