@@ -268,7 +268,7 @@ pub async fn serve<F: EdgeFunction>(
     req: Request,
     services: &Services<'_>,
 ) -> Response {
-    let correlation_id = correlation_id(&req, services.random);
+    let correlation_id = correlation_id(req.headers(), services.random);
     let ctx = Context::of::<F>(services, &correlation_id);
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -491,12 +491,13 @@ async fn health<F: EdgeFunction>(
 }
 
 /// The caller's correlation id when it is well formed (1–128 characters of
-/// `[A-Za-z0-9._:-]`, from `x-correlation-id` or `x-request-id`), else a new
-/// random one.
-fn correlation_id(req: &Request, random: &dyn Random) -> String {
+/// `[A-Za-z0-9._:-]`, from `x-correlation-id` or `x-request-id` in
+/// `headers`), else a new random one. [`serve`] takes it for every request;
+/// a platform's streaming path, which serve does not see, takes it here.
+pub fn correlation_id(headers: &http::HeaderMap, random: &dyn Random) -> String {
     let incoming = [CORRELATION_HEADER, "x-request-id"]
         .iter()
-        .filter_map(|name| req.headers().get(*name)?.to_str().ok())
+        .filter_map(|name| headers.get(*name)?.to_str().ok())
         .find(|id| {
             (1..=128).contains(&id.len())
                 && id

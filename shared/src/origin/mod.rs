@@ -11,6 +11,8 @@
 //! - [`OriginClient`]: an origin with its settings and circuit breaker
 //!   ([`BreakerState`]); [`OriginClient::forward`] sends a request there,
 //!   [`OriginClient::check`] reports the breaker on `/health`.
+//! - [`forward_streamed`]: the same for a body too large to buffer, sent
+//!   as a stream by the platform's own client.
 //! - [`request_headers`] / [`response_headers`]: hop-by-hop and platform
 //!   headers stay here; `Forwarded`, `X-Forwarded-*`, `traceparent` and
 //!   the correlation id go along.
@@ -47,6 +49,7 @@
 mod breaker;
 mod headers;
 mod shared;
+mod streamed;
 #[cfg(test)]
 mod tests;
 
@@ -69,6 +72,7 @@ pub use headers::{
     response_headers,
 };
 pub use shared::{KEY_PREFIX as BREAKER_KEY_PREFIX, MAX_ATTEMPTS as BREAKER_MAX_ATTEMPTS};
+pub use streamed::{StreamedAnswer, StreamedBody, forward_streamed};
 
 /// Why a text is not an origin URL. Its message shows the value (with any
 /// credentials redacted) and the rule, as a policy error does.
