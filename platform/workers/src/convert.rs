@@ -59,15 +59,21 @@ pub(crate) fn declared_length(req: &worker::Request) -> Option<usize> {
         .and_then(|n| n.parse::<usize>().ok())
 }
 
+/// The headers with a text value, as `worker::Headers`.
+pub(crate) fn to_worker_headers(headers: &http::HeaderMap) -> worker::Result<worker::Headers> {
+    let out = worker::Headers::new();
+    for (name, value) in headers {
+        if let Ok(value) = value.to_str() {
+            out.append(name.as_str(), value)?;
+        }
+    }
+    Ok(out)
+}
+
 /// Converts a core response into a `worker::Response`.
 pub fn to_worker_response(response: Response) -> worker::Result<worker::Response> {
     let (parts, body) = response.into_parts();
-    let headers = worker::Headers::new();
-    for (name, value) in &parts.headers {
-        if let Ok(value) = value.to_str() {
-            headers.append(name.as_str(), value)?;
-        }
-    }
+    let headers = to_worker_headers(&parts.headers)?;
     // Null-body statuses must be built without a body.
     let response = if matches!(parts.status.as_u16(), 101 | 204 | 205 | 304) {
         worker::Response::empty()?
@@ -82,12 +88,7 @@ pub fn to_worker_response(response: Response) -> worker::Result<worker::Response
 /// Converts a core request into an outbound `worker::Request`.
 pub(crate) fn to_worker_request(req: Request) -> worker::Result<worker::Request> {
     let (parts, body) = req.into_parts();
-    let headers = worker::Headers::new();
-    for (name, value) in &parts.headers {
-        if let Ok(value) = value.to_str() {
-            headers.append(name.as_str(), value)?;
-        }
-    }
+    let headers = to_worker_headers(&parts.headers)?;
     let method = worker::Method::from(parts.method.as_str().to_owned());
     let mut init = worker::RequestInit::new();
     init.with_method(method).with_headers(headers);

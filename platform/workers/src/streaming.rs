@@ -3,20 +3,28 @@
 //! as a `ReadableStream`, to the origin (a streaming `fetch`) or back as the
 //! answer, never held whole. Bodies that end within the buffered limit take
 //! the ordinary path, so their errors are still 4xx answers.
+//!
+//! To the origin, [`forward_streamed`] applies the buffered path's rules
+//! (headers, the function's breaker and timeout, 502/503/504 problems);
+//! this side only makes the `fetch`, aborted when the origin times out.
 
 use std::rc::Rc;
 
-use edge_core::function::record_streamed;
+use edge_core::function::{CORRELATION_HEADER, Context, correlation_id, record_streamed};
+use edge_core::log::{Level, LogSink};
 use edge_core::model::MAX_BODY_BYTES;
-use edge_core::origin::HOP_BY_HOP;
-use edge_core::platform::Clock as _;
+use edge_core::origin::{StreamedAnswer, StreamedBody, forward_streamed};
+use edge_core::platform::{Clock as _, HttpError, OsRandom, url_for_errors};
 use edge_core::stream::{StreamPlan, StreamingFunction, transform_stream};
 use edge_core::{Body, Problem};
 use futures::{StreamExt, TryStreamExt};
 use wasm_bindgen::JsValue;
 
-use crate::convert::{declared_length, request_head, to_worker_response};
-use crate::{ConsoleSink, DateClock, RECORDER, flush_when_due, instance, serve, serve_request};
+use crate::convert::{declared_length, request_head, to_worker_headers, to_worker_response};
+use crate::{
+    ConsoleSink, DateClock, DurableObjectStore, KvCache, RECORDER, flush_when_due, instance, serve,
+    serve_request, services,
+};
 
 /// Serves one request with `F`, streaming a body larger than
 /// [`MAX_BODY_BYTES`] (or of undeclared length that turns out larger)
@@ -84,7 +92,7 @@ pub async fn serve_streaming<F: StreamingFunction + 'static>(
     };
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let started = DateClock.now();
-    let response = stream::<F>(parts, prefix, input, plan).await;
+    let response = stream(function, parts, prefix, input, plan, env).await;
     let status = response.as_ref().map_or(500, worker::Response::status_code);
     RECORDER.with(|recorder| {
         record_streamed(
@@ -101,47 +109,86 @@ pub async fn serve_streaming<F: StreamingFunction + 'static>(
 }
 
 async fn stream<F: StreamingFunction>(
+    function: &F,
     parts: http::request::Parts,
     prefix: Vec<u8>,
     input: std::pin::Pin<Box<worker::ByteStream>>,
     plan: StreamPlan,
+    env: &worker::Env,
 ) -> worker::Result<worker::Response> {
-    use edge_core::log::{Level, LogSink};
+    let correlation_id = correlation_id(&parts.headers, &OsRandom);
     let name = F::NAME;
-    let path = Rc::new(parts.uri.path().to_owned());
-    let failed_path = Rc::clone(&path);
-    let output = transform_stream(prefix, input, plan.transform).map_err(move |e| {
+    let failed_path = Rc::new(parts.uri.path().to_owned());
+    let failed_id = correlation_id.clone();
+    let output = transform_stream(prefix, input, plan.transform).inspect_err(move |e| {
         // The detail names what was wrong and where, never the content.
         let line = serde_json::json!({
             "level": "error", "service": name, "message": "stream aborted",
-            "path": failed_path.as_str(), "error": e.to_string(),
+            "correlation_id": failed_id, "path": failed_path.as_str(),
+            "error": e.to_string(),
         });
         ConsoleSink.write(Level::Error, &line.to_string());
-        worker::Error::RustError(e.to_string())
     });
-    let content_type = plan
-        .content_type
-        .to_str()
-        .unwrap_or("application/octet-stream");
     let Some(origin) = plan.origin else {
         let headers = worker::Headers::new();
+        let content_type = plan
+            .content_type
+            .to_str()
+            .unwrap_or("application/octet-stream");
         headers.set("content-type", content_type)?;
+        headers.set(CORRELATION_HEADER, &correlation_id)?;
+        let output = output.map_err(|e| worker::Error::RustError(e.to_string()));
         return Ok(worker::Response::from_stream(output)?.with_headers(headers));
     };
-    let target = format!(
-        "{}{}",
-        origin.trim_end_matches('/'),
-        parts.uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    let headers = worker::Headers::new();
-    for (name, value) in &parts.headers {
-        let skip = HOP_BY_HOP.contains(&name.as_str()) || name == http::header::CONTENT_LENGTH;
-        if let (false, Ok(value)) = (skip, value.to_str()) {
-            headers.append(name.as_str(), value)?;
+    let (store, cache) = (DurableObjectStore::from_env(env), KvCache::from_env(env));
+    let recorder = RECORDER.with(Rc::clone);
+    let services = services(&store, &cache, &recorder);
+    let ctx = Context::named(&services, name, &correlation_id);
+    let answer = forward_streamed(
+        &origin,
+        function.origins(),
+        &parts,
+        plan.content_type,
+        output,
+        &ctx,
+        send,
+    )
+    .await;
+    match answer {
+        StreamedAnswer::Origin(response) => {
+            let (head, response) = response.into_parts();
+            Ok(response
+                .with_status(head.status.as_u16())
+                .with_headers(to_worker_headers(&head.headers)?))
+        }
+        StreamedAnswer::Local(response) => to_worker_response(response),
+    }
+}
+
+/// Aborts a `fetch` that is dropped before its answer came (the origin
+/// timed out), so that the body stops flowing.
+struct AbortOnDrop(Option<worker::AbortController>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(controller) = self.0.take() {
+            controller.abort();
         }
     }
-    headers.set("content-type", content_type)?;
-    let body = wasm_streams::ReadableStream::from_stream(output.map(|chunk| {
+}
+
+/// Sends a streamed request with `fetch`; the response keeps its body as
+/// a stream.
+async fn send(
+    req: http::Request<StreamedBody>,
+) -> Result<http::Response<worker::Response>, HttpError> {
+    let (parts, body) = req.into_parts();
+    let url = url_for_errors(&parts.uri);
+    let transport = |e: worker::Error| HttpError::Transport {
+        url: url.clone(),
+        reason: e.to_string(),
+    };
+    let body = wasm_streams::ReadableStream::from_stream(body.map(|chunk| {
         chunk
             .map(|bytes| JsValue::from(js_sys::Uint8Array::from(bytes.as_slice())))
             .map_err(|e| JsValue::from_str(&e.to_string()))
@@ -149,24 +196,25 @@ async fn stream<F: StreamingFunction>(
     .into_raw();
     let mut init = worker::RequestInit::new();
     init.with_method(worker::Method::from(parts.method.as_str().to_owned()))
-        .with_headers(headers)
+        .with_headers(to_worker_headers(&parts.headers).map_err(transport)?)
         .with_body(Some(body.into()));
-    let outbound = worker::Request::new_with_init(&target, &init)?;
-    match worker::Fetch::Request(outbound).send().await {
-        Ok(response) => Ok(response),
-        Err(e) => {
-            let line = serde_json::json!({
-                "level": "warn", "service": name, "message": "origin unreachable",
-                "path": path.as_str(), "error": e.to_string(),
-            });
-            ConsoleSink.write(Level::Warn, &line.to_string());
-            let problem = Problem::new(
-                http::StatusCode::BAD_GATEWAY,
-                "origin-unavailable",
-                "Origin unavailable",
-            )
-            .with_detail("the origin could not be reached");
-            to_worker_response(problem.into_response(Some(&path)))
-        }
+    let outbound =
+        worker::Request::new_with_init(&parts.uri.to_string(), &init).map_err(transport)?;
+    let controller = worker::AbortController::default();
+    let signal = controller.signal();
+    let mut abort = AbortOnDrop(Some(controller));
+    let response = worker::Fetch::Request(outbound)
+        .send_with_signal(&signal)
+        .await
+        .map_err(transport)?;
+    // Answered: the response body streams on, never aborted.
+    abort.0 = None;
+    let mut head = http::Response::builder().status(response.status_code());
+    for (name, value) in response.headers().entries() {
+        head = head.header(name, value);
     }
+    head.body(response).map_err(|e| HttpError::Transport {
+        url,
+        reason: e.to_string(),
+    })
 }
