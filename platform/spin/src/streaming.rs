@@ -3,18 +3,24 @@
 //! a `wasi:http` stream, to the origin or back as the answer, never held
 //! whole. Bodies that end within the buffered limit take the ordinary path,
 //! so their errors are still 4xx answers.
+//!
+//! To the origin, [`forward_streamed`] applies the buffered path's rules
+//! (headers, the breaker — in the key-value store here — and the timeout,
+//! 502/503/504 problems); this side only makes the `wasi:http` request.
 
 use std::pin::Pin;
 
 use bytes::{Buf, Bytes};
-use edge_core::function::{instantiate, record_streamed};
+use edge_core::function::{
+    CORRELATION_HEADER, Context, Services, correlation_id, instantiate, record_streamed,
+};
 use edge_core::metrics::Recorder;
 use edge_core::model::MAX_BODY_BYTES;
-use edge_core::origin::HOP_BY_HOP;
-use edge_core::platform::{Clock as _, SystemClock};
-use edge_core::stream::{StreamPlan, StreamingFunction, transform_stream};
+use edge_core::origin::{StreamedAnswer, StreamedBody, forward_streamed};
+use edge_core::platform::{Clock as _, HttpError, SystemClock, url_for_errors};
+use edge_core::stream::{StreamError, StreamPlan, StreamingFunction, transform_stream};
 use edge_core::{Body, Problem};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::{BodyExt, StreamBody};
 
@@ -127,8 +133,9 @@ pub async fn serve_streaming<F: StreamingFunction>(
     }));
     let (method, uri) = (head.method.clone(), head.uri.clone());
     let started = SystemClock.now();
-    let response = stream(head, prefix, input, plan).await;
     let (store, recorder) = (SpinStore::open_default(), Recorder::new());
+    let services = services(&store, &recorder);
+    let response = stream(function, head, prefix, input, plan, &services).await;
     let status = response.status().as_u16();
     record_streamed(
         function,
@@ -138,90 +145,73 @@ pub async fn serve_streaming<F: StreamingFunction>(
         started,
         SystemClock.now(),
     );
-    merge_metrics(&instance, &services(&store, &recorder), &store).await;
+    merge_metrics(&instance, &services, &store).await;
     response
 }
 
-async fn stream(
+async fn stream<F: StreamingFunction>(
+    function: &F,
     head: http::request::Parts,
     prefix: Vec<u8>,
     input: impl futures::Stream<Item = Result<Vec<u8>, String>> + Unpin + 'static,
     plan: StreamPlan,
+    services: &Services<'_>,
 ) -> StreamingResponse {
-    let path = head.uri.path().to_owned();
-    let output = transform_stream(prefix, input, plan.transform).map(|chunk| {
-        chunk
-            .map(|bytes| Frame::data(Bytes::from(bytes)))
-            .map_err(|e| {
-                // The detail names what was wrong and where, never the content.
-                eprintln!(
-                    "{{\"level\":\"error\",\"message\":\"stream aborted\",\"error\":{:?}}}",
-                    e.to_string()
-                );
-                BoxError::from(e.to_string())
-            })
+    let correlation_id = correlation_id(&head.headers, services.random);
+    let failed_id = correlation_id.clone();
+    let output = transform_stream(prefix, input, plan.transform).inspect_err(move |e| {
+        // The detail names what was wrong and where, never the content.
+        eprintln!(
+            "{{\"level\":\"error\",\"message\":\"stream aborted\",\"correlation_id\":{:?},\"error\":{:?}}}",
+            failed_id,
+            e.to_string()
+        );
     });
-    let body = local(StreamBody::new(output));
     let Some(origin) = plan.origin else {
-        let mut response = http::Response::new(body);
-        response
-            .headers_mut()
-            .insert(http::header::CONTENT_TYPE, plan.content_type);
+        let mut response = http::Response::new(local(StreamBody::new(output.map(frame))));
+        let headers = response.headers_mut();
+        headers.insert(http::header::CONTENT_TYPE, plan.content_type);
+        if let Ok(id) = http::HeaderValue::from_str(&correlation_id) {
+            headers.insert(CORRELATION_HEADER, id);
+        }
         return response;
     };
-    let target = format!(
-        "{}{}",
-        origin.trim_end_matches('/'),
-        head.uri.path_and_query().map_or("/", |p| p.as_str())
-    );
-    let mut outbound = match http::Request::builder()
-        .method(head.method.clone())
-        .uri(&target)
-        .body(body)
-    {
-        Ok(request) => request,
-        Err(e) => {
-            return problem_response(
-                Problem::bad_request("invalid-path", e.to_string()),
-                Some(&path),
-            );
-        }
-    };
-    for (name, value) in &head.headers {
-        let skip = HOP_BY_HOP.contains(&name.as_str())
-            || name == http::header::CONTENT_LENGTH
-            || name.as_str().starts_with("spin-");
-        if !skip {
-            outbound.headers_mut().append(name, value.clone());
-        }
+    let ctx = Context::named(services, F::NAME, &correlation_id);
+    let answer = forward_streamed(
+        &origin,
+        function.origins(),
+        &head,
+        plan.content_type,
+        output,
+        &ctx,
+        send,
+    )
+    .await;
+    match answer {
+        StreamedAnswer::Origin(response) => response,
+        StreamedAnswer::Local(response) => boxed(crate::to_spin_response(response)),
     }
-    outbound
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, plan.content_type);
-    match spin_sdk::http::send(outbound).await {
-        Ok(response) => {
-            let (mut parts, body) = response.into_parts();
-            for name in HOP_BY_HOP {
-                parts.headers.remove(*name);
-            }
-            let body = local(
-                body.map_frame(|frame| frame.map_data(|mut d| d.copy_to_bytes(d.remaining())))
-                    .map_err(|e| BoxError::from(format!("{e:?}"))),
-            );
-            http::Response::from_parts(parts, body)
-        }
-        Err(e) => {
-            eprintln!(
-                "{{\"level\":\"warn\",\"message\":\"origin unreachable\",\"error\":{:?}}}",
-                format!("{e:?}")
-            );
-            let problem = Problem::new(
-                http::StatusCode::BAD_GATEWAY,
-                "origin-unavailable",
-                "Origin unavailable",
-            )
-            .with_detail("the origin could not be reached");
-            problem_response(problem, Some(&path))
-        }
-    }
+}
+
+/// A chunk of the body as an `http-body` frame.
+fn frame(chunk: Result<Vec<u8>, StreamError>) -> Result<Frame<Bytes>, BoxError> {
+    chunk
+        .map(|bytes| Frame::data(Bytes::from(bytes)))
+        .map_err(|e| BoxError::from(e.to_string()))
+}
+
+/// Sends a streamed request through `wasi:http`; the response keeps its
+/// body as a stream.
+async fn send(req: http::Request<StreamedBody>) -> Result<StreamingResponse, HttpError> {
+    let url = url_for_errors(req.uri());
+    let req = req.map(|body| local(StreamBody::new(body.map(frame))));
+    let response = spin_sdk::http::send(req)
+        .await
+        .map_err(|code| crate::error_for(&url, &code, None))?;
+    Ok(response.map(|body| {
+        local(
+            body.map_frame(|frame| frame.map_data(|mut d| d.copy_to_bytes(d.remaining())))
+                .map_err(|e| BoxError::from(format!("{e:?}"))),
+        )
+    }))
 }
