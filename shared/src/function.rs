@@ -252,6 +252,35 @@ impl<F: EdgeFunction> Mounted for Mount<F> {
     }
 }
 
+/// The configuration of function `F` as every platform reads it: its
+/// built-in policy, replaced by the `POLICY` variable; `POLICY` and
+/// `F::VARIABLES` through `var`, `F::SECRETS` through `secret`, each
+/// looked up by the name `F` declares (the glue maps it to its own
+/// spelling: Spin's lower-case variables). The one config builder of
+/// every glue crate.
+pub fn config<F: EdgeFunction>(
+    mut var: impl FnMut(&str) -> Option<String>,
+    mut secret: impl FnMut(&str) -> Option<String>,
+) -> Config {
+    let mut config = Config::new(F::DEFAULT_POLICY);
+    for name in config_variables::<F>() {
+        if let Some(value) = var(name) {
+            config = config.with_var(name, value);
+        }
+    }
+    for name in F::SECRETS {
+        if let Some(value) = secret(name) {
+            config = config.with_secret(*name, value);
+        }
+    }
+    config
+}
+
+/// The variables [`config`] reads for `F`: `POLICY`, then `F::VARIABLES`.
+pub fn config_variables<F: EdgeFunction>() -> impl Iterator<Item = &'static str> {
+    std::iter::once(crate::policy::POLICY_VARIABLE).chain(F::VARIABLES.iter().copied())
+}
+
 /// A function built from its configuration, or the error that stopped it.
 /// Platforms build this once per isolate (or instance) and keep it.
 pub type Instance<F> = Result<F, ConfigError>;

@@ -267,16 +267,18 @@ fn string_map(options: &JsValue, field: &str) -> Result<Vec<(String, String)>, S
 /// The configuration `options` (`{ vars, secrets }`, see
 /// `EdgeFunctionOptions`) give function `F`.
 pub fn config_from_options<F: EdgeFunction>(options: &JsValue) -> Result<Config, String> {
-    let mut config = Config::new(F::DEFAULT_POLICY);
-    if !(options.is_undefined() || options.is_null()) {
-        for (name, value) in string_map(options, "vars")? {
-            config = config.with_var(name, value);
-        }
-        for (name, value) in string_map(options, "secrets")? {
-            config = config.with_secret(name, value);
-        }
-    }
-    Ok(config)
+    let (vars, secrets) = if options.is_undefined() || options.is_null() {
+        Default::default()
+    } else {
+        (string_map(options, "vars")?, string_map(options, "secrets")?)
+    };
+    let find = |map: &[(String, String)], name: &str| {
+        map.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    };
+    Ok(edge_core::function::config::<F>(
+        |name| find(&vars, name),
+        |name| find(&secrets, name),
+    ))
 }
 
 /// A function running in the page with an in-memory store.

@@ -32,7 +32,6 @@ use edge_core::model::{ClientAddr, MAX_BODY_BYTES, Runtime};
 use edge_core::platform::{
     HttpClient, HttpError, OsRandom, Random, SendOptions, SystemClock, url_for_errors,
 };
-use edge_core::policy::POLICY_VARIABLE;
 use edge_core::{Body, Config, EdgeFunction, Problem, Request, Response};
 use futures::future::Either;
 use http_body_util::{BodyExt, Full, Limited};
@@ -47,18 +46,19 @@ pub type SpinResponse = http::Response<Full<bytes::Bytes>>;
 
 /// Reads the function's configuration from Spin variables (lower-cased names).
 pub async fn config_from_variables<F: EdgeFunction>() -> Config {
-    let mut config = Config::new(F::DEFAULT_POLICY);
-    for name in std::iter::once(&POLICY_VARIABLE).chain(F::VARIABLES) {
+    // Spin's variables are read asynchronously: every one `F` declares
+    // first, then the core builds the config from them.
+    let mut values = std::collections::HashMap::new();
+    let names = edge_core::function::config_variables::<F>().chain(F::SECRETS.iter().copied());
+    for name in names {
         if let Ok(value) = spin_sdk::variables::get(name.to_ascii_lowercase()).await {
-            config = config.with_var(*name, value);
+            values.insert(name, value);
         }
     }
-    for name in F::SECRETS {
-        if let Ok(value) = spin_sdk::variables::get(name.to_ascii_lowercase()).await {
-            config = config.with_secret(*name, value);
-        }
-    }
-    config
+    edge_core::function::config::<F>(
+        |name| values.get(name).cloned(),
+        |name| values.get(name).cloned(),
+    )
 }
 
 /// Serves one request with function `F`: the body of an `#[http_service]`.

@@ -44,7 +44,6 @@ use edge_core::log::{Level, LogSink};
 use edge_core::metrics::{DEFAULT_FLUSH_EVERY, MetricsBatch, Recorder};
 use edge_core::model::Runtime;
 use edge_core::platform::{HttpClient, HttpError, OsRandom, SendOptions, url_for_errors};
-use edge_core::policy::POLICY_VARIABLE;
 use edge_core::{Clock, Config, EdgeFunction, Request, Response, Timestamp};
 use futures::future::Either;
 
@@ -143,18 +142,10 @@ impl HttpClient for FetchClient {
 /// `POLICY` and the function's variables from `[vars]`, its secrets from
 /// secrets (`wrangler secret put`, `.dev.vars` locally).
 pub fn config_from_env<F: EdgeFunction>(env: &worker::Env) -> Config {
-    let mut config = Config::new(F::DEFAULT_POLICY);
-    for name in std::iter::once(&POLICY_VARIABLE).chain(F::VARIABLES) {
-        if let Ok(value) = env.var(name) {
-            config = config.with_var(*name, value.to_string());
-        }
-    }
-    for name in F::SECRETS {
-        if let Ok(value) = env.secret(name) {
-            config = config.with_secret(*name, value.to_string());
-        }
-    }
-    config
+    edge_core::function::config::<F>(
+        |name| env.var(name).ok().map(|v| v.to_string()),
+        |name| env.secret(name).ok().map(|v| v.to_string()),
+    )
 }
 
 thread_local! {
