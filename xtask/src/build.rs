@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use edge_registry::Registry;
 
-use crate::util::{cmd, fresh, root, run, target_dir};
+use crate::util::{cmd, root, run, target_dir};
 
 /// Debian's Chromium.
 pub(crate) const CHROMIUM: &str = "/usr/bin/chromium";
@@ -56,29 +56,31 @@ enum Job<'a> {
     /// worker-build for a function, unless its output is fresh.
     Worker(&'a str),
     /// wasm-bindgen and wasm-opt for a function's browser build (from its
-    /// kept release `.wasm`), unless fresh.
+    /// release `.wasm`), unless fresh.
     Browser(&'a str, PathBuf),
 }
 
 /// Builds every function for Spin, the browser and Workers, skipping the
-/// wasm-bindgen/wasm-opt steps whose outputs are newer than their inputs.
-/// The Spin and browser builds each take one cargo invocation for all
-/// functions, so two crates build (and link, LTO on one codegen unit) side
-/// by side on two cores; then the Workers builds (worker-build per
-/// function) and the browser builds' wasm-bindgen/wasm-opt steps run two
-/// at a time. `ready` hears as each runtime's builds are done.
+/// wasm-bindgen/wasm-opt and worker-build steps already made from the same
+/// cargo build. The Spin and browser builds each take one cargo invocation
+/// for all functions (but those with `own_build`), so two crates build
+/// (and link, LTO on one codegen unit) side by side on two cores; then the
+/// Workers builds (worker-build per function) and the browser builds'
+/// wasm-bindgen/wasm-opt steps run two at a time. `ready` hears as each
+/// runtime's builds are done.
 pub(crate) fn all(registry: &Registry, ready: &dyn Ready) -> Result<()> {
     let names: Vec<&str> = registry.names().collect();
     spin(registry, &names)?;
     ready.spin()?;
     let mut jobs: Vec<Job<'_>> = names.iter().map(|name| Job::Worker(name)).collect();
-    for (name, input) in browser_inputs(registry, &names)? {
-        jobs.push(Job::Browser(name, input));
+    for (name, built) in release_builds(registry, &names, "wasm32-unknown-unknown", "browser")? {
+        jobs.push(Job::Browser(name, built));
     }
     let browsers_left = AtomicUsize::new(names.len());
     // worker-build's cargo step waits for the other's to finish (one
     // target dir), but its wasm-bindgen and wasm-opt steps, about half of
-    // its time and on one core, overlap with the other job's.
+    // its time and on one core, overlap with the other job's. Neither
+    // touches the browser builds' .wasm (other target directories).
     two_at_a_time(&jobs, |job| {
         if ready.cancelled() {
             bail!("stopped");
@@ -139,6 +141,24 @@ pub(crate) fn spin(registry: &Registry, names: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The cargo target directory for function `name`'s `platform` build.
+/// Cargo names a crate's `.wasm` without a hash, so two builds of one
+/// crate with other features take turns overwriting (and linking again)
+/// the same file: the Workers builds get a directory of their own, apart
+/// from the browser builds for the same wasm target, and a function with
+/// `own_build` one of its own, since building it builds the functions it
+/// depends on again without their platform features.
+fn cargo_target(registry: &Registry, name: &str, platform: &str) -> Result<PathBuf> {
+    let base = match registry.get(name)?.own_build {
+        true => target_dir().join("own").join(name),
+        false => target_dir(),
+    };
+    Ok(match platform {
+        "workers" => base.join("workers"),
+        _ => base,
+    })
+}
+
 /// Builds every function in `names` in release for `target` with its
 /// platform `feature`, returning each one's `.wasm`: one cargo invocation
 /// for them all, but one of its own for a function with `own_build`.
@@ -150,97 +170,106 @@ fn release_builds<'a>(
 ) -> Result<Vec<(&'a str, PathBuf)>> {
     let mut built = Vec::new();
     for group in registry.build_groups(names)? {
+        let Some(first) = group.first() else { continue };
+        let dir = cargo_target(registry, first, feature)?;
         let mut build = cmd("cargo");
-        build.args(["build", "--release", "--target", target]);
+        build
+            .args(["build", "--release", "--target", target, "--target-dir"])
+            .arg(&dir);
         for name in &group {
             build
                 .args(["-p", name, "--features"])
                 .arg(format!("{name}/{feature}"));
         }
         run(&mut build)?;
-        built.extend(group.iter().map(|name| (*name, release_wasm(target, name))));
+        built.extend(
+            group
+                .iter()
+                .map(|name| (*name, release_wasm(&dir, target, name))),
+        );
     }
     Ok(built)
 }
 
-/// Where cargo puts function `name`'s release `.wasm` for `target`: named
-/// after the crate, `-` made `_`.
-fn release_wasm(target: &str, name: &str) -> PathBuf {
+/// Where cargo puts function `name`'s release `.wasm` for `target` in
+/// target directory `dir`: named after the crate, `-` made `_`.
+fn release_wasm(dir: &Path, target: &str, name: &str) -> PathBuf {
     let artifact = name.replace('-', "_");
-    target_dir().join(format!("{target}/release/{artifact}.wasm"))
+    dir.join(format!("{target}/release/{artifact}.wasm"))
 }
 
-/// Copies `from` to `to` unless `to` already holds the same bytes, so that
-/// `to`'s modification time says when its content last changed.
+/// Copies `from` to `to` unless `to` already holds the same bytes.
 fn copy_if_changed(from: &Path, to: &Path) -> Result<()> {
-    let bytes = std::fs::read(from).with_context(|| format!("reading {}", from.display()))?;
+    let bytes = read(from)?;
     if std::fs::read(to).is_ok_and(|had| had == bytes) {
         return Ok(());
     }
     std::fs::write(to, bytes).with_context(|| format!("writing {}", to.display()))
 }
 
-/// Scratch space for the builds: `target/edge/.work/`.
-fn work_dir(platform: &str) -> PathBuf {
-    artifacts().join(".work").join(platform)
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// The browser builds' cargo step (all functions at once), each release
-/// `.wasm` kept as `target/edge/.work/browser/NAME.wasm`: the Workers
-/// builds reuse cargo's output path for the same target, and a copy
-/// rewritten only when it changed tells whether wasm-bindgen must run.
-fn browser_inputs<'a>(registry: &Registry, names: &[&'a str]) -> Result<Vec<(&'a str, PathBuf)>> {
-    let dir = work_dir("browser");
-    std::fs::create_dir_all(&dir)?;
-    let mut inputs = Vec::new();
-    for (name, built) in release_builds(registry, names, "wasm32-unknown-unknown", "browser")? {
-        let input = dir.join(format!("{name}.wasm"));
-        copy_if_changed(&built, &input)?;
-        inputs.push((name, input));
+/// Runs `step`, which makes `outputs` from the `.wasm` at `input`, unless
+/// it already made them from the same bytes. Those are kept, once the step
+/// succeeds, as `target/edge/.work/PLATFORM/NAME.wasm`: bytes rather than
+/// times, because cargo links a crate again (unchanged) whenever a build
+/// with other features overwrote it, and that needs no new wasm-bindgen,
+/// wasm-opt or worker-build run.
+fn unless_done(
+    platform: &str,
+    name: &str,
+    input: &Path,
+    outputs: &[PathBuf],
+    step: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    let done = artifacts()
+        .join(".work")
+        .join(platform)
+        .join(format!("{name}.wasm"));
+    let bytes = read(input)?;
+    if outputs.iter().all(|o| o.exists()) && std::fs::read(&done).is_ok_and(|had| had == bytes) {
+        eprintln!("xtask: {name}'s {platform} build is up to date");
+        return Ok(());
     }
-    Ok(inputs)
+    step()?;
+    if let Some(dir) = done.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    // What the step left there (worker-build runs its cargo build again).
+    let bytes = read(input)?;
+    std::fs::write(&done, bytes).with_context(|| format!("writing {}", done.display()))
 }
 
 /// The browser package from its release build, `target/edge/browser/NAME/`
-/// (wasm-bindgen `--target web`, then `wasm-opt -Oz`), unless it is newer
-/// than `input`. Built in a scratch directory and moved into place, so a
-/// failed step leaves nothing that looks fresh.
-fn browser_unless_fresh(name: &str, input: &Path) -> Result<()> {
+/// (wasm-bindgen `--target web`, then `wasm-opt -Oz`), unless made from
+/// the same build before.
+fn browser_unless_fresh(name: &str, built: &Path) -> Result<()> {
     let out = artifacts().join("browser").join(name);
-    let outputs = [format!("{name}.js"), format!("{name}_bg.wasm")].map(|file| out.join(file));
-    if fresh(&outputs, input) {
-        eprintln!("xtask: target/edge/browser/{name} is up to date");
-        return Ok(());
-    }
-    let scratch = work_dir("browser").join(name);
-    if scratch.exists() {
-        std::fs::remove_dir_all(&scratch)?;
-    }
-    run(cmd("wasm-bindgen")
-        .args(["--target", "web", "--out-name", name, "--out-dir"])
-        .arg(&scratch)
-        .arg(input))?;
-    let wasm = scratch.join(format!("{name}_bg.wasm"));
-    run(cmd("wasm-opt")
-        .args([
-            "-Oz",
-            "--enable-bulk-memory",
-            "--enable-nontrapping-float-to-int",
-        ])
-        .arg(&wasm)
-        .arg("-o")
-        .arg(&wasm))?;
-    if out.exists() {
-        std::fs::remove_dir_all(&out)?;
-    }
-    std::fs::create_dir_all(artifacts().join("browser"))?;
-    std::fs::rename(&scratch, &out)
-        .with_context(|| format!("moving {} into place", scratch.display()))
+    let wasm = out.join(format!("{name}_bg.wasm"));
+    let outputs = [out.join(format!("{name}.js")), wasm.clone()];
+    unless_done("browser", name, built, &outputs, || {
+        run(cmd("wasm-bindgen")
+            .args(["--target", "web", "--out-name", name, "--out-dir"])
+            .arg(&out)
+            .arg(built))?;
+        run(cmd("wasm-opt")
+            .args([
+                "-Oz",
+                "--enable-bulk-memory",
+                "--enable-nontrapping-float-to-int",
+            ])
+            .arg(&wasm)
+            .arg("-o")
+            .arg(&wasm))
+    })
 }
 
-/// The Workers build through worker-build, pointed at the local
-/// wasm-bindgen, wasm-opt and esbuild instead of downloads.
-fn worker(name: &str) -> Result<()> {
+/// The Workers build through worker-build (cargo in target directory
+/// `dir`), pointed at the local wasm-bindgen, wasm-opt and esbuild instead
+/// of downloads.
+fn worker(name: &str, dir: &Path) -> Result<()> {
     let bin = root().join("node_modules/.bin");
     run(cmd("worker-build")
         .args([
@@ -248,7 +277,9 @@ fn worker(name: &str) -> Result<()> {
             &format!("functions/{name}"),
             "--features",
             "workers",
+            "--target-dir",
         ])
+        .arg(dir)
         .env("WASM_BINDGEN_BIN", "wasm-bindgen")
         .env("WASM_OPT_BIN", bin.join("wasm-opt"))
         .env("ESBUILD_BIN", bin.join("esbuild")))
@@ -256,13 +287,13 @@ fn worker(name: &str) -> Result<()> {
 
 /// wrangler's build command, run on every `wrangler dev` start: the cargo
 /// build worker-build would run (so it is found fresh), then worker-build
-/// only if its output is older than that build. worker-build itself always
-/// runs wasm-bindgen and wasm-opt, 30–80 s on one core.
+/// only if that build's `.wasm` is not the one it last ran on. worker-build
+/// itself always runs wasm-bindgen and wasm-opt, 30–80 s on one core.
 pub(crate) fn worker_unless_fresh(registry: &Registry, name: &str) -> Result<()> {
-    registry.get(name)?;
-    let dir = root().join(format!("functions/{name}"));
+    let dir = cargo_target(registry, name, "workers")?;
+    let krate = root().join(format!("functions/{name}"));
     run(cmd("cargo")
-        .current_dir(&dir)
+        .current_dir(&krate)
         .args([
             "build",
             "--lib",
@@ -270,17 +301,14 @@ pub(crate) fn worker_unless_fresh(registry: &Registry, name: &str) -> Result<()>
             "--target",
             "wasm32-unknown-unknown",
         ])
-        .args(["--features", "workers"])
+        .args(["--features", "workers", "--target-dir"])
+        .arg(&dir)
         // What worker-build sets for wasm-bindgen's macros; cargo does not
         // track it, so a build without it would be reused wrongly.
         .env("WASM_BINDGEN_USE_JS_SYS", "1"))?;
-    let built = release_wasm("wasm32-unknown-unknown", name);
-    let outputs = ["build/index.js", "build/index_bg.wasm"].map(|file| dir.join(file));
-    if fresh(&outputs, &built) {
-        eprintln!("xtask: functions/{name}/build is up to date");
-        return Ok(());
-    }
-    worker(name)
+    let built = release_wasm(&dir, "wasm32-unknown-unknown", name);
+    let outputs = ["build/index.js", "build/index_bg.wasm"].map(|file| krate.join(file));
+    unless_done("workers", name, &built, &outputs, || worker(name, &dir))
 }
 
 fn worker_wasm(name: &str) -> Option<PathBuf> {

@@ -353,8 +353,15 @@ fn check_spin(docs: &Documents<'_>, problems: &mut Vec<String>) {
             ));
         }
         for host in array_at(component, "allowed_outbound_hosts") {
-            let host = host.as_str().unwrap_or_default();
-            referenced.extend(template_target(host).map(str::to_owned));
+            let Some(target) = host.as_str().and_then(template_target) else {
+                continue;
+            };
+            if !app_variables.contains_key(target) {
+                problems.push(format!(
+                    "{what}: allowed_outbound_hosts names {target}, which [variables] does not declare"
+                ));
+            }
+            referenced.insert(target.to_owned());
         }
         // The glue reads POLICY, the function's variables and its secrets,
         // each as the lower-cased Spin variable.
@@ -471,6 +478,20 @@ impl Workspace {
         })
     }
 
+    /// Takes the top-level worker's keys out of wrangler.toml (all but
+    /// `compatibility_date` and the environments).
+    fn take_top_level_worker(&mut self) -> Table {
+        let keys: Vec<String> = self
+            .wrangler
+            .keys()
+            .filter(|k| !["compatibility_date", "env"].contains(&k.as_str()))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| Some((k.clone(), self.wrangler.remove(&k)?)))
+            .collect()
+    }
+
     fn spin_triggers(&mut self) -> &mut Vec<Value> {
         self.table("spin", "trigger")
             .get_mut("http")
@@ -517,8 +538,8 @@ fn registry_check_finds_a_function_missing_from_a_manifest() {
         &problems,
         &["spin.toml", "anonymize has 0 [[trigger.http]]"],
     );
-    // Its variables are left over.
-    assert_found(&problems, &["gdpr_anonymization_salt is not used"]);
+    // Its policy variable is left over.
+    assert_found(&problems, &["anonymize_policy is not used"]);
 
     let mut workspace = Workspace::load();
     workspace.native.retain(|r| r.name != "metrics");
@@ -558,6 +579,7 @@ fn registry_check_finds_a_function_only_the_registry_lists() {
     let mut extra = workspace.registry.functions[0].clone();
     extra.name = "extra".into();
     extra.port = 9999;
+    extra.top_level_worker = false;
     workspace.registry.functions.push(extra);
     let problems = workspace.problems();
     assert_found(&problems, &["native.rs", "\"extra\""]);
@@ -585,6 +607,12 @@ fn registry_check_finds_drifted_variables_and_secrets() {
     let variables = workspace.table("spin", "component.counter.variables");
     variables.remove("counter_admin_token");
     variables.insert("stale".into(), "{{ counter_policy }}".into());
+    let hosts = workspace
+        .table("spin", "component.counter")
+        .get_mut("allowed_outbound_hosts")
+        .and_then(Value::as_array_mut)
+        .unwrap();
+    hosts.push("{{ nowhere_host }}".into());
     let problems = workspace.problems();
     assert_found(
         &problems,
@@ -597,8 +625,19 @@ fn registry_check_finds_drifted_variables_and_secrets() {
         &problems,
         &["[component.counter]", "variables.stale is not read"],
     );
-    // The application variable is left over too.
-    assert_found(&problems, &["counter_admin_token is not used"]);
+    assert_found(
+        &problems,
+        &[
+            "[component.counter]",
+            "names nowhere_host, which [variables]",
+        ],
+    );
+    // Without its component variable, the policy's application variable is
+    // left over.
+    workspace
+        .table("spin", "component.counter.variables")
+        .remove("policy");
+    assert_found(&workspace.problems(), &["counter_policy is not used"]);
 
     let mut workspace = Workspace::load();
     let secrets = &mut workspace.registry.dev.secrets;
@@ -614,9 +653,23 @@ fn registry_check_finds_drifted_variables_and_secrets() {
 
 #[test]
 fn registry_check_takes_a_top_level_worker() {
-    // Counter as wrangler.toml's top-level worker (the gateway's slot).
     let mut workspace = Workspace::load();
-    workspace.registry.functions[0].top_level_worker = true;
+    // Whichever function is the top-level worker (the gateway's slot)
+    // moves to an environment, counter to the top level.
+    if let Some(function) = workspace
+        .registry
+        .functions
+        .iter_mut()
+        .find(|f| f.top_level_worker)
+    {
+        function.top_level_worker = false;
+        let name = function.name.clone();
+        let worker = workspace.take_top_level_worker();
+        workspace
+            .table("wrangler", "env")
+            .insert(name, worker.into());
+    }
+    assert_eq!(workspace.problems(), Vec::<String>::new());
     let counter = workspace
         .table("wrangler", "env")
         .remove("counter")
@@ -624,6 +677,7 @@ fn registry_check_takes_a_top_level_worker() {
     for (key, value) in counter.as_table().unwrap() {
         workspace.wrangler.insert(key.clone(), value.clone());
     }
+    workspace.registry.functions[0].top_level_worker = true;
     assert_eq!(workspace.problems(), Vec::<String>::new());
 
     workspace.registry.functions[0].top_level_worker = false;
