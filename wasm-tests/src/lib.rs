@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod host;
 pub mod native;
 pub mod oidc;
+pub mod origin;
 pub mod workerd;
 
 use std::path::{Path, PathBuf};

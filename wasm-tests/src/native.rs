@@ -134,4 +134,5 @@ functions![
     anonymize::Anonymize,
     spatial_query::SpatialQuery,
     metrics::Metrics,
+    gateway::Gateway,
 ];

@@ -71,6 +71,17 @@ impl Drop for DevRegistry {
     }
 }
 
+/// `--env NAME` for a function's worker, or nothing for the one that is
+/// wrangler.toml's top level (the gateway).
+fn environment(function: &str) -> Result<Vec<String>> {
+    let registry = edge_registry::Registry::load()?;
+    Ok(if registry.get(function)?.top_level_worker {
+        Vec::new()
+    } else {
+        vec!["--env".to_owned(), function.to_owned()]
+    })
+}
+
 /// One lock per environment, held while a worker of it starts: wrangler
 /// runs the environment's build command (`cargo xtask build-worker NAME`,
 /// which rewrites `functions/NAME/build/`) on every start, and two starts
@@ -167,7 +178,9 @@ impl WranglerDev {
             // CLOUDFLARE_DEV_REGISTRY_PATH override it, so set both.
             .env("WRANGLER_REGISTRY_PATH", &registry)
             .env("CLOUDFLARE_DEV_REGISTRY_PATH", &registry)
-            .args(["dev", "--env", function, "--ip", "127.0.0.1", "--port"])
+            .arg("dev")
+            .args(environment(function)?)
+            .args(["--ip", "127.0.0.1", "--port"])
             .arg(port.to_string())
             // Else every start takes 9229 if it looks free, and starts at
             // the same moment collide on it.

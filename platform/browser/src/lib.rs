@@ -270,7 +270,10 @@ pub fn config_from_options<F: EdgeFunction>(options: &JsValue) -> Result<Config,
     let (vars, secrets) = if options.is_undefined() || options.is_null() {
         Default::default()
     } else {
-        (string_map(options, "vars")?, string_map(options, "secrets")?)
+        (
+            string_map(options, "vars")?,
+            string_map(options, "secrets")?,
+        )
     };
     let find = |map: &[(String, String)], name: &str| {
         map.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())

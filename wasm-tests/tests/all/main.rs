@@ -5,6 +5,7 @@
 mod anonymize;
 mod auth_check;
 mod exactness;
+mod gateway;
 mod metrics;
 mod outbound;
 mod rate_limit;
