@@ -17,6 +17,10 @@
 //! and in wasm beside prometheus-client histograms and hdrhistogram in the
 //! same run, each one's quantile error, and the merge cost
 //! (`bench/metrics`); see `metrics` below.
+//! `cargo xtask bench gateway [--no-wrangler]`: the gateway's pipeline
+//! (auth check → rate limit → anonymize) against pass-through, requests/s
+//! and latency through `wrangler dev`, µs per request in-process natively
+//! and in wasm (`bench/gateway`); see `gateway` below.
 //!
 //! It exists so that the native/wasm comparison is one command that builds
 //! what it measures: the `rate-limit-bench` program (`bench/decisions`)
@@ -55,6 +59,9 @@ const USAGE: &str = "usage: cargo xtask bench rate-limit [rate-limit-bench run o
                      cargo xtask bench spatial-query [--assets N (1,000,000)] \
                      [--per-type N (200)] [--large N]\n       \
                      cargo xtask bench metrics [metrics-bench run options: \
+                     --rounds N --seconds F --only ID,ID]\n       \
+                     cargo xtask bench gateway [--no-wrangler] [--clients N (16)] \
+                     [--turn-seconds F (3)] [--turns N (5)] [gateway-bench run options: \
                      --rounds N --seconds F --only ID,ID]";
 
 /// The bench program's package, binary and wasm name.
@@ -70,6 +77,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some("anonymize") => anonymize(&args[1..]),
         Some("spatial-query") => spatial_query(&args[1..]),
         Some("metrics") => metrics(&args[1..]),
+        Some("gateway") => gateway(&args[1..]),
         _ => bail!(USAGE),
     }
 }
@@ -984,19 +992,9 @@ fn metrics(options: &[String]) -> Result<()> {
     let targets = target_dir();
     let results = targets.join("bench-results/metrics");
     std::fs::create_dir_all(&results)?;
-    for wasm in [false, true] {
-        let mut build = cmd("cargo");
-        build.args(["build", "-p", METRICS_PROGRAM, "--profile", PROFILE]);
-        if wasm {
-            build.args(["--target", "wasm32-wasip2"]);
-        }
-        run_command(&mut build)?;
-    }
-    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))?;
-    let native = targets.join(format!("{PROFILE}/{METRICS_PROGRAM}"));
+    let (native, wasm) = native_and_wasm(METRICS_PROGRAM)?;
     let native = || cmd(&native.to_string_lossy());
-    let mut wasm = cmd(&targets.join("debug/bench-runner").to_string_lossy());
-    wasm.arg(targets.join(format!("wasm32-wasip2/{PROFILE}/{METRICS_PROGRAM}.wasm")));
+    let wasm = under_runner(&wasm, &[]);
     let mut reports = Vec::new();
     for (runtime, mut command) in [("native", native()), ("wasm", wasm)] {
         let report = results.join(format!("{runtime}.json"));
@@ -1017,5 +1015,115 @@ fn metrics(options: &[String]) -> Result<()> {
     println!();
     print!("{text}");
     std::fs::write(results.join("table.md"), &text)?;
+    Ok(())
+}
+
+/// Builds bench program `program` natively and for `wasm32-wasip2` (both
+/// `bench-o3`) and the debug `bench-runner` (it shares `wasm-tests`'
+/// wasmtime; a guest that only computes runs as fast under it): the paths
+/// of the native and the wasm build.
+fn native_and_wasm(program: &str) -> Result<(PathBuf, PathBuf)> {
+    for wasm in [false, true] {
+        let mut build = cmd("cargo");
+        build.args(["build", "-p", program, "--profile", PROFILE]);
+        if wasm {
+            build.args(["--target", "wasm32-wasip2"]);
+        }
+        run_command(&mut build)?;
+    }
+    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))?;
+    let targets = target_dir();
+    Ok((
+        targets.join(format!("{PROFILE}/{program}")),
+        targets.join(format!("wasm32-wasip2/{PROFILE}/{program}.wasm")),
+    ))
+}
+
+/// A command running `wasm` under the debug `bench-runner` with the
+/// runner's own `options` (`--dir`, `--stats`) before it.
+fn under_runner(wasm: &Path, options: &[&str]) -> Command {
+    let mut command = cmd(&target_dir().join("debug/bench-runner").to_string_lossy());
+    command.args(options).arg(wasm);
+    command
+}
+
+// ---------------------------------------------------------------------------
+// `cargo xtask bench gateway`
+//
+// `gateway-bench` (`bench/gateway`) is built natively and for
+// `wasm32-wasip2` in `bench-o3`. `run` times the pipeline in-process on
+// both (the wasm under the debug `bench-runner`: the guest only computes).
+// Then the gateway's Workers build is brought up to date (what
+// `cargo xtask build-worker gateway` does; wrangler's build command then
+// finds it fresh) and the native `live` starts a local origin and
+// `wrangler dev` (no `--env`: wrangler.toml's top-level worker) from the
+// workspace root and loads it. Reports go to
+// `target/bench-results/gateway/`; the native program prints the tables
+// (also saved as `table.md`).
+
+/// The gateway bench program's package and binary.
+const GATEWAY_PROGRAM: &str = "gateway-bench";
+
+fn gateway(options: &[String]) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut wrangler = true;
+    let (mut live, mut run) = (Vec::new(), Vec::new());
+    let mut options = options.iter();
+    while let Some(option) = options.next() {
+        let mut value = || {
+            options
+                .next()
+                .cloned()
+                .with_context(|| format!("{option} needs a value\n{USAGE}"))
+        };
+        match option.as_str() {
+            "--no-wrangler" => wrangler = false,
+            "--clients" => live.extend(["--clients".to_owned(), value()?]),
+            "--turn-seconds" => live.extend(["--seconds".to_owned(), value()?]),
+            "--turns" => live.extend(["--rounds".to_owned(), value()?]),
+            _ => run.push(option.clone()),
+        }
+    }
+    let results = target_dir().join("bench-results/gateway");
+    std::fs::create_dir_all(&results)?;
+    let (native, wasm) = native_and_wasm(GATEWAY_PROGRAM)?;
+    let native = || cmd(&native.to_string_lossy());
+    let report = |name: &str| results.join(format!("{name}.json"));
+    // The guest reads its thread's CPU time from the runner's /proc entry
+    // (the runner calls it on the thread that opened it).
+    let wasm = under_runner(&wasm, &["--dir", "/proc/thread-self::/thread"]);
+    for (runtime, mut command) in [("native", native()), ("wasm", wasm)] {
+        command.args(["run", "--runtime", runtime]).args(&run);
+        capture(&mut command, &report(runtime))?;
+    }
+    let mut table = native();
+    table
+        .arg("table")
+        .arg("--native")
+        .arg(report("native"))
+        .arg("--wasm")
+        .arg(report("wasm"));
+    if wrangler {
+        let registry = edge_registry::Registry::load()?;
+        crate::build::worker_unless_fresh(&registry, "gateway")?;
+        capture(
+            native()
+                .arg("live")
+                .arg("--wrangler")
+                .arg(crate::util::root().join("node_modules/.bin/wrangler"))
+                .args(&live),
+            &report("live"),
+        )?;
+        table.arg("--live").arg(report("live"));
+    }
+    let mut text = stdout_of(&mut table)?;
+    text.push_str(&format!("\nReports: {}\n", results.display()));
+    println!();
+    print!("{text}");
+    std::fs::write(results.join("table.md"), &text)?;
+    eprintln!(
+        "xtask: bench gateway took {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
