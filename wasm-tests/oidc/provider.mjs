@@ -18,7 +18,9 @@
 //
 // Control API (JSON in and out):
 //   POST /__test/token   {scope, roles, alg, audience, ttl, claims, header, secret, sub}
-//                        → the token endpoint's answer ({access_token, …}, plus `kid`)
+//                        → the token endpoint's answer ({access_token, …}, plus `kid`);
+//                        with ?format=jwt the access token alone, as text (for
+//                        `TOKEN=$(curl …)` without a JSON tool)
 //   POST /__test/sign    {payload, header, alg, kid, secret} → {token}: mints
 //                        anything (expired, alg none, crit, …) with jose and
 //                        the provider's own keys, for tokens a provider would not issue
@@ -242,8 +244,8 @@ async function mint({ payload = {}, header = {}, alg = 'RS256', kid, secret }) {
     .sign(key);
 }
 
-async function control(req, res, path) {
-  const route = `${req.method} ${path}`;
+async function control(req, res, url) {
+  const route = `${req.method} ${url.pathname}`;
   switch (route) {
     case 'GET /__test/health':
       return send(res, 200, { ok: true });
@@ -256,6 +258,10 @@ async function control(req, res, path) {
       return send(res, 200, stats);
     case 'POST /__test/token': {
       const [status, body] = await issue(await readJson(req));
+      if (status === 200 && url.searchParams.get('format') === 'jwt') {
+        res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+        return res.end(`${body.access_token}\n`);
+      }
       return send(res, status, body);
     }
     case 'POST /__test/sign':
@@ -279,9 +285,10 @@ async function control(req, res, path) {
 }
 
 const server = http.createServer((req, res) => {
-  const path = new URL(req.url, 'http://x').pathname;
+  const url = new URL(req.url, 'http://x');
+  const path = url.pathname;
   if (path.startsWith('/__test/')) {
-    control(req, res, path).catch((e) => send(res, 500, { error: String(e?.stack ?? e) }));
+    control(req, res, url).catch((e) => send(res, 500, { error: String(e?.stack ?? e) }));
     return;
   }
   if (path === '/.well-known/openid-configuration') stats.discovery_fetches += 1;

@@ -1,8 +1,9 @@
 //! `cargo xtask`: the project's two commands and the steps behind them.
 //!
-//! - `cargo xtask dev`: installs what is missing, builds every function for
-//!   every platform and serves them locally (Workers builds under
-//!   `wrangler dev`, Spin builds under the project's wasmtime host).
+//! - `cargo xtask dev [--policy NAME=PATH]...`: installs what is missing,
+//!   builds every function for every platform and serves them locally
+//!   (Workers builds under `wrangler dev`, Spin builds under the project's
+//!   wasmtime host), with a local OIDC provider and echo origin.
 //! - `cargo xtask test`: installs the same, then lints, builds and runs every
 //!   test, the conformance suite on all four runtimes included.
 //!
@@ -60,16 +61,18 @@ fn run(args: &[String]) -> Result<()> {
         Some("build-spin") => bail!("usage: cargo xtask build-spin NAME..."),
         Some("sizes") => build::sizes(&registry),
         Some("dev") => {
+            let options = dev::Options::parse(&registry, &args[1..])?;
             install::all(install::Needs::Build)?;
-            dev::serve(&registry)
+            dev::serve(&registry, &options)
         }
         Some("test") => {
             install::all(install::Needs::Test)?;
             build::test(&registry, started)
         }
         _ => bail!(
-            "usage: cargo xtask <dev|test|bench NAME|install|build|build-worker NAME|build-spin NAME...|sizes>\n\
+            "usage: cargo xtask <dev [--policy NAME=PATH]...|test|bench NAME|install|build|build-worker NAME|build-spin NAME...|sizes>\n\
              dev   builds every function for every platform and serves them on 127.0.0.1\n\
+             \x20     (--policy: function NAME's policy file, on Workers and Spin)\n\
              test  lints, builds and runs every test (the conformance suite on all runtimes)"
         ),
     }
