@@ -209,8 +209,6 @@ pub trait Mounted {
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem>;
     /// [`EdgeFunction::route`].
     fn route(&self, req: &Request) -> String;
-    /// [`EdgeFunction::health`].
-    async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)>;
     /// [`EdgeFunction::absorb_metrics`].
     async fn absorb_metrics(
         &self,
@@ -236,9 +234,6 @@ impl<F: EdgeFunction> Mounted for Mount<F> {
     }
     fn route(&self, req: &Request) -> String {
         self.0.route(req)
-    }
-    async fn health(&self, ctx: &Context<'_>) -> Vec<(&'static str, Check)> {
-        self.0.health(ctx).await
     }
     async fn absorb_metrics(
         &self,

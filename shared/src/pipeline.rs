@@ -108,13 +108,6 @@ pub trait Endpoint {
     async fn call(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem>;
 }
 
-impl crate::origin::OriginClient {
-    /// A client for `origin` with the default settings.
-    pub fn with_defaults(origin: crate::origin::Origin) -> Self {
-        Self::new(origin, crate::origin::OriginSettings::default())
-    }
-}
-
 /// The origin as a chain's end: forwarding with its timeout, retries
 /// and circuit breaker.
 #[async_trait(?Send)]

@@ -60,7 +60,7 @@ use std::time::Duration;
 use http::{HeaderValue, Method, StatusCode};
 use serde_json::json;
 
-use crate::function::{Check, Context};
+use crate::function::Context;
 use crate::model::{Request, Response};
 use crate::platform::{HttpError, SendOptions, Timestamp};
 use crate::policy::{FieldError, PolicyDuration, Validator};
@@ -372,6 +372,11 @@ impl OriginClient {
         }
     }
 
+    /// A client for `origin` with the default settings.
+    pub fn with_defaults(origin: Origin) -> Self {
+        Self::new(origin, OriginSettings::default())
+    }
+
     /// The origin.
     pub fn origin(&self) -> &Origin {
         &self.origin
@@ -397,20 +402,6 @@ impl OriginClient {
             self.breaker(now)
         } else {
             shared::snapshot(ctx.store(), &self.key, now, ctx).await
-        }
-    }
-
-    /// The breaker as a health check: failing while open (with the counts
-    /// and the time to the next probe), passing when closed or half-open.
-    pub async fn check(&self, ctx: &Context<'_>) -> Check {
-        let snapshot = self.breaker_state(ctx).await;
-        match snapshot.state {
-            BreakerState::Open => Check::Fail(format!(
-                "circuit open: too many of the last {WINDOW} requests failed; \
-                 next probe in {}s",
-                snapshot.retry_after_secs.unwrap_or(1)
-            )),
-            BreakerState::Closed | BreakerState::HalfOpen => Check::Pass,
         }
     }
 
