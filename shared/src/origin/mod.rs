@@ -10,7 +10,8 @@
 //!   (default 2, idempotent methods only, jittered exponential backoff).
 //! - [`OriginClient`]: an origin with its settings and circuit breaker
 //!   ([`BreakerState`]); [`OriginClient::forward`] sends a request there,
-//!   [`OriginClient::check`] reports the breaker on `/health`.
+//!   [`OriginClient::breaker_state`] reads the breaker, which `/health` shows
+//!   for every origin a function lists in `EdgeFunction::origins`.
 //! - [`forward_streamed`]: the same for a body too large to buffer, sent
 //!   as a stream by the platform's own client.
 //! - [`request_headers`] / [`response_headers`]: hop-by-hop and platform
