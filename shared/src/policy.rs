@@ -15,6 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use subtle::ConstantTimeEq;
 
+use crate::origin::allowed::{self, AllowedHosts, url_authority};
+
 /// The variable that, when set and non-empty, replaces the built-in policy
 /// document (`POLICY` in `wrangler.toml` `[vars]`, in Spin variables, or in
 /// the browser's `vars`).
@@ -122,6 +124,11 @@ pub enum ConfigError {
         /// The secret's name (never its value).
         name: String,
     },
+    /// URLs the policy names that the platform will not let the function
+    /// call (Spin's `allowed_outbound_hosts`, see [`Config::check_outbound`]):
+    /// each the field, the URL's `scheme://host[:port]` and the list.
+    #[error("{}", join(.0))]
+    NotAllowed(Vec<FieldError>),
 }
 
 fn join(errors: &[FieldError]) -> String {
@@ -179,12 +186,16 @@ impl serde::Serialize for PolicyDuration {
     }
 }
 
-/// The policy document, variables and secrets of one function instance.
+/// The policy document, variables and secrets of one function instance,
+/// and on Spin the hosts it may call.
 #[derive(Clone, Default)]
 pub struct Config {
     default_policy: String,
     vars: BTreeMap<String, String>,
     secrets: BTreeMap<String, Secret>,
+    /// `None`: no restriction (Workers, browsers, native); else the
+    /// component's allow-list, or why its variable could not be read.
+    allowed_hosts: Option<Result<AllowedHosts, ConfigError>>,
 }
 
 impl fmt::Debug for Config {
@@ -199,6 +210,7 @@ impl fmt::Debug for Config {
                     .collect::<BTreeMap<_, _>>(),
             )
             .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .field("allowed_hosts", &self.allowed_hosts)
             .finish_non_exhaustive()
     }
 }
@@ -257,6 +269,76 @@ impl Config {
                 value: value.to_owned(),
                 rule: "must be true or false".into(),
             })),
+        }
+    }
+
+    /// Restricts the URLs the function may call to `hosts` (Spin's
+    /// `allowed_outbound_hosts`), which [`Config::check_outbound`] checks.
+    pub fn with_allowed_hosts(mut self, hosts: AllowedHosts) -> Self {
+        self.allowed_hosts = Some(Ok(hosts));
+        self
+    }
+
+    /// The same from the text of the component variable mirroring the list
+    /// ([`allowed::VARIABLE`]: entries joined by commas). A text that does
+    /// not parse makes [`Config::check_outbound`] fail naming the variable.
+    pub fn with_allowed_outbound_hosts(mut self, text: &str) -> Self {
+        self.allowed_hosts =
+            Some(
+                AllowedHosts::parse_list(text).map_err(|e| ConfigError::Variable {
+                    name: allowed::VARIABLE.to_owned(),
+                    value: text.to_owned(),
+                    rule: format!("must list Spin allowed_outbound_hosts entries: {e}"),
+                }),
+            );
+        self
+    }
+
+    /// The hosts the function may call: `None` when the platform does not
+    /// restrict them; an error when the platform's list did not parse.
+    pub fn allowed_hosts(&self) -> Result<Option<&AllowedHosts>, ConfigError> {
+        match &self.allowed_hosts {
+            None => Ok(None),
+            Some(Ok(hosts)) => Ok(Some(hosts)),
+            Some(Err(e)) => Err(self.scrub(e.clone())),
+        }
+    }
+
+    /// Checks the URLs the policy names, each `(field path, URL)`, against
+    /// the allowed hosts: every one not allowed is named in one
+    /// [`ConfigError::NotAllowed`], e.g. `gateway.routes[2].origin:
+    /// https://x.example:8443 is not in this component's
+    /// allowed_outbound_hosts (https://api.example.com); add it to
+    /// spin.toml`. Without an allow-list every URL passes.
+    pub fn check_outbound<F, U>(
+        &self,
+        urls: impl IntoIterator<Item = (F, U)>,
+    ) -> Result<(), ConfigError>
+    where
+        F: Into<String>,
+        U: AsRef<str>,
+    {
+        let Some(hosts) = self.allowed_hosts()? else {
+            return Ok(());
+        };
+        let denied: Vec<FieldError> = urls
+            .into_iter()
+            .filter(|(_, url)| !hosts.allows_url(url.as_ref()))
+            .map(|(field, url)| FieldError {
+                path: field.into(),
+                value: self.redact(
+                    &url_authority(url.as_ref()).unwrap_or_else(|| format!("{:?}", url.as_ref())),
+                ),
+                rule: format!(
+                    "is not in this component's {} ({hosts}); add it to spin.toml",
+                    allowed::VARIABLE
+                ),
+            })
+            .collect();
+        if denied.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::NotAllowed(denied))
         }
     }
 
@@ -519,6 +601,64 @@ mod tests {
             err.to_string(),
             "counter.admin_token_secret: secret \"COUNTER_ADMIN_TOKEN\" is not set"
         );
+    }
+
+    #[test]
+    fn outbound_urls_are_checked_against_the_allowed_hosts() {
+        let urls = [
+            ("gateway.origin", "https://api.example.com/v1"),
+            ("gateway.routes[2].origin", "https://x.example:8443"),
+            (
+                "metrics.webhook",
+                "https://u:hunter2@alerts.example/hook?k=1",
+            ),
+        ];
+        // No allow-list (Workers, browsers): everything passes.
+        assert_eq!(Config::new("").check_outbound(urls), Ok(()));
+        let config = Config::new("").with_allowed_outbound_hosts("https://api.example.com");
+        let err = config.check_outbound(urls).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "gateway.routes[2].origin: https://x.example:8443 is not in this component's \
+             allowed_outbound_hosts (https://api.example.com); add it to spin.toml; \
+             metrics.webhook: https://alerts.example is not in this component's \
+             allowed_outbound_hosts (https://api.example.com); add it to spin.toml"
+        );
+        let config = Config::new("").with_allowed_outbound_hosts(
+            "https://api.example.com, https://x.example:8443,https://*.example",
+        );
+        assert_eq!(config.check_outbound(urls), Ok(()));
+        // An empty list allows nothing.
+        let err = Config::new("")
+            .with_allowed_outbound_hosts("")
+            .check_outbound([("anonymize.origin", "http://127.0.0.1:9000")])
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("allowed_outbound_hosts (none)"),
+            "{err}"
+        );
+        // A typed list does the same; clones keep it.
+        let hosts = AllowedHosts::parse(&["http://127.0.0.1:*"]).unwrap();
+        let config = Config::new("").with_allowed_hosts(hosts.clone()).clone();
+        assert_eq!(config.allowed_hosts(), Ok(Some(&hosts)));
+        assert_eq!(
+            config.check_outbound([("anonymize.origin", "http://127.0.0.1:9000")]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn a_malformed_allowed_hosts_variable_names_itself() {
+        let config = Config::new("").with_allowed_outbound_hosts("api.example.com");
+        let err = config
+            .check_outbound(std::iter::empty::<(String, String)>())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("variable allowed_outbound_hosts: \"api.example.com\" must list"),
+            "{err}"
+        );
+        assert!(err.contains("has no scheme"), "{err}");
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl EdgeFunction for Anonymize {
 
     fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let policy: AnonymizePolicy = config.policy()?;
+        config.check_outbound(policy.outbound())?;
         let section = policy.anonymize;
         let salt = config.require_secret("anonymize", SALT_SECRET)?;
         if salt.expose().len() < MIN_SECRET_BYTES {

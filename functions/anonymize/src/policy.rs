@@ -29,6 +29,18 @@ pub struct AnonymizePolicy {
     pub anonymize: Section,
 }
 
+impl AnonymizePolicy {
+    /// The URLs the function calls, each with its field path, for
+    /// `Config::check_outbound`: its origin.
+    pub fn outbound(&self) -> Vec<(String, String)> {
+        self.anonymize
+            .origin
+            .iter()
+            .map(|origin| ("anonymize.origin".to_owned(), origin.to_string()))
+            .collect()
+    }
+}
+
 /// What a body of a content type the anonymizer does not read gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -368,5 +380,49 @@ impl Policy for AnonymizePolicy {
                 );
             });
         });
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use edge_core::{Config, EdgeFunction};
+
+    use crate::Anonymize;
+
+    fn config(origin: Option<&str>) -> Config {
+        let policy = match origin {
+            Some(origin) => format!("[anonymize]\norigin = \"{origin}\"\n"),
+            None => "[anonymize]\n".to_owned(),
+        };
+        Config::new(Anonymize::DEFAULT_POLICY)
+            .with_var("POLICY", policy)
+            .with_secret(super::SALT_SECRET, "test-anonymization-salt")
+    }
+
+    fn error(config: &Config) -> String {
+        Anonymize::from_config(config).err().unwrap().to_string()
+    }
+
+    #[test]
+    fn an_origin_outside_the_allowed_hosts_fails_at_start_by_field() {
+        let refused = config(Some("http://127.0.0.1:9001/v1"))
+            .with_allowed_outbound_hosts("https://api.example.com");
+        assert_eq!(
+            error(&refused),
+            "anonymize.origin: http://127.0.0.1:9001 is not in this component's \
+             allowed_outbound_hosts (https://api.example.com); add it to spin.toml"
+        );
+        let allowed = config(Some("http://127.0.0.1:9001/v1"))
+            .with_allowed_outbound_hosts("http://127.0.0.1:9001");
+        assert!(Anonymize::from_config(&allowed).is_ok());
+        // No origin: nothing to call; no allow-list (Workers): anything goes.
+        let none = config(None).with_allowed_outbound_hosts("");
+        assert!(Anonymize::from_config(&none).is_ok());
+        assert!(Anonymize::from_config(&config(Some("https://x.example:8443"))).is_ok());
+        // spin.toml's default anonymize_origin_host takes the documented origin.
+        let default = config(Some("https://api.example.com"))
+            .with_allowed_outbound_hosts("https://api.example.com");
+        assert!(Anonymize::from_config(&default).is_ok());
     }
 }

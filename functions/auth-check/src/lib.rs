@@ -92,6 +92,7 @@ impl EdgeFunction for AuthCheck {
 
     fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let policy: AuthPolicy = config.policy()?;
+        config.check_outbound(policy.outbound())?;
         let section = policy.auth;
         let rules = section
             .rules

@@ -28,6 +28,33 @@ pub struct AuthPolicy {
     pub auth: Section,
 }
 
+impl AuthPolicy {
+    /// The URLs the function calls, each with its field path, for
+    /// `Config::check_outbound`: its origin, each provider's issuer when
+    /// it discovers its keys there (`{issuer}/.well-known/…`) and its
+    /// `jwks_url`. (A `jwks_uri` discovery returns is known only then.)
+    pub fn outbound(&self) -> Vec<(String, String)> {
+        let section = &self.auth;
+        let mut urls: Vec<(String, String)> = section
+            .origin
+            .iter()
+            .map(|origin| ("auth.origin".to_owned(), origin.to_string()))
+            .collect();
+        for (i, provider) in section.providers.iter().enumerate() {
+            if provider.discovery {
+                urls.push((
+                    format!("auth.providers[{i}].issuer"),
+                    provider.issuer.clone(),
+                ));
+            }
+            if let Some(url) = &provider.jwks_url {
+                urls.push((format!("auth.providers[{i}].jwks_url"), url.clone()));
+            }
+        }
+        urls
+    }
+}
+
 /// The `[auth]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -515,5 +542,77 @@ impl Forward {
                 "must not be a header the request needs",
             );
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use edge_core::{Config, EdgeFunction};
+
+    use crate::AuthCheck;
+
+    const POLICY: &str = r#"
+        [auth]
+        origin = "https://api.example.com"
+        [[auth.providers]]
+        issuer = "https://login.example.com/tenant"
+        discovery = true
+        [[auth.providers]]
+        issuer = "https://other.example"
+        jwks_url = "https://keys.example:8443/jwks.json?v=1"
+        [[auth.providers]]
+        issuer = "static"
+        algorithms = ["HS256"]
+        keys = [{ kid = "hs", hmac_secret = "AUTH_HS256_SECRET" }]
+    "#;
+
+    fn config(hosts: &str) -> Config {
+        Config::new(AuthCheck::DEFAULT_POLICY)
+            .with_var("POLICY", POLICY)
+            .with_secret("AUTH_HS256_SECRET", "auth-check-test-hs256-secret-0123")
+            .with_allowed_outbound_hosts(hosts)
+    }
+
+    #[test]
+    fn urls_outside_the_allowed_hosts_fail_at_start_by_field() {
+        let error = AuthCheck::from_config(&config("https://api.example.com"))
+            .err()
+            .unwrap()
+            .to_string();
+        let rule = "is not in this component's allowed_outbound_hosts \
+                    (https://api.example.com); add it to spin.toml";
+        assert_eq!(
+            error,
+            format!(
+                "auth.providers[0].issuer: https://login.example.com {rule}; \
+                 auth.providers[1].jwks_url: https://keys.example:8443 {rule}"
+            )
+        );
+        let error = AuthCheck::from_config(&config(
+            "https://login.example.com,https://keys.example:8443",
+        ))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            error.starts_with("auth.origin: https://api.example.com is not"),
+            "{error}"
+        );
+        // The issuer of a provider with keys in the policy ("static") is
+        // never fetched, so it needs no entry.
+        let allowed =
+            config("https://api.example.com,https://login.example.com,https://*.example:*");
+        assert!(AuthCheck::from_config(&allowed).is_ok());
+        // The built-in policy passes spin.toml's default auth_check_idp_host.
+        let default = Config::new(AuthCheck::DEFAULT_POLICY)
+            .with_secret("AUTH_API_KEY_HASH_KEY", "auth-check-test-hash-key-0123456")
+            .with_secret("AUTH_ADMIN_TOKEN", "auth-check-test-admin-token")
+            .with_allowed_outbound_hosts("https://auth.example.com");
+        assert!(
+            AuthCheck::from_config(&default).is_ok(),
+            "{:?}",
+            AuthCheck::from_config(&default).err()
+        );
     }
 }

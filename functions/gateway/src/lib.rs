@@ -83,6 +83,7 @@ impl EdgeFunction for Gateway {
 
     fn from_config(config: &Config) -> Result<Self, ConfigError> {
         let policy: GatewayPolicy = config.policy()?;
+        config.check_outbound(policy.outbound())?;
         let mut instances = Instances::new(&policy, config);
         let mut origins = Vec::new();
         let mut routes = Vec::with_capacity(policy.gateway.routes.len());

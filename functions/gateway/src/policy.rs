@@ -28,6 +28,23 @@ impl GatewayPolicy {
     pub fn section(&self, key: &str) -> Option<&Value> {
         self.sections.get(key)
     }
+
+    /// The origins the gateway's own fields name, each with its field
+    /// path, for `Config::check_outbound` (the composed functions check
+    /// theirs, under their sections, when they are built).
+    pub fn outbound(&self) -> Vec<(String, String)> {
+        let routes = self.gateway.routes.iter().enumerate();
+        let routes = routes.filter_map(|(i, route)| {
+            let origin = route.origin.as_ref()?;
+            Some((format!("gateway.routes[{i}].origin"), origin.to_string()))
+        });
+        self.gateway
+            .origin
+            .iter()
+            .map(|origin| ("gateway.origin".to_owned(), origin.to_string()))
+            .chain(routes)
+            .collect()
+    }
 }
 
 /// `[gateway]`.
@@ -239,6 +256,7 @@ impl RouteSpec {
 mod tests {
     use super::*;
     use edge_core::policy::parse_policy;
+    use edge_core::{Config, EdgeFunction};
 
     fn errors(text: &str) -> String {
         parse_policy::<GatewayPolicy>(text).unwrap_err().to_string()
@@ -273,6 +291,115 @@ mod tests {
             "gateway.routes[4].strip_prefix: false applies only with mount",
         ] {
             assert!(e.contains(expected), "{expected}\n in {e}");
+        }
+    }
+
+    const ROUTES: &str = r#"
+        [gateway]
+        origin = "https://api.example.com"
+        routes = [
+          { route = "/a/**" },
+          { route = "/b/**", origin = "https://api.example.com/v2" },
+          { route = "/c/**", origin = "https://x.example:8443" },
+          { route = "/counter/**", mount = "counter" },
+        ]
+    "#;
+
+    fn config(policy: &str) -> Config {
+        Config::new(crate::DEFAULT_POLICY)
+            .with_var("POLICY", policy)
+            .with_secret("COUNTER_ADMIN_TOKEN", "gateway-test-admin-token")
+            .with_secret("AUTH_HS256_SECRET", "gateway-test-hs256-secret-0123456789")
+            .with_secret(
+                "AUTH_API_KEY_HASH_KEY",
+                "gateway-test-api-key-hash-key-0123",
+            )
+            .with_secret("AUTH_ADMIN_TOKEN", "gateway-test-auth-admin-token")
+            .with_secret("RATE_LIMIT_HASH_KEY", "gateway-test-hash-key")
+            .with_secret("RATE_LIMIT_ADMIN_TOKEN", "gateway-test-rate-limit-admin")
+            .with_secret("GDPR_ANONYMIZATION_SALT", "gateway-test-anonymization-salt")
+            .with_secret("METRICS_INGEST_TOKEN", "gateway-test-ingest")
+    }
+
+    fn start_error(config: &Config) -> String {
+        crate::Gateway::from_config(config)
+            .err()
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn a_route_origin_outside_the_allowed_hosts_fails_at_start_by_field() {
+        let refused = config(ROUTES).with_allowed_outbound_hosts("https://api.example.com");
+        assert_eq!(
+            start_error(&refused),
+            "gateway.routes[2].origin: https://x.example:8443 is not in this component's \
+             allowed_outbound_hosts (https://api.example.com); add it to spin.toml"
+        );
+        let allowed = config(ROUTES)
+            .with_allowed_outbound_hosts("https://api.example.com,https://x.example:8443");
+        assert!(crate::Gateway::from_config(&allowed).is_ok());
+        // gateway.origin too, and every refused URL at once.
+        let error = start_error(&config(ROUTES).with_allowed_outbound_hosts("https://*.test"));
+        for field in [
+            "gateway.origin: https://api.example.com is not",
+            "gateway.routes[1].origin: https://api.example.com is not",
+            "gateway.routes[2].origin: https://x.example:8443 is not",
+        ] {
+            assert!(error.contains(field), "{field}\n in {error}");
+        }
+        // Without an allow-list (Workers, browsers) every origin passes.
+        assert!(crate::Gateway::from_config(&config(ROUTES)).is_ok());
+    }
+
+    #[test]
+    fn composed_functions_urls_are_checked_under_their_sections() {
+        let policy = r#"
+            [gateway]
+            origin = "https://api.example.com"
+            routes = [
+              { route = "/api/**", auth = true },
+              { route = "/_metrics/**", mount = "metrics", strip_prefix = false },
+            ]
+            [auth]
+            [[auth.providers]]
+            issuer = "https://idp.example"
+            discovery = true
+            [metrics]
+            retention = "1h"
+            summary_window = "5m"
+            ingest_token_secret = "METRICS_INGEST_TOKEN"
+            admin_token_secret = "METRICS_ADMIN_TOKEN"
+            webhook = "https://hooks.example/alerts"
+        "#;
+        let error =
+            start_error(&config(policy).with_allowed_outbound_hosts("https://api.example.com"));
+        assert!(
+            error.starts_with("auth.providers[0].issuer: https://idp.example is not"),
+            "{error}"
+        );
+        let error = start_error(
+            &config(policy)
+                .with_allowed_outbound_hosts("https://api.example.com,https://idp.example"),
+        );
+        assert!(
+            error.starts_with("metrics.webhook: https://hooks.example is not"),
+            "{error}"
+        );
+        let allowed = config(policy).with_allowed_outbound_hosts(
+            "https://api.example.com,https://idp.example,https://hooks.example",
+        );
+        assert!(crate::Gateway::from_config(&allowed).is_ok());
+    }
+
+    #[test]
+    fn the_built_in_policy_passes_spin_tomls_default_hosts() {
+        // gateway_origin_host, auth_check_idp_host, metrics_webhook_host.
+        let config = config("").with_allowed_outbound_hosts(
+            "https://api.example.com,https://auth.example.com,https://alerts.example.com",
+        );
+        if let Err(e) = crate::Gateway::from_config(&config) {
+            panic!("{e}");
         }
     }
 

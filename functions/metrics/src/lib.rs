@@ -126,7 +126,9 @@ impl EdgeFunction for Metrics {
     ];
 
     fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let policy = config.policy::<MetricsPolicy>()?.metrics;
+        let policy = config.policy::<MetricsPolicy>()?;
+        config.check_outbound(policy.outbound())?;
+        let policy = policy.metrics;
         let secret = |name: &str| {
             config
                 .secret(name)

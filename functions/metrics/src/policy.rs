@@ -15,6 +15,18 @@ pub struct MetricsPolicy {
     pub metrics: MetricsSection,
 }
 
+impl MetricsPolicy {
+    /// The URLs the function calls, each with its field path, for
+    /// `Config::check_outbound`: its webhook.
+    pub fn outbound(&self) -> Vec<(String, String)> {
+        self.metrics
+            .webhook
+            .iter()
+            .map(|url| ("metrics.webhook".to_owned(), url.clone()))
+            .collect()
+    }
+}
+
 /// The `[metrics]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -266,6 +278,34 @@ mod tests {
         ] {
             assert!(parse_condition(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_webhook_outside_the_allowed_hosts_fails_at_start_by_field() {
+        use edge_core::{Config, EdgeFunction};
+        let policy = include_str!("../policy.toml").replacen(
+            "[metrics]\n",
+            "[metrics]\nwebhook = \"https://hooks.example:8443/alerts\"\n",
+            1,
+        );
+        let config = |hosts: &str| {
+            Config::new(crate::Metrics::DEFAULT_POLICY)
+                .with_var("POLICY", policy.as_str())
+                .with_allowed_outbound_hosts(hosts)
+        };
+        let error = crate::Metrics::from_config(&config("https://alerts.example.com"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            error,
+            "metrics.webhook: https://hooks.example:8443 is not in this component's \
+             allowed_outbound_hosts (https://alerts.example.com); add it to spin.toml"
+        );
+        assert!(crate::Metrics::from_config(&config("https://hooks.example:8443")).is_ok());
+        // Without a webhook nothing is called.
+        let none = Config::new(crate::Metrics::DEFAULT_POLICY).with_allowed_outbound_hosts("");
+        assert!(crate::Metrics::from_config(&none).is_ok());
     }
 
     #[test]

@@ -18,6 +18,14 @@
 //!
 //! Spin variable names are lower case, so a function variable `POLICY` is
 //! read from the Spin variable `policy`.
+//!
+//! A component cannot read its own `allowed_outbound_hosts`, so spin.toml
+//! mirrors the list in the component variable `allowed_outbound_hosts`
+//! ([`edge_core::origin::allowed::VARIABLE`], the entries joined by
+//! commas); when it is set, the config carries it as the allow-list every
+//! function checks its policy's URLs against at start, so that a URL Spin
+//! would deny fails the function with the field named (`/health` and every
+//! request answer the misconfigured problem) rather than a 502 per request.
 
 mod store;
 mod streaming;
@@ -44,7 +52,9 @@ pub use streaming::{LocalBody, StreamingResponse, serve_streaming};
 /// The response type handed back to Spin.
 pub type SpinResponse = http::Response<Full<bytes::Bytes>>;
 
-/// Reads the function's configuration from Spin variables (lower-cased names).
+/// Reads the function's configuration from Spin variables (lower-cased
+/// names), with the component's allowed outbound hosts when spin.toml
+/// mirrors them.
 pub async fn config_from_variables<F: EdgeFunction>() -> Config {
     // Spin's variables are read asynchronously: every one `F` declares
     // first, then the core builds the config from them.
@@ -55,10 +65,15 @@ pub async fn config_from_variables<F: EdgeFunction>() -> Config {
             values.insert(name, value);
         }
     }
-    edge_core::function::config::<F>(
+    let config = edge_core::function::config::<F>(
         |name| values.get(name).cloned(),
         |name| values.get(name).cloned(),
-    )
+    );
+    // Undefined (a component without the mirror): no allow-list.
+    match spin_sdk::variables::get(edge_core::origin::allowed::VARIABLE).await {
+        Ok(hosts) => config.with_allowed_outbound_hosts(&hosts),
+        Err(_) => config,
+    }
 }
 
 /// Serves one request with function `F`: the body of an `#[http_service]`.

@@ -17,6 +17,8 @@
 //! - [`request_headers`] / [`response_headers`]: hop-by-hop and platform
 //!   headers stay here; `Forwarded`, `X-Forwarded-*`, `traceparent` and
 //!   the correlation id go along.
+//! - [`AllowedHosts`]: Spin's `allowed_outbound_hosts`, which a function
+//!   checks its origins against at start (see [`allowed`]).
 //!
 //! Failures are RFC 9457 problems whose details never name the origin's
 //! URL (it may hold secrets): 502 `origin-unavailable` (no connection, a
@@ -47,6 +49,7 @@
 //!
 //! [`Runtime::keeps_instances`]: crate::model::Runtime::keeps_instances
 
+pub mod allowed;
 mod breaker;
 mod headers;
 mod shared;
@@ -67,6 +70,7 @@ use crate::platform::{HttpError, SendOptions, Timestamp};
 use crate::policy::{FieldError, PolicyDuration, Validator};
 use crate::problem::Problem;
 
+pub use allowed::{AllowedHosts, AllowedHostsError};
 pub use breaker::{BreakerSnapshot, BreakerState, FAILURES_TO_OPEN, OPEN_FOR, WINDOW};
 pub use headers::{
     CLIENT_ADDRESS_HEADERS, HOP_BY_HOP, PLATFORM_PREFIXES, TraceParent, request_headers,

@@ -2,11 +2,13 @@
 //! (`wasm_tests::native::FUNCTIONS`, each function's `EdgeFunction`
 //! variables and secrets), `wrangler.toml` and `spin.toml`. The checker is
 //! a function over parsed documents; the tests below also show it failing
-//! on manifests with a function missing, one too many, or drifted
-//! variables.
+//! on manifests with a function missing, one too many, drifted variables,
+//! or a component whose `allowed_outbound_hosts` variable does not mirror
+//! its manifest list.
 
 use std::collections::BTreeSet;
 
+use edge_core::origin::allowed::VARIABLE as ALLOWED_HOSTS_VARIABLE;
 use edge_registry::Registry;
 use toml::{Table, Value};
 use wasm_tests::native::{FUNCTIONS, Registration};
@@ -352,6 +354,16 @@ fn check_spin(docs: &Documents<'_>, problems: &mut Vec<String>) {
                 "{what}: key_value_stores does not include \"default\""
             ));
         }
+        let variables = at(component, "variables")
+            .and_then(Value::as_table)
+            .unwrap_or(&empty);
+        if let Some(problem) = allowed_hosts_mirror(
+            &what,
+            array_at(component, "allowed_outbound_hosts"),
+            variables.get(ALLOWED_HOSTS_VARIABLE),
+        ) {
+            problems.push(problem);
+        }
         for host in array_at(component, "allowed_outbound_hosts") {
             let Some(target) = host.as_str().and_then(template_target) else {
                 continue;
@@ -371,9 +383,6 @@ fn check_spin(docs: &Documents<'_>, problems: &mut Vec<String>) {
             .chain(registration.secrets.iter().map(|s| (*s, true)))
             .map(|(v, secret)| (v.to_ascii_lowercase(), secret))
             .collect();
-        let variables = at(component, "variables")
-            .and_then(Value::as_table)
-            .unwrap_or(&empty);
         for (variable, secret) in &expected {
             let Some(template) = variables.get(variable) else {
                 problems.push(format!("{what}: variables has no {variable}"));
@@ -403,7 +412,7 @@ fn check_spin(docs: &Documents<'_>, problems: &mut Vec<String>) {
             }
         }
         for variable in variables.keys() {
-            if !expected.iter().any(|(v, _)| v == variable) {
+            if variable != ALLOWED_HOSTS_VARIABLE && !expected.iter().any(|(v, _)| v == variable) {
                 problems.push(format!(
                     "{what}: variables.{variable} is not read by {name} (POLICY, its VARIABLES and SECRETS are)"
                 ));
@@ -431,6 +440,46 @@ fn check_spin(docs: &Documents<'_>, problems: &mut Vec<String>) {
             ));
         }
     }
+}
+
+/// A component's `allowed_outbound_hosts` against the component variable
+/// mirroring it (the Spin glue reads it as the allow-list functions check
+/// their policy's URLs against at start): the same entries, templates and
+/// all, in the same order, joined by commas. A component with outbound
+/// hosts needs it; one without may leave it out (or mirror the empty list
+/// with `""`).
+fn allowed_hosts_mirror(what: &str, hosts: &[Value], mirror: Option<&Value>) -> Option<String> {
+    let entries: Vec<&str> = hosts
+        .iter()
+        .filter_map(Value::as_str)
+        .map(str::trim)
+        .collect();
+    let expected = entries.join(",");
+    let Some(mirror) = mirror else {
+        return (!entries.is_empty()).then(|| {
+            format!(
+                "{what}: has allowed_outbound_hosts but no variables.{ALLOWED_HOSTS_VARIABLE} \
+                 mirroring them (expected {ALLOWED_HOSTS_VARIABLE} = {expected:?}): without it \
+                 a policy URL outside them fails per request instead of at start"
+            )
+        });
+    };
+    let found: Option<Vec<&str>> = mirror.as_str().map(|text| {
+        if text.trim().is_empty() {
+            Vec::new()
+        } else {
+            text.split(',').map(str::trim).collect()
+        }
+    });
+    let shown = mirror
+        .as_str()
+        .map_or_else(|| format!("{mirror:?}"), |text| format!("{text:?}"));
+    (found.as_deref() != Some(entries.as_slice())).then(|| {
+        format!(
+            "{what}: variables.{ALLOWED_HOSTS_VARIABLE} is {shown}, which does not mirror \
+             allowed_outbound_hosts: expected {expected:?}"
+        )
+    })
 }
 
 fn read(file: &str) -> Table {
@@ -684,4 +733,199 @@ fn registry_check_takes_a_top_level_worker() {
     let problems = workspace.problems();
     assert_found(&problems, &["no [env.counter]"]);
     assert_found(&problems, &["the top level has a main"]);
+}
+
+#[test]
+fn registry_check_finds_a_drifted_allowed_hosts_mirror() {
+    let mirror = |workspace: &mut Workspace, component: &str| -> Option<Value> {
+        workspace
+            .table("spin", &format!("component.{component}.variables"))
+            .remove(ALLOWED_HOSTS_VARIABLE)
+    };
+    // Every component with outbound hosts mirrors them.
+    let mut workspace = Workspace::load();
+    for component in ["gateway", "anonymize", "auth-check", "metrics"] {
+        assert!(
+            mirror(&mut workspace, component).is_some(),
+            "{component} has no {ALLOWED_HOSTS_VARIABLE} variable"
+        );
+    }
+    assert_found(
+        &workspace.problems(),
+        &[
+            "[component.gateway]",
+            "no variables.allowed_outbound_hosts",
+            "\"{{ gateway_origin_host }},{{ auth_check_idp_host }},{{ metrics_webhook_host }}\"",
+        ],
+    );
+
+    // A host added to the list but not to the mirror.
+    let mut workspace = Workspace::load();
+    workspace
+        .table("spin", "component.anonymize")
+        .get_mut("allowed_outbound_hosts")
+        .and_then(Value::as_array_mut)
+        .unwrap()
+        .push("https://extra.example".into());
+    assert_found(
+        &workspace.problems(),
+        &[
+            "[component.anonymize]",
+            "variables.allowed_outbound_hosts is \"{{ anonymize_origin_host }}\"",
+            "expected \"{{ anonymize_origin_host }},https://extra.example\"",
+        ],
+    );
+
+    // The mirror naming another variable, or its entries reordered.
+    for drifted in [
+        "{{ auth_check_idp_host }},{{ gateway_origin_host }},{{ metrics_webhook_host }}",
+        "{{ gateway_origin_host }},{{ auth_check_idp_host }}",
+        "{{ gateway_origin_host }},{{ auth_check_idp_host }},{{ metrics_webhook_host }},",
+        "https://api.example.com,{{ auth_check_idp_host }},{{ metrics_webhook_host }}",
+    ] {
+        let mut workspace = Workspace::load();
+        workspace
+            .table("spin", "component.gateway.variables")
+            .insert(ALLOWED_HOSTS_VARIABLE.into(), drifted.into());
+        assert_found(
+            &workspace.problems(),
+            &[
+                "[component.gateway]",
+                "does not mirror allowed_outbound_hosts",
+            ],
+        );
+    }
+    // Blank around the commas is no drift; a component without outbound
+    // hosts may mirror the empty list.
+    let mut workspace = Workspace::load();
+    workspace
+        .table("spin", "component.gateway.variables")
+        .insert(
+            ALLOWED_HOSTS_VARIABLE.into(),
+            " {{ gateway_origin_host }}, {{ auth_check_idp_host }} ,{{ metrics_webhook_host }}"
+                .into(),
+        );
+    workspace
+        .table("spin", "component.counter.variables")
+        .insert(ALLOWED_HOSTS_VARIABLE.into(), "".into());
+    assert_eq!(workspace.problems(), Vec::<String>::new());
+    // Not a string at all.
+    workspace
+        .table("spin", "component.counter.variables")
+        .insert(ALLOWED_HOSTS_VARIABLE.into(), Value::Integer(1));
+    assert_found(
+        &workspace.problems(),
+        &[
+            "[component.counter]",
+            "is Integer(1), which does not mirror",
+        ],
+    );
+}
+
+#[test]
+fn allowed_hosts_mirror_compares_entries_in_order() {
+    let hosts: Vec<Value> = vec!["{{ a_host }}".into(), "https://b.example".into()];
+    let check =
+        |mirror: Option<&str>| allowed_hosts_mirror("c", &hosts, mirror.map(Value::from).as_ref());
+    assert_eq!(check(Some("{{ a_host }},https://b.example")), None);
+    assert_eq!(check(Some("{{ a_host }} , https://b.example ")), None);
+    assert!(check(Some("https://b.example,{{ a_host }}")).is_some());
+    assert!(check(Some("{{ a_host }}")).is_some());
+    assert!(check(Some("")).is_some());
+    assert!(
+        check(None)
+            .unwrap()
+            .contains("no variables.allowed_outbound_hosts")
+    );
+    assert_eq!(allowed_hosts_mirror("c", &[], None), None);
+    assert_eq!(allowed_hosts_mirror("c", &[], Some(&Value::from(""))), None);
+    assert!(allowed_hosts_mirror("c", &[], Some(&Value::from("https://x.example"))).is_some());
+}
+
+/// The gateway's Spin build in the wasmtime host, resolved from the
+/// workspace's spin.toml as `cargo xtask dev` resolves it (the dev values
+/// of the secrets, `overrides` on top), its guest logs captured.
+fn gateway_from_spin_toml(
+    overrides: &[(&str, &str)],
+) -> (wasm_tests::host::App, wasm_tests::host::GuestLogs) {
+    use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore, manifest};
+    let registry = Registry::load().unwrap();
+    let mut values: std::collections::HashMap<String, String> = registry
+        .dev
+        .secrets
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    for (name, value) in overrides {
+        values.insert((*name).to_owned(), (*value).to_owned());
+    }
+    let components =
+        manifest::load(&wasm_tests::workspace_root().join("spin.toml"), &values).unwrap();
+    let gateway = components.into_iter().find(|c| c.id == "gateway").unwrap();
+    let logs = GuestLogs::new(1 << 20);
+    let app = App::load(
+        &gateway.source,
+        AppConfig {
+            variables: gateway.variables,
+            kv: KvStore::new(),
+            route: gateway.route,
+            guest_stderr: Some(logs.clone()),
+        },
+    )
+    .expect("the Spin build of the gateway (run `cargo xtask build`)")
+    .with_allowed_outbound_hosts(gateway.allowed_outbound_hosts);
+    (app, logs)
+}
+
+fn get_health(app: &wasm_tests::host::App) -> (u16, String) {
+    let request = http::Request::get("http://127.0.0.1/gateway/health")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let response = runtime
+        .block_on(app.handle(request, "127.0.0.1:4000".parse().unwrap()))
+        .unwrap();
+    (
+        response.status().as_u16(),
+        String::from_utf8_lossy(response.body()).into_owned(),
+    )
+}
+
+#[test]
+fn a_spin_gateway_route_origin_outside_the_allowed_hosts_fails_at_start() {
+    // spin.toml's mirror, resolved by the host, reaches the guest: the
+    // route origin outside gateway_origin_host (and the other two hosts)
+    // makes /health answer the misconfigured problem, the log naming the
+    // field, before any request would have been denied.
+    let policy = r#"
+        [gateway]
+        routes = [
+          { route = "/ok/**", origin = "http://127.0.0.1:9/v1" },
+          { route = "/elsewhere/**", origin = "http://127.0.0.1:8443" },
+        ]
+    "#;
+    let (app, logs) = gateway_from_spin_toml(&[
+        ("gateway_policy", policy),
+        ("gateway_origin_host", "http://127.0.0.1:9"),
+    ]);
+    let (status, body) = get_health(&app);
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("misconfigured"), "{body}");
+    let logs = String::from_utf8_lossy(&logs.contents()).into_owned();
+    assert!(
+        logs.contains(
+            "gateway.routes[1].origin: http://127.0.0.1:8443 is not in this component's \
+             allowed_outbound_hosts (http://127.0.0.1:9, https://auth.example.com, \
+             https://alerts.example.com); add it to spin.toml"
+        ),
+        "{logs}"
+    );
+
+    // The same policy with the origin's host allowed starts.
+    let (app, _) = gateway_from_spin_toml(&[
+        ("gateway_policy", policy),
+        ("gateway_origin_host", "http://127.0.0.1:*"),
+    ]);
+    let (status, body) = get_health(&app);
+    assert_eq!(status, 200, "{body}");
 }
