@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 use http::{HeaderValue, Method, StatusCode};
-use serde_json::json;
+use std::cell::RefCell;
+
+use serde_json::{Map, Value, json};
 
 use crate::log::{LogSink, Logger};
 use crate::metrics::{MetricsBatch, Recorder};
@@ -44,6 +46,8 @@ pub struct Context<'a> {
     log: Logger<'a>,
     function: &'static str,
     correlation_id: &'a str,
+    /// Fields for this request's one log line (see [`Context::note`]).
+    notes: RefCell<Map<String, Value>>,
 }
 
 impl<'a> Context<'a> {
@@ -62,6 +66,7 @@ impl<'a> Context<'a> {
             log: Logger::new(services.log_sink, services.clock, function, correlation_id),
             function,
             correlation_id,
+            notes: RefCell::default(),
         }
     }
     /// This request's correlation id (echoed to the client, passed on to an origin).
@@ -96,10 +101,32 @@ impl<'a> Context<'a> {
     pub fn log(&self) -> &Logger<'a> {
         &self.log
     }
+    /// Adds `key: value` to this request's one log line, where [`serve`]
+    /// writes it: what a stage decided on a request that went on (who was
+    /// authenticated, what was found in the body). A line of its own per
+    /// stage would cost every request a formatted record, and a reader
+    /// would have to join them. Notes taken on a context that writes no
+    /// request line are logged as one line when it ends.
+    pub fn note(&self, key: &str, value: Value) {
+        self.notes.borrow_mut().insert(key.to_owned(), value);
+    }
+    /// Takes the notes so far (for the request line).
+    fn take_notes(&self) -> Map<String, Value> {
+        std::mem::take(&mut *self.notes.borrow_mut())
+    }
     /// Sets one of the function's gauges (kept when the platform records metrics).
     pub fn gauge(&self, name: &str, value: f64) {
         if let Some(recorder) = self.services.metrics {
             recorder.set_gauge(self.function, name, value, self.services.clock.now());
+        }
+    }
+}
+
+impl Drop for Context<'_> {
+    fn drop(&mut self) {
+        let notes = self.take_notes();
+        if !notes.is_empty() {
+            self.log.info("request notes", Value::Object(notes));
         }
     }
 }
@@ -334,16 +361,16 @@ pub async fn serve<F: EdgeFunction>(
             finished,
         );
     }
-    ctx.log.info(
-        "request",
-        json!({
-            "runtime": services.runtime.as_str(),
-            "method": method.as_str(),
-            "path": path,
-            "status": response.status().as_u16(),
-            "duration_ms": elapsed.as_secs_f64() * 1000.0,
-        }),
+    let mut fields = ctx.take_notes();
+    fields.insert("runtime".into(), services.runtime.as_str().into());
+    fields.insert("method".into(), method.as_str().into());
+    fields.insert("path".into(), path.into());
+    fields.insert("status".into(), response.status().as_u16().into());
+    fields.insert(
+        "duration_ms".into(),
+        (elapsed.as_secs_f64() * 1000.0).into(),
     );
+    ctx.log.info("request", Value::Object(fields));
     response
 }
 
@@ -537,7 +564,7 @@ pub fn correlation_id(headers: &http::HeaderMap, random: &dyn Random) -> String 
         // need to be distinct enough to read logs by.
         bytes = [0u8; 16];
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    base16ct::lower::encode_string(&bytes)
 }
 
 #[cfg(test)]
@@ -575,7 +602,8 @@ mod tests {
             Ok(Echo(config.policy::<EchoPolicy>()?.greeting))
         }
 
-        async fn handle(&self, req: Request, _ctx: &Context<'_>) -> Result<Response, Problem> {
+        async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
+            ctx.note("greeted", json!({ "with": self.0 }));
             if req.uri().path() == "/fail" {
                 return Err(Problem::bad_request("nope", "asked to fail"));
             }
@@ -628,6 +656,47 @@ mod tests {
             ("echo", "/upload/*", "PUT", 201)
         );
         assert_eq!((sketch.count(), sketch.sum()), (1, 0.25));
+    }
+
+    #[test]
+    fn notes_join_the_one_request_line_on_every_outcome() {
+        let f = platform();
+        let instance = instantiate::<Echo>(&Config::new(Echo::DEFAULT_POLICY));
+        for path in ["/ok", "/fail"] {
+            block_on(f.serve(&instance, get(path)));
+        }
+        let lines: Vec<serde_json::Value> = f
+            .logs
+            .lines()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        for (line, (path, status)) in lines.iter().zip([("/ok", 200), ("/fail", 400)]) {
+            assert_eq!(line["message"], "request");
+            assert_eq!(
+                (line["path"].as_str(), line["status"].as_u64()),
+                (Some(path), Some(status))
+            );
+            assert_eq!(line["greeted"]["with"], "hi");
+        }
+    }
+
+    #[test]
+    fn notes_on_a_context_without_a_request_line_are_not_lost() {
+        let f = platform();
+        let services = f.services();
+        let ctx = Context::named(&services, "echo", "cid-1");
+        ctx.note("decided", json!("yes"));
+        drop(ctx);
+        let lines = f.logs.lines();
+        assert_eq!(lines.len(), 1);
+        let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(
+            (line["message"].as_str(), line["decided"].as_str()),
+            (Some("request notes"), Some("yes"))
+        );
+        assert_eq!(line["correlation_id"], "cid-1");
     }
 
     #[test]

@@ -179,7 +179,7 @@ impl Filter for Anonymize {
                 Err(unsupported(&head.headers))
             }
             None => {
-                ctx.log().info("passed unread", json!({}));
+                ctx.note("anonymized", json!("passed unread"));
                 Ok(None)
             }
         }
@@ -193,8 +193,7 @@ impl Filter for Anonymize {
         ctx: &Context<'_>,
     ) {
         if let Some(FindingsSummary(findings)) = request.get() {
-            ctx.log()
-                .info("anonymized", json!({ "findings": findings }));
+            ctx.note("anonymized", json!({ "findings": findings }));
         }
     }
 }

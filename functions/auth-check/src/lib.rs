@@ -189,7 +189,7 @@ impl Filter for AuthCheck {
             Access::Authenticated => {
                 let identity = self.authenticate(&head.headers, rule, ctx).await?;
                 self.authorize(&identity, rule)?;
-                ctx.log().info(
+                ctx.note(
                     "authenticated",
                     json!({
                         "credential": kind_name(identity.kind),

@@ -159,11 +159,18 @@ pub fn request_headers(
 /// Removes from an origin's answer what must not reach the client: the
 /// hop-by-hop headers and those its `Connection` header names.
 pub fn response_headers(headers: &mut HeaderMap) {
-    for name in connection_named(headers) {
-        headers.remove(name.as_str());
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(*name);
+    let named = connection_named(headers);
+    // One pass over what came (a handful of headers), not a lookup per
+    // hop-by-hop name.
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(&name.as_str()) || named.iter().any(|n| n == name.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in doomed {
+        headers.remove(name);
     }
 }
 
@@ -337,16 +344,22 @@ impl TraceParent {
 
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("00-")?;
-        for b in self.trace_id {
-            write!(f, "{b:02x}")?;
-        }
-        f.write_str("-")?;
-        for b in self.parent_id {
-            write!(f, "{b:02x}")?;
-        }
-        write!(f, "-{:02x}", self.flags)
+        let mut trace = [0u8; 32];
+        let mut parent = [0u8; 16];
+        let mut flags = [0u8; 2];
+        write!(
+            f,
+            "00-{}-{}-{}",
+            encode(&self.trace_id, &mut trace)?,
+            encode(&self.parent_id, &mut parent)?,
+            encode(&[self.flags], &mut flags)?
+        )
     }
+}
+
+/// `src` in lower-case hex, in `dst` (twice `src`'s length).
+fn encode<'a>(src: &[u8], dst: &'a mut [u8]) -> Result<&'a str, fmt::Error> {
+    base16ct::lower::encode_str(src, dst).map_err(|_| fmt::Error)
 }
 
 /// A random span id, never all zero.
@@ -359,20 +372,12 @@ fn span_id(random: &dyn Random) -> Option<[u8; 8]> {
     Some(id)
 }
 
-/// Decodes lower-case hex (an even number of digits).
+/// Decodes lower-case hex (an even number of digits, at least two).
 fn lower_hex(text: &str) -> Option<Vec<u8>> {
-    let digit = |b: u8| match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        _ => None,
-    };
-    if text.is_empty() || !text.len().is_multiple_of(2) {
+    if text.is_empty() {
         return None;
     }
-    text.as_bytes()
-        .chunks(2)
-        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
-        .collect()
+    base16ct::lower::decode_vec(text).ok()
 }
 
 #[cfg(test)]
