@@ -164,7 +164,9 @@ impl EdgeFunction for RateLimit {
     const SECRETS: &'static [&'static str] = &["RATE_LIMIT_HASH_KEY", "RATE_LIMIT_ADMIN_TOKEN"];
 
     fn from_config(config: &Config) -> Result<Self, ConfigError> {
-        let policy = config.policy::<RateLimitPolicy>()?.rate_limit;
+        let policy = config.policy::<RateLimitPolicy>()?;
+        config.check_outbound(policy.outbound())?;
+        let policy = policy.rate_limit;
         let enabled = config.var_bool(ENABLED_VARIABLE, policy.enabled)?;
         let default_failure = match config.var(FAIL_OPEN_VARIABLE) {
             Some(v) if !v.trim().is_empty() => {

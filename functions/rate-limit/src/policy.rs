@@ -23,6 +23,18 @@ pub struct RateLimitPolicy {
     pub rate_limit: Section,
 }
 
+impl RateLimitPolicy {
+    /// The URLs the function calls, each with its field path, for
+    /// `Config::check_outbound`: its origin.
+    pub fn outbound(&self) -> Vec<(String, String)> {
+        self.rate_limit
+            .origin
+            .iter()
+            .map(|origin| ("rate_limit.origin".to_owned(), origin.to_string()))
+            .collect()
+    }
+}
+
 /// What a scope does when its store cannot be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -486,3 +486,24 @@ fn admitted_requests_go_to_the_origin_with_the_fields() {
     let down = serve(&f, &rl, request("GET", "/other", "192.0.2.2"));
     assert_eq!(down.status(), 502);
 }
+
+#[test]
+fn an_origin_outside_the_allowed_hosts_fails_at_start_by_field() {
+    let policy = with_scopes(
+        "origin = \"http://127.0.0.1:9001/v1\"",
+        "[[rate_limit.scopes]]\nname = \"S\"\nalgorithm = \"fixed_window\"\nlimit = 1\n\
+         period = \"1m\"\nkey = [\"ip\"]",
+    );
+    let refused = RateLimit::from_config(
+        &config(&policy).with_allowed_outbound_hosts("https://api.example.com"),
+    );
+    assert_eq!(
+        refused.err().unwrap().to_string(),
+        "rate_limit.origin: http://127.0.0.1:9001 is not in this component's \
+         allowed_outbound_hosts (https://api.example.com); add it to spin.toml"
+    );
+    let allowed = config(&policy).with_allowed_outbound_hosts("http://127.0.0.1:9001");
+    assert!(RateLimit::from_config(&allowed).is_ok());
+    // No allow-list (Workers, browsers): any origin.
+    assert!(RateLimit::from_config(&config(&policy)).is_ok());
+}
