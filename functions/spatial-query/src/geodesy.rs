@@ -130,6 +130,13 @@ const R_MEAN: f64 = 6_371_008.8;
 /// Bounds on geodesic / great-circle distance, widened to 1%.
 const RATIO_LOW: f64 = 0.99;
 const RATIO_HIGH: f64 = 1.01;
+/// Absolute slack on every sphere-side bound, metres. The ratios cover the
+/// ellipsoid; this covers rounding, which is absolute where the distance is
+/// near 0: at a pole `cos(90°)` is 6e-17, not 0, so two spellings of the
+/// pole (any two longitudes) are ~8e-10 m apart on the computed sphere
+/// while the geodesic says 0, and Karney's algorithm is itself good to
+/// ~15 nm. Without it a bound could exceed the exact distance it bounds.
+const SLACK_M: f64 = 1e-6;
 
 impl RadiusTest {
     /// The test for `radius_m` around (lon, lat).
@@ -142,11 +149,16 @@ impl RadiusTest {
             lon,
             lat,
             cos_lat: lat.to_radians().cos(),
-            a_inside: a_of(radius_m / RATIO_HIGH),
-            a_outside: if radius_m / RATIO_LOW >= std::f64::consts::PI * R_MEAN {
+            // Never "inside" below the slack (a negative radius is none).
+            a_inside: if radius_m / RATIO_HIGH > SLACK_M {
+                a_of(radius_m / RATIO_HIGH - SLACK_M)
+            } else {
+                -1.0
+            },
+            a_outside: if radius_m / RATIO_LOW + SLACK_M >= std::f64::consts::PI * R_MEAN {
                 f64::INFINITY
             } else {
-                a_of(radius_m / RATIO_LOW)
+                a_of(radius_m.max(0.0) / RATIO_LOW + SLACK_M)
             },
         }
     }
@@ -171,10 +183,12 @@ impl RadiusTest {
         }
     }
 
-    /// A lower bound of the geodesic distance to (lon, lat), metres.
+    /// A lower bound of the geodesic distance to (lon, lat) as
+    /// [`RadiusTest::distance_m`] computes it, metres (0 where rounding
+    /// could put the sphere's figure above it).
     pub fn lower_bound_m(&self, lon: f64, lat: f64) -> f64 {
         let a = self.haversine_a(lon, lat).clamp(0.0, 1.0);
-        2.0 * R_MEAN * a.sqrt().asin() * RATIO_LOW
+        (2.0 * R_MEAN * a.sqrt().asin() * RATIO_LOW - SLACK_M).max(0.0)
     }
 
     /// The exact geodesic distance to (lon, lat), metres.
@@ -215,6 +229,28 @@ mod tests {
         assert_eq!(circle_boxes(0.0, 89.99, 5_000.0).0[0][0], -180.0);
     }
 
+    /// Issue 16: the same point written differently (any longitude at a
+    /// pole, 180 and -180) is at geodesic distance 0; the sphere's bound
+    /// must not come out above it, and a radius of 0 must hold it.
+    #[test]
+    fn spellings_of_one_point_are_at_distance_zero() {
+        for (a, b) in [
+            ((0.0, 90.0), (137.5, 90.0)),
+            ((-180.0, -90.0), (42.0, -90.0)),
+            ((-180.0, 52.25), (180.0, 52.25)),
+            ((180.0, 0.0), (-180.0, 0.0)),
+        ] {
+            let test = RadiusTest::new(a.0, a.1, 0.0);
+            assert_eq!(test.distance_m(b.0, b.1), 0.0, "{a:?} {b:?}");
+            assert_eq!(test.lower_bound_m(b.0, b.1), 0.0, "{a:?} {b:?}");
+            assert_ne!(test.verdict(b.0, b.1), Verdict::Outside, "{a:?} {b:?}");
+            assert!(
+                circle_boxes(a.0, a.1, 0.0).contains(b.0, b.1),
+                "{a:?} {b:?}"
+            );
+        }
+    }
+
     proptest! {
         /// The sphere's verdicts never contradict the geodesic, and the
         /// lower bound is one.
@@ -238,7 +274,7 @@ mod tests {
                 Verdict::Outside => prop_assert!(d > r, "{d} <= {r}"),
                 Verdict::Unsure => {}
             }
-            prop_assert!(test.lower_bound_m(lon2, lat2) <= d + 1e-6, "bound above {d}");
+            prop_assert!(test.lower_bound_m(lon2, lat2) <= d, "bound above {d}");
         }
 
         /// Every point at a geodesic distance below the radius, in any
