@@ -505,14 +505,11 @@ mod phone {
             *l = c.to_ascii_lowercase();
         }
         let w = &*w;
-        // A keyword counts in the same sentence only: no full stop, `!`, `?`
-        // or line break between it and the number, but for one right after
-        // it ("Tel. 030 …").
-        let same_sentence = |e: usize| {
-            w.get(e + 1..)
-                .is_none_or(|rest| !rest.iter().any(|c| matches!(c, b'.' | b'!' | b'?' | b'\n')))
-                && w.get(e) != Some(&b'\n')
-        };
+        // A keyword counts in the same sentence only: no sentence end
+        // between it and the number (a full stop after an abbreviation —
+        // "Tel. 030 …", "Order no. 12…" — is not one; after a word it is:
+        // "… commande. 06 12 …").
+        let same_sentence = |e: usize| !(e..w.len()).any(|i| ends_sentence(w, i));
         (0..w.len()).any(|k| {
             let at_word_start = k == 0 || !w[k - 1].is_ascii_alphabetic();
             at_word_start
@@ -524,6 +521,48 @@ mod phone {
                         && same_sentence(e)
                 })
         })
+    }
+
+    /// Abbreviations that a full stop follows inside a sentence (lower
+    /// case).
+    const ABBREVIATIONS: &[&[u8]] = &[
+        b"tel",
+        "t\u{e9}l".as_bytes(),
+        b"telf",
+        b"tfn",
+        b"tlf",
+        b"fax",
+        b"mob",
+        b"cel",
+        b"ph",
+        b"ref",
+        b"nr",
+        b"no",
+        b"num",
+        b"ext",
+        b"inv",
+        b"acct",
+        b"kto",
+        b"vs",
+        b"ca",
+        b"approx",
+    ];
+
+    /// Whether byte `i` of the lower-cased window `w` ends a sentence: `!`,
+    /// `?`, a line break, or a full stop that does not close an
+    /// abbreviation.
+    fn ends_sentence(w: &[u8], i: usize) -> bool {
+        match w[i] {
+            b'!' | b'?' | b'\n' => true,
+            b'.' => {
+                let word_start = w[..i]
+                    .iter()
+                    .rposition(|c| !(c.is_ascii_alphabetic() || *c >= 0x80))
+                    .map_or(0, |j| j + 1);
+                !ABBREVIATIONS.contains(&&w[word_start..i])
+            }
+            _ => false,
+        }
     }
 
     /// A North American number: area code and exchange not starting with

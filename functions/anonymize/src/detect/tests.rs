@@ -647,3 +647,43 @@ proptest! {
         check_spans(&text, &out);
     }
 }
+
+/// Issue 16: a word that announces some other number ("commande", "order")
+/// at the end of a sentence must not suppress a phone number that starts
+/// the next one; an abbreviation with its point ("Ref.", "Nr.", "Tel.")
+/// still speaks for the number after it.
+#[test]
+fn keyword_window_ends_at_sentence_boundaries() {
+    only(
+        "Merci pour votre commande. 06 12 34 56 78 est mon numéro.",
+        "phone",
+        "06 12 34 56 78",
+    );
+    only(
+        "Thanks for your order. 030 1234567 is my number.",
+        "phone",
+        "030 1234567",
+    );
+    only(
+        "Wo ist meine Bestellung? 0171 2345678",
+        "phone",
+        "0171 2345678",
+    );
+    only("Grazie per l'ordine! 02 1234 5678", "phone", "02 1234 5678");
+    // A phone word that ends a sentence does not vouch for the next one.
+    nothing("Please call. 123 4567 890 was the count.");
+    // Abbreviations keep their point.
+    only("Tel. 030 1234567", "phone", "030 1234567");
+    only("Tél. : 01 23 45 67 89", "phone", "01 23 45 67 89");
+    for text in [
+        "Ref. 030 1234567",
+        "Nr. 0301234567",
+        "Order no. 030 1234567",
+    ] {
+        let hits = found(text);
+        assert!(
+            hits.iter().all(|(e, _)| *e != "phone"),
+            "phone in {text:?}: {hits:?}"
+        );
+    }
+}
