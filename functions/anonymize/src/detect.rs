@@ -12,7 +12,7 @@
 //! - `:` (memchr) → an IPv6 address: the run of hex digits, colons and dots
 //!   around it, parsed by [`std::net::Ipv6Addr`];
 //! - a digit (eight bytes at a time) → the numeric kinds: an IPv4 address, a
-//!   card number (issuer prefix and length, Luhn), an IBAN when two letters
+//!   card number (issuer range and length from the IIN tables, Luhn), an IBAN when two letters
 //!   precede the digits (country length, mod-97), else a phone number;
 //! - a known prefix (one Aho-Corasick automaton: `eyJ`, `AKIA`, `ghp_`,
 //!   `-----BEGIN `, `Bearer `, …) → a JWT or an API key of that shape.
@@ -44,6 +44,7 @@
 //! than taken for a phone.
 
 mod email;
+mod iin;
 mod ipv6;
 mod numeric;
 mod secrets;

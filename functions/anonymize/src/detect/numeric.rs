@@ -19,7 +19,8 @@
 
 use std::ops::Range;
 
-use super::validate::{card_issuer_ok, iban_length_of, luhn, mod97};
+use super::iin::issuer_ok;
+use super::validate::{iban_length_of, luhn, mod97};
 use super::{Enabled, word_after, word_before};
 use crate::entity::{Entity, Span};
 
@@ -160,9 +161,9 @@ fn candidate(text: &str, p: usize, run_end: usize, en: Enabled, out: &mut Vec<Sp
         push(out, p, end, Entity::Ipv4);
         return end;
     }
-    // A card starts with a group of four or is 13–19 digits long.
+    // A card starts with a group of four or is 12–19 digits long.
     let run = run_end - p;
-    if (en.card || en.phone) && (run == 4 || (13..=19).contains(&run)) {
+    if (en.card || en.phone) && (run == 4 || (12..=19).contains(&run)) {
         match card_at(text, p) {
             Found::Valid(end) => {
                 if en.card {
@@ -223,8 +224,8 @@ fn ipv4_at(text: &str, p: usize) -> Option<usize> {
 
 /// A card number at `p`: 12–19 digits, contiguous or in groups separated by
 /// one kind of single space or dash (4-4-4-4, 4-4-4-4-3, Amex 4-6-5, Diners
-/// 4-6-4, …), with a known issuer prefix for the length and a valid Luhn
-/// digit.
+/// 4-6-4, …), in an issuer's range for its length (`iin`) and with a valid
+/// Luhn digit.
 fn card_at(text: &str, p: usize) -> Found {
     let b = text.as_bytes();
     let mut d = [0u8; 24];
@@ -266,7 +267,7 @@ fn card_at(text: &str, p: usize) -> Found {
     };
     let valid = |k: usize| {
         let digits = &d[..counts[k - 1]];
-        card_shape(&groups[..k]) && card_issuer_ok(digits, k > 1) && luhn(digits)
+        card_shape(&groups[..k]) && issuer_ok(digits) && luhn(digits)
     };
     if boundary_ok(i) {
         if valid(g) {
@@ -279,7 +280,9 @@ fn card_at(text: &str, p: usize) -> Found {
             return Found::Valid(ends[g - 2]);
         }
     }
-    if card_shape(&groups[..g]) && n >= 12 && d[0] != 0 {
+    // Shaped like a card but not one: skipped whole (a 12-digit run only
+    // with an issuer's range, the rest may be a phone number).
+    if card_shape(&groups[..g]) && d[0] != 0 && (n >= 13 || issuer_ok(&d[..n])) {
         Found::Shaped(i)
     } else {
         Found::No
@@ -290,7 +293,7 @@ fn card_at(text: &str, p: usize) -> Found {
 fn card_shape(groups: &[u8]) -> bool {
     let n: usize = groups.iter().map(|&x| usize::from(x)).sum();
     match groups {
-        [one] => (13..=19).contains(&usize::from(*one)),
+        [one] => (12..=19).contains(&usize::from(*one)),
         [4, 6, 5] | [4, 6, 4] => true,
         [4, middle @ .., last] => {
             (12..=19).contains(&n) && middle.iter().all(|&x| x == 4) && (1..=4).contains(last)

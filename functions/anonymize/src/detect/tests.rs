@@ -311,9 +311,61 @@ fn cards() {
             "card in {text:?}: {hits:?}"
         );
     }
-    // Maestro's short lengths only when grouped.
-    nothing("500000000000");
     only("5000 0000 0009", "card", "5000 0000 0009");
+}
+
+/// Issue 16: every scheme and length of the IIN tables, with or without
+/// separators — JCB's 15 digits (1800, 2131), Maestro's 12–19 (Faker's
+/// "0604" too), Mir, UnionPay 19 and 81, UATP, PROSTIR — and never taken
+/// for a phone number.
+#[test]
+fn cards_of_every_scheme_and_length() {
+    let luhn_complete = |body: &str| {
+        (0..10)
+            .map(|c| format!("{body}{c}"))
+            .find(|n| luhn_valid(n))
+            .unwrap()
+    };
+    for body in [
+        "18000000000000",     // JCB 15
+        "21310123456789",     // JCB 15
+        "50180000000",        // Maestro 12
+        "56123456789",        // Maestro 12 (Faker's 56##)
+        "63041234567",        // Maestro 12
+        "06041234567",        // Maestro 12 (Faker's 0604)
+        "675912345678",       // Maestro 13
+        "6761123456789",      // Maestro 14
+        "67631234567890",     // Maestro 15
+        "501800000000000000", // Maestro 19
+        "220012345678901",    // Mir
+        "620550000000000000", // UnionPay 19
+        "810012345678901",    // UnionPay 81
+        "10000000000000",     // UATP
+        "980412345678901",    // PROSTIR
+        "860012345678901",    // UzCard
+        "3000000000000",      // Diners 14
+        "20141234567890",     // enRoute 15
+    ] {
+        let digits = luhn_complete(body);
+        positive("card", &digits);
+        let spaced: Vec<&str> = digits
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        positive("card", &spaced.join(" "));
+        positive("card", &spaced.join("-"));
+        only(&format!("Card number: {digits}"), "card", &digits);
+    }
+    // JCB 15 also as 4-6-5.
+    let jcb = luhn_complete("18001234567890");
+    let printed = format!("{} {} {}", &jcb[..4], &jcb[4..10], &jcb[10..]);
+    positive("card", &printed);
+    // Failing Luhn, or outside every range for the length: not cards, and
+    // a 12-digit run outside the ranges may still be a phone number.
+    nothing("501800000001");
+    nothing("Card 7000 0000 0000 0000");
+    only("Tel. 393471234567", "phone", "393471234567");
 }
 
 #[test]

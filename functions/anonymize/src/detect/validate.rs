@@ -33,42 +33,6 @@ pub(super) fn luhn(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Whether a card number (digit values) has a known issuer prefix for its
-/// length. `grouped`: printed in groups, which is required before the short
-/// Maestro lengths (12–15) are believed.
-pub(super) fn card_issuer_ok(d: &[u8], grouped: bool) -> bool {
-    let n = d.len();
-    if !(12..=19).contains(&n) {
-        return false;
-    }
-    let p = |k: usize| d[..k].iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
-    let (p2, p3, p4) = (p(2), p(3), p(4));
-    let long = (16..=19).contains(&n);
-    match d[0] {
-        // Visa.
-        4 => n == 13 || n == 16 || n == 19,
-        // Mastercard 2-series.
-        2 => (2221..=2720).contains(&p4) && n == 16,
-        3 => {
-            // Amex; Diners; JCB.
-            ((p2 == 34 || p2 == 37) && n == 15)
-                || ((p2 == 36 || p2 == 38 || p2 == 39 || (300..=305).contains(&p3) || p4 == 3095)
-                    && (14..=19).contains(&n))
-                || ((3528..=3589).contains(&p4) && long)
-        }
-        5 => {
-            // Mastercard; Maestro.
-            ((51..=55).contains(&p2) && n == 16)
-                || ((p2 == 50 || (56..=59).contains(&p2)) && (long || grouped))
-        }
-        // Discover (6011, 644–649, 65), UnionPay (62) and Maestro (56–69)
-        // together cover every 16–19 digit number starting with 6; the
-        // short Maestro lengths only when grouped.
-        6 => long || grouped,
-        _ => false,
-    }
-}
-
 /// The IBAN length of a country (ISO 3166 alpha-2, upper case) in the SWIFT
 /// IBAN registry, or `None` where IBANs are not used. Territories that use
 /// their parent's format (Åland, the French overseas departments and
