@@ -1815,8 +1815,15 @@ fn validate(f: &RawFeature<'_>) -> Result<Asset, Fail> {
         Val::Bad(reason) => return Err(bad("properties.algorithm_version", reason)),
     };
     let processed_at_ms = match &p.processed_at {
-        Val::Ok(t) => model::parse_timestamp(t)
-            .ok_or_else(|| bad("properties.processed_at", "not an RFC 3339 timestamp"))?,
+        Val::Ok(t) => model::parse_timestamp(t).map_err(|e| match e {
+            model::TimestampError::Invalid => {
+                bad("properties.processed_at", "not an RFC 3339 timestamp")
+            }
+            model::TimestampError::FinerThanMillisecond => bad(
+                "properties.processed_at",
+                "finer than a millisecond: timestamps are kept to the millisecond, so digits below it are refused, not cut off",
+            ),
+        })?,
         Val::Missing => return Err(bad("properties.processed_at", "missing")),
         Val::Bad(_) => {
             return Err(bad(

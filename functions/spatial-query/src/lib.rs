@@ -230,23 +230,31 @@ impl SpatialQuery {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let format = InputFormat::from_content_type(content_type).ok_or_else(|| {
-            Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Unsupported media type",
+            unsupported_media_type(
+                "send application/geo+json (a FeatureCollection) or application/x-ndjson",
             )
-            .with_detail("send application/geo+json (a FeatureCollection) or application/x-ndjson")
         })?;
         let (assets, report) = ingest::read_all(format, IngestLimits::default(), req.body())
             .map_err(|e| Problem::bad_request("invalid-geojson", e.to_string()))?;
         let report_json = serde_json::to_value(&report).unwrap_or(Value::Null);
         if assets.is_empty() {
-            let status = if report.rejected > 0 {
-                StatusCode::UNPROCESSABLE_ENTITY
-            } else {
-                StatusCode::OK
-            };
-            return Ok(json_response(status, &json!({ "report": report_json })));
+            if report.rejected > 0 {
+                // Nothing to add: a problem, with the report saying why.
+                return Err(Problem::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "no-valid-features",
+                    "No valid features",
+                )
+                .with_detail(format!(
+                    "every feature ({}) was rejected; nothing was added: see report.rejections",
+                    report.rejected
+                ))
+                .with_extension("report", report_json));
+            }
+            return Ok(json_response(
+                StatusCode::OK,
+                &json!({ "report": report_json }),
+            ));
         }
         let now = ctx.clock().now().to_rfc3339();
         let head = self
@@ -461,7 +469,49 @@ fn zones_key(dataset: &str) -> String {
     format!("sq/{dataset}/zones")
 }
 
+/// A 415 for a body whose declared media type is not JSON.
+fn unsupported_media_type(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported-media-type",
+        "Unsupported media type",
+    )
+    .with_detail(detail)
+}
+
+/// Whether a declared media type is JSON: `application/json` or any
+/// `…+json` (`application/geo+json`), parameters ignored; no declaration
+/// is taken as JSON.
+fn is_json_media_type(content_type: Option<&str>) -> bool {
+    let Some(value) = content_type else {
+        return true;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence.is_empty()
+        || essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The body as JSON: a 415 when the request says it is something else, a
+/// 400 when it is not JSON.
 fn json_body(req: &Request) -> Result<Value, Problem> {
+    let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.to_str());
+    let declared = match content_type {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(_)) => Some("?"),
+    };
+    if !is_json_media_type(declared) {
+        let shown: String = declared.unwrap_or("").chars().take(60).collect();
+        return Err(unsupported_media_type(format!(
+            "the body is {shown:?}: send application/json or application/geo+json"
+        )));
+    }
     serde_json::from_slice(req.body()).map_err(|e| {
         Problem::bad_request(
             "invalid-json",

@@ -92,12 +92,31 @@ pub fn format_timestamp(ms: i64) -> String {
     }
 }
 
-/// An RFC 3339 timestamp as milliseconds since the epoch; `None` when it is
-/// not one (or out of range).
-pub fn parse_timestamp(text: &str) -> Option<i64> {
-    let t =
-        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+/// Why a timestamp was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TimestampError {
+    /// Not RFC 3339, or out of range.
+    #[error("not an RFC 3339 timestamp")]
+    Invalid,
+    /// It has digits below the millisecond, which the index does not keep;
+    /// they are refused rather than cut off.
+    #[error(
+        "finer than a millisecond: timestamps are kept to the millisecond, so digits below it are refused, not cut off"
+    )]
+    FinerThanMillisecond,
+}
+
+/// An RFC 3339 timestamp as milliseconds since the epoch (exact, before
+/// 1970 too). A timestamp with non-zero digits below the millisecond is
+/// refused, never truncated.
+pub fn parse_timestamp(text: &str) -> Result<i64, TimestampError> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| TimestampError::Invalid)?;
+    let nanos = t.unix_timestamp_nanos();
+    if nanos.rem_euclid(1_000_000) != 0 {
+        return Err(TimestampError::FinerThanMillisecond);
+    }
+    i64::try_from(nanos.div_euclid(1_000_000)).map_err(|_| TimestampError::Invalid)
 }
 
 #[cfg(test)]
@@ -109,11 +128,38 @@ mod tests {
     fn timestamps_round_trip() {
         let ms = parse_timestamp("2026-03-01T12:00:00.250Z").unwrap();
         assert_eq!(format_timestamp(ms), "2026-03-01T12:00:00.25Z");
-        assert_eq!(parse_timestamp(&format_timestamp(ms)), Some(ms));
+        assert_eq!(parse_timestamp(&format_timestamp(ms)), Ok(ms));
         assert_eq!(
             parse_timestamp("2026-03-01T14:00:00+02:00"),
             parse_timestamp("2026-03-01T12:00:00Z")
         );
-        assert_eq!(parse_timestamp("yesterday"), None);
+        assert!(parse_timestamp("yesterday").is_err());
+    }
+
+    /// Issue 16: digits below the millisecond were cut off (towards the
+    /// future before 1970); they are refused, and whole milliseconds are
+    /// exact on both sides of the epoch.
+    #[test]
+    fn sub_millisecond_digits_are_refused_and_pre_1970_is_exact() {
+        for t in [
+            "2026-03-01T12:00:00.0005Z",
+            "2026-03-01T12:00:00.123456Z",
+            "1969-12-31T23:59:59.9992Z",
+            "1960-01-01T00:00:00.000000001Z",
+        ] {
+            assert_eq!(
+                parse_timestamp(t),
+                Err(TimestampError::FinerThanMillisecond),
+                "{t}"
+            );
+        }
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59.999Z"), Ok(-1));
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59.999000Z"), Ok(-1));
+        assert_eq!(parse_timestamp("1969-12-31T23:59:59Z"), Ok(-1000));
+        assert_eq!(format_timestamp(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(
+            parse_timestamp(&format_timestamp(-86_400_001)),
+            Ok(-86_400_001)
+        );
     }
 }

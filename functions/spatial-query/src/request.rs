@@ -7,7 +7,7 @@ use geo::{MultiPolygon, Polygon};
 use serde_json::{Map, Value};
 
 use crate::geodesy::MAX_DISTANCE_M;
-use crate::model::parse_timestamp;
+use crate::model::{TimestampError, parse_timestamp};
 use crate::policy::Section;
 use crate::query::{Boundary, Cursor, Filters, Query, Shape};
 
@@ -116,9 +116,63 @@ impl Fields<'_> {
     }
 }
 
-/// Reads `lon` and `lat` (a geofence probe).
+/// Reads `lon` and `lat` (a geofence probe); any other field is refused.
 pub fn parse_point(fields: &Map<String, Value>) -> Result<(f64, f64), Problem> {
+    only_known(fields, &["lon", "lat"], "a geofence probe")?;
     Fields(fields).point()
+}
+
+/// Filters and paging, which every query but nearest takes.
+const COMMON: [&str; 6] = [
+    "min_confidence",
+    "min_magnitude",
+    "from",
+    "to",
+    "limit",
+    "cursor",
+];
+
+/// A 400 naming the first field not in `known` (a typo such as `radius=`
+/// must not fall back to a default silently).
+fn only_known(fields: &Map<String, Value>, known: &[&str], what: &str) -> Result<(), Problem> {
+    match fields.keys().find(|k| !known.contains(&k.as_str())) {
+        None => Ok(()),
+        Some(name) => {
+            let shown: String = name.chars().take(40).collect();
+            Err(invalid(
+                &shown,
+                format!(
+                    "unknown parameter {shown:?} for {what}: expected {}",
+                    known.join(", ")
+                ),
+            ))
+        }
+    }
+}
+
+/// The fields a query of `kind` takes; `from_body`: the JSON form, which
+/// names its type and carries the geometry.
+fn known_fields(kind: &str, from_body: bool) -> Vec<&'static str> {
+    let mut known: Vec<&str> = match kind {
+        "radius" => vec!["lon", "lat", "radius_m"],
+        "bbox" => vec!["bbox"],
+        "polygon" | "within" => vec!["boundary"],
+        // One page of k: no limit, no cursor.
+        "nearest" | "knn" => vec!["lon", "lat", "k", "max_distance_m"],
+        _ => Vec::new(),
+    };
+    if matches!(kind, "nearest" | "knn") {
+        known.extend_from_slice(&COMMON[..4]);
+    } else {
+        known.extend_from_slice(&COMMON);
+    }
+    if from_body {
+        known.push("type");
+        if matches!(kind, "polygon" | "within") {
+            known.push("geometry");
+        }
+    }
+    known
 }
 
 /// Reads a query; `kind` comes from the path when the body does not say.
@@ -129,6 +183,7 @@ pub fn parse_query(
     policy: &Section,
 ) -> Result<Query, Problem> {
     let f = Fields(fields);
+    let from_body = kind.is_none();
     let kind = match kind {
         Some(k) => k.to_owned(),
         None => f
@@ -136,6 +191,16 @@ pub fn parse_query(
             .ok_or_else(|| invalid("type", format!("type is required: one of {TYPES}")))?
             .to_owned(),
     };
+    if matches!(
+        kind.as_str(),
+        "radius" | "bbox" | "polygon" | "within" | "nearest" | "knn"
+    ) {
+        only_known(
+            fields,
+            &known_fields(&kind, from_body),
+            &format!("a {kind} query"),
+        )?;
+    }
     let shape = match kind.as_str() {
         "radius" => {
             let (lon, lat) = f.point()?;
@@ -188,9 +253,12 @@ pub fn parse_query(
     let time = |name: &str| -> Result<Option<i64>, Problem> {
         match f.text(name)? {
             None => Ok(None),
-            Some(t) => parse_timestamp(t)
-                .map(Some)
-                .ok_or_else(|| invalid(name, format!("{name} must be an RFC 3339 timestamp"))),
+            Some(t) => parse_timestamp(t).map(Some).map_err(|e| match e {
+                TimestampError::Invalid => {
+                    invalid(name, format!("{name} must be an RFC 3339 timestamp"))
+                }
+                TimestampError::FinerThanMillisecond => invalid(name, format!("{name}: {e}")),
+            }),
         }
     };
     let filters = Filters {
@@ -204,6 +272,14 @@ pub fn parse_query(
         from_ms: time("from")?,
         to_ms: time("to")?,
     };
+    if let (Some(from), Some(to)) = (filters.from_ms, filters.to_ms)
+        && from > to
+    {
+        return Err(invalid(
+            "from",
+            "from is after to: the interval [from, to) would be empty",
+        ));
+    }
     let limit = match &shape {
         Shape::Nearest { k, .. } => *k,
         _ => f

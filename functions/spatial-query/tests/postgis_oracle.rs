@@ -83,6 +83,8 @@ fn policy() -> Section {
 /// Our answer: every page of the query, in order.
 fn ours(dataset: &MemoryDataset, q: &Value, policy: &Section) -> Vec<(String, Option<f64>)> {
     let mut fields: Map<String, Value> = q.as_object().unwrap().clone();
+    // The oracle's label, not a query field (unknown fields are refused).
+    fields.remove("id");
     if !fields.contains_key("min_confidence") {
         fields.insert("min_confidence".into(), json!(0.0));
     }
