@@ -9,20 +9,127 @@
 //! that loses the swap lists its tiles again on top of the new head.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use async_trait::async_trait;
 use edge_core::{AtomicStore, CasOutcome, KeyValueStore, StoreError};
 
-use crate::manifest::{self, Head, Manifest, TileEntry};
-use crate::model::Asset;
+use crate::manifest::{self, DELETED, Head, Manifest, TileEntry};
+use crate::model::{self, Asset};
 use crate::partition;
 use crate::query::TileSource;
 use crate::tile::Tile;
 
 /// Times a writer retries a lost head swap.
 const MAX_PUBLISH_ATTEMPTS: u32 = 8;
+
+const DIRECTORY_MAGIC: u64 = u64::from_le_bytes(*b"SQIDS001");
+
+/// Every live id of the dataset as of a run, with the run whose tile holds
+/// it, sorted by id: how a write finds the ids it replaces. Stored beside
+/// the run's manifest ([`manifest::ids_key`]); a run without one (a
+/// dataset published by the tile builder, or written before ids were
+/// keys) has it rebuilt from its tiles on the next write.
+#[derive(Debug, Default)]
+struct Directory(Vec<(u128, u32)>);
+
+impl Directory {
+    fn get(&self, id: u128) -> Option<u32> {
+        self.0
+            .binary_search_by_key(&id, |e| e.0)
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + 24 * self.0.len());
+        for w in [DIRECTORY_MAGIC, self.0.len() as u64] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+        for &(id, run) in &self.0 {
+            for w in [(id >> 64) as u64, id as u64, u64::from(run)] {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Directory, DatasetError> {
+        let damaged = |what: &str| DatasetError::Damaged(format!("id directory: {what}"));
+        let word = |i: usize| -> Result<u64, DatasetError> {
+            bytes
+                .get(i * 8..i * 8 + 8)
+                .map(|b| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(b);
+                    u64::from_le_bytes(w)
+                })
+                .ok_or_else(|| damaged("truncated"))
+        };
+        if word(0)? != DIRECTORY_MAGIC {
+            return Err(damaged("magic"));
+        }
+        let n = usize::try_from(word(1)?).map_err(|_| damaged("count"))?;
+        if n.checked_mul(24).and_then(|b| b.checked_add(16)) != Some(bytes.len()) {
+            return Err(damaged("length"));
+        }
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let id = u128::from(word(2 + 3 * i)?) << 64 | u128::from(word(3 + 3 * i)?);
+            let run = u32::try_from(word(4 + 3 * i)?).map_err(|_| damaged("run"))?;
+            if out.last().is_some_and(|&(last, _)| last >= id) {
+                return Err(damaged("order"));
+            }
+            out.push((id, run));
+        }
+        Ok(Directory(out))
+    }
+
+    /// This directory with `ids` (sorted, distinct) now in `run`.
+    fn with(&self, ids: &[u128], run: u32) -> Directory {
+        let mut out = Vec::with_capacity(self.0.len() + ids.len());
+        let (mut i, mut j) = (0, 0);
+        while i < self.0.len() || j < ids.len() {
+            match (self.0.get(i), ids.get(j)) {
+                (Some(&(a, r)), Some(&b)) if a < b => {
+                    out.push((a, r));
+                    i += 1;
+                }
+                (Some(&(a, _)), Some(&b)) if a == b => {
+                    out.push((b, run));
+                    i += 1;
+                    j += 1;
+                }
+                (_, Some(&b)) => {
+                    out.push((b, run));
+                    j += 1;
+                }
+                (Some(&e), None) => {
+                    out.push(e);
+                    i += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        Directory(out)
+    }
+
+    /// This directory without `id`.
+    fn without(&self, id: u128) -> Directory {
+        Directory(self.0.iter().copied().filter(|e| e.0 != id).collect())
+    }
+}
+
+/// What a write starts from: the current manifest's entries, overrides
+/// and dead count (healed of any id live in two runs), and its directory.
+struct Base {
+    head: Option<(Head, Vec<u8>)>,
+    entries: Vec<TileEntry>,
+    overrides: BTreeMap<u128, u32>,
+    dead: u64,
+    directory: Directory,
+}
 
 /// What a dataset operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +246,10 @@ impl DatasetCache {
     }
 
     /// Adds a batch as a new run and publishes it; returns the new head.
+    ///
+    /// An id is a key: a write of an id already in the dataset replaces it
+    /// (the older version is overridden, not counted, never returned), and
+    /// within the batch the last write of an id wins.
     pub async fn ingest(
         &self,
         assets: Vec<Asset>,
@@ -147,10 +258,10 @@ impl DatasetCache {
         kv: &dyn KeyValueStore,
         now: &str,
     ) -> Result<Head, DatasetError> {
-        let run = store
-            .increment(&format!("sq/{}/runs", self.name), 1)
-            .await?;
-        let run = u32::try_from(run).map_err(|_| DatasetError::Damaged("run counter".into()))?;
+        let assets = model::last_of_each_id(assets);
+        let mut ids: Vec<u128> = assets.iter().map(|a| a.id.as_u128()).collect();
+        ids.sort_unstable();
+        let run = self.next_run(store).await?;
         let mut added = Vec::new();
         let mut bytes = 0u64;
         for (cell, tile) in partition::partition(assets, capacity) {
@@ -161,24 +272,21 @@ impl DatasetCache {
             added.push(entry);
         }
         for _ in 0..MAX_PUBLISH_ATTEMPTS {
-            let previous = self.read_head(store).await?;
-            let mut entries = match &previous {
-                Some((head, _)) => self.read_manifest(kv, head.run).await?.entries().to_vec(),
-                None => Vec::new(),
-            };
-            entries.extend(added.iter().cloned());
-            let head = Head {
-                run,
-                assets: entries.iter().map(|e| u64::from(e.count)).sum(),
-                tiles: entries.len() as u64,
-                tile_bytes: previous.as_ref().map_or(0, |(h, _)| h.tile_bytes) + bytes,
-                updated_at: now.to_owned(),
-            };
-            let manifest = Manifest::new(entries);
-            kv.set(&manifest::manifest_key(&self.name, run), &manifest.encode())
-                .await?;
-            if self
-                .swap_head(store, previous.as_ref().map(|(_, b)| b.as_slice()), &head)
+            let mut base = self.base(store, kv).await?;
+            for &id in &ids {
+                let existed = base.directory.get(id).is_some();
+                if existed {
+                    base.dead += 1;
+                }
+                if existed || base.overrides.contains_key(&id) {
+                    base.overrides.insert(id, run);
+                }
+            }
+            let directory = base.directory.with(&ids, run);
+            base.entries.extend(added.iter().cloned());
+            let tile_bytes = base.head.as_ref().map_or(0, |(h, _)| h.tile_bytes) + bytes;
+            if let Some(head) = self
+                .commit(base, directory, run, tile_bytes, now, store, kv)
                 .await?
             {
                 return Ok(head);
@@ -187,6 +295,143 @@ impl DatasetCache {
         Err(DatasetError::Store(StoreError::Contention(
             MAX_PUBLISH_ATTEMPTS,
         )))
+    }
+
+    /// Deletes the asset `id` as a new run; `None` when there is no such
+    /// asset.
+    pub async fn delete(
+        &self,
+        id: uuid::Uuid,
+        store: &dyn AtomicStore,
+        kv: &dyn KeyValueStore,
+        now: &str,
+    ) -> Result<Option<Head>, DatasetError> {
+        let id = id.as_u128();
+        let mut run = None;
+        for _ in 0..MAX_PUBLISH_ATTEMPTS {
+            let mut base = self.base(store, kv).await?;
+            if base.directory.get(id).is_none() {
+                return Ok(None);
+            }
+            let run = match run {
+                Some(r) => r,
+                None => *run.insert(self.next_run(store).await?),
+            };
+            base.overrides.insert(id, DELETED);
+            base.dead += 1;
+            let directory = base.directory.without(id);
+            let tile_bytes = base.head.as_ref().map_or(0, |(h, _)| h.tile_bytes);
+            if let Some(head) = self
+                .commit(base, directory, run, tile_bytes, now, store, kv)
+                .await?
+            {
+                return Ok(Some(head));
+            }
+        }
+        Err(DatasetError::Store(StoreError::Contention(
+            MAX_PUBLISH_ATTEMPTS,
+        )))
+    }
+
+    async fn next_run(&self, store: &dyn AtomicStore) -> Result<u32, DatasetError> {
+        let run = store
+            .increment(&format!("sq/{}/runs", self.name), 1)
+            .await?;
+        u32::try_from(run).map_err(|_| DatasetError::Damaged("run counter".into()))
+    }
+
+    /// The current head, manifest and directory, as a write starts from.
+    async fn base(
+        &self,
+        store: &dyn AtomicStore,
+        kv: &dyn KeyValueStore,
+    ) -> Result<Base, DatasetError> {
+        let Some((head, head_bytes)) = self.read_head(store).await? else {
+            return Ok(Base {
+                head: None,
+                entries: Vec::new(),
+                overrides: BTreeMap::new(),
+                dead: 0,
+                directory: Directory::default(),
+            });
+        };
+        let manifest = self.read_manifest(kv, head.run).await?;
+        let mut overrides: BTreeMap<u128, u32> = manifest.overrides().iter().copied().collect();
+        let mut dead = manifest.dead();
+        let directory = match kv.get(&manifest::ids_key(&self.name, head.run)).await? {
+            Some(bytes) => Directory::decode(&bytes)?,
+            None => {
+                // Rebuilt from the tiles; an id live in two runs (written
+                // before ids were keys) keeps its latest run.
+                let source = self.source(kv);
+                let mut all: Vec<(u128, u32)> = Vec::new();
+                for entry in manifest.entries() {
+                    let tile = source.tile(entry).await.map_err(DatasetError::Damaged)?;
+                    for i in 0..tile.len() {
+                        let id = tile.id(i).as_u128();
+                        if manifest.live(id, entry.run) {
+                            all.push((id, entry.run));
+                        }
+                    }
+                }
+                all.sort_unstable();
+                let mut live: Vec<(u128, u32)> = Vec::with_capacity(all.len());
+                for (id, run) in all {
+                    match live.last_mut() {
+                        Some(last) if last.0 == id => {
+                            dead += 1;
+                            last.1 = run;
+                            overrides.insert(id, run);
+                        }
+                        _ => live.push((id, run)),
+                    }
+                }
+                Directory(live)
+            }
+        };
+        Ok(Base {
+            head: Some((head, head_bytes)),
+            entries: manifest.entries().to_vec(),
+            overrides,
+            dead,
+            directory,
+        })
+    }
+
+    /// Writes the manifest and directory of `run` and swaps the head to it;
+    /// `None` when the swap was lost.
+    #[allow(clippy::too_many_arguments)]
+    async fn commit(
+        &self,
+        base: Base,
+        directory: Directory,
+        run: u32,
+        tile_bytes: u64,
+        now: &str,
+        store: &dyn AtomicStore,
+        kv: &dyn KeyValueStore,
+    ) -> Result<Option<Head>, DatasetError> {
+        let manifest = Manifest::keyed(
+            base.entries,
+            base.overrides.into_iter().collect(),
+            base.dead,
+        );
+        let head = Head {
+            run,
+            assets: manifest.live_assets(),
+            tiles: manifest.entries().len() as u64,
+            tile_bytes,
+            updated_at: now.to_owned(),
+        };
+        kv.set(&manifest::ids_key(&self.name, run), &directory.encode())
+            .await?;
+        kv.set(&manifest::manifest_key(&self.name, run), &manifest.encode())
+            .await?;
+        let previous = base.head.as_ref().map(|(_, b)| b.as_slice());
+        Ok(self
+            .swap_head(store, previous, &head)
+            .await?
+            .then_some(head))
     }
 
     /// Makes `head` current (its manifest and tiles already uploaded), if
@@ -199,7 +444,7 @@ impl DatasetCache {
         kv: &dyn KeyValueStore,
     ) -> Result<Head, DatasetError> {
         let manifest = self.read_manifest(kv, head.run).await?;
-        let assets: u64 = manifest.entries().iter().map(|e| u64::from(e.count)).sum();
+        let assets = manifest.live_assets();
         if assets != head.assets || manifest.entries().len() as u64 != head.tiles {
             return Err(DatasetError::Damaged(format!(
                 "the head says {} assets in {} tiles, the manifest of run {} lists {} in {}",
@@ -355,6 +600,8 @@ impl MemoryDataset {
     pub fn new(assets: Vec<Asset>, capacity: usize) -> Self {
         let mut entries = Vec::new();
         let mut tiles = HashMap::new();
+        // An id is a key: its last write wins.
+        let assets = model::last_of_each_id(assets);
         for (cell, tile) in partition::partition(assets, capacity) {
             entries.push(TileEntry::describe(cell, 1, &tile));
             let decoded = Tile::decode(&Tile::encode(&tile));

@@ -11,7 +11,8 @@
 //! | `GET /assets/nearest?lon&lat&k&max_distance_m` | the `k` nearest with distances |
 //! | `POST /assets/query` | any of them as JSON (`{"type": "radius", …}`) |
 //! | every query | `min_confidence`, `min_magnitude`, `from`, `to` filters; `limit` and `cursor` paging; a GeoJSON FeatureCollection |
-//! | `POST /assets` (admin) | a GeoJSON FeatureCollection or NDJSON batch added; bad features rejected with a report |
+//! | `POST /assets` (admin) | a GeoJSON FeatureCollection or NDJSON batch written; an id is a key (a later write replaces it); bad features rejected with a report |
+//! | `DELETE /assets/{id}` (admin) | the asset removed |
 //! | `PUT /_spatial/blobs/{key}`, `POST /_spatial/publish` (admin) | tiles built by `spatial-tiles`, uploaded and made current |
 //! | `GET /dataset` | the current head: assets, tiles, bytes |
 //! | `GET /zones`, `GET/PUT/DELETE /zones/{id}` (writes admin) | geofence zones |
@@ -100,6 +101,7 @@ impl EdgeFunction for SpatialQuery {
             ] => {
                 format!("/assets/{kind}")
             }
+            ["assets", _] => "/assets/{id}".to_owned(),
             ["zones", _] => "/zones/{name}".to_owned(),
             ["_spatial", "blobs", ..] => "/_spatial/blobs/{key}".to_owned(),
             _ => edge_core::function::default_route(req.uri().path()),
@@ -142,6 +144,11 @@ impl EdgeFunction for SpatialQuery {
                 self.ingest(&req, ctx).await
             }
             (["assets"], m) => Err(Problem::method_not_allowed(m, &[Method::POST])),
+            (["assets", id], &Method::DELETE) => {
+                self.authorize(&req)?;
+                self.delete(id, ctx).await
+            }
+            (["assets", _], m) => Err(Problem::method_not_allowed(m, &[Method::DELETE])),
             (["dataset"], &Method::GET) => self.describe(ctx).await,
             (["_spatial", "blobs", key @ ..], &Method::PUT) => {
                 self.authorize(&req)?;
@@ -276,6 +283,33 @@ impl SpatialQuery {
             StatusCode::CREATED,
             &json!({ "report": report_json, "dataset": head }),
         ))
+    }
+
+    async fn delete(&self, id: &str, ctx: &Context<'_>) -> Result<Response, Problem> {
+        let uuid = uuid::Uuid::try_parse(id).map_err(|_| {
+            Problem::bad_request("invalid-id", "an asset id is a UUID")
+                .with_extension("field", "id")
+        })?;
+        let now = ctx.clock().now().to_rfc3339();
+        let head = self
+            .dataset
+            .delete(uuid, ctx.store(), ctx.cache(), &now)
+            .await
+            .map_err(|e| dataset_problem(ctx, &e))?;
+        match head {
+            Some(head) => {
+                ctx.log().info(
+                    "asset deleted",
+                    json!({ "id": uuid.hyphenated().to_string(), "run": head.run }),
+                );
+                Ok(empty_response(StatusCode::NO_CONTENT))
+            }
+            None => Err(
+                Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+                    .with_detail(format!("no asset {}", uuid.hyphenated()))
+                    .with_extension("field", "id"),
+            ),
+        }
     }
 
     async fn describe(&self, ctx: &Context<'_>) -> Result<Response, Problem> {

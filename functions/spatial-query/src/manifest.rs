@@ -16,7 +16,13 @@ use crate::packed;
 use crate::partition::CellId;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"SQMANI01");
+/// A manifest with an override table after the entries.
+const MAGIC_KEYED: u64 = u64::from_le_bytes(*b"SQMANI02");
 const ENTRY_WORDS: usize = 11;
+/// Words per override: id (high, low), run.
+const OVERRIDE_WORDS: usize = 3;
+/// The run an override names for a deleted asset (runs start at 1).
+pub const DELETED: u32 = 0;
 
 /// One tile as the manifest knows it.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +96,12 @@ pub fn manifest_key(dataset: &str, run: u32) -> String {
     format!("sq/{dataset}/m/{run}")
 }
 
+/// The store key of the id directory of a run: every live id of the
+/// dataset as of that run, and the run holding it.
+pub fn ids_key(dataset: &str, run: u32) -> String {
+    format!("sq/{dataset}/m/{run}.ids")
+}
+
 /// The store key of the head record.
 pub fn head_key(dataset: &str) -> String {
     format!("sq/{dataset}/head")
@@ -111,10 +123,20 @@ pub struct Head {
 }
 
 /// A decoded manifest.
+///
+/// An asset id is a key: a later write of an id replaces the earlier one
+/// and a delete removes it, while tiles stay immutable. Where an id has
+/// versions in tiles of more than one run (or was deleted), the override
+/// table names the run holding the live version ([`DELETED`]: none), and
+/// every other version is dead: skipped by queries, not counted.
 #[derive(Debug, Clone)]
 pub struct Manifest {
     entries: Vec<TileEntry>,
     rtree: Vec<u8>,
+    /// Sorted by id: (id, run of the live version or [`DELETED`]).
+    overrides: Vec<(u128, u32)>,
+    /// Versions in the tiles that are dead (replaced or deleted).
+    dead: u64,
 }
 
 /// A manifest that could not be read.
@@ -125,8 +147,66 @@ pub struct ManifestError(&'static str);
 impl Manifest {
     /// A manifest of `entries`.
     pub fn new(entries: Vec<TileEntry>) -> Manifest {
+        Manifest::keyed(entries, Vec::new(), 0)
+    }
+
+    /// A manifest of `entries` with overrides (any order; the last of an
+    /// id counts) and the count of dead versions they make.
+    pub fn keyed(entries: Vec<TileEntry>, mut overrides: Vec<(u128, u32)>, dead: u64) -> Manifest {
         let rtree = packed::build(entries.iter().map(|e| e.bbox));
-        Manifest { entries, rtree }
+        // Stable: the last of equal ids is kept.
+        overrides.sort_by_key(|o| o.0);
+        let mut kept: Vec<(u128, u32)> = Vec::with_capacity(overrides.len());
+        for o in overrides {
+            match kept.last_mut() {
+                Some(last) if last.0 == o.0 => *last = o,
+                _ => kept.push(o),
+            }
+        }
+        Manifest {
+            entries,
+            rtree,
+            overrides: kept,
+            dead,
+        }
+    }
+
+    /// Whether the version of `id` in a tile of `run` is the live one.
+    pub fn live(&self, id: u128, run: u32) -> bool {
+        if self.overrides.is_empty() {
+            return true;
+        }
+        match self.overrides.binary_search_by_key(&id, |o| o.0) {
+            Ok(i) => self.overrides[i].1 == run,
+            Err(_) => true,
+        }
+    }
+
+    /// The override of `id`, if it has one.
+    pub fn override_of(&self, id: u128) -> Option<u32> {
+        self.overrides
+            .binary_search_by_key(&id, |o| o.0)
+            .ok()
+            .map(|i| self.overrides[i].1)
+    }
+
+    /// The overrides, by id.
+    pub fn overrides(&self) -> &[(u128, u32)] {
+        &self.overrides
+    }
+
+    /// Dead versions in the tiles.
+    pub fn dead(&self) -> u64 {
+        self.dead
+    }
+
+    /// Live assets: the tiles' counts less the dead versions.
+    pub fn live_assets(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| u64::from(e.count))
+            .sum::<u64>()
+            .saturating_sub(self.dead)
     }
 
     /// The entries.
@@ -155,8 +235,12 @@ impl Manifest {
 
     /// The stored form.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24 + self.rtree.len() + 8 + self.entries.len() * 88);
-        for w in [MAGIC, self.entries.len() as u64, self.rtree.len() as u64] {
+        let keyed = !self.overrides.is_empty() || self.dead > 0;
+        let mut out = Vec::with_capacity(
+            40 + self.rtree.len() + self.entries.len() * 88 + self.overrides.len() * 24,
+        );
+        let magic = if keyed { MAGIC_KEYED } else { MAGIC };
+        for w in [magic, self.entries.len() as u64, self.rtree.len() as u64] {
             out.extend_from_slice(&w.to_le_bytes());
         }
         out.extend_from_slice(&self.rtree);
@@ -179,6 +263,16 @@ impl Manifest {
                 out.extend_from_slice(&w.to_le_bytes());
             }
         }
+        if keyed {
+            for w in [self.dead, self.overrides.len() as u64] {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+            for &(id, run) in &self.overrides {
+                for w in [(id >> 64) as u64, id as u64, u64::from(run)] {
+                    out.extend_from_slice(&w.to_le_bytes());
+                }
+            }
+        }
         out
     }
 
@@ -194,21 +288,37 @@ impl Manifest {
                 })
                 .ok_or(ManifestError("truncated"))
         };
-        if word(0)? != MAGIC {
-            return Err(ManifestError("magic"));
-        }
+        let keyed = match word(0)? {
+            MAGIC => false,
+            MAGIC_KEYED => true,
+            _ => return Err(ManifestError("magic")),
+        };
         let count = usize::try_from(word(1)?).map_err(|_| ManifestError("count"))?;
         let rtree_len = usize::try_from(word(2)?).map_err(|_| ManifestError("r-tree"))?;
         let rtree = bytes
             .get(24..24usize.saturating_add(rtree_len))
             .ok_or(ManifestError("r-tree"))?
             .to_vec();
-        let start = (24 + rtree_len).div_ceil(8);
-        if count
-            .checked_mul(ENTRY_WORDS * 8)
-            .and_then(|n| n.checked_add(start * 8))
-            != Some(bytes.len())
-        {
+        let start = (24usize.saturating_add(rtree_len)).div_ceil(8);
+        let entries_end = count
+            .checked_mul(ENTRY_WORDS)
+            .and_then(|n| n.checked_add(start))
+            .ok_or(ManifestError("length"))?;
+        let (dead, n_overrides) = if keyed {
+            let n =
+                usize::try_from(word(entries_end + 1)?).map_err(|_| ManifestError("overrides"))?;
+            (word(entries_end)?, n)
+        } else {
+            (0, 0)
+        };
+        let expected_words = if keyed {
+            n_overrides
+                .checked_mul(OVERRIDE_WORDS)
+                .and_then(|n| n.checked_add(entries_end + 2))
+        } else {
+            Some(entries_end)
+        };
+        if expected_words.and_then(|w| w.checked_mul(8)) != Some(bytes.len()) {
             return Err(ManifestError("length"));
         }
         if !packed::check(&rtree, count) {
@@ -240,7 +350,22 @@ impl Manifest {
                 max_magnitude: f64::from_bits(w(10)?),
             });
         }
-        Ok(Manifest { entries, rtree })
+        let mut overrides = Vec::with_capacity(n_overrides);
+        for i in 0..n_overrides {
+            let w = |k: usize| word(entries_end + 2 + i * OVERRIDE_WORDS + k);
+            let id = u128::from(w(0)?) << 64 | u128::from(w(1)?);
+            let run = u32::try_from(w(2)?).map_err(|_| ManifestError("overrides"))?;
+            if overrides.last().is_some_and(|&(last, _)| last >= id) {
+                return Err(ManifestError("overrides order"));
+            }
+            overrides.push((id, run));
+        }
+        Ok(Manifest {
+            entries,
+            rtree,
+            overrides,
+            dead,
+        })
     }
 }
 
@@ -272,5 +397,15 @@ mod tests {
         }
         let bytes = m.encode();
         assert!(Manifest::decode(&bytes[..bytes.len() - 1]).is_err());
+
+        // With overrides: the same entries, the table read back.
+        let keyed = Manifest::keyed(m.entries().to_vec(), vec![(9, 3), (4, DELETED), (9, 5)], 2);
+        let back = Manifest::decode(&keyed.encode()).unwrap();
+        assert_eq!(back.overrides(), &[(4, DELETED), (9, 5)]);
+        assert_eq!(back.dead(), 2);
+        assert_eq!(back.live_assets(), 1998);
+        assert!(back.live(9, 5) && !back.live(9, 3) && !back.live(4, 1) && back.live(5, 1));
+        let bytes = keyed.encode();
+        assert!(Manifest::decode(&bytes[..bytes.len() - 8]).is_err());
     }
 }

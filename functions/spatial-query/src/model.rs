@@ -75,6 +75,19 @@ impl Asset {
     }
 }
 
+/// The assets with each id once: where an id repeats, its last write
+/// wins (an id is a key), in the order of those last writes.
+pub fn last_of_each_id(assets: Vec<Asset>) -> Vec<Asset> {
+    let mut seen = std::collections::HashSet::with_capacity(assets.len());
+    let mut out: Vec<Asset> = assets
+        .into_iter()
+        .rev()
+        .filter(|a| seen.insert(a.id))
+        .collect();
+    out.reverse();
+    out
+}
+
 /// `|v|`.
 pub fn magnitude(v: [f64; 3]) -> f64 {
     (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt()

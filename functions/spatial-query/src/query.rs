@@ -375,7 +375,8 @@ async fn scan(
         }
         for i in candidates {
             let i = i as usize;
-            if !query.filters.admits(&tile, i) {
+            // A replaced or deleted version of an id is not an asset.
+            if !query.filters.admits(&tile, i) || !manifest.live(tile.id(i).as_u128(), entry.run) {
                 continue;
             }
             let (lon, lat) = (tile.lon(i), tile.lat(i));

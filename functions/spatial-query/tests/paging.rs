@@ -225,7 +225,7 @@ fn shape(assets: &[Asset], kind: u8, pick: usize, scale: f64, other: usize) -> S
                 (x, y) if x.abs() == 180.0 => (-x, y),
                 p => p,
             };
-            let radius_m = if kind % 4 == 0 {
+            let radius_m = if kind.is_multiple_of(4) {
                 0.0
             } else {
                 scale * 500_000.0
