@@ -47,6 +47,9 @@ mod email;
 mod iin;
 mod ipv6;
 mod numeric;
+mod plan;
+#[rustfmt::skip]
+mod plans;
 mod secrets;
 mod validate;
 

@@ -765,15 +765,42 @@ mod phone {
         } else {
             (7..=15).contains(&n)
         };
-        if !(structured || plausible) {
+        let international = plus || n >= 2 && d[0] == 0 && d[1] == 0;
+        // Short of that structure, a national number of some region's
+        // numbering plan (`plan`) in the shape of a phone number: 9–11
+        // digits in a run (not starting with 1: epoch seconds), or 8–12 in
+        // two to five groups that do not read as thousands ("12 345 678",
+        // "123 456 789").
+        let planned = !structured && !international && {
+            let thousands = !first.paren
+                && first.len <= 3
+                && g > 1
+                && gs[1..].iter().all(|x| x.len == 3 && !x.paren)
+                && same_seps(1)
+                && matches!(gs[1].sep, b' ' | b'.')
+                && (first.len < 3 || d[0] == 1);
+            let dots = gs[1..].iter().filter(|x| x.sep == b'.').count();
+            let shaped = if contiguous {
+                (9..=11).contains(&n) && d[0] != 1
+            } else {
+                (8..=12).contains(&n) && g <= 5 && !thousands && (dots == 0 || dots == g - 1)
+            };
+            shaped && {
+                let mut ascii = [0u8; MAX_DIGITS];
+                for (a, &x) in ascii.iter_mut().zip(d) {
+                    *a = x + b'0';
+                }
+                super::super::plan::national(&ascii[..n])
+            }
+        };
+        if !(structured || planned || plausible) {
             return None;
         }
         // (Seven digits or more from here.)
-        let international = plus || d[0] == 0 && d[1] == 0;
         // A national number after "order", "invoice", "account"… is that
         // number; otherwise a phone word just before a number without the
         // structure of one must vouch for it.
-        let ok = if structured {
+        let ok = if structured || planned {
             international || !said(b, s, OTHER_KEYWORDS) || said(b, s, KEYWORDS)
         } else {
             said(b, s, KEYWORDS) && !said(b, s, OTHER_KEYWORDS)
