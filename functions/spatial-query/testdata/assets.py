@@ -13,7 +13,7 @@ Each line is exactly
    "coordinates":[lon,lat,z]},"properties":{"deformation":[dx,dy,dz],
    "registration_quality":q,"fusion_confidence":c,
    "processing_duration_ms":int,"algorithm_version":"fusion-2.3.1",
-   "processed_at":"2026-03-01T12:00:00Z"}}
+   "processed_at":"2026-03-01T12:00:00Z" or "1969-12-31T23:59:59.999Z"}}
 
 (on one line, no spaces). Floats are written with Python's repr, the
 shortest string that reads back as the same double, so every reader gets the
@@ -28,9 +28,11 @@ Where the assets are:
        reflects at the poles);
   ~25% uniform over the sphere (uniform by area);
   ~5%  awkward: within 0.5 degrees of the antimeridian on both sides
-       (some exactly at -180 and 180), |lat| > 85 (some exactly at the
-       poles), near (0, 0) (some exactly there), and some exact copies of
-       an earlier asset's position (so distances tie).
+       (a fifth exactly at -180 or 180), |lat| > 85 (a fifth exactly at the
+       poles, any longitude), near (0, 0) (some exactly there), and some
+       copies of an earlier asset's position (so distances tie), half of
+       those at a pole or on the antimeridian spelled differently (another
+       longitude at the pole, 180 for -180): the same point.
 Always lon in [-180, 180], lat in [-90, 90], z in [-50, 4000] metres.
 
 Properties: deformation components ~ N(0, 5) mm/yr, with about 1.5% of
@@ -38,14 +40,18 @@ assets having one component an outlier of 20..100 in magnitude (never
 beyond +-100); registration_quality and fusion_confidence in [0, 1],
 beta-like (Kumaraswamy) with about 1% exactly 0 and 1% exactly 1 each;
 processing_duration_ms log-uniform over 50..600000; algorithm_version one
-of five; processed_at uniform over whole seconds in
-[2024-01-01T00:00:00Z, 2026-11-01T00:00:00Z), written with `Z`.
+of five; processed_at, written with `Z`: 90% uniform in
+[2024-01-01T00:00:00Z, 2026-11-01T00:00:00Z), two thirds of those whole
+seconds and one third with milliseconds (`.123Z`); 10% uniform over
+milliseconds in [1950-01-01, 1970-01-02), so before the epoch (negative
+times) and across it. Never finer than a millisecond.
 
 Only the standard library is used. Progress goes to stderr.
 """
 
 import argparse
 import calendar
+import datetime
 import math
 import multiprocessing
 import os
@@ -68,6 +74,20 @@ METRES_PER_DEGREE = 111_320.0
 
 T_START = calendar.timegm((2024, 1, 1, 0, 0, 0))
 T_END = calendar.timegm((2026, 11, 1, 0, 0, 0))  # exclusive
+# Before the epoch: some assets have negative times, so comparisons and
+# rounding on both sides of 1970 are exercised.
+T_OLD_START = calendar.timegm((1950, 1, 1, 0, 0, 0))
+T_OLD_END = calendar.timegm((1970, 1, 2, 0, 0, 0))  # exclusive
+EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def format_ms(t_ms):
+    """Epoch milliseconds as RFC 3339 UTC: whole seconds written without a
+    fraction, else with exactly three digits (negative times included)."""
+    d = EPOCH + datetime.timedelta(milliseconds=t_ms)
+    ms = t_ms % 1000
+    frac = f".{ms:03d}" if ms else ""
+    return d.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 CHUNK = 25_000  # records per independently seeded chunk
 
@@ -136,9 +156,9 @@ def awkward(rng, recent):
     if kind < 0.40:
         # Within 0.5 degrees of the antimeridian, both sides.
         r = rng.random()
-        if r < 0.03:
+        if r < 0.1:
             lon = 180.0
-        elif r < 0.06:
+        elif r < 0.2:
             lon = -180.0
         else:
             off = rng.uniform(0.0, 0.5)
@@ -149,9 +169,9 @@ def awkward(rng, recent):
     if kind < 0.70:
         # Near the poles.
         r = rng.random()
-        if r < 0.03:
+        if r < 0.1:
             lat = 90.0
-        elif r < 0.06:
+        elif r < 0.2:
             lat = -90.0
         else:
             lat = rng.uniform(85.0, 90.0)
@@ -169,9 +189,17 @@ def awkward(rng, recent):
         if r < 0.25:
             return rng.gauss(0.0, 0.01), 0.0
         return rng.gauss(0.0, 0.01), rng.gauss(0.0, 0.01)
-    # An exact copy of an earlier asset's position (ties in distance).
+    # An exact copy of an earlier asset's position (ties in distance); at
+    # a pole or on the antimeridian half of them spelled differently (any
+    # longitude at a pole, 180 for -180): the same point, distance 0.
     if recent:
-        return rng.choice(recent)
+        lon, lat = rng.choice(recent)
+        if rng.random() < 0.5:
+            if abs(lat) == 90.0:
+                lon = rng.uniform(-180.0, 180.0)
+            elif abs(lon) == 180.0:
+                lon = -lon
+        return lon, lat
     return 0.0, 0.0
 
 
@@ -194,18 +222,12 @@ def init_worker(seed):
         acc += w
         version_cum.append(acc)
     version_cum[-1] = 1.0
-    day_count = (T_END - T_START) // 86_400
-    days = [
-        time.strftime("%Y-%m-%d", time.gmtime(T_START + d * 86_400))
-        for d in range(day_count)
-    ]
     CONTEXT.update(
         seed=seed,
         centres=centres,
         cumulative=cumulative,
         versions=versions,
         version_cum=version_cum,
-        days=days,
     )
 
 
@@ -224,7 +246,6 @@ def generate_chunk(job):
     cumulative = ctx["cumulative"]
     versions = ctx["versions"]
     version_cum = ctx["version_cum"]
-    days = ctx["days"]
     rng = random.Random(f"assets:{ctx['seed']}:{index}")
     rnd = rng.random
     log = math.log
@@ -300,10 +321,16 @@ def generate_chunk(job):
         dur = int(exp(log_dur_lo + (log_dur_hi - log_dur_lo) * rnd()))
         dur = min(600_000, max(50, dur))
         version = versions[bisect_right(version_cum, rng.random())]
-        t = int(rnd() * span)
-        day, sec = divmod(t, 86_400)
-        hh, rem = divmod(sec, 3600)
-        mm, ss = divmod(rem, 60)
+        r = rnd()
+        if r < 0.9:
+            t_ms = T_START * 1000 + int(rnd() * span) * 1000
+            if r >= 0.6:
+                # Milliseconds (30%).
+                t_ms += int(rnd() * 1000)
+        else:
+            # Before (or just after) the epoch, with milliseconds (10%).
+            t_ms = T_OLD_START * 1000 + int(rnd() * (T_OLD_END - T_OLD_START) * 1000)
+        processed_at = format_ms(t_ms)
 
         buf.append(
             f'{{"type":"Feature","id":"{uid}","geometry":{{"type":"Point",'
@@ -311,7 +338,7 @@ def generate_chunk(job):
             f'"deformation":[{dx!r},{dy!r},{dz!r}],'
             f'"registration_quality":{q!r},"fusion_confidence":{c!r},'
             f'"processing_duration_ms":{dur},"algorithm_version":"{version}",'
-            f'"processed_at":"{days[day]}T{hh:02d}:{mm:02d}:{ss:02d}Z"}}}}\n'
+            f'"processed_at":"{processed_at}"}}}}\n'
         )
     return "".join(buf), ids
 

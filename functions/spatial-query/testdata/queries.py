@@ -41,8 +41,15 @@ About 30% of the queries (not the polygon pairs) carry filters, any of: "min_con
 (fusion_confidence >= x), "min_magnitude": y (|deformation| >= y),
 "from": RFC 3339 (processed_at >= from), "to": RFC 3339 (processed_at <
 to). Thresholds are sometimes exactly an asset's value, so the
-inclusive/exclusive ends matter; times are mostly `Z`, some with an offset
-or milliseconds.
+inclusive/exclusive ends matter; times are in milliseconds, often exactly an
+asset's time or one millisecond off it, some before 1970, mostly `Z`, some
+with an offset; about 5% of time filters have a bound finer than a
+millisecond (six fraction digits), which the function refuses.
+About 10% of radius and knn queries are centred exactly on an asset at a
+pole or on the antimeridian but spelled differently (another longitude at
+the pole, 180 for -180), a third of those radius queries with radius 0
+and half of the rest under 50 m; 3% more radius queries have radius 0 on
+an asset.
 
 Coordinates and numbers are written with Python's repr (via json).
 Only the standard library is used. Progress goes to stderr.
@@ -50,6 +57,7 @@ Only the standard library is used. Progress goes to stderr.
 
 import argparse
 import calendar
+import datetime
 import json
 import math
 import random
@@ -59,6 +67,8 @@ import time
 METRES_PER_DEGREE = 111_320.0
 T_START = calendar.timegm((2024, 1, 1, 0, 0, 0))
 T_END = calendar.timegm((2026, 11, 1, 0, 0, 0))
+T_OLD_START = calendar.timegm((1950, 1, 1, 0, 0, 0))
+T_OLD_END = calendar.timegm((1970, 1, 2, 0, 0, 0))
 LON_LIMIT = 179.999  # polygons keep inside (-LON_LIMIT, LON_LIMIT)
 LAT_LIMIT = 89.999
 
@@ -161,6 +171,16 @@ class Assets:
     def __len__(self):
         return len(self.lon)
 
+    def on_pole_or_antimeridian(self):
+        """Indexes of the assets exactly at a pole or on +-180."""
+        if not hasattr(self, "_edge"):
+            self._edge = [
+                i
+                for i, (lon, lat) in enumerate(zip(self.lon, self.lat))
+                if abs(lat) == 90.0 or abs(lon) == 180.0
+            ]
+        return self._edge
+
     def near_antimeridian(self):
         """Indexes of the assets within 0.5 degrees of the antimeridian."""
         if not hasattr(self, "_near_am"):
@@ -183,24 +203,38 @@ class Assets:
         return found
 
 
+EPOCH = datetime.datetime(1970, 1, 1)
+
+
 def parse_time(text):
-    # processed_at is always "YYYY-MM-DDTHH:MM:SSZ" in generated assets.
-    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+    """processed_at of a generated asset ("YYYY-MM-DDTHH:MM:SS[.mmm]Z",
+    possibly before 1970) as epoch milliseconds."""
+    whole, _, frac = text.rstrip("Z").partition(".")
+    d = datetime.datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S")
+    ms = (d - EPOCH) // datetime.timedelta(milliseconds=1)
+    return ms + (int(frac.ljust(3, "0")[:3]) if frac else 0)
 
 
-def format_time(rng, t):
-    """Epoch seconds as RFC 3339: mostly `Z`, some with an offset or milliseconds."""
+def format_time(rng, t_ms, sub_ms=0):
+    """Epoch milliseconds as RFC 3339: mostly `Z`, some with an offset;
+    milliseconds written when there are any (and now and then when there
+    are none, as `.000`); `sub_ms` (0..999) microseconds below the
+    millisecond, written as six digits (such a bound is to be refused)."""
     r = rng.random()
+    seconds, ms = divmod(t_ms, 1000)
+    if sub_ms:
+        frac = f".{ms:03d}{sub_ms:03d}"
+    elif ms or r > 0.9:
+        frac = f".{ms:03d}"
+    else:
+        frac = ""
     if r < 0.2:
         minutes = rng.choice([-480, -300, -210, 60, 120, 330, 345, 540, 840])
-        local = time.gmtime(t + minutes * 60)
+        local = EPOCH + datetime.timedelta(seconds=seconds + minutes * 60)
         sign = "+" if minutes >= 0 else "-"
         hh, mm = divmod(abs(minutes), 60)
-        return time.strftime("%Y-%m-%dT%H:%M:%S", local) + f"{sign}{hh:02d}:{mm:02d}"
-    if r < 0.3:
-        # Milliseconds: t + 0.5 s is strictly between whole seconds.
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + ".500Z"
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+        return local.strftime("%Y-%m-%dT%H:%M:%S") + frac + f"{sign}{hh:02d}:{mm:02d}"
+    return (EPOCH + datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
 
 
 def filters(rng, assets):
@@ -228,33 +262,69 @@ def filters(rng, assets):
             else:
                 out["min_magnitude"] = 0.0
         if rng.random() < 0.5:
+            # Times in milliseconds; bounds often exactly an asset's time
+            # (from inclusive, to exclusive) or a millisecond off it, some
+            # before 1970.
             if rng.random() < 0.4:
-                start = assets.t[rng.randrange(len(assets))]
+                start = assets.t[rng.randrange(len(assets))] + rng.choice([0, 0, -1, 1])
+            elif rng.random() < 0.2:
+                start = rng.randrange(T_OLD_START, T_OLD_END) * 1000 + rng.randrange(1000)
             else:
-                start = rng.randrange(T_START - 30 * 86_400, T_END)
-            length = int(log_uniform(rng, 3600.0, 1000.0 * 86_400.0))
+                start = rng.randrange(T_START - 30 * 86_400, T_END) * 1000
+            length = int(log_uniform(rng, 1.0, 1000.0 * 86_400_000.0))
             if rng.random() < 0.3:
                 # An asset's time as the exclusive end.
-                end = assets.t[rng.randrange(len(assets))]
+                end = assets.t[rng.randrange(len(assets))] + rng.choice([0, 0, -1, 1])
                 start = end - length
             else:
                 end = start + length
+            # Now and then a bound finer than a millisecond: refused.
+            sub = [0, 0]
+            if rng.random() < 0.05:
+                sub[rng.randrange(2)] = rng.randrange(1, 1000)
             r = rng.random()
             if r < 0.6:
-                out["from"] = format_time(rng, start)
-                out["to"] = format_time(rng, end)
+                out["from"] = format_time(rng, start, sub[0])
+                out["to"] = format_time(rng, end, sub[1])
             elif r < 0.8:
-                out["from"] = format_time(rng, start)
+                out["from"] = format_time(rng, start, sub[0] or sub[1])
             else:
-                out["to"] = format_time(rng, end)
+                out["to"] = format_time(rng, end, sub[0] or sub[1])
     return out
 
 
 # --- radius ----------------------------------------------------------------
 
+def respelled(rng, assets):
+    """An asset exactly at a pole or on the antimeridian, its position
+    written differently (another longitude at a pole, 180 for -180), or None."""
+    edge = assets.on_pole_or_antimeridian()
+    if not edge:
+        return None
+    i = edge[rng.randrange(len(edge))]
+    lon, lat = assets.lon[i], assets.lat[i]
+    if abs(lat) == 90.0:
+        return rng.choice([0.0, 180.0, -180.0, rng.uniform(-180.0, 180.0)]), lat
+    return -lon, lat
+
+
 def radius_query(rng, assets):
     radius = log_uniform(rng, 50.0, 300_000.0)
     r = rng.random()
+    if r < 0.1:
+        # On a pole or the antimeridian, spelled differently from the
+        # assets there; a third with radius 0 (the same point only).
+        p = respelled(rng, assets)
+        if p is not None:
+            if rng.random() < 0.33:
+                radius = 0.0
+            elif rng.random() < 0.5:
+                radius = log_uniform(rng, 0.001, 50.0)
+            return {"type": "radius", "lon": p[0], "lat": p[1], "radius_m": radius}
+    if r < 0.13:
+        # Radius 0 on an asset.
+        i = rng.randrange(len(assets))
+        return {"type": "radius", "lon": assets.lon[i], "lat": assets.lat[i], "radius_m": 0.0}
     if r < 0.6:
         i = rng.randrange(len(assets))
         lon, lat = jitter(rng, assets.lon[i], assets.lat[i], radius * rng.uniform(0.0, 0.7))
@@ -549,6 +619,10 @@ def asset_polygon(rng, assets):
 def knn_query(rng, assets):
     k = rng.choice([1, 5, 10, 50])
     r = rng.random()
+    if r < 0.1:
+        p = respelled(rng, assets)
+        if p is not None:
+            return {"type": "knn", "lon": p[0], "lat": p[1], "k": k}
     if r < 0.4:
         i = rng.randrange(len(assets))
         lon, lat = jitter(rng, assets.lon[i], assets.lat[i], log_uniform(rng, 10.0, 20_000.0))

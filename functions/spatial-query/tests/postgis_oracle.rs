@@ -1,9 +1,13 @@
 //! The oracle: the same generated assets and ≥ 1,000 random radius, box,
 //! polygon and nearest queries (some filtered, some across the antimeridian,
-//! near the poles, with holes, with assets on polygon boundaries) answered
-//! by PostGIS (`testdata/postgis.py` starts a throwaway cluster on
-//! 127.0.0.1) and by this crate's engine over its tiles; the result sets
-//! must be identical (nearest: identical up to distance ties).
+//! near the poles, with holes, with assets on polygon boundaries, centred
+//! on a pole or the antimeridian spelled differently from the assets there,
+//! radius 0, time bounds on asset times and before 1970) answered by
+//! PostGIS (`testdata/postgis.py` starts a throwaway cluster on 127.0.0.1)
+//! and by this crate's engine over its tiles, paged (1 to 3 a page for
+//! small answers); the result sets must be identical (nearest: identical up
+//! to distance ties). Queries with a time bound finer than a millisecond
+//! must be refused, naming the bound.
 //!
 //! Needs PostgreSQL 15 + PostGIS 3 and psycopg in target/pyenv, which
 //! `cargo xtask test` installs. `SPATIAL_ORACLE_ASSETS` and
@@ -80,8 +84,29 @@ fn policy() -> Section {
     Section::from_config(&Config::new(text)).unwrap()
 }
 
-/// Our answer: every page of the query, in order.
-fn ours(dataset: &MemoryDataset, q: &Value, policy: &Section) -> Vec<(String, Option<f64>)> {
+/// Whether an RFC 3339 text has non-zero digits below the millisecond.
+fn finer_than_ms(text: &str) -> bool {
+    text.split_once('.').is_some_and(|(_, rest)| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.chars().skip(3).any(|c| c != '0')
+    })
+}
+
+/// The field a query must be refused for (a time bound finer than a
+/// millisecond), if any.
+fn refused_field(q: &Value) -> Option<&'static str> {
+    ["from", "to"]
+        .into_iter()
+        .find(|f| q.get(*f).and_then(Value::as_str).is_some_and(finer_than_ms))
+}
+
+/// Our answer: every page of the query, in order, pages of `limit`.
+fn ours(
+    dataset: &MemoryDataset,
+    q: &Value,
+    policy: &Section,
+    limit: usize,
+) -> Vec<(String, Option<f64>)> {
     let mut fields: Map<String, Value> = q.as_object().unwrap().clone();
     // The oracle's label, not a query field (unknown fields are refused).
     fields.remove("id");
@@ -94,7 +119,7 @@ fn ours(dataset: &MemoryDataset, q: &Value, policy: &Section) -> Vec<(String, Op
             json!(spatial_query::geodesy::MAX_DISTANCE_M),
         );
     } else {
-        fields.insert("limit".into(), json!(1000));
+        fields.insert("limit".into(), json!(limit));
     }
     let mut out = Vec::new();
     loop {
@@ -227,13 +252,58 @@ fn same_answers_as_postgis() {
     assert!(queries.len() >= 1000, "{} queries", queries.len());
     let mut failures = Vec::new();
     let mut by_type: HashMap<String, (usize, usize, usize)> = HashMap::new();
-    for q in &queries {
+    let (mut refused, mut pages_of_few, mut respelled, mut radius_zero, mut before_1970) =
+        (0, 0, 0, 0, 0);
+    for (n, q) in queries.iter().enumerate() {
         let id = q["id"].as_str().unwrap();
         let kind = q["type"].as_str().unwrap().to_owned();
         let expected = theirs
             .get(id)
             .unwrap_or_else(|| panic!("PostGIS has no answer for {id}"));
-        let answer = ours(&dataset, q, &policy);
+        // A bound finer than a millisecond is refused, naming it.
+        if let Some(field) = refused_field(q) {
+            let mut fields = q.as_object().unwrap().clone();
+            fields.remove("id");
+            match spatial_query::request::parse_query(&fields, None, None, &policy) {
+                Err(p) if p.detail().is_some_and(|d| d.contains("millisecond")) => {
+                    let named = p.to_json(None)["field"].clone();
+                    if named != json!(field) {
+                        failures.push(format!("{id}: refused naming {named}, not {field}"));
+                    }
+                    refused += 1;
+                }
+                other => failures.push(format!(
+                    "{id}: a bound finer than a millisecond was not refused: {:?}",
+                    other.map(|_| ()).map_err(|p| p.detail().map(str::to_owned))
+                )),
+            }
+            continue;
+        }
+        let lon = q.get("lon").and_then(Value::as_f64);
+        let lat = q.get("lat").and_then(Value::as_f64);
+        if lat.is_some_and(|y| y.abs() == 90.0) || lon.is_some_and(|x| x.abs() == 180.0) {
+            respelled += 1;
+        }
+        if q.get("radius_m").and_then(Value::as_f64) == Some(0.0) {
+            radius_zero += 1;
+        }
+        if ["from", "to"].iter().any(|f| {
+            q.get(*f)
+                .and_then(Value::as_str)
+                .is_some_and(|t| t < "1970-01-02")
+        }) {
+            before_1970 += 1;
+        }
+        // Pages of every size: one asset a page for small answers (where
+        // lost assets showed), about eight pages for larger ones.
+        let size = expected["ids"].as_array().map_or(0, Vec::len);
+        let limit = if size <= 24 {
+            pages_of_few += 1;
+            1 + n % 3
+        } else {
+            size.div_ceil(8) + n % 5
+        };
+        let answer = ours(&dataset, q, &policy, limit);
         let outcome = if kind == "knn" {
             compare_nearest(&answer, expected["neighbors"].as_array().unwrap())
         } else {
@@ -268,6 +338,12 @@ fn same_answers_as_postgis() {
             failures.push(format!("{id}: {e}\n  query {q}"));
         }
     }
+    eprintln!(
+        "refused (a time bound finer than a millisecond): {refused}; paged 1-3 a page: {pages_of_few}; \
+         centred on a pole or the antimeridian: {respelled}; radius 0: {radius_zero}; \
+         a time bound before 1970: {before_1970}"
+    );
+    assert!(refused > 0 && respelled > 0 && radius_zero > 0 && before_1970 > 0);
     for (kind, (n, hits, empty)) in &by_type {
         eprintln!("{kind}: {n} queries, {hits} results, {empty} empty");
         // The comparison means something only if most answers are not empty.
