@@ -121,6 +121,13 @@ impl Directory {
     }
 }
 
+/// The stored id directory of a dataset built in one run: `ids` sorted and
+/// distinct, all in `run` (what the tile builder writes beside its
+/// manifest, so the first write after a publish need not read every tile).
+pub fn directory_bytes(ids: &[u128], run: u32) -> Vec<u8> {
+    Directory(ids.iter().map(|&id| (id, run)).collect()).encode()
+}
+
 /// What a write starts from: the current manifest's entries, overrides
 /// and dead count (healed of any id live in two runs), and its directory.
 struct Base {

@@ -257,12 +257,20 @@ fn check_built(dir: &Path, input: &Input, capacity: usize, dataset: &str, run: u
         .iter()
         .map(|e| tile_key(dataset, run, e.cell))
         .collect();
+    // Beside the tiles: the manifest and the run's id directory.
+    let ids_key = format!("sq/{dataset}/m/{run}.ids");
+    assert!(files.contains_key(&ids_key), "no id directory");
     let on_disk: BTreeSet<String> = files
         .keys()
-        .filter(|k| **k != manifest_key)
+        .filter(|k| **k != manifest_key && **k != ids_key)
         .cloned()
         .collect();
-    assert_eq!(listed, on_disk, "the manifest lists exactly the tile files");
+    assert!(
+        listed == on_disk,
+        "the manifest lists exactly the tile files: {} listed, {} on disk",
+        listed.len(),
+        on_disk.len()
+    );
     assert_eq!(listed.len(), manifest.entries().len());
 
     let mut seen: HashMap<Uuid, usize> = HashMap::new();
@@ -657,4 +665,56 @@ fn upload_puts_every_blob_then_publishes() {
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// An id is a key: a repeated id, wherever the copies are, keeps its last
+/// write (issue 16; before, copies at different positions were all kept).
+#[test]
+fn a_repeated_id_keeps_its_last_write() {
+    let scratch = Scratch::new("repeated");
+    let line = |id: u32, lon: f64, lat: f64| {
+        format!(
+            r#"{{"type":"Feature","id":"00000000-0000-4000-8000-{id:012}","geometry":{{"type":"Point","coordinates":[{lon},{lat},1.0]}},"properties":{{"deformation":[1.0,2.0,2.0],"registration_quality":0.9,"fusion_confidence":0.9,"processing_duration_ms":100,"algorithm_version":"fusion-2.3.1","processed_at":"2026-03-01T00:00:00Z"}}}}"#
+        )
+    };
+    let input = scratch.path("in.ndjson");
+    let text = [
+        line(1, 10.0, 50.0),
+        line(2, 11.0, 50.0),
+        line(1, -170.0, -40.0),
+    ]
+    .join("\n");
+    std::fs::write(&input, text).unwrap();
+    let out = scratch.path("out");
+    let json = scratch.path("summary.json");
+    run_ok(&[
+        "build",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json-summary",
+        json.to_str().unwrap(),
+    ]);
+    let s = summary(&json);
+    assert_eq!(
+        (s["assets"].as_u64(), s["duplicates"].as_u64()),
+        (Some(2), Some(1)),
+        "{s}"
+    );
+    let files = files(&out);
+    let manifest = Manifest::decode(&files["sq/assets/m/1"]).unwrap();
+    let mut kept = Vec::new();
+    for e in manifest.entries() {
+        let tile = Tile::decode(&files[&tile_key("assets", 1, e.cell)]).unwrap();
+        kept.extend(tile.assets().map(|a| (a.id.as_u128(), a.lon)));
+    }
+    kept.sort_by_key(|k| k.0);
+    assert_eq!(
+        kept,
+        vec![
+            (0x4000_8000_0000_0000_0001, -170.0),
+            (0x4000_8000_0000_0000_0002, 11.0)
+        ]
+    );
 }

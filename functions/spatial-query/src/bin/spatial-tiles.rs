@@ -19,11 +19,13 @@
 //! record to `DIR/head.json`. The output depends only on the input and the
 //! options, not on `--memory-mb`.
 //!
-//! Duplicate ids: the first occurrence (in input order) is kept and the
-//! later ones rejected ("duplicate id"), but only where the copies share a
-//! finest (level-30, ~4 cm) cell, i.e. where they meet in the sorted
-//! stream. Copies of an id at different positions are not detected: that
-//! would take a set of every id (or a second sort by id).
+//! An id is a key: where the input repeats an id (anywhere, at any
+//! position), the last occurrence in input order is kept and the earlier
+//! ones are rejected ("duplicate id"), as a later write replaces an earlier
+//! one in the function. Every id and its input position are held in
+//! memory for that (24 bytes an asset, beside `--memory-mb`). The build
+//! also writes the run's id directory (`DIR/<dataset>/m/<run>.ids`), which
+//! `upload` sends before the manifest.
 //!
 //! `upload` PUTs every tile the manifest lists, then the manifest, to
 //! `{url}{prefix}_spatial/blobs/{key}` and publishes the head with
@@ -658,8 +660,10 @@ usage:
         eprintln!("rejected: {}", describe_rejection(r));
     }
 
-    fn show_duplicate(seq: u64, id: Uuid) {
-        eprintln!("rejected: feature {seq}: id {id}: field id: duplicate id");
+    fn show_duplicate(seq: u64, id: Uuid, later: u64) {
+        eprintln!(
+            "rejected: feature {seq}: id {id}: field id: duplicate id (feature {later} has it too, and wins)"
+        );
     }
 
     fn describe_rejection(r: &Rejection) -> String {
@@ -723,6 +727,7 @@ usage:
         pending: &mut Vec<Result<Asset, Rejection>>,
         summary: &mut Summary,
         sorter: &mut Sorter,
+        ids: &mut Vec<(u128, u64)>,
         progress: &mut Progress,
     ) -> io::Result<()> {
         for r in pending.drain(..) {
@@ -730,6 +735,7 @@ usage:
             summary.features += 1;
             match r {
                 Ok(asset) => {
+                    ids.push((asset.id.as_u128(), seq));
                     let code = partition::morton(asset.lon, asset.lat);
                     sorter.push(Keyed { code, seq, asset }, progress)?;
                 }
@@ -785,6 +791,8 @@ usage:
         let mut sorter = Sorter::new(&out, (memory_mb * 1_048_576.0) as usize);
         let mut reader = FeatureReader::new(format, IngestLimits::default());
         let mut pending: Vec<Result<Asset, Rejection>> = Vec::new();
+        // Every id with its input position: the last write of an id wins.
+        let mut ids: Vec<(u128, u64)> = Vec::new();
         let mut buf = vec![0u8; CHUNK];
         let mut offset = 0u64;
         let input_failure = |e: spatial_query::ingest::IngestError, offset: u64, features: u64| {
@@ -800,7 +808,13 @@ usage:
                 Err(e) => return Err(anyhow!(e).context(format!("reading {input}")).into()),
             };
             let outcome = reader.push(&buf[..n], &mut |r| pending.push(r));
-            take_features(&mut pending, &mut summary, &mut sorter, &mut progress)?;
+            take_features(
+                &mut pending,
+                &mut summary,
+                &mut sorter,
+                &mut ids,
+                &mut progress,
+            )?;
             offset += n as u64;
             outcome.map_err(|e| input_failure(e, offset, summary.features))?;
             let (features, rejected) = (summary.features, summary.rejected);
@@ -814,7 +828,13 @@ usage:
             });
         }
         let outcome = reader.finish(&mut |r| pending.push(r));
-        take_features(&mut pending, &mut summary, &mut sorter, &mut progress)?;
+        take_features(
+            &mut pending,
+            &mut summary,
+            &mut sorter,
+            &mut ids,
+            &mut progress,
+        )?;
         outcome.map_err(|e| input_failure(e, offset, summary.features))?;
         summary.read_s = started.elapsed().as_secs_f64();
 
@@ -831,19 +851,31 @@ usage:
             assets: 0,
             bytes: 0,
         };
+        // The last input position of each id.
+        ids.sort_unstable();
+        let mut latest: Vec<(u128, u64)> = Vec::with_capacity(ids.len());
+        for (id, seq) in ids {
+            match latest.last_mut() {
+                Some(last) if last.0 == id => last.1 = seq,
+                _ => latest.push((id, seq)),
+            }
+        }
         let mut partitioner = Partitioner::new(capacity);
         let mut emitted: Vec<(CellId, Vec<Asset>)> = Vec::new();
-        let mut last: Option<(u64, Uuid)> = None;
         while let Some(k) = merger.next()? {
-            if last == Some((k.code, k.asset.id)) {
+            let id = k.asset.id.as_u128();
+            let last_seq = latest
+                .binary_search_by_key(&id, |e| e.0)
+                .map(|i| latest[i].1)
+                .unwrap_or(k.seq);
+            if last_seq != k.seq {
                 summary.rejected += 1;
                 summary.duplicates += 1;
                 if summary.rejected <= SHOWN_REJECTIONS {
-                    show_duplicate(k.seq, k.asset.id);
+                    show_duplicate(k.seq, k.asset.id, last_seq);
                 }
                 continue;
             }
-            last = Some((k.code, k.asset.id));
             partitioner
                 .push(k.code, k.asset, &mut |c, t| emitted.push((c, t)))
                 .map_err(|e| anyhow!(e))?;
@@ -863,6 +895,14 @@ usage:
         summary.assets = writer.assets;
         summary.tiles = writer.entries.len() as u64;
         summary.tile_bytes = writer.bytes;
+        let directory: Vec<u128> = latest.iter().map(|e| e.0).collect();
+        write_key(
+            &out,
+            &manifest::ids_key(dataset, run),
+            &spatial_query::dataset::directory_bytes(&directory, run),
+            &mut None,
+        )?;
+        drop(latest);
         let manifest = Manifest::new(std::mem::take(&mut writer.entries)).encode();
         summary.manifest_bytes = manifest.len() as u64;
         write_key(
@@ -1220,6 +1260,11 @@ usage:
                 )
                 .into());
             }
+        }
+        // The id directory (when the build wrote one), then the manifest.
+        let ids_key = manifest::ids_key(&built.dataset, built.run);
+        if dir.join(&ids_key).is_file() {
+            keys.push(ids_key);
         }
         keys.push(built.manifest_key.clone());
 
