@@ -1,5 +1,6 @@
-//! Where a token's signature is checked. On Workers the runtime's WebCrypto
-//! (BoringSSL in workerd) does it: `cargo xtask bench auth-check` measured
+//! Where a token's signature is checked. On Workers (the `webcrypto`
+//! feature: auth-check's own worker and the gateway's) the runtime's
+//! WebCrypto (BoringSSL in workerd) does it: `cargo xtask bench auth-check` measured
 //! it 31–47× faster than this crate's pure-Rust RSA compiled to wasm, 14–33×
 //! for ECDSA and 2× for Ed25519. Everywhere else (Spin, browsers, native)
 //! the pure-Rust verification in [`crate::keys`] runs. HS256 always stays in
@@ -26,7 +27,7 @@ pub(crate) async fn verify_any(
     false
 }
 
-#[cfg(not(all(feature = "workers", target_arch = "wasm32")))]
+#[cfg(not(all(feature = "webcrypto", target_arch = "wasm32")))]
 async fn verify(
     key: &Key,
     alg: Algorithm,
@@ -37,7 +38,7 @@ async fn verify(
     key.verify(alg, signing_input, signature).is_ok()
 }
 
-#[cfg(all(feature = "workers", target_arch = "wasm32"))]
+#[cfg(all(feature = "webcrypto", target_arch = "wasm32"))]
 async fn verify(
     key: &Key,
     alg: Algorithm,
