@@ -112,6 +112,15 @@ impl EdgeFunction for SpatialQuery {
         let segments: Vec<String> = path_segments(&req).into_iter().map(str::to_owned).collect();
         let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
         let method = req.method().clone();
+        // Only the query endpoints and the geofence probe take query
+        // parameters; elsewhere one is a mistake to report, not ignore.
+        let takes_parameters = matches!(
+            segments.as_slice(),
+            ["assets", "radius" | "bbox" | "nearest" | "within"] | ["geofence"]
+        );
+        if !takes_parameters {
+            request::no_parameters(req.uri().query())?;
+        }
         match (segments.as_slice(), &method) {
             (["assets", kind @ ("radius" | "bbox" | "nearest")], &Method::GET) => {
                 let fields = request::query_fields(req.uri().query());

@@ -122,6 +122,11 @@ pub fn parse_point(fields: &Map<String, Value>) -> Result<(f64, f64), Problem> {
     Fields(fields).point()
 }
 
+/// A 400 naming the first query parameter of a request that takes none.
+pub fn no_parameters(query: Option<&str>) -> Result<(), Problem> {
+    only_known(&query_fields(query), &[], "this endpoint")
+}
+
 /// Filters and paging, which every query but nearest takes.
 const COMMON: [&str; 6] = [
     "min_confidence",
@@ -141,10 +146,14 @@ fn only_known(fields: &Map<String, Value>, known: &[&str], what: &str) -> Result
             let shown: String = name.chars().take(40).collect();
             Err(invalid(
                 &shown,
-                format!(
-                    "unknown parameter {shown:?} for {what}: expected {}",
-                    known.join(", ")
-                ),
+                if known.is_empty() {
+                    format!("unknown parameter {shown:?}: {what} takes no query parameters")
+                } else {
+                    format!(
+                        "unknown parameter {shown:?} for {what}: expected {}",
+                        known.join(", ")
+                    )
+                },
             ))
         }
     }

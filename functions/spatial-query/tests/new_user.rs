@@ -146,6 +146,20 @@ fn unknown_parameters_are_refused_by_name() {
         ),
     );
     assert_eq!((status, body["field"].as_str()), (400, Some("radius")));
+    // Endpoints that take no parameters say so.
+    for (method, uri) in [
+        ("GET", "/dataset?verbose=1"),
+        ("POST", "/assets/query?limit=3"),
+        ("GET", "/zones?all"),
+    ] {
+        let (status, body, _) = serve(
+            &p,
+            &f,
+            request(method, uri, Some("application/json"), "{}", false),
+        );
+        assert_eq!(status, 400, "{uri}: {body}");
+        assert!(body["field"].is_string(), "{body}");
+    }
     // The right names are taken.
     let (status, body) = get(&p, &f, "/assets/radius?lon=10&lat=50&radius_m=5000&limit=3");
     assert_eq!((status, body["numberMatched"].as_u64()), (200, Some(10)));
