@@ -92,6 +92,13 @@ pub struct DetectorConfig {
     pub patterns: Vec<CustomPattern>,
     /// User dictionaries: `Entity::Custom(patterns.len() + i)`.
     pub dictionaries: Vec<Dictionary>,
+    /// Regions (ISO 3166 alpha-2) whose national numbers the text is
+    /// expected to hold: a run of digits alone (no grouping, no phone word)
+    /// that is a valid number of one of them is a phone number — a Danish
+    /// "66225448", which without the region is as likely a Brazilian
+    /// postcode. Numbers in the shape of a phone number are checked against
+    /// every region's plan whether or not any is named here.
+    pub phone_regions: Vec<String>,
 }
 
 impl Default for DetectorConfig {
@@ -100,6 +107,7 @@ impl Default for DetectorConfig {
             entities: Entity::BUILTIN.to_vec(),
             patterns: Vec::new(),
             dictionaries: Vec::new(),
+            phone_regions: Vec::new(),
         }
     }
 }
@@ -160,6 +168,8 @@ struct Custom {
 pub struct Detector {
     config: DetectorConfig,
     enabled: Enabled,
+    /// The plans of `config.phone_regions`.
+    phone_regions: Vec<u16>,
     secrets: Option<secrets::Secrets>,
     custom: Custom,
 }
@@ -188,6 +198,15 @@ impl Detector {
                 message: format!("at most {} patterns and dictionaries together", u16::MAX),
             });
         }
+        let mut phone_regions = Vec::with_capacity(config.phone_regions.len());
+        for (i, region) in config.phone_regions.iter().enumerate() {
+            phone_regions.push(plan::region_index(region).ok_or_else(|| DetectorError {
+                field: format!("phone_regions[{i}]"),
+                message: format!(
+                    "{region:?} is not a region of libphonenumber's metadata (ISO 3166 alpha-2, e.g. \"DK\")"
+                ),
+            })?);
+        }
         let secrets = if enabled.jwt || enabled.api_key {
             Some(secrets::Secrets::new().map_err(|e| DetectorError {
                 field: "entities".into(),
@@ -199,6 +218,7 @@ impl Detector {
         Ok(Detector {
             config: config.clone(),
             enabled,
+            phone_regions,
             secrets,
             custom: compile_custom(config)?,
         })
@@ -224,7 +244,7 @@ impl Detector {
         let claimed = base..out.len();
         out[claimed.clone()].sort_unstable_by_key(|s| s.start);
         if en.numeric() {
-            numeric::find(text, en, out, claimed);
+            numeric::find(text, en, &self.phone_regions, out, claimed);
         }
         if en.ipv6 {
             ipv6::find(text, out);

@@ -110,6 +110,7 @@ impl Anonymizer {
                     case_insensitive: d.case_insensitive,
                 })
                 .collect(),
+            phone_regions: section.phone_regions.clone(),
         };
         let detector = Detector::new(&config).map_err(|e| format!("anonymize.{e}"))?;
         let mut fields = PathRules::new();

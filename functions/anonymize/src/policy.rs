@@ -94,6 +94,11 @@ pub struct Section {
     /// User dictionaries.
     #[serde(default)]
     pub dictionaries: Vec<DictionaryRule>,
+    /// Regions (ISO 3166 alpha-2) whose national phone numbers the bodies
+    /// hold: a bare run of digits that is a valid number of one of them is
+    /// a phone number (see `DetectorConfig::phone_regions`).
+    #[serde(default)]
+    pub phone_regions: Vec<String>,
     /// The k-anonymity report's defaults.
     #[serde(default)]
     pub k_anonymity: KAnonymitySection,

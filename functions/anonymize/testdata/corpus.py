@@ -38,6 +38,7 @@ import base64
 import datetime
 import ipaddress
 import json
+import pathlib
 import random
 import string
 import sys
@@ -56,7 +57,22 @@ LOCALES = [
     "de_CH",
     "nl_BE",
     "cs_CZ",
+    "pt_BR",
+    "es_MX",
+    "pl_PL",
+    "sv_SE",
+    "ja_JP",
+    "en_IN",
+    "pt_PT",
+    "da_DK",
+    "en_AU",
+    "en_CA",
+    "fi_FI",
+    "no_NO",
+    "de_AT",
 ]
+# The region of each locale: its numbers in phones_libphonenumber.tsv.
+REGION = {loc: loc.split("_")[1] for loc in LOCALES}
 LANG = {loc: loc.split("_")[0] for loc in LOCALES}
 
 # One example per country of the SWIFT IBAN registry (the registry's own
@@ -128,6 +144,12 @@ class Doc:
 class Gen:
     def __init__(self, seed):
         self.rng = random.Random(seed)
+        self.card_fakers = {}
+        for i, loc in enumerate(self.FAKER_CARDS):
+            f = Faker(loc)
+            f.seed_instance(seed * 1000 + 500 + i)
+            self.card_fakers[loc] = f
+        self.phones = load_phones()
         self.fakers = {}
         for i, loc in enumerate(LOCALES):
             f = Faker(loc)
@@ -214,32 +236,87 @@ class Gen:
             return addr.compressed.upper()
         return ":".join(format(g, "x") for g in groups)
 
-    def phone(self, loc, f):
+    def faker_phone(self, loc, f):
+        """One of Faker's numbers for the locale, drawn again when it is not
+        a phone number of the locale's country by any reading: "00…" in a
+        national template (the international call prefix), a random country
+        code (es_MX "+##(#)…"), a local number without its area code (en_AU
+        "#### ####"), digits no national number of the country starts with
+        (es_MX and en_IN random runs starting 0 or 1, en_IN 2–5 without a
+        trunk prefix)."""
         while True:
             p = f.phone_number()
-            # National templates whose area code may start with 0
-            # ("0##########", "(0###)") sometimes yield "00…", the
-            # international call prefix: not a real national number.
+            digits = "".join(c for c in p if c.isdigit())
             if loc not in ("en_US", "cs_CZ") and p.lstrip("(").startswith("00"):
                 continue
-            break
-        if loc not in ("en_US",) and self.rng.random() < 0.05:
+            if loc == "es_MX" and (p.startswith("+") or p.startswith("0") or p.lstrip("1-(")[:1] in "01"):
+                continue
+            if loc == "en_IN" and not p.startswith("+") and not p.startswith("0") and digits[0] not in "6789":
+                continue
+            if loc == "en_AU" and not p.startswith("+") and (not p.startswith(("0", "(0")) or len(digits) < 10):
+                continue
+            national = p
+            for prefix in ("+1 ", "1-", "1 "):
+                if loc in ("es_MX", "en_CA") and national.startswith(prefix):
+                    national = national[len(prefix):]
+            nd = "".join(c for c in national if c.isdigit())
+            if loc in ("es_MX", "en_CA") and (nd[0] in "01" or nd[3] in "01"):
+                continue
+            if loc in ("da_DK", "no_NO") and nd[2 if p.startswith("+") else 0] in "01":
+                continue
+            if loc in ("da_DK", "no_NO") and p.isdigit():
+                # Random digits, a quarter of them no Danish or Norwegian
+                # number: bare runs come from libphonenumber's numbers.
+                continue
+            if loc == "pt_BR" and not p.startswith("+") and nd[2] in "01":
+                continue
+            return p
+
+    def phone(self, loc, f):
+        if self.rng.random() < 0.4 and self.phones.get(REGION[loc]):
+            # The second source: libphonenumber's own formats (in Denmark
+            # and Norway, national numbers also without spaces, as they are
+            # often written).
+            p = self.rng.choice(self.phones[REGION[loc]])
+            if loc in ("da_DK", "no_NO") and not p.startswith("+") and self.rng.random() < 0.5:
+                p = p.replace(" ", "")
+            return p
+        p = self.faker_phone(loc, f)
+        if loc not in ("en_US",) and "x" not in p and self.rng.random() < 0.05:
             p += self.rng.choice([" ext. ", " x", " ext "]) + str(self.rng.randrange(1, 9999))
         return p
 
+    # Every scheme and length of the IIN tables (the detector's
+    # src/detect/iin.rs says where they come from).
     ISSUERS = [
-        (["4"], [13, 16, 16, 16, 19]),
-        (["51", "52", "53", "54", "55"], [16]),
-        ([str(x) for x in range(2221, 2721)], [16]),
-        (["34", "37"], [15]),
-        (["6011", "644", "645", "646", "647", "648", "649", "65"], [16, 16, 19]),
-        (["36", "38", "300", "301", "302", "303", "304", "305"], [14, 14, 16]),
-        ([str(x) for x in range(3528, 3590)], [16, 16, 19]),
-        (["62"], [16, 16, 19]),
-        (["50", "56", "57", "58", "6304", "6759", "6761", "6763"], [12, 13, 16, 16, 19]),
+        (["4"], [13, 16, 16, 16, 19]),  # Visa
+        (["51", "52", "53", "54", "55"], [16]),  # Mastercard
+        ([str(x) for x in range(2221, 2721)], [16]),  # Mastercard 2-series
+        (["34", "37"], [15]),  # Amex
+        (["6011", "644", "645", "646", "647", "648", "649", "65"], [16, 16, 17, 18, 19]),  # Discover
+        (["36", "38", "39", "300", "301", "302", "303", "304", "305", "3095"], [14, 14, 15, 16, 17, 18, 19]),  # Diners
+        ([str(x) for x in range(3528, 3590)], [16, 16, 17, 18, 19]),  # JCB
+        (["1800", "2131"], [15]),  # JCB 15 digits
+        (["2014", "2149"], [15]),  # Diners enRoute
+        (["62", "81"], [16, 16, 17, 18, 19]),  # UnionPay
+        (["2200", "2201", "2202", "2203", "2204"], [16, 17, 18, 19]),  # Mir
+        (["5018", "5020", "5038", "5893", "6304", "6759", "6761", "6762", "6763", "676770", "676774",
+          "56", "57", "58", "0604", "6390"], [12, 12, 13, 14, 15, 16, 17, 18, 19]),  # Maestro
+        (["1"], [15]),  # UATP
+        (["31"], [19]),  # China T-Union
+        (["636", "637", "638", "639"], [16]),  # InterPayment, InstaPayment
+        (["8600", "9860", "9704", "9792", "9804"], [16]),  # UzCard, Humo, Napas, Troy, PROSTIR
+        (["506099", "507865", "650002"], [16, 18, 19]),  # Verve
     ]
+    # Faker's own card providers, across the locales that have them.
+    FAKER_CARDS = ["en_US", "ru_RU", "uk_UA", "fa_IR", "pt_PT", "zh_CN"]
 
     def card_digits(self):
+        if self.rng.random() < 0.35:
+            f = self.card_fakers[self.rng.choice(self.FAKER_CARDS)]
+            provider = f.provider("faker.providers.credit_card")
+            kind = self.rng.choice(sorted(provider.credit_card_types))
+            return f.credit_card_number(card_type=kind)
         prefixes, lengths = self.rng.choice(self.ISSUERS)
         prefix = self.rng.choice(prefixes)
         n = self.rng.choice(lengths)
@@ -252,13 +329,10 @@ class Gen:
     def card_print(self, digits, force_grouped=False):
         n = len(digits)
         r = self.rng.random()
-        if n < 16 and digits[0] in "56" and not digits.startswith(("51", "52", "53", "54", "55")):
-            # Short Maestro numbers are only believed when printed in groups.
-            force_grouped = True
         if r < 0.35 and not force_grouped:
             return digits
         sep = " " if self.rng.random() < 0.7 else "-"
-        if n == 15 and digits[:2] in ("34", "37"):
+        if n == 15 and (digits[:2] in ("34", "37") or self.rng.random() < 0.3):
             sizes = [4, 6, 5]
         elif n == 14 and self.rng.random() < 0.5:
             sizes = [4, 6, 4]
@@ -275,7 +349,11 @@ class Gen:
 
     def iban_compact(self, f):
         if self.rng.random() < 0.3:
-            return f.iban()
+            iban = f.iban()
+            # (Faker's generic bank provider writes GB IBANs one character
+            # short: those are drawn from the registry's examples instead.)
+            if any(e[:2] == iban[:2] and len(e) == len(iban) for e in IBAN_EXAMPLES):
+                return iban
         example = self.rng.choice(IBAN_EXAMPLES)
         cc = example[:2]
         bban = "".join(
@@ -507,12 +585,33 @@ class Gen:
             "it": ["Chiamare il numero {x}", "Tel. {x}", "Cellulare: {x}"],
             "nl": ["Bel ons op {x}.", "Telefoon: {x}", "Mobiel {x}"],
             "cs": ["Telefon: {x}", "Volejte {x}."],
+            "pt": ["Ligue para {x}.", "Telefone: {x}", "Celular {x}", "Obrigado pelo pedido. {x} é o meu número."],
+            "pl": ["Telefon: {x}", "Zadzwoń pod {x}.", "Tel. kom. {x}"],
+            "sv": ["Ring oss på {x}.", "Telefon: {x}", "Mobil: {x}"],
+            "ja": ["電話番号: {x}", "お問い合わせは {x} まで。", "携帯 {x}"],
+            "da": ["Ring til {x}.", "Telefon: {x}", "Mobil {x}"],
+            "fi": ["Soita numeroon {x}.", "Puhelin: {x}", "Matkapuhelin {x}"],
+            "no": ["Ring oss på {x}.", "Telefon: {x}", "Mobil {x}"],
+        },
+        # A word for some other number ends the sentence before a phone
+        # number (the keyword window must stop at the full stop).
+        "phone_after_other": {
+            "en": ["Thanks for your order. {x} is my direct line.", "See the invoice. {x} for questions."],
+            "fr": ["Merci pour votre commande. {x} est mon numéro."],
+            "de": ["Danke für Ihre Bestellung. {x} ist meine Durchwahl."],
+            "es": ["Gracias por su pedido. {x} es mi número."],
+            "it": ["Grazie per l'ordine. {x} è il mio numero."],
         },
         "card": {
             "en": ["Card number: {x}", "Paid with {x} (exp {exp}).", "cc={x}", "card {x} declined", "Please charge {x}."],
             "de": ["Kartennummer {x}"],
             "fr": ["Carte bancaire : {x}"],
             "es": ["Tarjeta: {x}"],
+            "pt": ["Cartão: {x}"],
+            "pl": ["Numer karty: {x}"],
+            "sv": ["Kortnummer: {x}"],
+            "ja": ["カード番号: {x}"],
+            "it": ["Carta di credito: {x}"],
         },
         "iban": {
             "en": ["IBAN: {x}", "Please transfer to {x}.", "iban={x}", "Account {x} (BIC {bic})"],
@@ -532,6 +631,9 @@ class Gen:
         lang = LANG[loc]
         templates = self.TEMPLATES[entity]
         pool = templates["en"] + templates.get(lang, []) * 2
+        if entity == "phone":
+            other = self.TEMPLATES["phone_after_other"]
+            pool += other["en"] + other.get(lang, [])
         tpl = self.rng.choice(pool)
         if entity == "api_key" and prefix:
             tpl = self.rng.choice(["Authorization: {x}", "header {x}", "curl -H 'Authorization: {x}'"])
@@ -695,6 +797,18 @@ class Gen:
         for s in doc.spans:
             spans.append({"path": "$.notes", **s})
         return {"kind": "json", "locale": loc, "json": rec, "spans": spans}
+
+
+def load_phones():
+    """The checked-in libphonenumber numbers by region (phones_libphonenumber.py
+    wrote them)."""
+    phones = {}
+    path = pathlib.Path(__file__).with_name("phones_libphonenumber.tsv")
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            region, _kind, _fmt, number = line.split("\t")
+            phones.setdefault(region, []).append(number)
+    return phones
 
 
 def luhn_ok(digits):

@@ -83,8 +83,9 @@ const RANGES: &[Range] = &[
     r(3095, 3095, 4, span(14, 19)),
     r(36, 36, 2, span(14, 19)),
     r(38, 39, 2, span(14, 19)),
-    // JCB (and RuPay's JCB co-brands 353, 356); LankaPay 357111.
-    r(3528, 3589, 4, span(16, 19)),
+    // JCB (3528–3589; Faker: all of 35), RuPay's JCB co-brands 353, 356,
+    // LankaPay 357111.
+    r(35, 35, 2, span(16, 19)),
     // Visa, Visa Electron, Dankort co-brand, Elo's 4-ranges.
     r(4, 4, 1, one(13) | one(16) | one(19)),
     // Maestro (5018, 5020, 5038 and the older 50 range), GPN, Verve, Elo,

@@ -26,7 +26,13 @@ use crate::entity::{Entity, Span};
 
 /// Appends the numeric kinds in `text` to `out`, skipping the spans
 /// `out[claimed]` (sorted by start) of kinds that would win over them.
-pub(super) fn find(text: &str, en: Enabled, out: &mut Vec<Span>, claimed: Range<usize>) {
+pub(super) fn find(
+    text: &str,
+    en: Enabled,
+    regions: &[u16],
+    out: &mut Vec<Span>,
+    claimed: Range<usize>,
+) {
     let b = text.as_bytes();
     let mut i = 0;
     let mut c = claimed.start;
@@ -42,7 +48,7 @@ pub(super) fn find(text: &str, en: Enabled, out: &mut Vec<Span>, claimed: Range<
         i = if p > 0 && b[p - 1].is_ascii_digit() {
             run_end
         } else {
-            candidate(text, p, run_end, en, out).max(run_end)
+            candidate(text, p, run_end, en, regions, out).max(run_end)
         };
     }
 }
@@ -101,7 +107,14 @@ fn push(out: &mut Vec<Span>, start: usize, end: usize, entity: Entity) {
 }
 
 /// Tries the kinds at the digit run `p..run_end`; returns where to resume.
-fn candidate(text: &str, p: usize, run_end: usize, en: Enabled, out: &mut Vec<Span>) -> usize {
+fn candidate(
+    text: &str,
+    p: usize,
+    run_end: usize,
+    en: Enabled,
+    regions: &[u16],
+    out: &mut Vec<Span>,
+) -> usize {
     let b = text.as_bytes();
     // IBAN: two letters right before the check digits.
     if p >= 2 && b[p - 1].is_ascii_alphabetic() && b[p - 2].is_ascii_alphabetic() {
@@ -136,17 +149,20 @@ fn candidate(text: &str, p: usize, run_end: usize, en: Enabled, out: &mut Vec<Sp
         b':' | b',' if prev2.is_ascii_digit() => return run_end,
         b'+' => {
             let glued = word_before(text, p - 1) || prev2 == b'+';
-            if en.phone
-                && !glued
-                && let Some(end) = phone::at(text, p - 1)
-            {
-                push(out, p - 1, end, Entity::Phone);
-                return end;
+            // "(+358) 9…" from its parenthesis, else from the `+`.
+            let starts = [p.checked_sub(2).filter(|_| prev2 == b'('), Some(p - 1)];
+            if en.phone && !glued {
+                for start in starts.into_iter().flatten() {
+                    if let Some(end) = phone::at(text, start, regions) {
+                        push(out, start, end, Entity::Phone);
+                        return end;
+                    }
+                }
             }
             return run_end;
         }
         b'(' if en.phone && !word_before(text, p - 1) => {
-            if let Some(end) = phone::at(text, p - 1) {
+            if let Some(end) = phone::at(text, p - 1, regions) {
                 push(out, p - 1, end, Entity::Phone);
                 return end;
             }
@@ -181,7 +197,7 @@ fn candidate(text: &str, p: usize, run_end: usize, en: Enabled, out: &mut Vec<Sp
     if en.phone
         && !mid_number
         && (run >= 7 || phone::continues(b, run_end))
-        && let Some(end) = phone::at(text, p)
+        && let Some(end) = phone::at(text, p, regions)
     {
         push(out, p, end, Entity::Phone);
         return end;
@@ -347,7 +363,7 @@ mod phone {
     //! Phone numbers: see the module docs of `detect` for the rules.
 
     use super::is_digit_at;
-    use crate::detect::word_after;
+    use crate::detect::{plan, word_after};
 
     const MAX_GROUPS: usize = 10;
     const MAX_DIGITS: usize = 20;
@@ -422,6 +438,10 @@ mod phone {
         (b"fattura", false),
         (b"factuur", false),
         (b"version", false),
+        (b"epoch", false),
+        (b"timestamp", false),
+        (b"ts", true),
+        (b"unix", true),
         (b"build", false),
         (b"steuer", false),
         (b"tax", true),
@@ -568,6 +588,25 @@ mod phone {
         }
     }
 
+    /// A Brazilian national number as written there: a two-digit area code
+    /// (in parentheses or not) and an eight- or nine-digit number split by
+    /// a hyphen before its last four digits ("63 6392-3321",
+    /// "(11) 98765-4321").
+    fn brazil(gs: &[Group], d: &[u8]) -> bool {
+        let [area, local, last] = gs else {
+            return false;
+        };
+        area.len == 2
+            && d[0] != 0
+            && d[1] != 0
+            && !local.paren
+            && !last.paren
+            && (local.sep == b' ' || area.paren && local.sep == 0)
+            && (4..=5).contains(&local.len)
+            && last.sep == b'-'
+            && last.len == 4
+    }
+
     /// A North American number: area code and exchange not starting with
     /// 0 or 1.
     fn nanp(d: &[u8]) -> bool {
@@ -617,10 +656,12 @@ mod phone {
     /// Without that structure a phone word must precede it, and it must
     /// have 7–15 digits in groups or 9–12 without separators (not starting
     /// with 1 unless it is `1` and a North American number).
-    pub(super) fn at(text: &str, s: usize) -> Option<usize> {
+    pub(super) fn at(text: &str, s: usize, regions: &[u16]) -> Option<usize> {
         let b = text.as_bytes();
-        let plus = b[s] == b'+';
-        let mut i = s + usize::from(plus);
+        // "(+358) 9…": a country code in parentheses.
+        let paren_plus = b[s] == b'(' && b.get(s + 1) == Some(&b'+');
+        let plus = b[s] == b'+' || paren_plus;
+        let mut i = s + usize::from(plus) + usize::from(paren_plus);
         let mut groups = [Group::default(); MAX_GROUPS];
         let mut g = 0;
         let mut total = 0;
@@ -646,12 +687,22 @@ mod phone {
             } else {
                 break;
             };
+            let group_start = start + usize::from(paren);
+            let paren = if paren_plus && g == 0 {
+                if b.get(i) != Some(&b')') || !(1..=3).contains(&len) {
+                    return None;
+                }
+                i += 1;
+                true
+            } else {
+                paren
+            };
             total += len;
             if g == MAX_GROUPS || total > MAX_DIGITS {
                 return None;
             }
             groups[g] = Group {
-                start: start + usize::from(paren),
+                start: group_start,
                 len,
                 paren,
                 sep,
@@ -680,6 +731,8 @@ mod phone {
         if word_after(text, fin)
             || matches!(b.get(fin), Some(b'.' | b',' | b':' | b'-' | b'/'))
                 && is_digit_at(b, fin + 1)
+            // A UUID's first group ("22137873-b5bb-…").
+            || b.get(fin) == Some(&b'-') && b.get(fin + 1).is_some_and(u8::is_ascii_alphanumeric)
             || b.get(fin) == Some(&b'%')
         {
             return None;
@@ -720,10 +773,17 @@ mod phone {
             return None;
         }
 
+        let mut ascii = [0u8; MAX_DIGITS];
+        for (a, &x) in ascii.iter_mut().zip(d) {
+            *a = x + b'0';
+        }
+        let ascii = &ascii[..n];
         let structured = if plus {
             d[0] != 0
                 && if contiguous {
-                    (10..=15).contains(&n)
+                    // Short E.164 numbers ("+468123188") by the plan of
+                    // the country code.
+                    (10..=15).contains(&n) || (7..=9).contains(&n) && plan::international(ascii)
                 } else {
                     (8..=15).contains(&n)
                 }
@@ -738,14 +798,19 @@ mod phone {
                     && nanp(d)
                     && (gs[1..].iter().map(|x| x.len).eq([3, 4])
                         || gs[1..].iter().map(|x| x.len).eq([7]))
+                    || brazil(gs, d)
             }
+        } else if brazil(gs, d) {
+            true
         } else if d[0] == 0 && first.len > 1 {
             if contiguous {
                 (10..=12).contains(&n)
             } else {
                 // Eight digits in two groups is a code ("0317-8471"), not
-                // a number with an area code.
-                (8..=12).contains(&n) && (n > 8 || g > 2)
+                // a number with an area code, and 5-4 with a hyphen a ZIP+4
+                // code ("06127-8418"); up to 13 digits ("06571/33162885",
+                // Austria).
+                (8..=13).contains(&n) && (n > 8 || g > 2) && !(lens(&[5, 4]) && gs[1].sep == b'-')
             }
         } else {
             // North American numbers without a trunk prefix.
@@ -761,7 +826,7 @@ mod phone {
                         || gs[2..].iter().map(|x| x.len).eq([7])))
         };
         let plausible = if contiguous {
-            (9..=12).contains(&n) && (d[0] != 1 || n == 11 && nanp(&d[1..]))
+            (8..=12).contains(&n) && (d[0] != 1 || n == 11 && nanp(&d[1..]))
         } else {
             (7..=15).contains(&n)
         };
@@ -779,19 +844,29 @@ mod phone {
                 && same_seps(1)
                 && matches!(gs[1].sep, b' ' | b'.')
                 && (first.len < 3 || d[0] == 1);
-            let dots = gs[1..].iter().filter(|x| x.sep == b'.').count();
-            let shaped = if contiguous {
-                (9..=11).contains(&n) && d[0] != 1
-            } else {
-                (8..=12).contains(&n) && g <= 5 && !thousands && (dots == 0 || dots == g - 1)
+            let year = |x: &Group| x.len == 4 && (1900..=2099).contains(&value(b, x));
+            // Two groups: "3533 7406", "(11) 23456789" — not "2020 - 2014",
+            // "95567-0909" (a postcode) or "29.935484".
+            let pair_ok = match gs {
+                [a, b2] => a.paren || b2.sep == b' ' && !(year(a) && year(b2)),
+                _ => true,
             };
-            shaped && {
-                let mut ascii = [0u8; MAX_DIGITS];
-                for (a, &x) in ascii.iter_mut().zip(d) {
-                    *a = x + b'0';
-                }
-                super::super::plan::national(&ascii[..n])
-            }
+            // Dots only as in "202.555.0143" (not "38.24.22.11.26").
+            let dots_ok =
+                !gs[1..].iter().any(|x| x.sep == b'.') || lens(&[3, 3, 4]) && same_seps(1);
+            let shaped = if contiguous {
+                // (Eight digits alone are as often a postcode — Brazil's
+                // CEP — as a Danish or Norwegian number: those need a
+                // phone word.)
+                (9..=11).contains(&n) && d[0] != 1
+                    || (8..=12).contains(&n) && plan::national_in(ascii, regions)
+            } else {
+                // A trunk prefix and up to 13 digits after it (Austria,
+                // Germany).
+                let max = if d[0] == 0 { 14 } else { 12 };
+                (8..=max).contains(&n) && g <= 5 && !thousands && dots_ok && pair_ok
+            };
+            shaped && (plan::national(ascii) || plan::national_in(ascii, regions))
         };
         if !(structured || planned || plausible) {
             return None;

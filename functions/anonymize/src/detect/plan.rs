@@ -62,14 +62,53 @@ pub(super) fn national(digits: &[u8]) -> bool {
     })
 }
 
+/// The index of a region's plan (ISO 3166 alpha-2, either case).
+pub(super) fn region_index(region: &str) -> Option<u16> {
+    PLANS
+        .iter()
+        .position(|p| p.region.eq_ignore_ascii_case(region))
+        .and_then(|i| u16::try_from(i).ok())
+}
+
+/// Whether `digits` is a valid number, in its national format, of one of
+/// the plans `regions` (indexes from [`region_index`]).
+pub(super) fn national_in(digits: &[u8], regions: &[u16]) -> bool {
+    regions.iter().any(|&r| {
+        let i = usize::from(r);
+        PLANS.get(i).is_some_and(|plan| {
+            let trunk = plan.trunk.as_bytes();
+            !trunk.is_empty()
+                && digits.starts_with(trunk)
+                && valid_in(i, plan, &digits[trunk.len()..])
+                || !plan.trunk_written && valid_in(i, plan, digits)
+        })
+    })
+}
+
+/// Whether `digits` (ASCII, after a `+`: country code and national
+/// significant number) is a valid number of the region(s) of its country
+/// code.
+pub(super) fn international(digits: &[u8]) -> bool {
+    (1..=3).any(|k| {
+        let Some((cc, nsn)) = digits.split_at_checked(k) else {
+            return false;
+        };
+        let cc = cc.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
+        PLANS
+            .iter()
+            .enumerate()
+            .any(|(i, plan)| plan.country_code == cc && valid_in(i, plan, nsn))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_pattern_compiles() {
-        for i in 0..PLANS.len() {
-            assert!(pattern(i).is_some(), "{}", PLANS[i].pattern);
+        for (i, plan) in PLANS.iter().enumerate() {
+            assert!(pattern(i).is_some(), "{}", plan.region);
         }
     }
 
@@ -92,5 +131,12 @@ mod tests {
         for no in ["1700000000", "0000000000", "1234", "999999999999999"] {
             assert!(!national(no.as_bytes()), "{no}");
         }
+        let dk = [region_index("dk").unwrap()];
+        assert!(national_in(b"66225448", &dk));
+        assert!(!national_in(b"06622544", &dk));
+        assert!(region_index("XX").is_none());
+        assert!(international(b"468123188"));
+        assert!(international(b"5511987654321"));
+        assert!(!international(b"999123456"));
     }
 }

@@ -616,6 +616,7 @@ fn custom_patterns_and_dictionaries() {
                 case_insensitive: false,
             },
         ],
+        phone_regions: Vec::new(),
     };
     let d = Detector::new(&config).unwrap();
     let text = "EMP-123456 works on project falcon and FALCONS, ÜBER zx ZX, mail a@example.com";
@@ -754,4 +755,31 @@ fn keyword_window_ends_at_sentence_boundaries() {
             "phone in {text:?}: {hits:?}"
         );
     }
+}
+
+/// A bare run of digits is a phone number when it is a valid number of a
+/// region the policy names (a Danish "66225448"); without the region it is
+/// not (it may as well be a Brazilian postcode). Unknown regions are
+/// refused with the field named.
+#[test]
+fn phone_regions_from_the_policy() {
+    nothing("66225448");
+    let danish = Detector::new(&DetectorConfig {
+        phone_regions: vec!["DK".into(), "no".into()],
+        ..DetectorConfig::default()
+    })
+    .unwrap();
+    let mut out = Vec::new();
+    danish.find("Ring 66225448, postnr. 2100", &mut out);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].start, out[0].end), (5, 13));
+    out.clear();
+    danish.find("06622544", &mut out);
+    assert!(out.is_empty(), "{out:?}");
+    let err = Detector::new(&DetectorConfig {
+        phone_regions: vec!["DK".into(), "XX".into()],
+        ..DetectorConfig::default()
+    })
+    .unwrap_err();
+    assert_eq!(err.field, "phone_regions[1]");
 }
