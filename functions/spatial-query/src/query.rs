@@ -486,8 +486,25 @@ async fn nearest(
         tiles_read += page.tiles_read;
         if page.matched >= k as u64 || radius >= max_distance_m {
             page.matched = page.matched.min(k as u64);
-            page.next = None;
             page.tiles_read = tiles_read;
+            // The k results, paged: those after the cursor, `limit` of them.
+            let key = |h: &Hit| Cursor {
+                distance_m: h.distance_m.unwrap_or(0.0),
+                id: h.asset.id,
+            };
+            let mut rest: Vec<Hit> = page
+                .hits
+                .into_iter()
+                .filter(|h| {
+                    query
+                        .after
+                        .is_none_or(|a| key(h).cmp(&a) == Ordering::Greater)
+                })
+                .collect();
+            let more = rest.len() > query.limit;
+            rest.truncate(query.limit);
+            page.next = if more { rest.last().map(key) } else { None };
+            page.hits = rest;
             return Ok(page);
         }
         let grow = if page.matched == 0 {

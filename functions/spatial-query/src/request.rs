@@ -127,7 +127,7 @@ pub fn no_parameters(query: Option<&str>) -> Result<(), Problem> {
     only_known(&query_fields(query), &[], "this endpoint")
 }
 
-/// Filters and paging, which every query but nearest takes.
+/// Filters and paging, which every query takes.
 const COMMON: [&str; 6] = [
     "min_confidence",
     "min_magnitude",
@@ -166,17 +166,14 @@ fn known_fields(kind: &str, from_body: bool) -> Vec<&'static str> {
         "radius" => vec!["lon", "lat", "radius_m"],
         "bbox" => vec!["bbox"],
         "polygon" | "within" => vec!["boundary"],
-        // One page of k: no limit, no cursor.
         "nearest" | "knn" => vec!["lon", "lat", "k", "max_distance_m"],
         _ => Vec::new(),
     };
-    if matches!(kind, "nearest" | "knn") {
-        known.extend_from_slice(&COMMON[..4]);
-    } else {
-        known.extend_from_slice(&COMMON);
-    }
+    known.extend_from_slice(&COMMON);
     if from_body {
-        known.push("type");
+        // `id`: the caller's label for the query (as in the oracle's and
+        // the benchmark's query files), never read.
+        known.extend_from_slice(&["type", "id"]);
         if matches!(kind, "polygon" | "within") {
             known.push("geometry");
         }
@@ -290,7 +287,8 @@ pub fn parse_query(
         ));
     }
     let limit = match &shape {
-        Shape::Nearest { k, .. } => *k,
+        // The k results, in pages of `limit` (all of them by default).
+        Shape::Nearest { k, .. } => f.count("limit", policy.max_limit)?.unwrap_or(*k),
         _ => f
             .count("limit", policy.max_limit)?
             .unwrap_or(policy.default_limit),

@@ -2,7 +2,7 @@
 """Writes random spatial queries over a file of generated assets (JSON lines).
 
 Usage: queries.py [--seed N] --assets ASSETS.ndjson [--per-type N]
-                  [--out FILE.jsonl]
+                  [--out FILE.jsonl] [--edge-cases]
 
 Deterministic for a seed and an assets file. `--per-type` queries of each
 of the four types, in this order, one JSON object a line, ids numbered per
@@ -44,8 +44,9 @@ to). Thresholds are sometimes exactly an asset's value, so the
 inclusive/exclusive ends matter; times are in milliseconds, often exactly an
 asset's time or one millisecond off it, some before 1970, mostly `Z`, some
 with an offset; about 5% of time filters have a bound finer than a
-millisecond (six fraction digits), which the function refuses.
-About 10% of radius and knn queries are centred exactly on an asset at a
+millisecond (six fraction digits), which the function refuses (with
+--edge-cases only).
+With --edge-cases, about 10% of radius and knn queries are centred exactly on an asset at a
 pole or on the antimeridian but spelled differently (another longitude at
 the pole, 180 for -180), a third of those radius queries with radius 0
 and half of the rest under 50 m; 3% more radius queries have radius 0 on
@@ -204,6 +205,11 @@ class Assets:
 
 
 EPOCH = datetime.datetime(1970, 1, 1)
+# --edge-cases: respelled pole/antimeridian centres, radius 0 and bounds
+# finer than a millisecond (the oracle test; the benchmark leaves them out:
+# PostgreSQL's KNN index scan fails on some, and the function refuses the
+# sub-millisecond ones).
+EDGE_CASES = False
 
 
 def parse_time(text):
@@ -280,7 +286,7 @@ def filters(rng, assets):
                 end = start + length
             # Now and then a bound finer than a millisecond: refused.
             sub = [0, 0]
-            if rng.random() < 0.05:
+            if EDGE_CASES and rng.random() < 0.05:
                 sub[rng.randrange(2)] = rng.randrange(1, 1000)
             r = rng.random()
             if r < 0.6:
@@ -311,7 +317,7 @@ def respelled(rng, assets):
 def radius_query(rng, assets):
     radius = log_uniform(rng, 50.0, 300_000.0)
     r = rng.random()
-    if r < 0.1:
+    if EDGE_CASES and r < 0.1:
         # On a pole or the antimeridian, spelled differently from the
         # assets there; a third with radius 0 (the same point only).
         p = respelled(rng, assets)
@@ -321,7 +327,7 @@ def radius_query(rng, assets):
             elif rng.random() < 0.5:
                 radius = log_uniform(rng, 0.001, 50.0)
             return {"type": "radius", "lon": p[0], "lat": p[1], "radius_m": radius}
-    if r < 0.13:
+    if EDGE_CASES and r < 0.13:
         # Radius 0 on an asset.
         i = rng.randrange(len(assets))
         return {"type": "radius", "lon": assets.lon[i], "lat": assets.lat[i], "radius_m": 0.0}
@@ -619,7 +625,7 @@ def asset_polygon(rng, assets):
 def knn_query(rng, assets):
     k = rng.choice([1, 5, 10, 50])
     r = rng.random()
-    if r < 0.1:
+    if EDGE_CASES and r < 0.1:
         p = respelled(rng, assets)
         if p is not None:
             return {"type": "knn", "lon": p[0], "lat": p[1], "k": k}
@@ -642,7 +648,12 @@ def main():
     ap.add_argument("--assets", required=True, help="NDJSON from assets.py")
     ap.add_argument("--per-type", type=int, default=250)
     ap.add_argument("--out", default="-", help="output file ('-' for stdout)")
+    ap.add_argument("--edge-cases", action="store_true",
+                    help="add respelled pole/antimeridian centres, radius 0 and "
+                         "sub-millisecond time bounds")
     args = ap.parse_args()
+    global EDGE_CASES
+    EDGE_CASES = args.edge_cases
 
     rng = random.Random(args.seed)
     assets = Assets(args.assets)

@@ -121,7 +121,7 @@ fn unknown_parameters_are_refused_by_name() {
     for (uri, field) in [
         ("/assets/radius?lon=10&lat=50&radius=5", "radius"),
         ("/assets/bbox?bbox=9,49,11,51&limt=5", "limt"),
-        ("/assets/nearest?lon=10&lat=50&k=2&limit=5", "limit"),
+        ("/assets/nearest?lon=10&lat=50&k=2&radius_m=5", "radius_m"),
         ("/assets/radius?lon=10&lat=50&radius_m=10&k=3", "k"),
         ("/geofence?lon=10&lat=50&radius_m=3", "radius_m"),
     ] {
@@ -160,6 +160,27 @@ fn unknown_parameters_are_refused_by_name() {
         assert_eq!(status, 400, "{uri}: {body}");
         assert!(body["field"].is_string(), "{body}");
     }
+    // Nearest pages its k results.
+    let (status, first) = get(&p, &f, "/assets/nearest?lon=10&lat=50&k=5&limit=2");
+    assert_eq!(
+        (status, first["numberMatched"].as_u64()),
+        (200, Some(5)),
+        "{first}"
+    );
+    let mut seen = ids(&first);
+    let mut next = first["next"].as_str().map(str::to_owned);
+    while let Some(c) = next {
+        let (_, page) = get(
+            &p,
+            &f,
+            &format!("/assets/nearest?lon=10&lat=50&k=5&limit=2&cursor={c}"),
+        );
+        seen.extend(ids(&page));
+        next = page["next"].as_str().map(str::to_owned);
+    }
+    let (_, all) = get(&p, &f, "/assets/nearest?lon=10&lat=50&k=5");
+    assert_eq!(seen, ids(&all));
+    assert!(all["next"].is_null());
     // The right names are taken.
     let (status, body) = get(&p, &f, "/assets/radius?lon=10&lat=50&radius_m=5000&limit=3");
     assert_eq!((status, body["numberMatched"].as_u64()), (200, Some(10)));

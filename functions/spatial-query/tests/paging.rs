@@ -87,7 +87,28 @@ fn brute(assets: &[Asset], shape: &Shape) -> BTreeSet<Uuid> {
             Shape::Nearest { .. } => false,
         })
         .map(|a| a.id)
+        .chain(nearest(assets, shape))
         .collect()
+}
+
+/// The k nearest by a scan: (distance, id) order, the first k within reach.
+fn nearest(assets: &[Asset], shape: &Shape) -> Vec<Uuid> {
+    let Shape::Nearest {
+        lon,
+        lat,
+        k,
+        max_distance_m,
+    } = shape
+    else {
+        return Vec::new();
+    };
+    let mut ranked: Vec<(f64, Uuid)> = assets
+        .iter()
+        .map(|a| (geodesy::distance_m(*lon, *lat, a.lon, a.lat), a.id))
+        .filter(|(d, _)| d <= max_distance_m)
+        .collect();
+    ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    ranked.into_iter().take(*k).map(|(_, id)| id).collect()
 }
 
 fn check(assets: &[Asset], capacity: usize, shape: &Shape, sizes: &[usize]) {
@@ -218,6 +239,20 @@ fn assets() -> impl Strategy<Value = Vec<Asset>> {
 fn shape(assets: &[Asset], kind: u8, pick: usize, scale: f64, other: usize) -> Shape {
     let a = &assets[pick % assets.len()];
     let b = &assets[other % assets.len()];
+    if kind >= 8 {
+        // Nearest, centred as the radius queries are.
+        let (lon, lat) = match (a.lon, a.lat) {
+            (_, y) if y.abs() == 90.0 => (0.0, y),
+            (x, y) if x.abs() == 180.0 => (-x, y),
+            p => p,
+        };
+        return Shape::Nearest {
+            lon,
+            lat,
+            k: 1 + other % 40,
+            max_distance_m: geodesy::MAX_DISTANCE_M,
+        };
+    }
     match kind % 4 {
         0 | 1 => {
             let (lon, lat) = match (a.lon, a.lat) {
@@ -273,7 +308,7 @@ proptest! {
     fn paging_returns_exactly_the_matches_for_every_page_size(
         assets in assets(),
         capacity in 1usize..24,
-        queries in prop::collection::vec((0u8..8, any::<usize>(), 0.0f64..1.0, any::<usize>()), 1..6),
+        queries in prop::collection::vec((0u8..10, any::<usize>(), 0.0f64..1.0, any::<usize>()), 1..6),
         sizes in prop::collection::vec(1usize..9, 1..3),
     ) {
         let mut sizes = sizes;

@@ -107,9 +107,8 @@ fn ours(
     policy: &Section,
     limit: usize,
 ) -> Vec<(String, Option<f64>)> {
+    // `id` stays: the JSON form takes it as the caller's label.
     let mut fields: Map<String, Value> = q.as_object().unwrap().clone();
-    // The oracle's label, not a query field (unknown fields are refused).
-    fields.remove("id");
     if !fields.contains_key("min_confidence") {
         fields.insert("min_confidence".into(), json!(0.0));
     }
@@ -217,6 +216,7 @@ fn same_answers_as_postgis() {
             &per_type.to_string(),
             "--out",
             &p(&queries),
+            "--edge-cases",
         ],
     );
     script(
@@ -262,8 +262,7 @@ fn same_answers_as_postgis() {
             .unwrap_or_else(|| panic!("PostGIS has no answer for {id}"));
         // A bound finer than a millisecond is refused, naming it.
         if let Some(field) = refused_field(q) {
-            let mut fields = q.as_object().unwrap().clone();
-            fields.remove("id");
+            let fields = q.as_object().unwrap().clone();
             match spatial_query::request::parse_query(&fields, None, None, &policy) {
                 Err(p) if p.detail().is_some_and(|d| d.contains("millisecond")) => {
                     let named = p.to_json(None)["field"].clone();
