@@ -120,11 +120,13 @@ RECORD_OUT = {
         "email": pseudonym("ann.lee@example.com"),
         "password": None,
         "birthdate": "1990-04",
-        "age": "[30,40)",
+        # JSON numbers stay numbers where the operator's output is one
+        # (issue 16): the range's lower bound, the snapped coordinates.
+        "age": 30,
         "bio": "reach me at " + pseudonym("ann@example.org"),
     },
     "events": [
-        {"ip": "198.51.0.0", "at": "2026-11", "location": {"lat": "52.51", "lon": "-13.38"}},
+        {"ip": "198.51.0.0", "at": "2026-11", "location": {"lat": 52.51, "lon": -13.38}},
         {"ip": "2001:db8::", "at": "2026-10"},
     ],
     "payment": {"card": "************1111", "iban": token("DE89370400440532013000")},

@@ -266,10 +266,11 @@ impl Anonymizer {
 }
 
 fn json_problem(e: JsonError) -> Problem {
+    // Nesting past `max_depth` is a document the function does not take
+    // (400, the detail names the limit); a string past `max_string_bytes`
+    // is too large (413).
     let status = match e.kind() {
-        JsonErrorKind::TooDeep { .. } | JsonErrorKind::TooLong { .. } => {
-            StatusCode::PAYLOAD_TOO_LARGE
-        }
+        JsonErrorKind::TooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
     };
     let mut problem = Problem::new(status, "invalid-json", "Invalid JSON")

@@ -248,7 +248,9 @@ impl Engine {
                     Scalar::Null => return Ok(false),
                 };
                 scratch.text.clear();
+                let number = matches!(value, Scalar::Number(_));
                 match self.field(operator, text, &mut scratch.text, &mut scratch.spans) {
+                    Ok(Some(())) if number && numeric_output(operator, &scratch.text, out) => {}
                     Ok(Some(())) => write_json_string(&scratch.text, out),
                     // Redacted, or the operator does not fit the value
                     // (truncating a non-IP): null, never the value.
@@ -259,10 +261,47 @@ impl Engine {
             }
             (_, Scalar::String(s)) => self.scan(s, out, scratch),
             (_, Scalar::Number(n)) if self.section.scan_numbers && n.len() >= 7 => {
-                self.scan(n, out, scratch)
+                self.scan_number(n, out, scratch)
             }
             _ => Ok(false),
         }
+    }
+
+    /// The detectors over a JSON number: a number that is one finding (a
+    /// card, a phone number) stays a number where its operator's output is
+    /// one (see [`numeric_output`]) and becomes `null` when redacted; else
+    /// it is scanned as a string.
+    fn scan_number(
+        &self,
+        n: &str,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Result<bool, VisitError> {
+        scratch.spans.clear();
+        self.detector.find(n, &mut scratch.spans);
+        let [only] = scratch.spans.as_slice() else {
+            return self.scan(n, out, scratch);
+        };
+        if only.start != 0 || only.end != n.len() {
+            return self.scan(n, out, scratch);
+        }
+        let name = self.detector.entity_name(only.entity);
+        let operator = self.operator(only.entity);
+        scratch.text.clear();
+        let applied = operators::apply(operator, name, n, &self.keys, &mut scratch.text).is_ok();
+        if *operator == Operator::Redact {
+            out.extend_from_slice(b"null");
+        } else if !(applied && numeric_output(operator, &scratch.text, out)) {
+            if !applied {
+                // An operator that does not fit the value: its tag, never
+                // the value.
+                scratch.text.clear();
+                let _ = operators::apply(&Operator::Tag, name, n, &self.keys, &mut scratch.text);
+            }
+            write_json_string(&scratch.text, out);
+        }
+        scratch.findings.add(name);
+        Ok(true)
     }
 
     fn scan(&self, s: &str, out: &mut Vec<u8>, scratch: &mut Scratch) -> Result<bool, VisitError> {
@@ -278,4 +317,59 @@ impl Engine {
         write_json_string(&scratch.text, out);
         Ok(true)
     }
+}
+
+/// Writes an operator's output for a JSON number as a JSON number, where it
+/// is one: `range` → the range's lower bound (`37` → `30`), `grid` → the
+/// snapped coordinate, `mask` → the number with its hidden digits zero
+/// (`4111111111111111` → `1111`; an exponent is not masked so, and stays a
+/// string). Returns false, writing nothing, for every other operator or
+/// output: the caller writes a string.
+fn numeric_output(operator: &Operator, output: &str, out: &mut Vec<u8>) -> bool {
+    let number = match operator {
+        Operator::GeneralizeNumber { .. } => output
+            .strip_prefix('[')
+            .and_then(|r| r.split(',').next())
+            .map(str::to_owned),
+        Operator::GeneralizeCoordinate { .. } => Some(output.to_owned()),
+        Operator::Mask { .. } => numeric_mask(output),
+        _ => None,
+    };
+    match number {
+        Some(n) if serde_json::from_str::<serde_json::Number>(&n).is_ok() => {
+            out.extend_from_slice(n.as_bytes());
+            true
+        }
+        _ => false,
+    }
+}
+
+/// A masked number (`-****.*6`) with its masked digits zero and no leading
+/// zeros (`-0.06`), or `None` when it is not a plain decimal.
+fn numeric_mask(masked: &str) -> Option<String> {
+    let (sign, rest) = match masked.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", masked),
+    };
+    let (int, frac) = match rest.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (rest, None),
+    };
+    let digit = |c: char| c.is_ascii_digit() || c == '*';
+    if int.is_empty()
+        || !int.chars().all(digit)
+        || frac.is_some_and(|f| f.is_empty() || !f.chars().all(digit))
+    {
+        return None;
+    }
+    let zeroed = |s: &str| s.replace('*', "0");
+    let int = zeroed(int);
+    let int = match int.trim_start_matches('0') {
+        "" => "0",
+        t => t,
+    };
+    Some(match frac {
+        Some(f) => format!("{sign}{int}.{}", zeroed(f)),
+        None => format!("{sign}{int}"),
+    })
 }

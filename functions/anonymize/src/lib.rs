@@ -206,11 +206,15 @@ struct AnonymizedAnswer;
 impl Endpoint for AnonymizedAnswer {
     async fn call(&self, req: Request, _ctx: &Context<'_>) -> Result<Response, Problem> {
         if req.body().is_empty() {
-            return Err(Problem::method_not_allowed(
-                req.method(),
-                &[Method::POST, Method::PUT, Method::PATCH],
-            )
-            .with_detail("send a body to anonymize"));
+            let with_body = [Method::POST, Method::PUT, Method::PATCH];
+            // A POST without a body is the client's mistake, not the
+            // method's (issue 16); a GET has none to send.
+            return Err(if with_body.contains(req.method()) {
+                Problem::bad_request("empty-body", "the body is empty: send one to anonymize")
+            } else {
+                Problem::method_not_allowed(req.method(), &with_body)
+                    .with_detail("send a body to anonymize")
+            });
         }
         let (parts, body) = req.into_parts();
         let mut response = Response::new(body);

@@ -92,7 +92,8 @@ fn json_field_rules_apply_to_whole_values_and_the_rest_is_scanned() {
     assert_eq!(out["user"]["email"], pseudonym("ann@example.com"));
     assert_eq!(out["user"]["password"], Value::Null);
     assert_eq!(out["user"]["birthdate"], "1990-04");
-    assert_eq!(out["user"]["age"], "[30,40)");
+    // A number stays a number (issue 16): the range's lower bound.
+    assert_eq!(out["user"]["age"], 30);
     assert_eq!(out["user"]["name"], "Ann");
     assert_eq!(out["events"][0]["ip"], "198.51.100.0");
     assert_eq!(out["events"][0]["ua"], "curl");
@@ -284,4 +285,81 @@ fn a_missing_or_short_salt_stops_the_function_naming_it() {
         error.contains("anonymize.fields") && error.contains("hsah"),
         "{error}"
     );
+}
+
+/// Issue 16: a POST without a body is the client's mistake (400 naming it),
+/// not a wrong method; a GET still gets 405 with `Allow`. Nesting past
+/// `max_depth` is a 400 naming the limit, not a 413.
+#[test]
+fn an_empty_post_and_too_deep_nesting_are_400s_naming_what_is_wrong() {
+    let f = instance("");
+    let response = serve(&f, post("/", "application/json", ""));
+    assert_eq!(response.status(), 400);
+    let problem: Value = serde_json::from_slice(response.body()).unwrap();
+    assert!(
+        problem["type"].as_str().unwrap().ends_with("empty-body"),
+        "{problem}"
+    );
+    let get = http::Request::builder()
+        .method("GET")
+        .uri("/")
+        .body(Vec::new().into())
+        .unwrap();
+    let response = serve(&f, get);
+    assert_eq!(response.status(), 405);
+    assert!(response.headers().contains_key("allow"));
+
+    let f = instance("[anonymize]\nmax_depth = 4\n");
+    let deep = r#"{"a": {"b": {"c": {"d": {"e": 1}}}}}"#;
+    let response = serve(&f, post("/", "application/json", deep));
+    assert_eq!(response.status(), 400);
+    let problem: Value = serde_json::from_slice(response.body()).unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("max_depth"),
+        "{problem}"
+    );
+    let response = serve(&f, post("/", "application/x-ndjson", &format!("{deep}\n")));
+    assert_eq!(response.status(), 400);
+}
+
+/// Issue 16: a JSON number stays a number where the operator's output is
+/// one — `range` gives the range's lower bound, `grid` the snapped
+/// coordinate, `mask` the number with its hidden digits zero, `redact`
+/// null — and becomes a string only where it cannot be a number (`hash`,
+/// `tag`, `encrypt`…). A card sent as a number and found by the detectors
+/// gets the same treatment; its digits never come back.
+#[test]
+fn json_numbers_stay_numbers_where_the_operator_output_is_numeric() {
+    let policy = r#"
+[anonymize.entities]
+card = "mask(4)"
+phone = "redact"
+[anonymize.fields]
+"$.age" = "range(10)"
+"$.lat" = "grid(0.01)"
+"$.account" = "mask(4)"
+"$.gone" = "redact"
+"$.id" = "hash"
+"$.price" = "mask(1)"
+"#;
+    let f = instance(policy);
+    let body = r#"{"age": 37, "lat": 52.5219, "account": 4111111111111111, "gone": 12,
+        "id": 1234567, "price": -1234.56, "cc": 5555555555554444, "tel": 2025550143,
+        "count": 3, "big": 12345678901234567890}"#;
+    let response = serve(&f, post("/", "application/json", body));
+    assert_eq!(response.status(), 200, "{}", text(&response));
+    let raw = text(&response);
+    let out: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(out["age"], json!(30), "{raw}");
+    assert_eq!(out["lat"], json!(52.52), "{raw}");
+    assert_eq!(out["account"], json!(1111), "{raw}");
+    assert_eq!(out["gone"], Value::Null, "{raw}");
+    assert!(out["id"].is_string(), "{raw}");
+    assert_eq!(out["price"], json!(-0.06), "{raw}");
+    assert_eq!(out["cc"], json!(4444), "{raw}");
+    assert_eq!(out["tel"], Value::Null, "{raw}");
+    assert_eq!(out["count"], json!(3), "{raw}");
+    for digits in ["4111111111111111", "5555555555554444", "2025550143"] {
+        assert!(!raw.contains(digits), "{raw}");
+    }
 }
