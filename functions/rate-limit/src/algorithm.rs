@@ -22,6 +22,14 @@
 //! with its window, and a sliding window counts a lease over its whole
 //! span. The buckets do not lease (their envelope cannot tell a permit spent
 //! late from one spent on time); the policy refuses that combination.
+//!
+//! What a call reports as [`Outcome::remaining`] is what the store holds
+//! for the key, and inside one window it never goes up: permits given back
+//! by a lease become grantable again at once, but they are not counted as
+//! remaining again until the window moves (a fixed window keeps its peak
+//! count, a sliding window's entries keep their granted size until they
+//! leave). A client never sees `r` rise because another isolate's lease
+//! came back.
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +45,17 @@ pub enum Algorithm {
     TokenBucket,
     /// The generic cell rate algorithm: the token bucket's envelope in one value.
     Gcra,
+}
+
+impl Limit {
+    /// The most permits one call can ever get: the quota of a window, the
+    /// burst of a bucket. A cost above it is refused whatever the state.
+    pub fn capacity(&self) -> u64 {
+        match self.algorithm {
+            Algorithm::FixedWindow | Algorithm::SlidingWindow => self.quota,
+            Algorithm::TokenBucket | Algorithm::Gcra => self.burst,
+        }
+    }
 }
 
 impl Algorithm {
@@ -58,7 +77,8 @@ impl Algorithm {
     fn tag(self) -> u8 {
         match self {
             Algorithm::FixedWindow => 1,
-            Algorithm::SlidingWindow => 2,
+            // 2 was the log of 24-byte entries (SLIDING_V1_TAG).
+            Algorithm::SlidingWindow => 5,
             Algorithm::TokenBucket => 3,
             Algorithm::Gcra => 4,
         }
@@ -109,7 +129,9 @@ pub struct Outcome {
     pub allowed: bool,
     /// Permits granted (0 when denied).
     pub granted: u64,
-    /// Permits still free after this call.
+    /// Permits still free after this call, as reported to clients: never
+    /// more than any earlier report inside the same window (permits given
+    /// back in the window are grantable but not reported again).
     pub remaining: u64,
     /// Milliseconds until the full quota is free again.
     pub reset_ms: u64,
@@ -133,8 +155,10 @@ pub enum State {
     Fixed {
         /// Start of the counted window (ms).
         window_start: u64,
-        /// Permits granted in it.
+        /// Permits granted in it and not given back.
         count: u64,
+        /// The highest `count` reached in the window (what is reported).
+        peak: u64,
     },
     /// Sliding window: the grants still inside some window.
     Sliding {
@@ -162,9 +186,23 @@ pub struct Entry {
     pub at: u64,
     /// Until when its permits may be spent (ms).
     pub until: u64,
-    /// How many.
+    /// How many were granted.
     pub permits: u64,
+    /// How many of them were given back unspent (free again, but still
+    /// counted in what is reported until the entry leaves).
+    pub returned: u64,
 }
+
+impl Entry {
+    /// The permits still taken (granted, not given back).
+    fn held(&self) -> u64 {
+        self.permits.saturating_sub(self.returned)
+    }
+}
+
+/// The tag of the sliding-window log written before entries carried
+/// `returned` (24-byte entries); still read.
+const SLIDING_V1_TAG: u8 = 2;
 
 impl State {
     /// The state of a key never seen, at `now`.
@@ -173,6 +211,7 @@ impl State {
             Algorithm::FixedWindow => State::Fixed {
                 window_start: window_start(now, limit.period_ms),
                 count: 0,
+                peak: 0,
             },
             Algorithm::SlidingWindow => State::Sliding {
                 entries: Vec::new(),
@@ -187,17 +226,23 @@ impl State {
         }
     }
 
-    /// The stored form: a tag byte, then little-endian fields.
+    /// The stored form: a tag byte, then little-endian fields. A fixed
+    /// window is `window_start, count, peak` (states written without `peak`
+    /// read with `peak = count`); a sliding window is a log of 32-byte
+    /// entries `at, until, permits, returned` under its own tag (logs of
+    /// 24-byte entries under the old tag are still read).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(33);
         match self {
             State::Fixed {
                 window_start,
                 count,
+                peak,
             } => {
                 out.push(Algorithm::FixedWindow.tag());
                 out.extend_from_slice(&window_start.to_le_bytes());
                 out.extend_from_slice(&count.to_le_bytes());
+                out.extend_from_slice(&peak.to_le_bytes());
             }
             State::Sliding { entries } => {
                 out.push(Algorithm::SlidingWindow.tag());
@@ -205,6 +250,7 @@ impl State {
                     out.extend_from_slice(&e.at.to_le_bytes());
                     out.extend_from_slice(&e.until.to_le_bytes());
                     out.extend_from_slice(&e.permits.to_le_bytes());
+                    out.extend_from_slice(&e.returned.to_le_bytes());
                 }
             }
             State::Bucket { level, at } => {
@@ -226,7 +272,8 @@ impl State {
         let Some((&tag, rest)) = bytes.split_first() else {
             return Err(StateError("empty"));
         };
-        if tag != limit.algorithm.tag() {
+        let sliding_v1 = limit.algorithm == Algorithm::SlidingWindow && tag == SLIDING_V1_TAG;
+        if tag != limit.algorithm.tag() && !sliding_v1 {
             return Ok(None);
         }
         let u64_at = |i: usize| -> Result<u64, StateError> {
@@ -242,20 +289,33 @@ impl State {
                 .ok_or(StateError("truncated"))
         };
         Ok(Some(match limit.algorithm {
-            Algorithm::FixedWindow => State::Fixed {
-                window_start: u64_at(0)?,
-                count: u64_at(8)?,
-            },
+            Algorithm::FixedWindow => {
+                let count = u64_at(8)?;
+                let peak = if rest.len() >= 24 { u64_at(16)? } else { count };
+                State::Fixed {
+                    window_start: u64_at(0)?,
+                    count,
+                    peak: peak.max(count),
+                }
+            }
             Algorithm::SlidingWindow => {
-                if rest.len() % 24 != 0 {
+                let size = if sliding_v1 { 24 } else { 32 };
+                if rest.len() % size != 0 {
                     return Err(StateError("sliding log is not whole entries"));
                 }
-                let entries = (0..rest.len() / 24)
+                let entries = (0..rest.len() / size)
                     .map(|i| {
+                        let permits = u64_at(i * size + 16)?;
+                        let returned = if sliding_v1 {
+                            0
+                        } else {
+                            u64_at(i * size + 24)?
+                        };
                         Ok(Entry {
-                            at: u64_at(i * 24)?,
-                            until: u64_at(i * 24 + 8)?,
-                            permits: u64_at(i * 24 + 16)?,
+                            at: u64_at(i * size)?,
+                            until: u64_at(i * size + 8)?,
+                            permits,
+                            returned: returned.min(permits),
                         })
                     })
                     .collect::<Result<_, StateError>>()?;
@@ -329,12 +389,14 @@ pub fn decide(
         State::Fixed {
             window_start: start,
             count,
+            peak,
         } => {
             let current = window_start(now, p);
             // A clock behind the stored window counts in the stored one.
             if current > *start {
                 *start = current;
                 *count = 0;
+                *peak = 0;
             }
             if let Some(r) = release
                 && window_start(r.at_ms, p) == *start
@@ -344,13 +406,14 @@ pub fn decide(
             let end = start.saturating_add(p);
             let free = quota.saturating_sub(*count);
             *count = count.saturating_add(grant(free, &mut outcome));
-            outcome.remaining = quota.saturating_sub(*count);
+            *peak = (*peak).max(*count);
+            outcome.remaining = quota.saturating_sub(*peak);
             outcome.reset_ms = end.saturating_sub(now);
             outcome.hold_until_ms = outcome.hold_until_ms.min(end - 1);
             if !outcome.allowed {
                 outcome.retry_after_ms = end.saturating_sub(now);
             }
-            expires = if *count == 0 { now } else { end };
+            expires = if *peak == 0 { now } else { end };
         }
         State::Sliding { entries } => {
             // An entry counts in every window of length P that can hold one
@@ -361,10 +424,10 @@ pub fn decide(
                     .iter_mut()
                     .find(|e| e.at == r.at_ms && e.until == r.until_ms)
             {
-                e.permits = e.permits.saturating_sub(r.permits);
+                e.returned = e.returned.saturating_add(r.permits).min(e.permits);
             }
             entries.retain(|e| e.permits > 0);
-            let used: u64 = entries.iter().map(|e| e.permits).sum();
+            let used: u64 = entries.iter().map(Entry::held).sum();
             let free = quota.saturating_sub(used);
             let granted = grant(free, &mut outcome);
             if granted > 0 {
@@ -377,11 +440,15 @@ pub fn decide(
                         at: now,
                         until,
                         permits: granted,
+                        returned: 0,
                     }),
                 }
             }
             let used = used + granted;
-            outcome.remaining = quota.saturating_sub(used);
+            // Permits given back stay counted in the report until their
+            // entry leaves the window.
+            let reported: u64 = entries.iter().map(|e| e.permits).sum();
+            outcome.remaining = quota.saturating_sub(reported);
             let last_until = entries.iter().map(|e| e.until).max().unwrap_or(now);
             outcome.reset_ms = last_until.saturating_add(p).saturating_sub(now);
             if !outcome.allowed {
@@ -391,7 +458,7 @@ pub fn decide(
                 let mut still = used;
                 let mut wait = outcome.reset_ms;
                 for e in by_end {
-                    still -= e.permits;
+                    still -= e.held();
                     if still + want.cost <= quota {
                         wait = e.until.saturating_add(p).saturating_sub(now);
                         break;
@@ -677,10 +744,20 @@ mod tests {
             let mut spends: Vec<(u64, u64)> = Vec::new();
             let mut pending: Option<Release> = None;
             let mut t = 1_795_305_600_000u64;
+            let mut last_report: Option<(u64, u64)> = None;
             for (dt, batch, spend_offset) in ops {
                 t += dt;
                 let (state, o, _) = decide(&limit, stored.take(), t, pending.take(), Some(Acquire { cost: 1, max: batch, hold_ms }));
                 stored = Some(state);
+                // Inside one fixed window the report never goes up, leases
+                // given back or not.
+                if !sliding {
+                    let window = t / period_ms;
+                    if let Some((w, r)) = last_report && w == window {
+                        prop_assert!(o.remaining <= r, "r rose from {} to {} at {}", r, o.remaining, t);
+                    }
+                    last_report = Some((window, o.remaining));
+                }
                 if o.granted > 0 {
                     let span = o.hold_until_ms - o.at_ms;
                     let spent = (spend_offset % (o.granted + 1)).max(1);
@@ -706,6 +783,91 @@ mod tests {
                 state = Some(next);
             }
         }
+    }
+
+    #[test]
+    fn permits_given_back_are_grantable_but_never_reported_again_in_the_window() {
+        // Issue 16: leased scopes reported `r` rising (971 -> 989) as leases
+        // came back. Fixed window: the peak count is what is reported.
+        let l = limit(Algorithm::FixedWindow, 100, 60_000, 100);
+        let lease = Some(Acquire {
+            cost: 1,
+            max: 20,
+            hold_ms: 1_000,
+        });
+        let (s, a, _) = decide(&l, None, 0, None, lease);
+        assert_eq!((a.granted, a.remaining), (20, 80));
+        let (s, b, _) = decide(&l, Some(s), 10, None, lease);
+        assert_eq!((b.granted, b.remaining), (20, 60));
+        // The first lease comes back with 15 unspent: they can be granted
+        // again, but the report does not go back up.
+        let back = Release {
+            at_ms: a.at_ms,
+            until_ms: a.hold_until_ms,
+            permits: 15,
+        };
+        let (s, c, _) = decide(&l, Some(s), 2_000, Some(back), None);
+        assert_eq!(c.remaining, 60, "a report only: what the store holds");
+        let (s, d, _) = decide(&l, Some(s), 2_001, None, take(75));
+        assert!(d.allowed, "the 15 given back are grantable: {d:?}");
+        assert_eq!(d.remaining, 0);
+        // The next window starts whole.
+        let (_, e, _) = decide(&l, Some(s), 60_000, None, take(1));
+        assert_eq!(e.remaining, 99);
+
+        // Sliding window: an entry keeps its granted size in the report
+        // until it leaves the window.
+        let l = limit(Algorithm::SlidingWindow, 100, 60_000, 100);
+        let (s, a, _) = decide(&l, None, 0, None, lease);
+        assert_eq!(a.remaining, 80);
+        let back = Release {
+            at_ms: a.at_ms,
+            until_ms: a.hold_until_ms,
+            permits: 15,
+        };
+        let (s, c, _) = decide(&l, Some(s), 2_000, Some(back), take(1));
+        assert_eq!(c.remaining, 79);
+        let (s, d, _) = decide(&l, Some(s), 2_001, None, take(94));
+        assert!(d.allowed, "5 held + 1 leaves 94 grantable: {d:?}");
+        assert_eq!(d.remaining, 0);
+        // Once the lease's span (to 1 s) has left the window, its 20 leave
+        // the report too: 100 - 1 - 94.
+        let (_, e, _) = decide(&l, Some(s), 61_001, None, None);
+        assert_eq!(e.remaining, 5);
+    }
+
+    #[test]
+    fn states_written_before_the_report_fields_still_read() {
+        let fixed = limit(Algorithm::FixedWindow, 10, 1_000, 10);
+        let mut old = vec![1];
+        old.extend_from_slice(&5_000u64.to_le_bytes());
+        old.extend_from_slice(&3u64.to_le_bytes());
+        assert_eq!(
+            State::decode(&fixed, &old),
+            Ok(Some(State::Fixed {
+                window_start: 5_000,
+                count: 3,
+                peak: 3
+            }))
+        );
+        let sliding = limit(Algorithm::SlidingWindow, 10, 1_000, 10);
+        let mut old = vec![2];
+        for v in [7u64, 9, 4] {
+            old.extend_from_slice(&v.to_le_bytes());
+        }
+        let state = State::decode(&sliding, &old).unwrap().unwrap();
+        assert_eq!(
+            state,
+            State::Sliding {
+                entries: vec![Entry {
+                    at: 7,
+                    until: 9,
+                    permits: 4,
+                    returned: 0
+                }]
+            }
+        );
+        assert_eq!(State::decode(&sliding, &state.encode()), Ok(Some(state)));
     }
 
     #[test]

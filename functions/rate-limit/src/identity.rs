@@ -13,6 +13,11 @@ use sha2::Sha256;
 
 use crate::policy::{KeyPart, Section};
 
+/// The client address of every request in a browser: a page serves one
+/// client, its own device, so `ip` parts key all of a page's requests alike
+/// (the platform gives a page no address of its own).
+pub const BROWSER_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 /// The longest identifier part taken from a header; longer values are
 /// refused rather than truncated (truncation would merge clients).
 pub const MAX_PART_BYTES: usize = 256;
@@ -76,8 +81,12 @@ pub fn principal_from_headers(head: &mut Parts, policy: &Section) -> Result<(), 
 
 impl Identity {
     /// Reads the identity of a request as `policy` says to: the client
-    /// address, and the verified caller the auth check left.
+    /// address, and the verified caller the auth check left. With
+    /// `client_ip_header` set and the header absent (or empty), the address
+    /// is the platform's — the peer that should have set it — so such
+    /// requests are limited together, never let through unlimited.
     pub fn of(head: &Parts, policy: &Section) -> Result<Identity, BadIdentifier> {
+        let platform = head.extensions.get::<ClientAddr>().map(|c| c.0);
         let ip = match &policy.client_ip_header {
             Some(name) => match header_text(head, name)? {
                 // The right-most entry is the one the trusted proxy appended.
@@ -92,9 +101,9 @@ impl Identity {
                             reason: "does not end with an IP address",
                         })?,
                 ),
-                None => None,
+                None => platform,
             },
-            None => head.extensions.get::<ClientAddr>().map(|c| c.0),
+            None => platform,
         };
         let principal = head.extensions.get::<Principal>();
         Ok(Identity {

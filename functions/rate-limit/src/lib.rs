@@ -15,6 +15,8 @@
 //! |---|---|
 //! | any request, admitted | the origin's answer (or `200` decision), with `RateLimit-Policy` and `RateLimit` |
 //! | any request, over a limit | `429` problem+json with `Retry-After` and the same fields |
+//! | a cost above what a scope can ever grant | `422` problem+json `cost-exceeds-limit`, no `Retry-After` |
+//! | a scope keyed by `ip` and no client address | `400` problem+json `unidentified-client` (unless `fallback_key` identifies it) |
 //! | a denied identifier | `403` problem+json |
 //! | store down, scope `fail_closed` | `503` problem+json with `Retry-After` |
 //! | `GET {admin_path}/state?scope=S&ip=…` | the key's state (admin bearer token) |
@@ -38,7 +40,7 @@ use std::cell::RefCell;
 use async_trait::async_trait;
 use edge_core::admin::AdminGuard;
 use edge_core::memory::MemoryStore;
-use edge_core::model::{empty_response, json_response};
+use edge_core::model::{Runtime, empty_response, json_response};
 use edge_core::origin::OriginClient;
 use edge_core::pipeline::{self, Endpoint, Filter};
 use edge_core::platform::{Applied, AtomicStore, Transaction};
@@ -52,7 +54,7 @@ use serde_json::json;
 
 use crate::algorithm::{Acquire, Limit, Outcome, Release, State, decide};
 use crate::headers::ScopeReport;
-use crate::identity::{BadIdentifier, Identity, ListEntry, keyed_hash};
+use crate::identity::{BROWSER_CLIENT, BadIdentifier, Identity, ListEntry, keyed_hash};
 use crate::local::{Lease, LocalState};
 use crate::policy::{FailureMode, KeyPart, RateLimitPolicy, Scope, Section, period_ms};
 
@@ -300,7 +302,11 @@ impl Filter for RateLimit {
         if !self.enabled {
             return Ok(());
         }
-        let who = Identity::of(head, &self.policy).map_err(bad_identifier)?;
+        let mut who = Identity::of(head, &self.policy).map_err(bad_identifier)?;
+        if who.ip.is_none() && ctx.runtime() == Runtime::Browser {
+            // In a page the client is the page's own device: one key.
+            who.ip = Some(BROWSER_CLIENT);
+        }
         if self.deny.iter().any(|e| e.matches(&who)) {
             ctx.log().info("denied by the deny list", json!({}));
             return Err(Problem::new(StatusCode::FORBIDDEN, "denied", "Forbidden")
@@ -316,14 +322,33 @@ impl Filter for RateLimit {
                 continue;
             }
             let mut identifier = who.identifier(head, &scope.key).map_err(bad_identifier)?;
+            let mut tried = &scope.key;
             if identifier.is_none()
                 && let Some(fallback) = &scope.fallback_key
             {
                 identifier = who.identifier(head, fallback).map_err(bad_identifier)?;
+                tried = fallback;
             }
-            if let Some(identifier) = identifier {
-                let hash = keyed_hash(&self.hash_key, &scope.scope.name, &identifier);
-                applicable.push((scope, hash, cost.unwrap_or(scope.scope.cost)));
+            match identifier {
+                Some(identifier) => {
+                    let hash = keyed_hash(&self.hash_key, &scope.scope.name, &identifier);
+                    applicable.push((scope, hash, cost.unwrap_or(scope.scope.cost)));
+                }
+                // A missing sub, API key id or header means the scope does
+                // not apply (the policy's way to say "only for callers who
+                // have one"); a missing address never does: every client
+                // has one, and skipping would let it through unlimited.
+                None if who.ip.is_none() && tried.contains(&KeyPart::Ip) => {
+                    return Err(self.unidentified(&scope.scope));
+                }
+                None => {}
+            }
+        }
+        // A cost no scope state can ever grant is refused before any
+        // permit is taken: waiting would not help, so no 429.
+        for (scope, _, cost) in &applicable {
+            if *cost > scope.limit.capacity() {
+                return Err(cost_exceeds_limit(scope, *cost));
             }
         }
         let verdicts = futures::future::join_all(
@@ -419,6 +444,24 @@ fn bad_identifier(e: BadIdentifier) -> Problem {
 }
 
 impl RateLimit {
+    /// The refusal of a request a scope must key by client address when
+    /// there is none (no `client_ip_header` value and no platform address).
+    fn unidentified(&self, scope: &Scope) -> Problem {
+        let source = match &self.policy.client_ip_header {
+            Some(h) => format!("no {h} header and no client address from the platform"),
+            None => "no client address from the platform".to_owned(),
+        };
+        Problem::bad_request(
+            "unidentified-client",
+            format!(
+                "scope {} is keyed by the client address and this request has none ({source}); \
+                 a fallback_key on the scope decides how to limit such requests",
+                scope.name
+            ),
+        )
+        .with_extension("scope", scope.name.as_str())
+    }
+
     fn cost_override(&self, head: &http::request::Parts) -> Result<Option<u64>, Problem> {
         let Some(name) = &self.policy.cost_header else {
             return Ok(None);
@@ -721,6 +764,27 @@ fn too_many(scope: &Scope, wait_ms: u64, reports: &[ScopeReport]) -> Problem {
     headers::with_fields(problem, reports)
 }
 
+/// The refusal of a request costing more than `scope` can ever grant (its
+/// quota, or its burst for a bucket): `422`, since the request is well
+/// formed but can never be admitted as asked — no `Retry-After`, because no
+/// wait helps (a `429` would invite retries that all fail).
+fn cost_exceeds_limit(scope: &CompiledScope, cost: u64) -> Problem {
+    let capacity = scope.limit.capacity();
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cost-exceeds-limit",
+        "Cost exceeds the limit",
+    )
+    .with_detail(format!(
+        "this request costs {cost} permits and scope {} grants at most {capacity} at once; \
+         it can never be admitted, retrying will not help",
+        scope.scope.name
+    ))
+    .with_extension("scope", scope.scope.name.as_str())
+    .with_extension("cost", cost)
+    .with_extension("limit", capacity)
+}
+
 /// The identifier an admin names with query parameters, in `parts` order.
 fn admin_identifier<'q>(
     parts: &[KeyPart],
@@ -743,12 +807,14 @@ fn store_key(scope: &str, hash: &str) -> String {
     format!("rl:{scope}:{hash}")
 }
 
-/// What a lease's holder reports without asking the store.
+/// What a lease's holder reports without asking the store: what the store
+/// held for the key when it granted the lease (the whole lease counted as
+/// taken), so the figure does not rise while the lease is spent.
 fn lease_outcome(lease: &Lease, now: u64) -> Outcome {
     Outcome {
         allowed: true,
         granted: 0,
-        remaining: lease.store_remaining + lease.remaining,
+        remaining: lease.store_remaining,
         reset_ms: lease.reset_at.saturating_sub(now),
         retry_after_ms: 0,
         hold_until_ms: lease.until,
