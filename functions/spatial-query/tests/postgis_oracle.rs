@@ -52,12 +52,20 @@ fn script(name: &str, args: &[&str]) {
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}; {HOW_TO_INSTALL}", path.display()));
+    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
-        "{name} failed ({}): {}\n{HOW_TO_INSTALL}",
+        "{name} failed ({}): {stderr}\n{HOW_TO_INSTALL}",
         out.status,
-        String::from_utf8_lossy(&out.stderr)
     );
+    // The script's summary (PostGIS's side of the counts).
+    if let Some(last) = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.contains("cluster stopped"))
+    {
+        eprintln!("{last}");
+    }
 }
 
 fn env_or(name: &str, default: usize) -> usize {
