@@ -40,9 +40,12 @@
 //!   the old key passes until `at` + overlap. Clients can be handed the new
 //!   key ahead of a maintenance window. `DELETE {admin}/keys/{id}/rotate`
 //!   cancels it; a new rotation replaces a scheduled one.
-//! - Superseded keys keep their own windows: rotating again during an
-//!   overlap does not cut the earlier window short (at most four are kept,
-//!   the soonest-ending dropped first).
+//! - A rotation's overlap bounds every earlier key of the id, not only the
+//!   one it replaces: none passes after the new key's start + overlap, and
+//!   a key whose own window ends sooner keeps that end (at most four are
+//!   kept, the soonest-ending dropped first). So `"0s"` ends every earlier
+//!   key at once — what an operator does after a leak, whichever key
+//!   leaked — and a rotation never lengthens an earlier key's window.
 //!
 //! The promotion of a scheduled key is computed from the record and the
 //! clock on every read (`KeyRecord::settled`), so nothing has to run at
@@ -576,8 +579,13 @@ impl KeyRecord {
         self
     }
 
-    /// Moves the current hash to the superseded ones, passing until `until`.
+    /// Moves the current hash to the superseded ones, passing until `until`
+    /// (a time not after it: never), and ends every earlier superseded key
+    /// by `until` too: a rotation's overlap bounds all the keys it follows.
     fn supersede(&mut self, until: u64) {
+        for earlier in &mut self.previous {
+            earlier.valid_until_ms = earlier.valid_until_ms.min(until);
+        }
         self.previous.push(Superseded {
             hash: self.current,
             valid_until_ms: until,
@@ -1131,9 +1139,9 @@ impl ApiKeys {
                     None => {
                         // A scheduled key never activated is discarded.
                         record.pending = None;
-                        if overlap_ms > 0 {
-                            record.supersede(now.saturating_add(overlap_ms));
-                        }
+                        // Overlap 0 too: it ends every earlier key now.
+                        record.supersede(now.saturating_add(overlap_ms));
+                        record.previous.retain(|p| p.valid_until_ms > now);
                         record.current = hash;
                         record.rotated_ms = Some(now);
                     }
@@ -1947,9 +1955,8 @@ mod tests {
         let newest = body["key"].as_str().unwrap().to_owned();
         assert_eq!(check(&f, &inst, &newer), refused("invalid"));
         assert_eq!(check(&f, &inst, &newest), ok("svc"));
-        // Rotating again during an overlap keeps the earlier window.
-        assert_eq!(check(&f, &inst, &new), ok("svc"));
-        f.clock.advance(60 * MINUTE);
+        // An overlap-0 rotation ends every earlier key, the one still in
+        // its own overlap included (issue 16).
         assert_eq!(check(&f, &inst, &new), refused("invalid"));
     }
 
