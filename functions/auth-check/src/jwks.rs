@@ -458,6 +458,22 @@ fn static_key(
         Some(kid) => parsed.with_kid(kid.clone()),
         None => parsed,
     };
+    // An HMAC secret too short for an HSxxx the provider allows would
+    // refuse every such token: say so at start.
+    if parsed.is_symmetric()
+        && let Some(alg) = allowed.iter().find(|a| a.is_hmac() && !parsed.allows(**a))
+    {
+        let name = if key.jwk.is_some() {
+            "jwk"
+        } else {
+            "hmac_secret"
+        };
+        let len = parsed.hmac_secret_len().unwrap_or_default();
+        return Err(invalid(
+            name,
+            crate::keys::KeyError::HmacSecretTooShort { len, alg: *alg }.to_string(),
+        ));
+    }
     if !allowed.iter().any(|a| parsed.allows(*a)) {
         return Err(invalid(
             "kid",

@@ -19,45 +19,73 @@ use rsa::signature::Verifier as _;
 use rsa::traits::PublicKeyParts as _;
 use rsa::{BigUint, RsaPublicKey};
 use serde_json::Value;
-use sha2::Sha256;
+use sha2::{Sha256, Sha384, Sha512};
 
 /// A JWS algorithm this function verifies (RFC 7518, RFC 8037).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Algorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     Rs256,
-    /// RSASSA-PSS with SHA-256 and MGF1-SHA-256.
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    Rs384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    Rs512,
+    /// RSASSA-PSS with SHA-256 and MGF1-SHA-256 (32-byte salt).
     Ps256,
+    /// RSASSA-PSS with SHA-384 and MGF1-SHA-384 (48-byte salt).
+    Ps384,
+    /// RSASSA-PSS with SHA-512 and MGF1-SHA-512 (64-byte salt).
+    Ps512,
     /// ECDSA P-256 with SHA-256.
     Es256,
     /// ECDSA P-384 with SHA-384.
     Es384,
+    /// ECDSA P-521 with SHA-512.
+    Es512,
     /// Ed25519.
     EdDsa,
     /// HMAC with SHA-256.
     Hs256,
+    /// HMAC with SHA-384.
+    Hs384,
+    /// HMAC with SHA-512.
+    Hs512,
 }
 
 impl Algorithm {
     /// Every algorithm, in the order above.
-    pub const ALL: [Algorithm; 6] = [
+    pub const ALL: [Algorithm; 13] = [
         Algorithm::Rs256,
+        Algorithm::Rs384,
+        Algorithm::Rs512,
         Algorithm::Ps256,
+        Algorithm::Ps384,
+        Algorithm::Ps512,
         Algorithm::Es256,
         Algorithm::Es384,
+        Algorithm::Es512,
         Algorithm::EdDsa,
         Algorithm::Hs256,
+        Algorithm::Hs384,
+        Algorithm::Hs512,
     ];
 
     /// The JWS `alg` name (`RS256`, …, `EdDSA`).
     pub fn as_str(self) -> &'static str {
         match self {
             Algorithm::Rs256 => "RS256",
+            Algorithm::Rs384 => "RS384",
+            Algorithm::Rs512 => "RS512",
             Algorithm::Ps256 => "PS256",
+            Algorithm::Ps384 => "PS384",
+            Algorithm::Ps512 => "PS512",
             Algorithm::Es256 => "ES256",
             Algorithm::Es384 => "ES384",
+            Algorithm::Es512 => "ES512",
             Algorithm::EdDsa => "EdDSA",
             Algorithm::Hs256 => "HS256",
+            Algorithm::Hs384 => "HS384",
+            Algorithm::Hs512 => "HS512",
         }
     }
 
@@ -66,9 +94,30 @@ impl Algorithm {
         Algorithm::ALL.into_iter().find(|a| a.as_str() == alg)
     }
 
+    /// Whether this is an HMAC (shared-secret) algorithm.
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512)
+    }
+
+    /// The names of every algorithm, comma-separated (for messages).
+    pub fn names() -> String {
+        Algorithm::ALL.map(Algorithm::as_str).join(", ")
+    }
+
+    /// The shortest HMAC secret an `HSxxx` algorithm takes: its hash size
+    /// (RFC 7518 §3.2); `None` for the others.
+    pub fn min_hmac_secret(self) -> Option<usize> {
+        match self {
+            Algorithm::Hs256 => Some(32),
+            Algorithm::Hs384 => Some(48),
+            Algorithm::Hs512 => Some(64),
+            _ => None,
+        }
+    }
+
     /// This algorithm's bit in an [`AlgSet`].
-    fn bit(self) -> u8 {
-        1 << (self as u8)
+    fn bit(self) -> u16 {
+        1 << (self as u16)
     }
 }
 
@@ -82,7 +131,8 @@ impl fmt::Display for Algorithm {
 pub const MIN_RSA_BITS: usize = 2048;
 /// The largest RSA modulus accepted, in bits: bounds the verification cost.
 pub const MAX_RSA_BITS: usize = 8192;
-/// The shortest HMAC secret accepted: the hash size (RFC 7518 §3.2).
+/// The shortest HMAC secret accepted: the hash size of HS256 (RFC 7518
+/// §3.2). HS384 takes 48 bytes or more, HS512 64.
 pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 /// The most keys [`parse_jwks`] reads from one set.
 pub const MAX_JWKS_KEYS: usize = 100;
@@ -143,11 +193,14 @@ pub enum KeyError {
     /// The EC point or Ed25519 key is not a valid (or is a weak) public key.
     #[error("the public key is not a valid point of its curve")]
     InvalidPoint,
-    /// The HMAC secret is shorter than the hash.
-    #[error("an HMAC secret of {len} bytes; at least {MIN_HMAC_SECRET_BYTES} are required")]
+    /// The HMAC secret is shorter than the hash of the algorithm
+    /// (RFC 7518 §3.2).
+    #[error("an HMAC secret of {len} bytes; {alg} needs at least {min}", min = alg.min_hmac_secret().unwrap_or(MIN_HMAC_SECRET_BYTES))]
     HmacSecretTooShort {
         /// The secret's length in bytes.
         len: usize,
+        /// The algorithm it is too short for.
+        alg: Algorithm,
     },
     /// A published JWKS must never hand out HMAC secrets.
     #[error("a JWK set must not publish symmetric (oct) keys")]
@@ -182,7 +235,7 @@ pub enum SignatureError {
 
 /// A set of algorithms, one bit each.
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct AlgSet(u8);
+struct AlgSet(u16);
 
 impl AlgSet {
     fn of(algs: &[Algorithm]) -> AlgSet {
@@ -200,9 +253,20 @@ enum Material {
     Rsa(RsaPublicKey),
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
     Ed25519(ed25519_dalek::VerifyingKey),
-    /// The keyed HMAC state: the secret itself is not kept.
-    Hmac(Hmac<Sha256>),
+    Hmac(Box<HmacKey>),
+}
+
+/// The keyed HMAC states of a shared secret, one per hash (the secret
+/// itself is not kept), and the secret's length, which decides which of
+/// them may be used (RFC 7518 §3.2: at least the hash size).
+#[derive(Clone)]
+struct HmacKey {
+    len: usize,
+    sha256: Hmac<Sha256>,
+    sha384: Hmac<Sha384>,
+    sha512: Hmac<Sha512>,
 }
 
 impl Material {
@@ -210,7 +274,7 @@ impl Material {
     fn kty(&self) -> &'static str {
         match self {
             Material::Rsa(_) => "RSA",
-            Material::P256(_) | Material::P384(_) => "EC",
+            Material::P256(_) | Material::P384(_) | Material::P521(_) => "EC",
             Material::Ed25519(_) => "OKP",
             Material::Hmac(_) => "oct",
         }
@@ -219,11 +283,25 @@ impl Material {
     /// Every algorithm this type of key can verify.
     fn family(&self) -> AlgSet {
         match self {
-            Material::Rsa(_) => AlgSet::of(&[Algorithm::Rs256, Algorithm::Ps256]),
+            Material::Rsa(_) => AlgSet::of(&[
+                Algorithm::Rs256,
+                Algorithm::Rs384,
+                Algorithm::Rs512,
+                Algorithm::Ps256,
+                Algorithm::Ps384,
+                Algorithm::Ps512,
+            ]),
             Material::P256(_) => AlgSet::of(&[Algorithm::Es256]),
             Material::P384(_) => AlgSet::of(&[Algorithm::Es384]),
+            Material::P521(_) => AlgSet::of(&[Algorithm::Es512]),
             Material::Ed25519(_) => AlgSet::of(&[Algorithm::EdDsa]),
-            Material::Hmac(_) => AlgSet::of(&[Algorithm::Hs256]),
+            Material::Hmac(key) => {
+                let usable: Vec<Algorithm> = [Algorithm::Hs256, Algorithm::Hs384, Algorithm::Hs512]
+                    .into_iter()
+                    .filter(|a| a.min_hmac_secret().is_some_and(|min| key.len >= min))
+                    .collect();
+                AlgSet::of(&usable)
+            }
         }
     }
 }
@@ -245,6 +323,7 @@ impl fmt::Debug for Key {
             Material::Rsa(k) => d.field("bits", &k.n().bits()),
             Material::P256(_) => d.field("crv", &"P-256"),
             Material::P384(_) => d.field("crv", &"P-384"),
+            Material::P521(_) => d.field("crv", &"P-521"),
             Material::Ed25519(_) => d.field("crv", &"Ed25519"),
             Material::Hmac(_) => d.field("secret", &"<redacted>"),
         };
@@ -264,7 +343,7 @@ impl Key {
         }
     }
 
-    /// A key from a JWK (RFC 7517): `kty` RSA, EC (P-256, P-384), OKP
+    /// A key from a JWK (RFC 7517): `kty` RSA, EC (P-256, P-384, P-521), OKP
     /// (Ed25519) or oct. An `alg` member restricts the key to it; `use`
     /// must be `sig` and `key_ops` must include `verify` when present.
     /// Private members (`d`, `p`, …) are ignored and never stored.
@@ -307,6 +386,7 @@ impl Key {
                 let size = match crv {
                     "P-256" => 32,
                     "P-384" => 48,
+                    "P-521" => 66,
                     other => return Err(KeyError::UnsupportedCurve(printable(other, 16))),
                 };
                 // RFC 7518 §6.2.1.2: coordinates are full-length.
@@ -343,8 +423,8 @@ impl Key {
         }
     }
 
-    /// A key from a PEM public key: SPKI `BEGIN PUBLIC KEY` (RSA, EC P-256
-    /// or P-384, Ed25519) or PKCS#1 `BEGIN RSA PUBLIC KEY`.
+    /// A key from a PEM public key: SPKI `BEGIN PUBLIC KEY` (RSA, EC P-256,
+    /// P-384 or P-521, Ed25519) or PKCS#1 `BEGIN RSA PUBLIC KEY`.
     pub fn from_pem(pem: &str) -> Result<Key, KeyError> {
         if pem.len() > MAX_PEM_BYTES {
             return Err(KeyError::Pem("too long"));
@@ -369,14 +449,20 @@ impl Key {
         Ok(Key::new(material))
     }
 
-    /// An HMAC-SHA-256 key from a shared secret of at least 32 bytes.
+    /// An HMAC key from a shared secret of at least 32 bytes: HS256, and
+    /// HS384 from 48 bytes, HS512 from 64 (the hash sizes, RFC 7518 §3.2).
     pub fn hmac(secret: &[u8]) -> Result<Key, KeyError> {
-        if secret.len() < MIN_HMAC_SECRET_BYTES {
-            return Err(KeyError::HmacSecretTooShort { len: secret.len() });
+        let len = secret.len();
+        let short = |alg| KeyError::HmacSecretTooShort { len, alg };
+        if len < MIN_HMAC_SECRET_BYTES {
+            return Err(short(Algorithm::Hs256));
         }
-        let mac = Hmac::<Sha256>::new_from_slice(secret)
-            .map_err(|_| KeyError::HmacSecretTooShort { len: secret.len() })?;
-        Ok(Key::new(Material::Hmac(mac)))
+        Ok(Key::new(Material::Hmac(Box::new(HmacKey {
+            len,
+            sha256: Hmac::new_from_slice(secret).map_err(|_| short(Algorithm::Hs256))?,
+            sha384: Hmac::new_from_slice(secret).map_err(|_| short(Algorithm::Hs384))?,
+            sha512: Hmac::new_from_slice(secret).map_err(|_| short(Algorithm::Hs512))?,
+        }))))
     }
 
     /// This key with the key id `kid`.
@@ -385,8 +471,15 @@ impl Key {
         self
     }
 
-    /// This key allowed only `alg`, which its type must allow.
+    /// This key allowed only `alg`, which its type must allow (and, for
+    /// an HMAC secret, its length).
     pub fn restrict_to(mut self, alg: Algorithm) -> Result<Key, KeyError> {
+        if let Material::Hmac(key) = &self.material
+            && alg.is_hmac()
+            && !self.material.family().contains(alg)
+        {
+            return Err(KeyError::HmacSecretTooShort { len: key.len, alg });
+        }
         if !self.material.family().contains(alg) {
             return Err(KeyError::AlgorithmMismatch {
                 alg,
@@ -415,6 +508,14 @@ impl Key {
             .collect()
     }
 
+    /// The length of an HMAC secret, in bytes (`None` for a public key).
+    pub fn hmac_secret_len(&self) -> Option<usize> {
+        match &self.material {
+            Material::Hmac(key) => Some(key.len),
+            _ => None,
+        }
+    }
+
     /// Whether this is a shared (HMAC) secret rather than a public key.
     pub fn is_symmetric(&self) -> bool {
         matches!(self.material, Material::Hmac(_))
@@ -426,8 +527,9 @@ impl Key {
     }
 
     /// Checks `signature` over `signing_input` with `alg`, which this key
-    /// must allow. ECDSA signatures are JWS `r || s` (64 or 96 bytes);
-    /// HMACs are compared in constant time; PS256 uses a 32-byte salt.
+    /// must allow. ECDSA signatures are JWS `r || s` (64, 96 or 132
+    /// bytes); HMACs are compared in constant time; PSS uses a salt of the
+    /// hash's size (RFC 7518 §3.5).
     pub fn verify(
         &self,
         alg: Algorithm,
@@ -439,22 +541,22 @@ impl Key {
         }
         let ok = match (&self.material, alg) {
             (Material::Rsa(key), Algorithm::Rs256) => {
-                let sig = rsa::pkcs1v15::Signature::try_from(signature)
-                    .map_err(|_| SignatureError::Invalid)?;
-                rsa_signature_len_ok(key, signature)
-                    && rsa::pkcs1v15::VerifyingKey::<Sha256>::new(key.clone())
-                        .verify(signing_input, &sig)
-                        .is_ok()
+                rsa_pkcs1::<Sha256>(key, signing_input, signature)
+            }
+            (Material::Rsa(key), Algorithm::Rs384) => {
+                rsa_pkcs1::<Sha384>(key, signing_input, signature)
+            }
+            (Material::Rsa(key), Algorithm::Rs512) => {
+                rsa_pkcs1::<Sha512>(key, signing_input, signature)
             }
             (Material::Rsa(key), Algorithm::Ps256) => {
-                let sig = rsa::pss::Signature::try_from(signature)
-                    .map_err(|_| SignatureError::Invalid)?;
-                // `new` takes the digest size (32) as the salt length, as
-                // RFC 7518 §3.5 requires.
-                rsa_signature_len_ok(key, signature)
-                    && rsa::pss::VerifyingKey::<Sha256>::new(key.clone())
-                        .verify(signing_input, &sig)
-                        .is_ok()
+                rsa_pss::<Sha256>(key, signing_input, signature)
+            }
+            (Material::Rsa(key), Algorithm::Ps384) => {
+                rsa_pss::<Sha384>(key, signing_input, signature)
+            }
+            (Material::Rsa(key), Algorithm::Ps512) => {
+                rsa_pss::<Sha512>(key, signing_input, signature)
             }
             (Material::P256(key), Algorithm::Es256) => {
                 let sig = p256::ecdsa::Signature::from_slice(signature)
@@ -466,17 +568,27 @@ impl Key {
                     .map_err(|_| SignatureError::Invalid)?;
                 key.verify(signing_input, &sig).is_ok()
             }
+            (Material::P521(key), Algorithm::Es512) => {
+                // `from_slice` takes exactly 132 bytes (2 × 66).
+                let sig = p521::ecdsa::Signature::from_slice(signature)
+                    .map_err(|_| SignatureError::Invalid)?;
+                key.verify(signing_input, &sig).is_ok()
+            }
             (Material::Ed25519(key), Algorithm::EdDsa) => {
                 let sig = ed25519_dalek::Signature::from_slice(signature)
                     .map_err(|_| SignatureError::Invalid)?;
                 key.verify_strict(signing_input, &sig).is_ok()
             }
-            (Material::Hmac(mac), Algorithm::Hs256) => {
-                let mut mac = mac.clone();
-                mac.update(signing_input);
-                // `verify_slice` compares in constant time and requires
-                // the full 32-byte tag.
-                mac.verify_slice(signature).is_ok()
+            // `verify_slice` compares in constant time and requires the
+            // full tag (32, 48 or 64 bytes).
+            (Material::Hmac(key), Algorithm::Hs256) => {
+                hmac_ok(key.sha256.clone(), signing_input, signature)
+            }
+            (Material::Hmac(key), Algorithm::Hs384) => {
+                hmac_ok(key.sha384.clone(), signing_input, signature)
+            }
+            (Material::Hmac(key), Algorithm::Hs512) => {
+                hmac_ok(key.sha512.clone(), signing_input, signature)
             }
             _ => return Err(SignatureError::AlgorithmNotAllowed { alg }),
         };
@@ -512,6 +624,8 @@ impl Key {
                 .map_or(PublicParts::Secret, |(x, y)| PublicParts::P256 { x, y }),
             Material::P384(key) => coordinates(key.to_encoded_point(false).as_bytes(), 48)
                 .map_or(PublicParts::Secret, |(x, y)| PublicParts::P384 { x, y }),
+            Material::P521(key) => coordinates(key.to_encoded_point(false).as_bytes(), 66)
+                .map_or(PublicParts::Secret, |(x, y)| PublicParts::P521 { x, y }),
             Material::Ed25519(key) => PublicParts::Ed25519(key.to_bytes()),
             Material::Hmac(_) => PublicParts::Secret,
         }
@@ -542,6 +656,13 @@ pub enum PublicParts {
         /// The y coordinate.
         y: Vec<u8>,
     },
+    /// A P-521 point (66-byte coordinates).
+    P521 {
+        /// The x coordinate.
+        x: Vec<u8>,
+        /// The y coordinate.
+        y: Vec<u8>,
+    },
     /// An Ed25519 public key.
     Ed25519([u8; 32]),
     /// A symmetric key: nothing public.
@@ -551,6 +672,42 @@ pub enum PublicParts {
 /// An RSA signature is exactly as long as the modulus (RFC 8017 §8.2.2).
 fn rsa_signature_len_ok(key: &RsaPublicKey, signature: &[u8]) -> bool {
     signature.len() == key.size()
+}
+
+/// RSASSA-PKCS1-v1_5 with the hash `D`.
+fn rsa_pkcs1<D>(key: &RsaPublicKey, signing_input: &[u8], signature: &[u8]) -> bool
+where
+    D: sha2::Digest + rsa::pkcs8::AssociatedOid,
+{
+    let Ok(sig) = rsa::pkcs1v15::Signature::try_from(signature) else {
+        return false;
+    };
+    rsa_signature_len_ok(key, signature)
+        && rsa::pkcs1v15::VerifyingKey::<D>::new(key.clone())
+            .verify(signing_input, &sig)
+            .is_ok()
+}
+
+/// RSASSA-PSS with the hash `D` for the message and MGF1, and a salt of
+/// the hash's size (`new` takes it), as RFC 7518 §3.5 requires.
+fn rsa_pss<D>(key: &RsaPublicKey, signing_input: &[u8], signature: &[u8]) -> bool
+where
+    D: sha2::Digest + sha2::digest::FixedOutputReset,
+{
+    let Ok(sig) = rsa::pss::Signature::try_from(signature) else {
+        return false;
+    };
+    rsa_signature_len_ok(key, signature)
+        && rsa::pss::VerifyingKey::<D>::new(key.clone())
+            .verify(signing_input, &sig)
+            .is_ok()
+}
+
+/// Whether `tag` is the HMAC of `input` under the keyed state `mac`
+/// (constant-time, full length only).
+fn hmac_ok<M: hmac::Mac>(mut mac: M, input: &[u8], tag: &[u8]) -> bool {
+    mac.update(input);
+    mac.verify_slice(tag).is_ok()
 }
 
 /// The keys of a JWK set, and the ones that were left out, with why.
@@ -699,6 +856,9 @@ fn ec_key(size: usize, point: &[u8]) -> Result<Material, KeyError> {
         48 => p384::ecdsa::VerifyingKey::from_sec1_bytes(point)
             .map(Material::P384)
             .map_err(|_| KeyError::InvalidPoint),
+        66 => p521::ecdsa::VerifyingKey::from_sec1_bytes(point)
+            .map(Material::P521)
+            .map_err(|_| KeyError::InvalidPoint),
         _ => Err(KeyError::InvalidPoint),
     }
 }
@@ -720,6 +880,7 @@ const OID_RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.8
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 const OID_P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const OID_P521: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
 const OID_ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
 
 /// A key from a DER SubjectPublicKeyInfo (RFC 5280 §4.1).
@@ -749,6 +910,8 @@ fn spki_key(der: &[u8]) -> Result<Material, KeyError> {
             ec_key(32, bits)
         } else if curve == OID_P384 {
             ec_key(48, bits)
+        } else if curve == OID_P521 {
+            ec_key(66, bits)
         } else {
             Err(KeyError::UnsupportedCurve(curve.to_string()))
         }
@@ -789,6 +952,15 @@ pub(crate) mod tests {
     /// RFC 7515 Appendix A.2's RSA public key, as its JWK prints it.
     pub(crate) const RFC7515_RSA_N: &str =
         include_str!("../testdata/rfc7515-a2-n.txt").trim_ascii();
+
+    pub(crate) const RSA_ALGORITHMS: [Algorithm; 6] = [
+        Algorithm::Rs256,
+        Algorithm::Rs384,
+        Algorithm::Rs512,
+        Algorithm::Ps256,
+        Algorithm::Ps384,
+        Algorithm::Ps512,
+    ];
 
     pub(crate) fn rsa_jwk() -> Value {
         json!({"kty": "RSA", "n": RFC7515_RSA_N, "e": "AQAB"})
@@ -879,9 +1051,9 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn rsa_jwk_allows_rs256_and_ps256_only() {
+    fn rsa_jwk_allows_the_rsa_algorithms_only() {
         let key = Key::from_jwk(&rsa_jwk()).unwrap();
-        assert_eq!(key.algorithms(), vec![Algorithm::Rs256, Algorithm::Ps256]);
+        assert_eq!(key.algorithms(), RSA_ALGORITHMS);
         assert!(!key.is_symmetric());
         assert_eq!(key.kty(), "RSA");
         let (n, e) = key.rsa_components().unwrap();
@@ -914,8 +1086,13 @@ pub(crate) mod tests {
         );
         jwk["alg"] = json!("RS512");
         assert_eq!(
+            Key::from_jwk(&jwk).unwrap().algorithms(),
+            [Algorithm::Rs512]
+        );
+        jwk["alg"] = json!("RS1");
+        assert_eq!(
             Key::from_jwk(&jwk).unwrap_err(),
-            KeyError::UnsupportedAlgorithm("RS512".into())
+            KeyError::UnsupportedAlgorithm("RS1".into())
         );
         jwk["alg"] = json!("none");
         assert!(matches!(
@@ -1047,10 +1224,10 @@ pub(crate) mod tests {
             Err(KeyError::InvalidMember { member: "x", .. })
         ));
         let mut wrong_curve = jwk.clone();
-        wrong_curve["crv"] = json!("P-521");
+        wrong_curve["crv"] = json!("secp256k1");
         assert_eq!(
             Key::from_jwk(&wrong_curve).unwrap_err(),
-            KeyError::UnsupportedCurve("P-521".into())
+            KeyError::UnsupportedCurve("secp256k1".into())
         );
         // The P-256 coordinates claimed to be P-384: wrong length.
         let mut mixed = jwk;
@@ -1090,12 +1267,16 @@ pub(crate) mod tests {
     fn hmac_secrets() {
         assert_eq!(
             Key::hmac(&[1; 31]).unwrap_err(),
-            KeyError::HmacSecretTooShort { len: 31 }
+            KeyError::HmacSecretTooShort {
+                len: 31,
+                alg: Algorithm::Hs256
+            }
         );
         let secret = b"0123456789abcdef0123456789abcdef";
         let key = Key::hmac(secret).unwrap();
         assert!(key.is_symmetric());
         assert_eq!(key.algorithms(), vec![Algorithm::Hs256]);
+        assert_eq!(key.hmac_secret_len(), Some(32));
         let shown = format!("{key:?}");
         assert!(
             shown.contains("<redacted>") && !shown.contains("0123"),
@@ -1120,9 +1301,16 @@ pub(crate) mod tests {
         let jwk = json!({"kty": "oct", "k": b64(b"short")});
         assert_eq!(
             Key::from_jwk(&jwk).unwrap_err(),
-            KeyError::HmacSecretTooShort { len: 5 }
+            KeyError::HmacSecretTooShort {
+                len: 5,
+                alg: Algorithm::Hs256
+            }
         );
-        let message = KeyError::HmacSecretTooShort { len: 5 }.to_string();
+        let message = KeyError::HmacSecretTooShort {
+            len: 5,
+            alg: Algorithm::Hs256,
+        }
+        .to_string();
         assert!(!message.contains("short"), "{message}");
     }
 
@@ -1185,6 +1373,209 @@ pub(crate) mod tests {
         );
     }
 
+    /// A deterministic stand-in for an RNG (P-521 signing wants one;
+    /// these tests sign, they are not about randomness).
+    struct CountingRng(u64);
+
+    impl p521::elliptic_curve::rand_core::RngCore for CountingRng {
+        fn next_u32(&mut self) -> u32 {
+            self.next_u64() as u32
+        }
+        fn next_u64(&mut self) -> u64 {
+            // splitmix64
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn fill_bytes(&mut self, dest: &mut [u8]) {
+            for chunk in dest.chunks_mut(8) {
+                let word = self.next_u64().to_le_bytes();
+                chunk.copy_from_slice(&word[..chunk.len()]);
+            }
+        }
+        fn try_fill_bytes(
+            &mut self,
+            dest: &mut [u8],
+        ) -> Result<(), p521::elliptic_curve::rand_core::Error> {
+            self.fill_bytes(dest);
+            Ok(())
+        }
+    }
+
+    impl p521::elliptic_curve::rand_core::CryptoRng for CountingRng {}
+
+    /// A P-521 signing key from a fixed scalar, and its public JWK.
+    pub(crate) fn p521_pair(seed: u8) -> (p521::ecdsa::SigningKey, Value) {
+        let mut scalar = [seed; 66];
+        scalar[0] = 1;
+        let sk = p521::ecdsa::SigningKey::from_slice(&scalar).unwrap();
+        let point = p521::ecdsa::VerifyingKey::from(&sk).to_encoded_point(false);
+        let jwk = json!({
+            "kty": "EC", "crv": "P-521",
+            "x": b64(point.x().unwrap()), "y": b64(point.y().unwrap()),
+        });
+        (sk, jwk)
+    }
+
+    #[test]
+    fn es512_on_p521() {
+        use p521::ecdsa::signature::RandomizedSigner as _;
+        let (sk, jwk) = p521_pair(7);
+        let key = Key::from_jwk(&jwk).unwrap();
+        assert_eq!(key.algorithms(), vec![Algorithm::Es512]);
+        let sig: p521::ecdsa::Signature = sk.sign_with_rng(&mut CountingRng(1), b"m");
+        let raw = sig.to_bytes();
+        assert_eq!(raw.len(), 132);
+        assert_eq!(key.verify(Algorithm::Es512, b"m", &raw), Ok(()));
+        assert_eq!(
+            key.verify(Algorithm::Es512, b"n", &raw),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            key.verify(Algorithm::Es512, b"m", &raw[..131]),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            key.verify(Algorithm::Es512, b"m", sig.to_der().as_bytes()),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            key.verify(Algorithm::Es384, b"m", &raw),
+            Err(SignatureError::AlgorithmNotAllowed {
+                alg: Algorithm::Es384
+            })
+        );
+        // The point's numbers come back for WebCrypto.
+        let PublicParts::P521 { x, y } = key.public_parts() else {
+            panic!("not a P-521 point");
+        };
+        assert_eq!(b64(&x), jwk["x"].as_str().unwrap());
+        assert_eq!(y.len(), 66);
+        // Short coordinates, a point off the curve, P-384 numbers.
+        let mut short = jwk.clone();
+        short["x"] = json!(b64(&x[1..]));
+        assert!(matches!(
+            Key::from_jwk(&short),
+            Err(KeyError::InvalidMember { member: "x", .. })
+        ));
+        let mut off = jwk.clone();
+        let mut bad_y = y.clone();
+        bad_y[65] ^= 1;
+        off["y"] = json!(b64(&bad_y));
+        assert_eq!(Key::from_jwk(&off).unwrap_err(), KeyError::InvalidPoint);
+        // The same key from an SPKI PEM (OID secp521r1).
+        let der = [
+            hex("30819b301006072a8648ce3d020106052b8104002303818600"),
+            vec![4],
+            x,
+            y,
+        ]
+        .concat();
+        let key = Key::from_pem(&pem("PUBLIC KEY", &der)).unwrap();
+        assert_eq!(key.algorithms(), vec![Algorithm::Es512]);
+        assert_eq!(key.verify(Algorithm::Es512, b"m", &raw), Ok(()));
+    }
+
+    #[test]
+    fn hmac_algorithms_follow_the_secret_length() {
+        fn tag<M: hmac::Mac + hmac::digest::KeyInit>(secret: &[u8], input: &[u8]) -> Vec<u8> {
+            let mut mac = <M as hmac::Mac>::new_from_slice(secret).unwrap();
+            mac.update(input);
+            mac.finalize().into_bytes().to_vec()
+        }
+        let secret = [7u8; 64];
+        for (len, algs) in [
+            (32, &[Algorithm::Hs256][..]),
+            (47, &[Algorithm::Hs256]),
+            (48, &[Algorithm::Hs256, Algorithm::Hs384]),
+            (63, &[Algorithm::Hs256, Algorithm::Hs384]),
+            (64, &[Algorithm::Hs256, Algorithm::Hs384, Algorithm::Hs512]),
+        ] {
+            assert_eq!(
+                Key::hmac(&secret[..len]).unwrap().algorithms(),
+                algs,
+                "{len}"
+            );
+        }
+        let key = Key::hmac(&secret).unwrap();
+        let t256 = tag::<Hmac<Sha256>>(&secret, b"input");
+        let t384 = tag::<Hmac<Sha384>>(&secret, b"input");
+        let t512 = tag::<Hmac<Sha512>>(&secret, b"input");
+        assert_eq!(key.verify(Algorithm::Hs256, b"input", &t256), Ok(()));
+        assert_eq!(key.verify(Algorithm::Hs384, b"input", &t384), Ok(()));
+        assert_eq!(key.verify(Algorithm::Hs512, b"input", &t512), Ok(()));
+        for (alg, tag) in [
+            (Algorithm::Hs384, &t256),
+            (Algorithm::Hs512, &t384),
+            (Algorithm::Hs256, &t512),
+        ] {
+            assert_eq!(
+                key.verify(alg, b"input", tag),
+                Err(SignatureError::Invalid),
+                "{alg}"
+            );
+        }
+        // A truncated tag (the HS256 length of an HS512 tag) is refused.
+        assert_eq!(
+            key.verify(Algorithm::Hs512, b"input", &t512[..32]),
+            Err(SignatureError::Invalid)
+        );
+        assert_eq!(
+            key.verify(Algorithm::Hs512, b"inpuT", &t512),
+            Err(SignatureError::Invalid)
+        );
+        // Too short for the algorithm asked for: named, with the length.
+        let short = Key::hmac(&secret[..48]).unwrap();
+        let error = short.restrict_to(Algorithm::Hs512).unwrap_err();
+        assert_eq!(
+            error,
+            KeyError::HmacSecretTooShort {
+                len: 48,
+                alg: Algorithm::Hs512
+            }
+        );
+        assert_eq!(
+            error.to_string(),
+            "an HMAC secret of 48 bytes; HS512 needs at least 64"
+        );
+        let jwk = json!({"kty": "oct", "alg": "HS384", "k": b64(&secret[..40])});
+        assert_eq!(
+            Key::from_jwk(&jwk).unwrap_err(),
+            KeyError::HmacSecretTooShort {
+                len: 40,
+                alg: Algorithm::Hs384
+            }
+        );
+        let jwk = json!({"kty": "oct", "alg": "HS384", "k": b64(&secret[..48])});
+        assert_eq!(
+            Key::from_jwk(&jwk).unwrap().algorithms(),
+            vec![Algorithm::Hs384]
+        );
+    }
+
+    #[test]
+    fn rsa_sha384_and_sha512_need_their_own_hash() {
+        // RFC 7515 A.2's RS256 signature does not pass as RS384/RS512 or
+        // PS*; every RSA algorithm is allowed on the key.
+        let key = Key::from_jwk(&rsa_jwk()).unwrap();
+        let input = b"eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJqb2UifQ";
+        for alg in RSA_ALGORITHMS {
+            assert!(key.allows(alg), "{alg}");
+            assert_eq!(
+                key.verify(alg, input, &[0u8; 256]),
+                Err(SignatureError::Invalid),
+                "{alg}"
+            );
+            assert_eq!(
+                key.verify(alg, input, &[1u8; 255]),
+                Err(SignatureError::Invalid),
+                "{alg}"
+            );
+        }
+    }
+
     #[test]
     fn restrict_to_stays_within_the_type() {
         let key = Key::from_jwk(&rsa_jwk()).unwrap();
@@ -1208,7 +1599,7 @@ pub(crate) mod tests {
         let spki = rsa_spki_der(&n, &[1, 0, 1]);
         let key = Key::from_pem(&pem("PUBLIC KEY", &spki)).unwrap();
         assert_eq!(key.rsa_components().unwrap().0, n);
-        assert_eq!(key.algorithms(), vec![Algorithm::Rs256, Algorithm::Ps256]);
+        assert_eq!(key.algorithms(), RSA_ALGORITHMS);
         // PKCS#1: the inner RSAPublicKey of the SPKI above. Its BIT STRING
         // holds a 0 (unused bits) then the 270-byte RSAPublicKey.
         let pkcs1 = &spki[spki.len() - 270..];
@@ -1280,7 +1671,7 @@ pub(crate) mod tests {
             rsa,
             enc,
             {"kty": "oct", "kid": "secret", "k": b64(&[1; 32])},
-            {"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"},
+            {"kty": "EC", "kid": "k1", "crv": "secp256k1", "x": "AA", "y": "AA"},
             {"kty": "foo"},
             ec,
         ]});
@@ -1296,8 +1687,8 @@ pub(crate) mod tests {
                 ),
                 (Some("secret".into()), KeyError::SymmetricInJwks),
                 (
-                    Some("p521".into()),
-                    KeyError::UnsupportedCurve("P-521".into())
+                    Some("k1".into()),
+                    KeyError::UnsupportedCurve("secp256k1".into())
                 ),
                 (None, KeyError::UnsupportedKeyType("foo".into())),
             ]

@@ -1,4 +1,4 @@
-//! Auth check: JWT verification (RS256, PS256, ES256, ES384, EdDSA, HS256)
+//! Auth check: JWT verification (RS256/384/512, PS256/384/512, ES256, ES384, ES512, EdDSA, HS256/384/512)
 //! against static keys or JWKS (by URL or OIDC discovery, several issuers),
 //! RBAC per route on `scope` and `roles`, verified claims forwarded to the
 //! origin as headers (client copies stripped first, always), and API keys

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use crate::apikeys::ApiKeysSection;
 use crate::keys::Algorithm;
 
-/// The platform secret holding a static HS256 key.
+/// The platform secret holding a static HMAC key (HS256; HS384 and HS512
+/// when it is long enough: 48 and 64 bytes).
 pub const HMAC_SECRET: &str = "AUTH_HS256_SECRET";
 
 /// The largest token the function reads, whatever the policy says.
@@ -194,7 +195,7 @@ pub struct StaticKey {
     /// An SPKI public key (`-----BEGIN PUBLIC KEY-----`).
     #[serde(default)]
     pub pem: Option<String>,
-    /// The name of the secret holding an HS256 key.
+    /// The name of the secret holding an HMAC key (HS256/384/512).
     #[serde(default)]
     pub hmac_secret: Option<String>,
 }
@@ -458,14 +459,15 @@ impl Provider {
                 Algorithm::from_name(alg).is_some(),
                 "algorithms",
                 alg,
-                "is not one of RS256, PS256, ES256, ES384, EdDSA, HS256",
+                &format!("is not one of {}", Algorithm::names()),
             );
         }
+        let allowed = self.allowed_algorithms();
         v.check(
-            !(self.fetches_keys() && self.algorithms.iter().any(|a| a == "HS256")),
+            !(self.fetches_keys() && allowed.iter().any(|a| a.is_hmac())),
             "algorithms",
             &self.algorithms,
-            "cannot include HS256 with fetched keys (a JWKS never carries HMAC secrets)",
+            "cannot include HS256, HS384 or HS512 with fetched keys (a JWKS never carries HMAC secrets)",
         );
         let (min, max) = (self.jwks_min_ttl.0, self.jwks_max_ttl.0);
         v.check(

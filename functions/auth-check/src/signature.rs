@@ -3,8 +3,8 @@
 //! WebCrypto (BoringSSL in workerd) does it: `cargo xtask bench auth-check` measured
 //! it 31–47× faster than this crate's pure-Rust RSA compiled to wasm, 14–33×
 //! for ECDSA and 2× for Ed25519. Everywhere else (Spin, browsers, native)
-//! the pure-Rust verification in [`crate::keys`] runs. HS256 always stays in
-//! Rust (the HMAC state is not exportable, and it is fast there).
+//! the pure-Rust verification in [`crate::keys`] runs. HS256/384/512 always
+//! stay in Rust (the HMAC state is not exportable, and it is fast there).
 
 use edge_core::function::Context;
 
@@ -53,15 +53,26 @@ async fn verify(
         return false;
     }
     let answer = match (alg, key.public_parts()) {
-        (Algorithm::Rs256 | Algorithm::Ps256, PublicParts::Rsa { n, e }) => {
+        (
+            Algorithm::Rs256
+            | Algorithm::Rs384
+            | Algorithm::Rs512
+            | Algorithm::Ps256
+            | Algorithm::Ps384
+            | Algorithm::Ps512,
+            PublicParts::Rsa { n, e },
+        ) => {
             // Same length rule as the Rust path (RFC 8017 §8.2.2).
             if signature.len() != n.iter().skip_while(|b| **b == 0).count() {
                 return false;
             }
-            let scheme = if alg == Algorithm::Rs256 {
-                RsaAlg::Pkcs1Sha256
-            } else {
-                RsaAlg::PssSha256
+            let scheme = match alg {
+                Algorithm::Rs384 => RsaAlg::Pkcs1Sha384,
+                Algorithm::Rs512 => RsaAlg::Pkcs1Sha512,
+                Algorithm::Ps256 => RsaAlg::PssSha256,
+                Algorithm::Ps384 => RsaAlg::PssSha384,
+                Algorithm::Ps512 => RsaAlg::PssSha512,
+                _ => RsaAlg::Pkcs1Sha256,
             };
             webcrypto::verify_rsa(scheme, &n, &e, signing_input, signature).await
         }
@@ -70,6 +81,9 @@ async fn verify(
         }
         (Algorithm::Es384, PublicParts::P384 { x, y }) if signature.len() == 96 => {
             webcrypto::verify_ecdsa(EcCurve::P384, &x, &y, signing_input, signature).await
+        }
+        (Algorithm::Es512, PublicParts::P521 { x, y }) if signature.len() == 132 => {
+            webcrypto::verify_ecdsa(EcCurve::P521, &x, &y, signing_input, signature).await
         }
         (Algorithm::EdDsa, PublicParts::Ed25519(public)) if signature.len() == 64 => {
             webcrypto::verify_ed25519(&public, signing_input, signature).await

@@ -482,7 +482,9 @@ mod tests {
                 );
             }
         }
-        for alg in ["HS512", "RS384", "ES512", "ES256K", "hs256"] {
+        for alg in [
+            "HS1024", "RS1", "ES256K", "hs256", "es512", "Ed448", "PS512 ",
+        ] {
             let t = hs_token(&json!({"alg": alg}));
             assert_eq!(
                 decode(&t).unwrap_err(),

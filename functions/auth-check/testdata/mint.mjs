@@ -62,7 +62,12 @@ async function tokens(alg, kid, key) {
 }
 
 const out = { library: `jose ${version}`, now, algorithms: {} };
-for (const alg of ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA']) {
+// Every asymmetric algorithm, each with a key of its own.
+const ASYMMETRIC = [
+  'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
+  'ES256', 'ES384', 'ES512', 'EdDSA',
+];
+for (const alg of ASYMMETRIC) {
   const kid = `jose-${alg}`;
   const options = alg === 'EdDSA' ? { crv: 'Ed25519', extractable: true } : { extractable: true };
   const { publicKey, privateKey } = await generateKeyPair(alg, options);
@@ -72,12 +77,12 @@ for (const alg of ['RS256', 'PS256', 'ES256', 'ES384', 'EdDSA']) {
     tokens: await tokens(alg, kid, privateKey),
   };
 }
-{
-  const kid = 'jose-HS256';
-  const secret = await generateSecret('HS256', { extractable: true });
-  out.algorithms.HS256 = {
+// HMAC secrets of the hash's size (32, 48, 64 bytes), as jose makes them.
+for (const alg of ['HS256', 'HS384', 'HS512']) {
+  const secret = await generateSecret(alg, { extractable: true });
+  out.algorithms[alg] = {
     secret: (await exportJWK(secret)).k,
-    tokens: await tokens('HS256', kid, secret),
+    tokens: await tokens(alg, `jose-${alg}`, secret),
   };
 }
 

@@ -91,14 +91,24 @@ out = {
     "algorithms": {},
 }
 algs = out["algorithms"]
-for alg in ["RS256", "PS256"]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+# RSA keys of 2048, 3072 and 4096 bits across the six RSA algorithms.
+for alg, bits in [
+    ("RS256", 2048),
+    ("RS384", 3072),
+    ("RS512", 4096),
+    ("PS256", 2048),
+    ("PS384", 3072),
+    ("PS512", 2048),
+]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     algs[alg] = asymmetric(alg, key, RSAAlgorithm.to_jwk)
-algs["ES256"] = asymmetric("ES256", ec.generate_private_key(ec.SECP256R1()), ECAlgorithm.to_jwk)
-algs["ES384"] = asymmetric("ES384", ec.generate_private_key(ec.SECP384R1()), ECAlgorithm.to_jwk)
+for alg, curve in [("ES256", ec.SECP256R1()), ("ES384", ec.SECP384R1()), ("ES512", ec.SECP521R1())]:
+    algs[alg] = asymmetric(alg, ec.generate_private_key(curve), ECAlgorithm.to_jwk)
 algs["EdDSA"] = asymmetric("EdDSA", ed25519.Ed25519PrivateKey.generate(), OKPAlgorithm.to_jwk)
-secret = os.urandom(32)
-algs["HS256"] = {"secret": b64url(secret), "tokens": tokens("HS256", "pyjwt-HS256", secret)}
+# HMAC secrets of the hash's size (RFC 7518 §3.2).
+for alg, size in [("HS256", 32), ("HS384", 48), ("HS512", 64)]:
+    secret = os.urandom(size)
+    algs[alg] = {"secret": b64url(secret), "tokens": tokens(alg, f"pyjwt-{alg}", secret)}
 
 # Attacks, built by hand since PyJWT refuses to make them.
 rsa_entry = algs["RS256"]

@@ -404,3 +404,78 @@ fn configuration_errors_name_the_field() {
         Err(ConfigError::Invalid(_))
     ));
 }
+
+/// A token signed with HMAC-`alg` over `secret`.
+fn hmac_token(alg: &str, secret: &[u8], claims: &Value) -> String {
+    use hmac::Mac as _;
+    let header = json!({ "alg": alg, "typ": "JWT" });
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let tag = match alg {
+        "HS384" => {
+            let mut mac = hmac::Hmac::<sha2::Sha384>::new_from_slice(secret).unwrap();
+            mac.update(input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        "HS512" => {
+            let mut mac = hmac::Hmac::<sha2::Sha512>::new_from_slice(secret).unwrap();
+            mac.update(input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        _ => {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+            mac.update(input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag))
+}
+
+#[test]
+fn hs384_and_hs512_take_a_secret_of_their_hash_size() {
+    let secret = "0123456789abcdef".repeat(4); // 64 bytes
+    let provider = "keys = [{ hmac_secret = \"AUTH_HS256_SECRET\" }]\n\
+                    algorithms = [\"HS256\", \"HS384\", \"HS512\"]";
+    let with_secret = |secret: &str| {
+        instantiate::<AuthCheck>(
+            &Config::new("")
+                .with_var("POLICY", policy(provider, ""))
+                .with_secret("AUTH_HS256_SECRET", secret),
+        )
+    };
+    block_on(async {
+        let platform = TestPlatform::at(at(T0 + 10));
+        let f = with_secret(&secret);
+        assert!(f.is_ok(), "{:?}", f.as_ref().err());
+        for alg in ["HS256", "HS384", "HS512"] {
+            let t = hmac_token(alg, secret.as_bytes(), &claims("alice"));
+            let answer = platform.serve(&f, get("/api", Some(&t))).await;
+            assert_eq!(answer.status(), 200, "{alg}");
+            // Another secret's tag is refused.
+            let t = hmac_token(
+                alg,
+                b"another secret of at least 64 bytes, for the test of the tags!",
+                &claims("alice"),
+            );
+            assert_eq!(
+                platform.serve(&f, get("/api", Some(&t))).await.status(),
+                401,
+                "{alg}"
+            );
+        }
+    });
+    // A 48-byte secret is too short for HS512: refused at start, naming
+    // the field, the length and the algorithm.
+    let message = match with_secret(&secret[..48]) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a 48-byte secret was accepted for HS512"),
+    };
+    assert!(
+        message.contains("auth.providers[0].keys[0].hmac_secret")
+            && message.contains("48 bytes; HS512 needs at least 64"),
+        "{message}"
+    );
+}

@@ -1,7 +1,7 @@
 //! Signature checks through the Workers runtime's WebCrypto
 //! (`crypto.subtle`), for the algorithms workerd implements natively: RSA
-//! (PKCS#1 v1.5 and PSS with SHA-256), ECDSA P-256/SHA-256 and
-//! P-384/SHA-384, and Ed25519.
+//! (PKCS#1 v1.5 and PSS with SHA-256, SHA-384 and SHA-512), ECDSA
+//! P-256/SHA-256, P-384/SHA-384 and P-521/SHA-512, and Ed25519.
 //!
 //! It exists because on Workers the runtime's native code is much faster
 //! than pure-Rust big-number arithmetic compiled to wasm32 (which has no
@@ -27,13 +27,37 @@ use wasm_bindgen::{JsCast as _, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{CryptoKey, SubtleCrypto};
 
-/// RSA signature schemes, both with SHA-256.
+/// RSA signature schemes and their hashes (PSS: MGF1 with the same hash,
+/// a salt of the hash's size, as JWS has it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RsaAlg {
-    /// RSASSA-PKCS1-v1_5 (JWS `RS256`).
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (JWS `RS256`).
     Pkcs1Sha256,
     /// RSASSA-PSS, MGF1-SHA-256, 32-byte salt (JWS `PS256`).
     PssSha256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384 (JWS `RS384`).
+    Pkcs1Sha384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512 (JWS `RS512`).
+    Pkcs1Sha512,
+    /// RSASSA-PSS, MGF1-SHA-384, 48-byte salt (JWS `PS384`).
+    PssSha384,
+    /// RSASSA-PSS, MGF1-SHA-512, 64-byte salt (JWS `PS512`).
+    PssSha512,
+}
+
+impl RsaAlg {
+    /// The WebCrypto algorithm name, the hash, and the PSS salt length
+    /// (`None` for PKCS#1 v1.5).
+    fn params(self) -> (&'static str, &'static str, Option<u32>) {
+        match self {
+            RsaAlg::Pkcs1Sha256 => ("RSASSA-PKCS1-v1_5", "SHA-256", None),
+            RsaAlg::Pkcs1Sha384 => ("RSASSA-PKCS1-v1_5", "SHA-384", None),
+            RsaAlg::Pkcs1Sha512 => ("RSASSA-PKCS1-v1_5", "SHA-512", None),
+            RsaAlg::PssSha256 => ("RSA-PSS", "SHA-256", Some(32)),
+            RsaAlg::PssSha384 => ("RSA-PSS", "SHA-384", Some(48)),
+            RsaAlg::PssSha512 => ("RSA-PSS", "SHA-512", Some(64)),
+        }
+    }
 }
 
 /// ECDSA curves, each with its JWS hash.
@@ -43,6 +67,8 @@ pub enum EcCurve {
     P256,
     /// P-384 with SHA-384 (JWS `ES384`).
     P384,
+    /// P-521 with SHA-512 (JWS `ES512`).
+    P521,
 }
 
 /// Why WebCrypto could not give an answer (a wrong signature is `Ok(false)`).
@@ -77,10 +103,7 @@ pub async fn verify_rsa(
     signing_input: &[u8],
     signature: &[u8],
 ) -> Result<bool, WebCryptoError> {
-    let name = match alg {
-        RsaAlg::Pkcs1Sha256 => "RSASSA-PKCS1-v1_5",
-        RsaAlg::PssSha256 => "RSA-PSS",
-    };
+    let (name, hash, salt) = alg.params();
     let material = [n, &[0], e].concat();
     let key = cached_key(Tag::Rsa(alg), material, || {
         let jwk = object(&[
@@ -89,13 +112,13 @@ pub async fn verify_rsa(
             ("e", b64(e)),
             ("ext", true.into()),
         ])?;
-        let algorithm = object(&[("name", name.into()), ("hash", "SHA-256".into())])?;
+        let algorithm = object(&[("name", name.into()), ("hash", hash.into())])?;
         Ok(("jwk", jwk, algorithm))
     })
     .await?;
-    let params = match alg {
-        RsaAlg::Pkcs1Sha256 => object(&[("name", name.into())])?,
-        RsaAlg::PssSha256 => object(&[("name", name.into()), ("saltLength", 32.into())])?,
+    let params = match salt {
+        None => object(&[("name", name.into())])?,
+        Some(salt) => object(&[("name", name.into()), ("saltLength", salt.into())])?,
     };
     verify(&params, &key, signing_input, signature).await
 }
@@ -112,6 +135,7 @@ pub async fn verify_ecdsa(
     let (crv, hash) = match curve {
         EcCurve::P256 => ("P-256", "SHA-256"),
         EcCurve::P384 => ("P-384", "SHA-384"),
+        EcCurve::P521 => ("P-521", "SHA-512"),
     };
     let key = cached_key(Tag::Ec(curve), [x, y].concat(), || {
         let jwk = object(&[
