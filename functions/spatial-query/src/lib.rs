@@ -366,6 +366,18 @@ impl SpatialQuery {
 
     async fn publish(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {
         let body = json_body(req)?;
+        if let Some(fields) = body.as_object()
+            && let Some(name) = fields
+                .keys()
+                .find(|k| !["head", "expected_run"].contains(&k.as_str()))
+        {
+            let shown: String = name.chars().take(40).collect();
+            return Err(Problem::bad_request(
+                "invalid-head",
+                format!("unknown member {shown:?}: a publish takes head and expected_run"),
+            )
+            .with_extension("field", shown));
+        }
         let head: Head = serde_json::from_value(body.get("head").cloned().unwrap_or(Value::Null))
             .map_err(|e| Problem::bad_request("invalid-head", format!("head: {e}")))?;
         let expected =

@@ -160,6 +160,23 @@ fn unknown_parameters_are_refused_by_name() {
         assert_eq!(status, 400, "{uri}: {body}");
         assert!(body["field"].is_string(), "{body}");
     }
+    // A publish names only head and expected_run.
+    let (status, body, _) = serve(
+        &p,
+        &f,
+        request(
+            "POST",
+            "/_spatial/publish",
+            Some("application/json"),
+            r#"{"head":{},"expected":3}"#,
+            true,
+        ),
+    );
+    assert_eq!(
+        (status, body["field"].as_str()),
+        (400, Some("expected")),
+        "{body}"
+    );
     // Nearest pages its k results.
     let (status, first) = get(&p, &f, "/assets/nearest?lon=10&lat=50&k=5&limit=2");
     assert_eq!(
