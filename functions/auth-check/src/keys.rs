@@ -187,6 +187,13 @@ pub enum KeyError {
         /// The modulus' size.
         bits: usize,
     },
+    /// The RSA key has the ROCA fingerprint (CVE-2017-15361): it was made
+    /// by Infineon's RSALib and its private key can be computed from the
+    /// public key.
+    #[error(
+        "the RSA key has the ROCA fingerprint (CVE-2017-15361, Infineon RSALib): its private key can be computed from the public key; replace it"
+    )]
+    RocaFingerprint,
     /// The RSA public exponent is even, 1, or too large.
     #[error("the RSA public exponent must be odd, greater than 1 and below 2^33")]
     RsaExponent,
@@ -809,7 +816,9 @@ fn b64_member(
     })
 }
 
-/// An RSA public key from big-endian `n` and `e`, within the size limits.
+/// An RSA public key from big-endian `n` and `e`, within the size limits
+/// and without the ROCA fingerprint (every RSA key goes through here: JWK,
+/// JWKS, PEM, static keys).
 fn rsa_key(n: &[u8], e: &[u8]) -> Result<RsaPublicKey, KeyError> {
     let n = strip_leading_zeros(n);
     let e = strip_leading_zeros(e);
@@ -832,6 +841,9 @@ fn rsa_key(n: &[u8], e: &[u8]) -> Result<RsaPublicKey, KeyError> {
     let e = e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b));
     if e <= 1 || e % 2 == 0 || e >= 1 << 33 {
         return Err(KeyError::RsaExponent);
+    }
+    if crate::roca::has_fingerprint(n) {
+        return Err(KeyError::RocaFingerprint);
     }
     RsaPublicKey::new_with_max_size(BigUint::from_bytes_be(n), BigUint::from(e), MAX_RSA_BITS)
         .map_err(|_| KeyError::RsaExponent)
@@ -1574,6 +1586,51 @@ pub(crate) mod tests {
                 "{alg}"
             );
         }
+    }
+
+    /// A key with the ROCA fingerprint is refused, with the reason, from
+    /// a JWK, a PEM and a JWKS (where it is skipped and the others kept);
+    /// ordinary keys pass.
+    #[test]
+    fn roca_keys_are_refused_wherever_they_come_from() {
+        let generated: Value =
+            serde_json::from_str(include_str!("../testdata/roca-generated.json")).unwrap();
+        let public: Value =
+            serde_json::from_str(include_str!("../testdata/roca-public.json")).unwrap();
+        for entry in generated["fingerprinted"].as_array().unwrap() {
+            assert_eq!(
+                Key::from_jwk(&entry["jwk"]).unwrap_err(),
+                KeyError::RocaFingerprint,
+                "{}",
+                entry["bits"]
+            );
+        }
+        let mod03 = hex(public["fingerprinted"]["mod03_n_hex"].as_str().unwrap());
+        let jwk = json!({"kty": "RSA", "n": b64(&mod03), "e": "AQAB"});
+        assert_eq!(Key::from_jwk(&jwk).unwrap_err(), KeyError::RocaFingerprint);
+        let pem = public["fingerprinted"]["pubkey03_pem"].as_str().unwrap();
+        assert_eq!(Key::from_pem(pem).unwrap_err(), KeyError::RocaFingerprint);
+        assert!(
+            KeyError::RocaFingerprint
+                .to_string()
+                .contains("ROCA fingerprint (CVE-2017-15361")
+        );
+        for n in generated["ordinary_n"].as_array().unwrap() {
+            let jwk = json!({"kty": "RSA", "n": n, "e": "AQAB"});
+            assert!(Key::from_jwk(&jwk).is_ok(), "{n}");
+        }
+
+        let roca = generated["fingerprinted"][0]["jwk"].clone();
+        let mut ordinary = rsa_jwk();
+        ordinary["kid"] = json!("ordinary");
+        let body = json!({"keys": [roca, ordinary]});
+        let set = parse_jwks(body.to_string().as_bytes()).unwrap();
+        assert_eq!(set.keys.len(), 1);
+        assert_eq!(set.keys[0].kid(), Some("ordinary"));
+        assert_eq!(
+            set.skipped,
+            vec![(Some("roca-2048".into()), KeyError::RocaFingerprint)]
+        );
     }
 
     #[test]

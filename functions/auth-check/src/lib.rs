@@ -23,6 +23,7 @@ pub mod claims;
 mod jwks;
 pub mod keys;
 pub mod policy;
+mod roca;
 mod signature;
 pub mod token;
 

@@ -479,3 +479,76 @@ fn hs384_and_hs512_take_a_secret_of_their_hash_size() {
         "{message}"
     );
 }
+
+/// testdata/roca.py: RSA keys of Infineon RSALib's form (CVE-2017-15361).
+fn roca_vectors() -> Value {
+    serde_json::from_str(include_str!("../testdata/roca-generated.json")).unwrap()
+}
+
+#[test]
+fn a_roca_key_in_a_jwks_is_refused_with_its_reason() {
+    block_on(async {
+        let roca = roca_vectors()["fingerprinted"][0].clone();
+        let token = roca["rs256_token"].as_str().unwrap().to_owned();
+        let platform = TestPlatform::at(at(T0 + 10));
+        platform.http.route(
+            JWKS,
+            jwks_response(&[roca["jwk"].clone(), jwk(1, "k1")], None),
+        );
+        let f = build(&policy(
+            &format!("jwks_url = \"{JWKS}\"\nalgorithms = [\"EdDSA\", \"RS256\"]"),
+            "",
+        ));
+        // The token is genuinely signed by the weak key; before the check
+        // it passed the whole path (200, x-auth-sub mallory).
+        let answer = platform.serve(&f, get("/api", Some(&token))).await;
+        assert_eq!(answer.status(), 401);
+        let challenge = answer.headers()["www-authenticate"].to_str().unwrap();
+        assert!(challenge.contains("invalid_token"), "{challenge}");
+        // The other key of the set still works.
+        let t = token_for(1, "k1");
+        assert_eq!(
+            platform.serve(&f, get("/api", Some(&t))).await.status(),
+            200
+        );
+        // The reason is logged with the key's kid.
+        let logs = platform.logs.lines().join("\n");
+        assert!(
+            logs.contains("roca-2048") && logs.contains("ROCA fingerprint (CVE-2017-15361"),
+            "{logs}"
+        );
+    });
+}
+
+fn token_for(seed: u8, kid: &str) -> String {
+    token(seed, kid, claims("alice"))
+}
+
+#[test]
+fn a_roca_key_in_the_policy_stops_the_function_at_start() {
+    let roca = roca_vectors()["fingerprinted"][1]["jwk"].clone();
+    let provider = format!(
+        "algorithms = [\"RS256\"]\nkeys = [{{ jwk = {} }}]",
+        toml_inline(&roca)
+    );
+    let message = match build(&policy(&provider, "")) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a ROCA key was accepted from the policy"),
+    };
+    assert!(
+        message.contains("auth.providers[0].keys[0].jwk")
+            && message.contains("ROCA fingerprint (CVE-2017-15361"),
+        "{message}"
+    );
+}
+
+/// A flat JSON object of strings as a TOML inline table.
+fn toml_inline(object: &Value) -> String {
+    let members: Vec<String> = object
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| format!("{k} = {}", v))
+        .collect();
+    format!("{{ {} }}", members.join(", "))
+}
