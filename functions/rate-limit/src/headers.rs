@@ -4,6 +4,12 @@
 //! structured-field lists of items named by the scope, e.g.
 //! `RateLimit-Policy: "API_GENERAL";q=100;w=60` and
 //! `RateLimit: "API_GENERAL";r=42;t=18`. The most constrained scope comes first.
+//!
+//! `r` is what the store holds for the key (permits leased to an isolate
+//! count as taken) and never rises inside a window: permits given back
+//! unspent are grantable again but not reported again until the window
+//! moves (see [`crate::algorithm`]). It may understate what is left, never
+//! overstate it.
 
 use edge_core::Problem;
 use http::{HeaderMap, HeaderName, HeaderValue};

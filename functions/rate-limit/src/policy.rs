@@ -73,6 +73,9 @@ pub struct Section {
     pub admin_path: String,
     /// A header set by a trusted proxy carrying the client address (its
     /// right-most entry is used); none: the platform's own client address.
+    /// A request without the header (or with it empty) is keyed by the
+    /// platform's address, the peer that should have set it: limited with
+    /// the others from that peer, never unlimited.
     #[serde(default)]
     pub client_ip_header: Option<String>,
     /// IPv6 clients are keyed by this prefix (a client usually owns a /64).
@@ -125,7 +128,11 @@ pub struct Scope {
     /// `route`, `global`, `header:<name>`; several are combined.
     pub key: Vec<String>,
     /// Used when a part of `key` is missing from the request (e.g. `["ip"]`
-    /// for unauthenticated callers); none: the scope does not apply.
+    /// for unauthenticated callers); none: the scope does not apply — unless
+    /// the missing part is the client address, which every client has: a
+    /// request the scope would key by address and that has none is refused
+    /// (`400 unidentified-client`), so nothing escapes the limit for want
+    /// of an identity. `["global"]` limits such requests together instead.
     #[serde(default)]
     pub fallback_key: Option<Vec<String>>,
     /// Methods the scope applies to; none: all.
