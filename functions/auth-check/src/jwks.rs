@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::keys::{Algorithm, Key, parse_jwks};
+use crate::keys::{Algorithm, JwkSet, Key, parse_jwks_value};
 use crate::policy::{Provider, StaticKey};
 
 /// Why a provider's keys could not be had.
@@ -215,8 +215,8 @@ impl ProviderKeys {
         }
         *self.attempted_at.borrow_mut() = Some(now);
         match self.fetch(record.as_ref(), ctx).await {
-            Ok((jwks, ttl, jwks_uri)) => {
-                let keys = Rc::new(self.parse(&jwks, ctx));
+            Ok((jwks, set, ttl, jwks_uri)) => {
+                let keys = Rc::new(self.keep(set, ctx));
                 let expires_at = Timestamp(now.0 + ttl);
                 *self.memory.borrow_mut() = Some(Cached {
                     keys: keys.clone(),
@@ -257,32 +257,22 @@ impl ProviderKeys {
 
     fn cached(&self, record: &Record) -> Option<Cached> {
         let jwks = record.jwks.as_ref()?;
-        let set = parse_jwks(jwks.to_string().as_bytes()).ok()?;
+        let set = parse_jwks_value(jwks).ok()?;
         Some(Cached {
             keys: Rc::new(set.keys),
             expires_at: Timestamp::from_millis(record.expires_at),
         })
     }
 
-    fn parse(&self, jwks: &serde_json::Value, ctx: &Context<'_>) -> Vec<Key> {
-        match parse_jwks(jwks.to_string().as_bytes()) {
-            Ok(set) => {
-                for (kid, error) in &set.skipped {
-                    ctx.log().info(
-                        "jwks key skipped",
-                        json!({ "issuer": self.issuer, "kid": kid, "reason": error.to_string() }),
-                    );
-                }
-                set.keys
-            }
-            Err(e) => {
-                ctx.log().warn(
-                    "jwks unusable",
-                    json!({ "issuer": self.issuer, "error": e.to_string() }),
-                );
-                Vec::new()
-            }
+    /// The usable keys of a fetched set, the skipped ones logged.
+    fn keep(&self, set: JwkSet, ctx: &Context<'_>) -> Vec<Key> {
+        for (kid, error) in &set.skipped {
+            ctx.log().info(
+                "jwks key skipped",
+                json!({ "issuer": self.issuer, "kid": kid, "reason": error.to_string() }),
+            );
         }
+        set.keys
     }
 
     async fn load(&self, ctx: &Context<'_>) -> Option<Record> {
@@ -312,12 +302,14 @@ impl ProviderKeys {
     }
 
     /// Fetches the JWKS (through discovery when configured): the document,
-    /// how long to keep it, and the `jwks_uri` used.
+    /// its keys, how long to keep them, and the `jwks_uri` used. A set that
+    /// cannot be used as a whole (two different keys under one `kid`, too
+    /// many keys) is a failed fetch: the keys held so far stay in use.
     async fn fetch(
         &self,
         record: Option<&Record>,
         ctx: &Context<'_>,
-    ) -> Result<(serde_json::Value, Duration, Option<String>), String> {
+    ) -> Result<(serde_json::Value, JwkSet, Duration, Option<String>), String> {
         let (url, jwks_uri) = match &self.source {
             Source::Url(url) => (url.clone(), None),
             Source::Discovery { jwks_uri } => {
@@ -341,12 +333,14 @@ impl ProviderKeys {
                 url_for(&url)
             ));
         }
+        let set = parse_jwks_value(&body)
+            .map_err(|e| format!("the JWK set at {} is refused: {e}", url_for(&url)))?;
         let ttl = cache_control
             .as_deref()
             .and_then(max_age)
             .unwrap_or(self.default_ttl)
             .clamp(self.min_ttl, self.max_ttl);
-        Ok((body, ttl, jwks_uri))
+        Ok((body, set, ttl, jwks_uri))
     }
 
     /// OIDC discovery: `{issuer}/.well-known/openid-configuration`, whose

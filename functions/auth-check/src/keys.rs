@@ -218,6 +218,10 @@ pub enum KeyError {
     /// The document is not a JWK set.
     #[error("not a JWK set: {0}")]
     NotAJwkSet(&'static str),
+    /// Two different keys of one set share a `kid`: which one the issuer
+    /// meant cannot be known. Holds the `kid` (shortened, printable).
+    #[error("two different keys have kid {0:?}; a kid must name one key")]
+    DuplicateKid(String),
     /// The JWK set has more keys than [`MAX_JWKS_KEYS`].
     #[error("a JWK set of more than {limit} keys")]
     TooManyKeys {
@@ -728,11 +732,20 @@ pub struct JwkSet {
 
 /// Parses a JWK set (`{"keys": [...]}`, RFC 7517 §5). A key that cannot be
 /// used here (`use` other than `sig`, an unknown type or curve, a bad
-/// value, and any symmetric `oct` key, since a published set must never
-/// hand out secrets) is skipped with its reason; a body that is not a JWK
-/// set, or one of more than [`MAX_JWKS_KEYS`] keys, is an error.
+/// value, a weak key such as one with the ROCA fingerprint, and any
+/// symmetric `oct` key, since a published set must never hand out
+/// secrets) is skipped with its reason; a body that is not a JWK set, one
+/// of more than [`MAX_JWKS_KEYS`] keys, or one where two different usable
+/// keys share a `kid` ([`KeyError::DuplicateKid`]: the whole set is
+/// refused) is an error. The same key listed twice under one `kid` is
+/// kept once.
 pub fn parse_jwks(body: &[u8]) -> Result<JwkSet, KeyError> {
     let doc: Value = serde_json::from_slice(body).map_err(|_| KeyError::NotAJwkSet("not JSON"))?;
+    parse_jwks_value(&doc)
+}
+
+/// [`parse_jwks`] of a JSON document already parsed.
+pub fn parse_jwks_value(doc: &Value) -> Result<JwkSet, KeyError> {
     let keys = doc
         .as_object()
         .ok_or(KeyError::NotAJwkSet("not a JSON object"))?
@@ -757,7 +770,26 @@ pub fn parse_jwks(body: &[u8]) -> Result<JwkSet, KeyError> {
             Key::from_jwk(jwk)
         };
         match parsed {
-            Ok(key) => set.keys.push(key),
+            Ok(key) => {
+                let twin = set
+                    .keys
+                    .iter()
+                    .find(|k| k.kid().is_some() && k.kid() == key.kid());
+                match twin {
+                    None => set.keys.push(key),
+                    Some(twin) if twin.public_parts() == key.public_parts() => {
+                        if twin.allowed != key.allowed {
+                            set.keys.push(key);
+                        }
+                    }
+                    Some(_) => {
+                        return Err(KeyError::DuplicateKid(printable(
+                            key.kid().unwrap_or_default(),
+                            64,
+                        )));
+                    }
+                }
+            }
             Err(e) => set.skipped.push((kid, e)),
         }
     }
@@ -1750,6 +1782,60 @@ pub(crate) mod tests {
                 (None, KeyError::UnsupportedKeyType("foo".into())),
             ]
         );
+    }
+
+    #[test]
+    fn jwks_with_two_keys_under_one_kid_is_refused() {
+        let (_, mut a) = p256_pair(1);
+        a["kid"] = json!("k");
+        let (_, mut b) = p256_pair(2);
+        b["kid"] = json!("k");
+        let body = json!({"keys": [a.clone(), b]});
+        assert_eq!(
+            parse_jwks(body.to_string().as_bytes()).unwrap_err(),
+            KeyError::DuplicateKid("k".into())
+        );
+        // Other types under one kid too.
+        let mut rsa = rsa_jwk();
+        rsa["kid"] = json!("k");
+        let body = json!({"keys": [rsa, a.clone()]});
+        assert_eq!(
+            parse_jwks(body.to_string().as_bytes()).unwrap_err(),
+            KeyError::DuplicateKid("k".into())
+        );
+        // The same key twice under its kid is kept once.
+        let body = json!({"keys": [a.clone(), a.clone()]});
+        assert_eq!(
+            parse_jwks(body.to_string().as_bytes()).unwrap().keys.len(),
+            1
+        );
+        // A key skipped for its use shares its kid with no usable key.
+        let (_, mut enc) = p256_pair(2);
+        enc["kid"] = json!("k");
+        enc["use"] = json!("enc");
+        let body = json!({"keys": [a.clone(), enc]});
+        let set = parse_jwks(body.to_string().as_bytes()).unwrap();
+        assert_eq!((set.keys.len(), set.skipped.len()), (1, 1));
+        // Keys without a kid are not ambiguous by kid.
+        let (_, c) = p256_pair(3);
+        let (_, d) = p256_pair(4);
+        let body = json!({"keys": [c, d]});
+        assert_eq!(
+            parse_jwks(body.to_string().as_bytes()).unwrap().keys.len(),
+            2
+        );
+        // The kid in the message is shortened and printable.
+        let mut e = a.clone();
+        e["kid"] = json!("x\"y".repeat(40));
+        let mut f = e.clone();
+        f["x"] = p256_pair(5).1["x"].clone();
+        f["y"] = p256_pair(5).1["y"].clone();
+        let KeyError::DuplicateKid(kid) =
+            parse_jwks(json!({"keys": [e, f]}).to_string().as_bytes()).unwrap_err()
+        else {
+            panic!("not a duplicate kid");
+        };
+        assert!(kid.starts_with("x?yx?y") && kid.ends_with("..."), "{kid}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! its validation, so that a bad policy stops the function at start with
 //! the field and the value named.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use edge_core::origin::Origin;
@@ -198,6 +198,27 @@ pub struct StaticKey {
     /// The name of the secret holding an HMAC key (HS256/384/512).
     #[serde(default)]
     pub hmac_secret: Option<String>,
+}
+
+impl StaticKey {
+    /// The `kid` tokens name this key by: `kid`, else the JWK's own.
+    pub fn effective_kid(&self) -> Option<&str> {
+        self.kid
+            .as_deref()
+            .or_else(|| self.jwk.as_ref()?.get("kid")?.as_str())
+    }
+
+    /// Whether this is a shared secret: `hmac_secret`, or a JWK of `kty`
+    /// `oct`.
+    pub fn is_symmetric(&self) -> bool {
+        self.hmac_secret.is_some()
+            || self
+                .jwk
+                .as_ref()
+                .and_then(|jwk| jwk.get("kty"))
+                .and_then(|kty| kty.as_str())
+                == Some("oct")
+    }
 }
 
 /// The headers verified identity travels in; an empty name forwards
@@ -464,6 +485,13 @@ impl Provider {
         }
         let allowed = self.allowed_algorithms();
         v.check(
+            allowed.iter().all(|a| a.is_hmac()) || allowed.iter().all(|a| !a.is_hmac()),
+            "algorithms",
+            &self.algorithms,
+            "mixes HMAC (HS256/384/512) with public-key algorithms: one provider verifies \
+             with a shared secret or with public keys, never both",
+        );
+        v.check(
             !(self.fetches_keys() && allowed.iter().any(|a| a.is_hmac())),
             "algorithms",
             &self.algorithms,
@@ -482,9 +510,42 @@ impl Provider {
             self.jwks_refetch_cooldown,
             "must be > 0",
         );
+        // One kind of key per provider: an HMAC secret (hmac_secret, or a
+        // jwk of kty oct) never sits beside public keys.
+        let symmetric: Vec<usize> = (0..self.keys.len())
+            .filter(|i| self.keys[*i].is_symmetric())
+            .collect();
+        if let (Some(secret), Some(public)) = (
+            symmetric.first(),
+            (0..self.keys.len()).find(|i| !symmetric.contains(i)),
+        ) {
+            v.check(
+                false,
+                "keys",
+                format!("keys[{secret}] and keys[{public}]"),
+                "hold an HMAC secret beside a public key: one provider verifies with a \
+                 shared secret or with public keys, never both",
+            );
+        }
+        let mut kids: HashMap<&str, usize> = HashMap::new();
         v.field("keys", |v| {
             for (i, key) in self.keys.iter().enumerate() {
                 v.index(i, |v| {
+                    if let Some(kid) = key.effective_kid() {
+                        match kids.get(kid) {
+                            Some(first) => v.check(
+                                false,
+                                "kid",
+                                kid,
+                                &format!(
+                                    "is also the kid of keys[{first}]: a kid must name one key"
+                                ),
+                            ),
+                            None => {
+                                kids.insert(kid, i);
+                            }
+                        }
+                    }
                     let given = usize::from(key.jwk.is_some())
                         + usize::from(key.pem.is_some())
                         + usize::from(key.hmac_secret.is_some());

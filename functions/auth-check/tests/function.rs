@@ -552,3 +552,135 @@ fn toml_inline(object: &Value) -> String {
         .collect();
     format!("{{ {} }}", members.join(", "))
 }
+
+#[test]
+fn a_jwks_with_two_keys_under_one_kid_is_refused_and_the_keys_held_stay() {
+    block_on(async {
+        let platform = TestPlatform::at(at(T0 + 10));
+        // Two different keys both named k1: before, a token signed by
+        // either passed (200).
+        platform.http.route(
+            JWKS,
+            jwks_response(&[jwk(1, "k1"), jwk(2, "k1")], Some("max-age=60")),
+        );
+        let f = build(&policy(&format!("jwks_url = \"{JWKS}\""), ""));
+        let t = token(2, "k1", claims("mallory"));
+        let answer = platform.serve(&f, get("/api", Some(&t))).await;
+        assert_eq!(answer.status(), 503);
+        let logs = platform.logs.lines().join("\n");
+        assert!(
+            logs.contains(
+                "the JWK set at https://idp.test/jwks is refused: two different keys have kid"
+            ) && logs.contains("k1"),
+            "{logs}"
+        );
+
+        // With a good set held, a later ambiguous one is refused and the
+        // held keys stay in use.
+        let platform = TestPlatform::at(at(T0 + 10));
+        platform
+            .http
+            .route(JWKS, jwks_response(&[jwk(1, "k1")], Some("max-age=60")));
+        let f = build(&policy(&format!("jwks_url = \"{JWKS}\""), ""));
+        let good = token(1, "k1", claims("alice"));
+        assert_eq!(
+            platform.serve(&f, get("/api", Some(&good))).await.status(),
+            200
+        );
+        platform.http.route(
+            JWKS,
+            jwks_response(&[jwk(1, "k1"), jwk(2, "k1")], Some("max-age=60")),
+        );
+        platform.clock.advance(Duration::from_secs(61));
+        assert_eq!(
+            platform.serve(&f, get("/api", Some(&good))).await.status(),
+            200
+        );
+        assert_eq!(platform.http.calls(JWKS), 2);
+        assert_eq!(
+            platform.serve(&f, get("/api", Some(&t))).await.status(),
+            401
+        );
+    });
+}
+
+#[test]
+fn static_keys_one_kid_per_key_and_one_kind_per_provider() {
+    let bad = |provider: &str| match build(&policy(provider, "")) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("accepted: {provider}"),
+    };
+    let ed = |seed: u8, kid: &str| toml_inline(&jwk(seed, kid));
+    // Two keys under one kid (the key's own, or the jwk's).
+    let message = bad(&format!(
+        "keys = [{{ kid = \"a\", jwk = {} }}, {{ kid = \"a\", jwk = {} }}]",
+        ed(1, "x"),
+        ed(2, "y")
+    ));
+    assert!(
+        message.contains("auth.providers[0].keys[1].kid: \"a\" is also the kid of keys[0]"),
+        "{message}"
+    );
+    let message = bad(&format!(
+        "keys = [{{ jwk = {} }}, {{ jwk = {} }}]",
+        ed(1, "b"),
+        ed(2, "b")
+    ));
+    assert!(
+        message.contains("auth.providers[0].keys[1].kid: \"b\" is also the kid of keys[0]"),
+        "{message}"
+    );
+    // An HMAC secret beside a public key (HS256 and EdDSA allowed: before,
+    // both were accepted for one issuer).
+    let config = |provider: &str| {
+        instantiate::<AuthCheck>(
+            &Config::new("")
+                .with_var("POLICY", policy(provider, ""))
+                .with_secret("AUTH_HS256_SECRET", "0123456789abcdef0123456789abcdef"),
+        )
+    };
+    let mixed = format!(
+        "algorithms = [\"EdDSA\", \"HS256\"]\n\
+         keys = [{{ jwk = {} }}, {{ kid = \"h\", hmac_secret = \"AUTH_HS256_SECRET\" }}]",
+        ed(1, "e")
+    );
+    let message = config(&mixed).err().unwrap().to_string();
+    assert!(
+        message.contains("auth.providers[0].keys: \"keys[1] and keys[0]\" hold an HMAC secret beside a public key")
+            && message.contains("auth.providers[0].algorithms: [\"EdDSA\",\"HS256\"] mixes HMAC"),
+        "{message}"
+    );
+    // The same with the secret as an oct JWK.
+    let oct = format!(
+        "algorithms = [\"EdDSA\", \"HS256\"]\n\
+         keys = [{{ jwk = {{ kty = \"oct\", k = \"{}\" }} }}, {{ jwk = {} }}]",
+        URL_SAFE_NO_PAD.encode([7u8; 32]),
+        ed(1, "e")
+    );
+    let message = bad(&oct);
+    assert!(
+        message.contains("auth.providers[0].keys: \"keys[0] and keys[1]\" hold an HMAC secret"),
+        "{message}"
+    );
+    // Algorithms alone may not mix either.
+    let message = bad(&format!(
+        "algorithms = [\"EdDSA\", \"HS512\"]\nkeys = [{{ jwk = {} }}]",
+        ed(1, "e")
+    ));
+    assert!(
+        message.contains("auth.providers[0].algorithms") && message.contains("mixes HMAC"),
+        "{message}"
+    );
+    // Distinct kids, one kind: fine.
+    assert!(
+        build(&policy(
+            &format!(
+                "keys = [{{ jwk = {} }}, {{ jwk = {} }}]",
+                ed(1, "a"),
+                ed(2, "b")
+            ),
+            ""
+        ))
+        .is_ok()
+    );
+}
