@@ -339,6 +339,12 @@ impl Filter for RateLimit {
                 // have one"); a missing address never does: every client
                 // has one, and skipping would let it through unlimited.
                 None if who.ip.is_none() && tried.contains(&KeyPart::Ip) => {
+                    // A deployment fault more than the client's: say so.
+                    ctx.log().warn(
+                        "refused: no client address for a scope keyed by it",
+                        json!({ "scope": scope.scope.name,
+                                "client_ip_header": self.policy.client_ip_header }),
+                    );
                     return Err(self.unidentified(&scope.scope));
                 }
                 None => {}

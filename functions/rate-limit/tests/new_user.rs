@@ -145,6 +145,11 @@ fn no_client_address_at_all_is_refused_unless_a_fallback_key_says_how_to_limit()
             assert!(detail.contains("x-forwarded-for"), "{detail}");
         }
     }
+    let logs = f.logs.lines().join("\n");
+    assert!(
+        logs.contains("no client address"),
+        "the operator is told: {logs}"
+    );
     // The policy decides: unidentified callers share one global key.
     let rl = instance(&policy(
         "client_ip_header = \"x-forwarded-for\"",
