@@ -1,7 +1,8 @@
 //! The examples of RFC 7515 Appendix A.1 (HS256), A.2 (RS256) and A.3
 //! (ES256): published tokens and keys that any JWS implementation must
 //! verify, checked at a fixed time before their `exp` (1300819380), and
-//! refused once a single bit is changed.
+//! refused once a single bit is changed; and A.4 (ES512, P-521), whose
+//! payload is not a JWT, by its signature.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -228,4 +229,66 @@ fn rfc7515_examples_only_verify_with_their_own_algorithm() {
             );
         }
     }
+}
+
+/// A.4: `{"alg":"ES512"}` over the payload `Payload` (not a JWT, so only
+/// the signature is checked), P-521: 66-byte coordinates, a 132-byte
+/// signature.
+const A4_SIGNING_INPUT: &str = "eyJhbGciOiJFUzUxMiJ9.UGF5bG9hZA";
+const A4_SIGNATURE: &str = concat!(
+    "AdwMgeerwtHoh-l192l60hp9wAHZFVJbLfD_UxMi70cwnZOYaRI1bKPWROc-mZZq",
+    "wqT2SI-KGDKB34XO0aw_7XdtAG8GaSwFKdCAPZgoXD2YBJZCPEX3xKpRwcdOO8Kp",
+    "EHwJjyqOgzDO7iKvU8vcnwNrmxYbSW9ERBXukOXolLzeO_Jn",
+);
+
+/// A.4's key, with its private `d`, which must be ignored.
+fn a4_key() -> Value {
+    json!({
+        "kty": "EC",
+        "crv": "P-521",
+        "x": concat!(
+            "AekpBQ8ST8a8VcfVOTNl353vSrDCLLJXmPk06wTjxrrjcBpXp5EOnYG_",
+            "NjFZ6OvLFV1jSfS9tsz4qUxcWceqwQGk",
+        ),
+        "y": concat!(
+            "ADSmRA43Z1DSNx_RvcLI87cdL07l6jQyyBXMoxVg_l2Th-x3S1WDhjDl",
+            "y79ajL4Kkd0AZMaZmh9ubmf63e3kyMj2",
+        ),
+        "d": concat!(
+            "AY5pb7A0UFiB3RELSD64fTLOSV_jazdF7fLYyuTw8lOfRhWg6Y6rUrPA",
+            "xerEzgdRhajnu0ferB0d53vM9mE15j2C",
+        ),
+    })
+}
+
+#[test]
+fn rfc7515_a4_es512_verifies_and_a_flipped_bit_fails() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let key = Key::from_jwk(&a4_key()).unwrap();
+    assert_eq!(key.algorithms(), vec![Algorithm::Es512]);
+    let signature = b64.decode(A4_SIGNATURE).unwrap();
+    assert_eq!(signature.len(), 132);
+    let input = A4_SIGNING_INPUT.as_bytes();
+    assert_eq!(key.verify(Algorithm::Es512, input, &signature), Ok(()));
+    for (byte, bit) in [(0, 0), (65, 3), (66, 7), (131, 0)] {
+        let mut bad = signature.clone();
+        bad[byte] ^= 1 << bit;
+        assert!(key.verify(Algorithm::Es512, input, &bad).is_err(), "{byte}");
+    }
+    assert!(
+        key.verify(
+            Algorithm::Es512,
+            b"eyJhbGciOiJFUzUxMiJ9.UGF5bG9hZB",
+            &signature
+        )
+        .is_err()
+    );
+    // As a token its payload is not a JSON object, so it never gets that
+    // far.
+    let token = format!("{A4_SIGNING_INPUT}.{A4_SIGNATURE}");
+    assert_eq!(
+        UnverifiedToken::decode(&token, DEFAULT_MAX_TOKEN_BYTES).map(|_| ()),
+        Err(TokenError::Malformed("the payload is not JSON"))
+    );
 }
