@@ -267,10 +267,14 @@ impl ProviderKeys {
     /// The usable keys of a fetched set, the skipped ones logged.
     fn keep(&self, set: JwkSet, ctx: &Context<'_>) -> Vec<Key> {
         for (kid, error) in &set.skipped {
-            ctx.log().info(
-                "jwks key skipped",
-                json!({ "issuer": self.issuer, "kid": kid, "reason": error.to_string() }),
-            );
+            let fields = json!({ "issuer": self.issuer, "kid": kid, "reason": error.to_string() });
+            // A weak key is the provider's emergency, not a format it
+            // publishes for others: warn.
+            if *error == crate::keys::KeyError::RocaFingerprint {
+                ctx.log().warn("jwks key refused (weak key)", fields);
+            } else {
+                ctx.log().info("jwks key skipped", fields);
+            }
         }
         set.keys
     }
