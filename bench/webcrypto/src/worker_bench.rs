@@ -73,35 +73,43 @@ async fn run(backend: &str, alg: &str, n: u32) -> std::result::Result<u32, Strin
             }
         }
         "webcrypto" | "webcrypto-import" => {
-            let (a, b) = match algorithm {
-                Algorithm::Rs256 | Algorithm::Ps256 => (jwk("n")?, jwk("e")?),
-                Algorithm::Es256 | Algorithm::Es384 => (jwk("x")?, jwk("y")?),
-                Algorithm::EdDsa => (jwk("x")?, Vec::new()),
-                Algorithm::Hs256 => return Err("no WebCrypto path for HS256".to_owned()),
+            enum Check {
+                Rsa(RsaAlg),
+                Ecdsa(EcCurve),
+                Ed25519,
+            }
+            let check = match algorithm {
+                Algorithm::Rs256 => Check::Rsa(RsaAlg::Pkcs1Sha256),
+                Algorithm::Rs384 => Check::Rsa(RsaAlg::Pkcs1Sha384),
+                Algorithm::Rs512 => Check::Rsa(RsaAlg::Pkcs1Sha512),
+                Algorithm::Ps256 => Check::Rsa(RsaAlg::PssSha256),
+                Algorithm::Ps384 => Check::Rsa(RsaAlg::PssSha384),
+                Algorithm::Ps512 => Check::Rsa(RsaAlg::PssSha512),
+                Algorithm::Es256 => Check::Ecdsa(EcCurve::P256),
+                Algorithm::Es384 => Check::Ecdsa(EcCurve::P384),
+                Algorithm::Es512 => Check::Ecdsa(EcCurve::P521),
+                Algorithm::EdDsa => Check::Ed25519,
+                Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512 => {
+                    return Err(format!("no WebCrypto path for {}", algorithm.as_str()));
+                }
+            };
+            let (a, b) = match check {
+                Check::Rsa(_) => (jwk("n")?, jwk("e")?),
+                Check::Ecdsa(_) => (jwk("x")?, jwk("y")?),
+                Check::Ed25519 => (jwk("x")?, Vec::new()),
             };
             for _ in 0..n {
                 if backend == "webcrypto-import" {
                     webcrypto::clear_key_cache();
                 }
-                let verdict = match algorithm {
-                    Algorithm::Rs256 | Algorithm::Ps256 => {
-                        let scheme = if algorithm == Algorithm::Rs256 {
-                            RsaAlg::Pkcs1Sha256
-                        } else {
-                            RsaAlg::PssSha256
-                        };
+                let verdict = match check {
+                    Check::Rsa(scheme) => {
                         webcrypto::verify_rsa(scheme, &a, &b, input, &signature).await
                     }
-                    Algorithm::Es256 | Algorithm::Es384 => {
-                        let curve = if algorithm == Algorithm::Es256 {
-                            EcCurve::P256
-                        } else {
-                            EcCurve::P384
-                        };
+                    Check::Ecdsa(curve) => {
                         webcrypto::verify_ecdsa(curve, &a, &b, input, &signature).await
                     }
-                    Algorithm::EdDsa => webcrypto::verify_ed25519(&a, input, &signature).await,
-                    Algorithm::Hs256 => unreachable!("refused above"),
+                    Check::Ed25519 => webcrypto::verify_ed25519(&a, input, &signature).await,
                 };
                 ok += u32::from(verdict.map_err(|e| e.to_string())?);
             }
