@@ -12,14 +12,15 @@
 //! - `:` (memchr) → an IPv6 address: the run of hex digits, colons and dots
 //!   around it, parsed by [`std::net::Ipv6Addr`];
 //! - a digit (eight bytes at a time) → the numeric kinds: an IPv4 address, a
-//!   card number (issuer range and length from the IIN tables, Luhn), an IBAN when two letters
+//!   card number (issuer range and length from the IIN tables in `iin`,
+//!   Luhn), an IBAN when two letters
 //!   precede the digits (country length, mod-97), else a phone number;
 //! - a known prefix (one Aho-Corasick automaton: `eyJ`, `AKIA`, `ghp_`,
 //!   `-----BEGIN `, `Bearer `, …) → a JWT or an API key of that shape.
 //!
-//! User patterns run as `regex` (one [`regex::RegexSet`] decides which of
-//! them need a `find_iter`) and dictionaries as Aho-Corasick, only when the
-//! policy has any.
+//! User patterns run as `regex` (beyond a few, one [`regex::RegexSet`]
+//! decides which of them need a `find_iter`) and dictionaries as
+//! Aho-Corasick, only when the policy has any.
 //!
 //! # Overlaps
 //!
@@ -35,13 +36,18 @@
 //! # Phones
 //!
 //! Digits alone are not a phone number: a candidate needs the structure of
-//! one — a leading `+` or `00`, a trunk `0`, an area code in parentheses, the
-//! North American `NXX-NXX-XXXX` grouping, or a phone keyword (`tel`,
-//! `phone`, `call`, `mobile`, `Telefon`, …) just before it — and 7 to 15
-//! digits. Dates, times, version strings, dotted or comma-separated numbers
-//! and digits glued to letters are refused, and numbers that are shaped
-//! like a card or an IBAN but fail the checksum are skipped whole rather
-//! than taken for a phone.
+//! one — a leading `+` or `00` (or `(+358)`), a trunk `0`, an area code in
+//! parentheses, the North American `NXX-NXX-XXXX` grouping, Brazil's
+//! `AA NNNN-NNNN` — or the shape of a national number (9–11 digits in a
+//! run, 8–14 in two to five groups that do not read as thousands, a year
+//! range or a postcode) that the numbering plan of some region in
+//! libphonenumber's metadata takes (`plan`, `plans`), or a phone keyword
+//! (`tel`, `phone`, `call`, `mobile`, `Telefon`, …) just before it in the
+//! same sentence; and 7 to 15 digits. A bare run of a region named in
+//! `phone_regions` that its plan takes is one too. Dates, times, version
+//! strings, dotted or comma-separated numbers and digits glued to letters
+//! are refused, and numbers that are shaped like a card or an IBAN but fail
+//! the checksum are skipped whole rather than taken for a phone.
 
 mod email;
 mod iin;
@@ -129,6 +135,9 @@ pub const MAX_PATTERN_SIZE: usize = 1 << 20;
 const PATTERN_DFA_SIZE: usize = 2 << 20;
 /// The compiled size of all user patterns together (the set).
 const PATTERN_SET_SIZE: usize = 8 << 20;
+/// Up to this many user patterns run one by one; more are screened by a
+/// [`RegexSet`] first.
+const DIRECT_PATTERNS: usize = 4;
 /// How deeply a user pattern may nest groups and repetitions.
 const PATTERN_NEST_LIMIT: u32 = 64;
 
@@ -275,17 +284,30 @@ impl Detector {
 
     fn find_custom(&self, text: &str, out: &mut Vec<Span>) {
         let custom = &self.custom;
-        if let Some(set) = &custom.set {
-            for i in set.matches(text).iter() {
-                let entity = Entity::Custom(custom_index(i));
-                for m in custom.regexes[i].find_iter(text) {
-                    if !m.is_empty() {
-                        out.push(Span {
-                            start: m.start(),
-                            end: m.end(),
-                            entity,
-                        });
-                    }
+        let mut push_matches = |i: usize, regex: &Regex| {
+            let entity = Entity::Custom(custom_index(i));
+            for m in regex.find_iter(text) {
+                if !m.is_empty() {
+                    out.push(Span {
+                        start: m.start(),
+                        end: m.end(),
+                        entity,
+                    });
+                }
+            }
+        };
+        match &custom.set {
+            Some(set) => {
+                for i in set.matches(text).iter() {
+                    push_matches(i, &custom.regexes[i]);
+                }
+            }
+            // A few patterns run alone: each with its own literal
+            // prefilter, where the set (a `\b` makes it a PikeVM over every
+            // byte) would be slower.
+            None => {
+                for (i, regex) in custom.regexes.iter().enumerate() {
+                    push_matches(i, regex);
                 }
             }
         }
@@ -323,7 +345,7 @@ fn compile_custom(config: &DetectorConfig) -> Result<Custom, DetectorError> {
             })?;
         regexes.push(regex);
     }
-    let set = if regexes.is_empty() {
+    let set = if regexes.len() <= DIRECT_PATTERNS {
         None
     } else {
         Some(

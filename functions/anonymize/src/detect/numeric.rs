@@ -13,9 +13,11 @@
 //! digits (or parenthesized groups) joined by one separator each (space,
 //! no-break space, `-`, `.`, `/`, ` - `, ` / `), then an optional extension
 //! (`x12`, `ext. 12`, `#12`). It is a phone number when it has the
-//! structure of one (see `phone::at`), or, short of that, a phone word just
+//! structure of one (see `phone::at`) or is a national number of some
+//! region's numbering plan (`plan`), or, short of that, a phone word just
 //! before it ("Tel.", "call", "Handy", "móvil"…); a national-format number
-//! right after "order", "invoice", "account"… is taken for that instead.
+//! right after "order", "invoice", "account"… (in the same sentence) is
+//! taken for that instead.
 
 use std::ops::Range;
 
@@ -644,18 +646,27 @@ mod phone {
     /// more than one single-digit group. Then it has the structure of a
     /// phone number when, counting its digits without a `(0)` trunk after a
     /// country code, it is
-    /// - `+` and a country code: 8–15 digits (10–15 without separators);
+    /// - `+` (or `(+CC)`) and a country code: 8–15 digits (10–15 without
+    ///   separators, 7–9 when the plan of the country code takes them);
     /// - `00` and a country code: 10–17 digits;
     /// - a trunk `0` (in the first group of two or more digits, or in
-    ///   parentheses): 8–12 digits in groups (eight only in three groups or
-    ///   more), 10–12 without separators;
+    ///   parentheses): 8–13 digits in groups (eight only in three groups or
+    ///   more; not a 5-4 ZIP+4), 10–12 without separators;
     /// - North American: `NXX-NXX-XXXX` with one kind of separator, with or
     ///   without a leading `1`, or `(NXX) NXX-XXXX`, area code and exchange
-    ///   not starting with 0 or 1.
+    ///   not starting with 0 or 1;
+    /// - Brazilian: `AA NNNN-NNNN`, `(AA) NNNNN-NNNN`.
     ///
-    /// Without that structure a phone word must precede it, and it must
-    /// have 7–15 digits in groups or 9–12 without separators (not starting
-    /// with 1 unless it is `1` and a North American number).
+    /// Short of that, a national number of a region's plan (`plan`): 9–11
+    /// digits in a run not starting with 1, or 8–12 (14 after a trunk `0`)
+    /// in two to five groups — not thousands (`12 345 678`, `123 456 789`),
+    /// not dotted but as `202.555.0143`, two groups only with a space and
+    /// not two years; with `regions` (the policy's `phone_regions`), also
+    /// a run of 8–12 digits that one of them takes.
+    ///
+    /// Without either a phone word must precede it, and it must have 7–15
+    /// digits in groups or 8–12 without separators (not starting with 1
+    /// unless it is `1` and a North American number).
     pub(super) fn at(text: &str, s: usize, regions: &[u16]) -> Option<usize> {
         let b = text.as_bytes();
         // "(+358) 9…": a country code in parentheses.

@@ -715,6 +715,38 @@ proptest! {
         detector().find(&text, &mut out);
         check_spans(&text, &out);
     }
+
+    /// Phone-shaped text through every path of the phone parser and the
+    /// numbering plans, with and without `phone_regions`.
+    #[test]
+    fn find_on_phone_like_text(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just(" ".to_owned()), Just("-".to_owned()), Just(".".to_owned()),
+                Just("/".to_owned()), Just(" / ".to_owned()), Just("(".to_owned()),
+                Just(")".to_owned()), Just("(+".to_owned()), Just("+".to_owned()),
+                Just("00".to_owned()), Just("0".to_owned()), Just(" x".to_owned()),
+                Just(" ext. ".to_owned()), Just("\u{a0}".to_owned()), Just("Tel. ".to_owned()),
+                Just("order. ".to_owned()), Just("-b5bb".to_owned()),
+                "[0-9]{1,12}",
+            ],
+            0..16,
+        )
+    ) {
+        static REGIONAL: LazyLock<Detector> = LazyLock::new(|| {
+            Detector::new(&DetectorConfig {
+                phone_regions: vec!["DK".into(), "BR".into(), "US".into()],
+                ..DetectorConfig::default()
+            })
+            .unwrap()
+        });
+        let text = parts.concat();
+        for d in [detector(), &*REGIONAL] {
+            let mut out = Vec::new();
+            d.find(&text, &mut out);
+            check_spans(&text, &out);
+        }
+    }
 }
 
 /// Issue 16: a word that announces some other number ("commande", "order")
@@ -782,4 +814,34 @@ fn phone_regions_from_the_policy() {
     })
     .unwrap_err();
     assert_eq!(err.field, "phone_regions[1]");
+}
+
+/// Beyond a few patterns a set screens them first; the findings are the
+/// same either way.
+#[test]
+fn many_patterns_are_screened_by_a_set() {
+    let patterns: Vec<CustomPattern> = (0..7)
+        .map(|i| CustomPattern {
+            name: format!("p{i}"),
+            regex: format!(r"\bK{i}-[0-9]{{3}}\b"),
+        })
+        .collect();
+    for n in [1, 7] {
+        let d = Detector::new(&DetectorConfig {
+            entities: vec![],
+            patterns: patterns[..n].to_vec(),
+            ..DetectorConfig::default()
+        })
+        .unwrap();
+        let text = "K0-123 and K6-456, not xK0-123";
+        let mut out = Vec::new();
+        d.find(text, &mut out);
+        let got: Vec<_> = out.iter().map(|s| &text[s.start..s.end]).collect();
+        let want = if n == 1 {
+            vec!["K0-123"]
+        } else {
+            vec!["K0-123", "K6-456"]
+        };
+        assert_eq!(got, want);
+    }
 }
