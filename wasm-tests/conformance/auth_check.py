@@ -24,6 +24,14 @@ AUDIENCE = "https://api.conformance.test"
 FUTURE = 4102444800  # 2100-01-01
 PAST = 1577836800  # 2020-01-01
 HS_SECRET = "conformance-hs256-secret-of-at-least-32-bytes!"
+# RFC 7518 §3.2: a key at least as long as the hash (48 and 64 bytes). The
+# function declares one secret (AUTH_HS256_SECRET), so these two are oct JWKs
+# in the policy.
+HS384_ISSUER = "https://hs384.conformance.test"
+HS384_SECRET = "conformance-hs384-secret-of-exactly-48-bytes!!!!"
+HS512_ISSUER = "https://hs512.conformance.test"
+HS512_SECRET = "conformance-hs512-secret-of-exactly-64-bytes, as RFC 7518 says!!"
+assert len(HS384_SECRET.encode()) == 48 and len(HS512_SECRET.encode()) == 64
 HASH_KEY = "conformance-api-key-hash-key"
 API_KEY = "ak_prod_static1_" + "c" * 43
 
@@ -53,9 +61,14 @@ def jwk_of(key, alg: str, kid: str) -> dict:
     return doc
 
 
+def oct_jwk(secret: str, alg: str, kid: str) -> dict:
+    return {"kty": "oct", "k": b64(secret.encode()), "kid": kid, "alg": alg, "use": "sig"}
+
+
 rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 p256_key = ec.generate_private_key(ec.SECP256R1())
 p384_key = ec.generate_private_key(ec.SECP384R1())
+p521_key = ec.generate_private_key(ec.SECP521R1())
 ed_key = ed25519.Ed25519PrivateKey.generate()
 rsa_pem = public_pem(rsa_key)
 
@@ -65,6 +78,19 @@ signers = {
     "ES256": (p256_key, "es256"),
     "ES384": (p384_key, "es384"),
     "EdDSA": (ed_key, "ed"),
+    # The SHA-384/512 variants (RSA PKCS#1 and PSS on the same RSA key,
+    # ECDSA on P-521).
+    "RS384": (rsa_key, "rs"),
+    "RS512": (rsa_key, "rs"),
+    "PS384": (rsa_key, "rs"),
+    "PS512": (rsa_key, "rs"),
+    "ES512": (p521_key, "es512"),
+}
+# HS384 and HS512: each its own provider (issuer) and secret of the length
+# RFC 7518 asks for.
+hs_signers = {
+    "HS384": (HS384_ISSUER, HS384_SECRET, "hs384"),
+    "HS512": (HS512_ISSUER, HS512_SECRET, "hs512"),
 }
 
 
@@ -94,6 +120,20 @@ def hs(**over) -> str:
     return jwt.encode(
         claims(iss=HS_ISSUER, **over), HS_SECRET, algorithm="HS256", headers={"kid": "hs"}
     )
+
+
+def hs_alg(alg, **over) -> str:
+    issuer, secret, kid = hs_signers[alg]
+    return jwt.encode(claims(iss=issuer, **over), secret, algorithm=alg, headers={"kid": kid})
+
+
+def flip_signature(token: str) -> str:
+    """The token with one bit of its signature flipped (a middle byte: an
+    RSA signature stays below the modulus, ECDSA's r and s in range)."""
+    header, payload, signature = token.split(".")
+    sig = bytearray(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)))
+    sig[len(sig) // 2 + 3] ^= 0x01
+    return ".".join([header, payload, b64(bytes(sig))])
 
 
 def forge(header: dict, payload: dict, signature: bytes = b"") -> str:
@@ -146,7 +186,7 @@ credentials = ["api_key"]
 [[auth.providers]]
 issuer = "{ISSUER}"
 audiences = ["{AUDIENCE}"]
-algorithms = ["RS256", "PS256", "ES256", "ES384", "EdDSA"]
+algorithms = ["RS256", "PS256", "ES256", "ES384", "EdDSA", "RS384", "RS512", "PS384", "PS512", "ES512"]
 required_claims = ["sub"]
 
 [[auth.providers.keys]]
@@ -166,10 +206,24 @@ jwk = {toml_table(jwk_of(p384_key, "ES384", "es384"))}
 kid = "ed"
 jwk = {toml_table(jwk_of(ed_key, "EdDSA", "ed"))}
 
+[[auth.providers.keys]]
+kid = "es512"
+jwk = {toml_table(jwk_of(p521_key, "ES512", "es512"))}
+
 [[auth.providers]]
 issuer = "{HS_ISSUER}"
 algorithms = ["HS256"]
 keys = [{{ kid = "hs", hmac_secret = "AUTH_HS256_SECRET" }}]
+
+[[auth.providers]]
+issuer = "{HS384_ISSUER}"
+algorithms = ["HS384"]
+keys = [{{ kid = "hs384", jwk = {toml_table(oct_jwk(HS384_SECRET, "HS384", "hs384"))} }}]
+
+[[auth.providers]]
+issuer = "{HS512_ISSUER}"
+algorithms = ["HS512"]
+keys = [{{ kid = "hs512", jwk = {toml_table(oct_jwk(HS512_SECRET, "HS512", "hs512"))} }}]
 
 [auth.forward]
 claims = {{ email = "x-auth-email" }}
@@ -254,6 +308,21 @@ for alg in signers:
                 "x-auth-email": "alice@example.com",
             },
         )
+    )
+for alg in hs_signers:
+    cases.append(
+        passes(
+            f"{alg} token of its own provider passes, claims forwarded",
+            hs_alg(alg, sub="bob"),
+            sub="bob",
+            extra={"x-auth-issuer": hs_signers[alg][0], "x-auth-scopes": "api:read"},
+        )
+    )
+for alg in ["RS384", "RS512", "PS384", "PS512", "ES512"]:
+    cases.append(refused(f"{alg} token with a flipped signature bit", flip_signature(mint(alg)), "bad-signature"))
+for alg in hs_signers:
+    cases.append(
+        refused(f"{alg} token with a flipped signature bit", flip_signature(hs_alg(alg)), "bad-signature")
     )
 cases += [
     passes("HS256 token of the second provider passes", hs(sub="bob"), sub="bob"),
