@@ -8,7 +8,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -51,53 +51,61 @@ pub(crate) struct JustBuild;
 
 impl Ready for JustBuild {}
 
-/// One step after the cargo builds, run two at a time.
-enum Job<'a> {
-    /// worker-build for a function, unless its output is fresh.
-    Worker(&'a str),
-    /// wasm-bindgen and wasm-opt for a function's browser build (from its
-    /// release `.wasm`), unless fresh.
-    Browser(&'a str, PathBuf),
-}
-
 /// Builds every function for Spin, the browser and Workers, skipping the
 /// wasm-bindgen/wasm-opt and worker-build steps already made from the same
 /// cargo build. The Spin and browser builds each take one cargo invocation
 /// for all functions (but those with `own_build`), so two crates build
-/// (and link, LTO on one codegen unit) side by side on two cores; then the
-/// Workers builds (worker-build per function) and the browser builds'
-/// wasm-bindgen/wasm-opt steps run two at a time. `ready` hears as each
-/// runtime's builds are done.
+/// (and link, LTO on one codegen unit) side by side on two cores.
+///
+/// The Spin builds come first, alone; then the browser builds (cargo, then
+/// wasm-bindgen and wasm-opt function by function) beside the Workers
+/// builds (worker-build per function, two at a time): they use other cargo
+/// target directories, so neither waits for the other's cargo lock — on an
+/// unchanged tree, each is cargo finding its build fresh. `ready` hears as
+/// each runtime's builds are done.
 pub(crate) fn all(registry: &Registry, ready: &dyn Ready) -> Result<()> {
     let names: Vec<&str> = registry.names().collect();
     spin(registry, &names)?;
     ready.spin()?;
-    let mut jobs: Vec<Job<'_>> = names.iter().map(|name| Job::Worker(name)).collect();
-    for (name, built) in release_builds(registry, &names, "wasm32-unknown-unknown", "browser")? {
-        jobs.push(Job::Browser(name, built));
-    }
-    let browsers_left = AtomicUsize::new(names.len());
-    // worker-build's cargo step waits for the other's to finish (one
-    // target dir), but its wasm-bindgen and wasm-opt steps, about half of
-    // its time and on one core, overlap with the other job's. Neither
-    // touches the browser builds' .wasm (other target directories).
-    two_at_a_time(&jobs, |job| {
-        if ready.cancelled() {
-            bail!("stopped");
+    let failed = AtomicBool::new(false);
+    let stop = || ready.cancelled() || failed.load(Ordering::SeqCst);
+    let fail = |result: Result<()>| {
+        if result.is_err() {
+            failed.store(true, Ordering::SeqCst);
         }
-        match job {
-            Job::Worker(name) => {
-                worker_unless_fresh(registry, name)?;
-                ready.worker(name)
-            }
-            Job::Browser(name, input) => {
-                browser_unless_fresh(name, input)?;
-                if browsers_left.fetch_sub(1, Ordering::SeqCst) == 1 {
-                    ready.browser()?;
+        result
+    };
+    std::thread::scope(|scope| {
+        let browsers = scope.spawn(|| {
+            fail((|| {
+                let built = release_builds(registry, &names, "wasm32-unknown-unknown", "browser")?;
+                for (name, input) in built {
+                    if stop() {
+                        bail!("stopped");
+                    }
+                    browser_unless_fresh(name, &input)?;
                 }
-                Ok(())
+                ready.browser()
+            })())
+        });
+        // A function with a target directory of its own first: its cargo
+        // does not wait for the others'. worker-build's cargo step waits for
+        // the other job's to finish (one target dir), but its wasm-bindgen
+        // and wasm-opt steps, about half of its time and on one core, overlap
+        // with the other job's.
+        let mut workers = names.clone();
+        workers.sort_by_key(|name| !registry.get(name).is_ok_and(|f| f.own_build));
+        let workers = fail(two_at_a_time(&workers, |name| {
+            if stop() {
+                bail!("stopped");
             }
-        }
+            worker_build_unless_fresh(registry, name)?;
+            ready.worker(name)
+        }));
+        let browsers = browsers
+            .join()
+            .unwrap_or_else(|_| bail!("the browser build thread panicked"));
+        workers.and(browsers)
     })
 }
 
@@ -105,7 +113,7 @@ pub(crate) fn all(registry: &Registry, ready: &dyn Ready) -> Result<()> {
 /// stopping at the first error.
 fn two_at_a_time<T: Sync>(items: &[T], job: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
     let next = AtomicUsize::new(0);
-    let failed = std::sync::atomic::AtomicBool::new(false);
+    let failed = AtomicBool::new(false);
     let worker = || -> Result<()> {
         use std::sync::atomic::Ordering::SeqCst;
         while !failed.load(SeqCst) {
@@ -285,11 +293,34 @@ fn worker(name: &str, dir: &Path) -> Result<()> {
         .env("ESBUILD_BIN", bin.join("esbuild")))
 }
 
-/// wrangler's build command, run on every `wrangler dev` start: the cargo
-/// build worker-build would run (so it is found fresh), then worker-build
-/// only if that build's `.wasm` is not the one it last ran on. worker-build
-/// itself always runs wasm-bindgen and wasm-opt, 30–80 s on one core.
+/// The variable `cargo xtask dev` sets for each `wrangler dev` it starts: a
+/// directory where it leaves a note, named after the function, saying it
+/// made that function's Workers build just before (see [`worker_unless_fresh`]).
+pub(crate) const JUST_BUILT: &str = "XTASK_DEV_JUST_BUILT";
+
+/// wrangler's build command (`cargo xtask build-worker NAME`), run on every
+/// `wrangler dev` start: [`worker_build_unless_fresh`] — unless `cargo xtask
+/// dev` started this wrangler right after making the same build and left a
+/// note in [`JUST_BUILT`]. The note is taken (removed): a later run of the
+/// build command (wrangler's watcher) checks again.
 pub(crate) fn worker_unless_fresh(registry: &Registry, name: &str) -> Result<()> {
+    if take_note(std::env::var_os(JUST_BUILT).as_deref(), name) {
+        eprintln!("xtask: {name}'s Workers build was just checked by cargo xtask dev");
+        return Ok(());
+    }
+    worker_build_unless_fresh(registry, name)
+}
+
+/// Whether `dir` holds a note for `name`, which this takes.
+fn take_note(dir: Option<&std::ffi::OsStr>, name: &str) -> bool {
+    dir.is_some_and(|dir| std::fs::remove_file(Path::new(dir).join(name)).is_ok())
+}
+
+/// The cargo build worker-build would run (so it is found fresh), then
+/// worker-build only if that build's `.wasm` is not the one it last ran on.
+/// worker-build itself always runs wasm-bindgen and wasm-opt, 30–80 s on
+/// one core.
+fn worker_build_unless_fresh(registry: &Registry, name: &str) -> Result<()> {
     let dir = cargo_target(registry, name, "workers")?;
     let krate = root().join(format!("functions/{name}"));
     run(cmd("cargo")
@@ -336,8 +367,69 @@ fn gzip_len(bytes: &[u8]) -> Result<usize> {
     Ok(encoder.finish()?.len())
 }
 
+/// Gzip sizes measured before, by a hash of the bytes (std's, which a new
+/// Rust may change: then they are measured again), in
+/// `target/edge/.work/gzip-sizes`: compressing every build at the best
+/// level takes a core for ~20 s, while `cargo xtask dev` starts its servers.
+struct GzipSizes {
+    file: PathBuf,
+    known: std::collections::BTreeMap<u64, usize>,
+    /// The hashes asked for this time: the ones [`GzipSizes::save`] keeps.
+    used: std::collections::BTreeSet<u64>,
+}
+
+impl GzipSizes {
+    fn load() -> GzipSizes {
+        let file = artifacts().join(".work/gzip-sizes");
+        let known = std::fs::read_to_string(&file)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| {
+                let (hash, len) = line.split_once(' ')?;
+                Some((u64::from_str_radix(hash, 16).ok()?, len.parse().ok()?))
+            })
+            .collect();
+        GzipSizes {
+            file,
+            known,
+            used: Default::default(),
+        }
+    }
+
+    fn len(&mut self, bytes: &[u8]) -> Result<usize> {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut hasher);
+        let hash = hasher.finish();
+        self.used.insert(hash);
+        if let Some(&len) = self.known.get(&hash) {
+            return Ok(len);
+        }
+        let len = gzip_len(bytes)?;
+        self.known.insert(hash, len);
+        Ok(len)
+    }
+
+    fn save(mut self) -> Result<()> {
+        self.known.retain(|hash, _| self.used.contains(hash));
+        let text: String = self
+            .known
+            .iter()
+            .map(|(hash, len)| format!("{hash:016x} {len}\n"))
+            .collect();
+        if std::fs::read_to_string(&self.file).is_ok_and(|had| had == text) {
+            return Ok(());
+        }
+        if let Some(dir) = self.file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(&self.file, text).with_context(|| format!("writing {}", self.file.display()))
+    }
+}
+
 /// Prints each function's `.wasm` size, raw and gzip, per platform.
 pub(crate) fn sizes(registry: &Registry) -> Result<()> {
+    let mut gzip = GzipSizes::load();
     println!("\n| function | platform | .wasm | raw bytes | gzip bytes |");
     println!("|---|---|---|---:|---:|");
     for name in registry.names() {
@@ -363,12 +455,12 @@ pub(crate) fn sizes(registry: &Registry) -> Result<()> {
             println!(
                 "| {name} | {platform} | {shown} | {} | {} |",
                 bytes.len(),
-                gzip_len(&bytes)?
+                gzip.len(&bytes)?
             );
         }
     }
     println!();
-    Ok(())
+    gzip.save()
 }
 
 /// Every check and test: formatting, clippy on the host and on both wasm
@@ -491,7 +583,22 @@ impl Tally {
 
 #[cfg(test)]
 mod tests {
-    use super::Tally;
+    use super::{Tally, take_note};
+
+    #[test]
+    fn a_just_built_note_is_taken_once() {
+        let dir = std::env::temp_dir().join(format!("xtask-notes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("counter"), "").unwrap();
+        assert!(
+            !take_note(None, "counter"),
+            "no directory: not cargo xtask dev's"
+        );
+        assert!(!take_note(Some(dir.as_os_str()), "gateway"));
+        assert!(take_note(Some(dir.as_os_str()), "counter"));
+        assert!(!take_note(Some(dir.as_os_str()), "counter"), "taken");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn tally_reads_cargo_and_conformance_lines() {

@@ -61,7 +61,9 @@ impl App {
     /// `wasi:http/handler@0.3.0`, or if it imports something this host lacks.
     ///
     /// Compiled components are cached per process (keyed by path, size and
-    /// modification time), so loading the same file again is cheap.
+    /// modification time), so loading the same file again is cheap, and
+    /// between processes by wasmtime's compilation cache (keyed by the
+    /// bytes; see [`compile_cache_dir`](super::compile_cache_dir)).
     pub fn load(wasm_path: &Path, config: AppConfig) -> anyhow::Result<App> {
         let component = compile(wasm_path)?;
         Self::from_component(&component, config)
@@ -242,10 +244,12 @@ impl App {
     }
 }
 
-/// Compiles `path`, reusing an earlier compilation of the same file.
+/// Compiles `path`, reusing an earlier compilation of the same file in this
+/// process, else one in the [`engine`]'s compilation cache.
 ///
-/// Cranelift is slow in unoptimized builds (seconds per component), and test
-/// suites load the same few components many times.
+/// Cranelift takes seconds per component (the gateway's ~5 MB the longest),
+/// test suites load the same few components many times, and `edge-host`
+/// loads every component before it answers.
 fn compile(path: &Path) -> anyhow::Result<Component> {
     type Key = (PathBuf, u64, Option<SystemTime>);
     static CACHE: OnceLock<Mutex<HashMap<Key, Component>>> = OnceLock::new();
