@@ -15,12 +15,10 @@
 //! 127.0.0.1 in plain HTTP.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use anyhow::{Context as _, bail, ensure};
 use bytes::Bytes;
 use http::uri::Scheme;
 use http_body_util::BodyExt as _;
@@ -37,12 +35,12 @@ pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest pause within a response body, unless the guest says.
 pub const BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A component's `allowed_outbound_hosts`, parsed. The default allows
+/// A component's `allowed_outbound_hosts`, parsed: edge_core's matcher
+/// ([`edge_core::origin::AllowedHosts`], the one the guests check their
+/// policies with), so that host and guest agree. The default allows
 /// nothing, as a component without the key gets in Spin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AllowedHosts {
-    rules: Vec<AllowedHost>,
-}
+pub struct AllowedHosts(edge_core::origin::AllowedHosts);
 
 impl AllowedHosts {
     /// Parses entries in Spin's syntax: `"http://127.0.0.1:8080"`,
@@ -51,259 +49,29 @@ impl AllowedHosts {
     /// what Spin rejects: no scheme, a path, a wildcard inside a name, no
     /// port for a scheme without a well-known one.
     pub fn parse<S: AsRef<str>>(entries: &[S]) -> anyhow::Result<Self> {
-        if let [only] = entries
-            && only.as_ref() == "insecure:allow-all"
-        {
-            bail!("'insecure:allow-all' is not allowed: use '*://*:*' to allow everything");
-        }
-        let rules = entries
-            .iter()
-            .map(|entry| AllowedHost::parse(entry.as_ref()))
-            .collect::<anyhow::Result<_>>()?;
-        Ok(Self { rules })
+        Ok(Self(edge_core::origin::AllowedHosts::parse(entries)?))
     }
 
     /// Whether a request to `uri` may go out. URIs without a host (Spin's
     /// self-requests) are never allowed here.
     pub fn allows(&self, uri: &http::Uri) -> bool {
-        let (Some(scheme), Some(host)) = (uri.scheme_str(), uri.host()) else {
-            return false;
-        };
-        let scheme = scheme.to_ascii_lowercase();
-        let host = host.to_ascii_lowercase();
-        let port = uri.port_u16().or_else(|| well_known_port(&scheme));
-        self.rules
-            .iter()
-            .any(|rule| rule.allows(&scheme, &host, port))
+        match (uri.scheme_str(), uri.host()) {
+            (Some(scheme), Some(host)) => self.0.allows(scheme, host, uri.port_u16()),
+            _ => false,
+        }
     }
 
     /// Whether nothing is allowed.
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.0.is_empty()
     }
 }
 
+/// The entries as a list: `["http://127.0.0.1:*", "https://*.example.com"]`.
 impl fmt::Display for AllowedHosts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entries: Vec<&str> = self.rules.iter().map(|r| r.original.as_str()).collect();
+        let entries: Vec<&str> = self.0.entries().collect();
         write!(f, "{entries:?}")
-    }
-}
-
-/// One `allowed_outbound_hosts` entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct AllowedHost {
-    original: String,
-    /// `None` for `*`.
-    scheme: Option<String>,
-    host: HostPattern,
-    port: PortPattern,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum HostPattern {
-    Any,
-    /// `*.example.com`, kept as `.example.com`.
-    Subdomain(String),
-    Name(String),
-    /// An address or a network: `127.0.0.1`, `10.0.0.0/8`, `[::1]`.
-    Network(IpAddr, u8),
-    /// Spin's `self`: relative URLs to the app itself, which this host does
-    /// not route, so it matches nothing.
-    ToSelf,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PortPattern {
-    Any,
-    /// One port, or Spin's `start..end` (end excluded).
-    Range(u16, u16),
-}
-
-impl AllowedHost {
-    fn parse(entry: &str) -> anyhow::Result<Self> {
-        let url = entry.trim();
-        let (scheme, rest) = url.split_once("://").with_context(|| {
-            format!(
-                "allowed outbound host {url:?} has no scheme: use <scheme>://<host>[:<port>] \
-                 ('*' allowed in each, '*://*:*' allows everything)"
-            )
-        })?;
-        let (host, port) = split_host_port(rest);
-        let port = match port.split_once('/') {
-            Some((port, path)) => {
-                ensure!(
-                    path.is_empty(),
-                    "allowed outbound host {url:?} has a path, which is not allowed"
-                );
-                port
-            }
-            None => port,
-        };
-        let host = host.strip_suffix('/').unwrap_or(host);
-        let scheme = match scheme {
-            "*" => None,
-            s if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphabetic()) => {
-                Some(s.to_ascii_lowercase())
-            }
-            s => bail!("allowed outbound host {url:?}: scheme {s:?} is not alphabetic"),
-        };
-        let port = match port {
-            "" => {
-                let known = scheme
-                    .as_deref()
-                    .and_then(well_known_port)
-                    .with_context(|| {
-                        format!(
-                            "allowed outbound host {url:?} has no port and its scheme has no \
-                         well-known one"
-                        )
-                    })?;
-                PortPattern::Range(known, known + 1)
-            }
-            "*" => PortPattern::Any,
-            range => {
-                parse_ports(range).with_context(|| format!("allowed outbound host {url:?}"))?
-            }
-        };
-        Ok(Self {
-            original: entry.to_owned(),
-            scheme,
-            host: HostPattern::parse(host)
-                .with_context(|| format!("allowed outbound host {url:?}"))?,
-            port,
-        })
-    }
-
-    fn allows(&self, scheme: &str, host: &str, port: Option<u16>) -> bool {
-        self.scheme.as_deref().is_none_or(|s| s == scheme)
-            && self.host.allows(host)
-            && match (&self.port, port) {
-                (PortPattern::Any, _) => true,
-                (PortPattern::Range(start, end), Some(port)) => (*start..*end).contains(&port),
-                (PortPattern::Range(..), None) => false,
-            }
-    }
-}
-
-/// `host:port` → (`host`, `port`), keeping `[v6]` and `a.b.c.d/n` whole.
-fn split_host_port(rest: &str) -> (&str, &str) {
-    let host_end = if rest.starts_with('[') {
-        rest.find(']').map_or(0, |end| end + 1)
-    } else {
-        0
-    };
-    match rest[host_end..].rfind(':') {
-        Some(colon) => (&rest[..host_end + colon], &rest[host_end + colon + 1..]),
-        None => (rest, ""),
-    }
-}
-
-fn parse_ports(ports: &str) -> anyhow::Result<PortPattern> {
-    if let Some((start, end)) = ports.split_once("..") {
-        let number = |s: &str| {
-            s.parse::<u16>()
-                .with_context(|| format!("port range {ports:?} contains a non-number"))
-        };
-        return Ok(PortPattern::Range(number(start)?, number(end)?));
-    }
-    let port: u16 = ports
-        .parse()
-        .with_context(|| format!("port {ports:?} is not a number"))?;
-    Ok(PortPattern::Range(port, port.saturating_add(1)))
-}
-
-impl HostPattern {
-    fn parse(host: &str) -> anyhow::Result<Self> {
-        let host = host.trim().to_ascii_lowercase();
-        if host == "*" {
-            return Ok(Self::Any);
-        }
-        if host == "self" || host == "self.alt" {
-            return Ok(Self::ToSelf);
-        }
-        if host.starts_with('{') {
-            bail!("host lists are not supported (nor are they by Spin)");
-        }
-        if let Some(network) = parse_network(&host)? {
-            return Ok(network);
-        }
-        if let Some(domain) = host.strip_prefix("*.") {
-            ensure!(
-                !domain.contains('*'),
-                "wildcards are allowed only as a prefix (*.example.com)"
-            );
-            return Ok(Self::Subdomain(format!(".{domain}")));
-        }
-        ensure!(
-            !host.contains('*'),
-            "wildcards are allowed only as a prefix (*.example.com)"
-        );
-        ensure!(!host.is_empty(), "the host is empty");
-        Ok(Self::Name(host))
-    }
-
-    fn allows(&self, host: &str) -> bool {
-        match self {
-            Self::Any => true,
-            Self::Subdomain(suffix) => host.ends_with(suffix.as_str()),
-            Self::Name(name) => host == name,
-            Self::Network(network, prefix) => {
-                let bare = host.trim_start_matches('[').trim_end_matches(']');
-                bare.parse::<IpAddr>()
-                    .is_ok_and(|ip| in_network(ip, *network, *prefix))
-            }
-            Self::ToSelf => false,
-        }
-    }
-}
-
-/// `127.0.0.1`, `10.0.0.0/8`, `[::1]`, `fd00::/8` → a network; a name → `None`.
-fn parse_network(host: &str) -> anyhow::Result<Option<HostPattern>> {
-    let (addr, prefix) = match host.split_once('/') {
-        Some((addr, prefix)) => (addr, Some(prefix)),
-        None => (host, None),
-    };
-    let addr = addr.trim_start_matches('[').trim_end_matches(']');
-    let Ok(ip) = addr.parse::<IpAddr>() else {
-        ensure!(prefix.is_none(), "hosts must not contain paths");
-        return Ok(None);
-    };
-    let bits = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix = match prefix {
-        Some(p) => p
-            .parse::<u8>()
-            .ok()
-            .filter(|p| *p <= bits)
-            .with_context(|| format!("network prefix {p:?} is not in 0..={bits}"))?,
-        None => bits,
-    };
-    Ok(Some(HostPattern::Network(ip, prefix)))
-}
-
-fn in_network(ip: IpAddr, network: IpAddr, prefix: u8) -> bool {
-    let (ip, network, bits) = match (ip, network) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(a.to_bits()), u128::from(b.to_bits()), 32),
-        (IpAddr::V6(a), IpAddr::V6(b)) => (a.to_bits(), b.to_bits(), 128),
-        (IpAddr::V6(a), IpAddr::V4(b)) => match a.to_ipv4_mapped() {
-            Some(a) => (u128::from(a.to_bits()), u128::from(b.to_bits()), 32),
-            None => return false,
-        },
-        (IpAddr::V4(_), IpAddr::V6(_)) => return false,
-    };
-    let shift = bits - u32::from(prefix);
-    shift >= bits || (ip >> shift) == (network >> shift)
-}
-
-fn well_known_port(scheme: &str) -> Option<u16> {
-    match scheme {
-        "http" => Some(80),
-        "https" => Some(443),
-        "postgres" => Some(5432),
-        "mysql" => Some(3306),
-        "redis" => Some(6379),
-        "mqtt" => Some(1883),
-        _ => None,
     }
 }
 
@@ -472,95 +240,26 @@ impl Body for TimedBody {
 mod tests {
     use super::*;
 
-    fn allows(entries: &[&str], url: &str) -> bool {
-        AllowedHosts::parse(entries)
-            .unwrap_or_else(|e| panic!("{entries:?}: {e:#}"))
-            .allows(&url.parse().expect("a valid URL"))
-    }
-
+    // The matching itself is edge_core's, tested there
+    // (`edge_core::origin::allowed`); these are the host's own parts.
     #[test]
-    fn exact_hosts_need_scheme_host_and_port_to_match() {
-        let entry = ["http://127.0.0.1:8080"];
-        assert!(allows(&entry, "http://127.0.0.1:8080/jwks"));
-        assert!(!allows(&entry, "http://127.0.0.1:8081/jwks"));
-        assert!(!allows(&entry, "https://127.0.0.1:8080/jwks"));
-        assert!(!allows(&entry, "http://127.0.0.2:8080/"));
-        assert!(!allows(&entry, "http://localhost:8080/"));
-        assert!(allows(
-            &["http://LocalHost:3000"],
-            "http://localhost:3000/x"
-        ));
-    }
-
-    #[test]
-    fn a_missing_port_means_the_schemes_well_known_one() {
-        assert!(allows(&["https://example.com"], "https://example.com/a"));
-        assert!(allows(
-            &["https://example.com"],
-            "https://example.com:443/a"
-        ));
-        assert!(!allows(
-            &["https://example.com"],
-            "https://example.com:8443/a"
-        ));
-        assert!(allows(&["http://example.com/"], "http://example.com/"));
-        assert!(AllowedHosts::parse(&["*://example.com"]).is_err());
-        assert!(AllowedHosts::parse(&["foo://example.com"]).is_err());
-    }
-
-    #[test]
-    fn wildcards_cover_scheme_host_port_and_subdomains() {
-        assert!(allows(&["http://127.0.0.1:*"], "http://127.0.0.1:39123/"));
-        assert!(!allows(&["http://127.0.0.1:*"], "https://127.0.0.1:39123/"));
-        assert!(allows(&["*://*:*"], "https://anything.example:1/"));
-        assert!(allows(&["*://*:*"], "http://[::1]:8080/"));
-        let sub = ["https://*.example.com"];
-        assert!(allows(&sub, "https://api.example.com/"));
-        assert!(allows(&sub, "https://a.b.example.com/"));
-        assert!(!allows(&sub, "https://example.com/"));
-        assert!(!allows(&sub, "https://badexample.com/"));
-        assert!(allows(&["*://example.com:80"], "http://example.com/"));
-        assert!(allows(&["*://example.com:80"], "https://example.com:80/"));
-    }
-
-    #[test]
-    fn networks_and_port_ranges() {
-        let net = ["http://10.0.0.0/8:80"];
-        assert!(allows(&net, "http://10.1.2.3/"));
-        assert!(!allows(&net, "http://11.1.2.3/"));
-        assert!(!allows(&net, "http://ten.example/"));
-        assert!(allows(&["http://[::1]:8080"], "http://[::1]:8080/"));
-        assert!(allows(&["http://[fd00::]/8:*"], "http://[fd12::1]:9/"));
-        let range = ["http://127.0.0.1:3000..3002"];
-        assert!(allows(&range, "http://127.0.0.1:3000/"));
-        assert!(allows(&range, "http://127.0.0.1:3001/"));
-        assert!(!allows(&range, "http://127.0.0.1:3002/"));
-    }
-
-    #[test]
-    fn nothing_is_allowed_by_default_nor_self_or_relative_urls() {
+    fn the_host_matches_request_uris_with_edge_cores_matcher() {
+        let hosts = AllowedHosts::parse(&["http://127.0.0.1:8080", "https://*.example.com"])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let allows = |uri: &str| hosts.allows(&uri.parse().expect("a valid URI"));
+        assert!(allows("http://127.0.0.1:8080/jwks"));
+        assert!(allows("HTTPS://Api.Example.com/"));
+        assert!(!allows("http://127.0.0.1:8081/jwks"));
+        assert!(!allows("https://example.com/"));
+        assert!(!allows("/relative"));
+        assert_eq!(
+            hosts.to_string(),
+            r#"["http://127.0.0.1:8080", "https://*.example.com"]"#
+        );
+        assert!(AllowedHosts::default().is_empty());
         assert!(!AllowedHosts::default().allows(&"http://127.0.0.1/".parse().unwrap()));
-        assert!(!allows(&["http://self"], "http://self/"));
-        assert!(!allows(&["*://*:*"], "/relative"));
-    }
-
-    #[test]
-    fn what_spin_rejects_is_rejected() {
-        for bad in [
-            "127.0.0.1:8080",
-            "*",
-            "",
-            "insecure:allow-all",
-            "http://example.com/path",
-            "http://ex*ample.com",
-            "http://*.*.example.com",
-            "http://example.com:port",
-            "http://example.com:1..x",
-            "http://10.0.0.0/33:80",
-            "ht-tp://example.com",
-        ] {
-            assert!(AllowedHosts::parse(&[bad]).is_err(), "{bad:?} was accepted");
-        }
+        let err = AllowedHosts::parse(&["127.0.0.1:8080"]).unwrap_err();
+        assert!(format!("{err:#}").contains("no scheme"), "{err:#}");
     }
 
     fn empty() -> WasiBody {
