@@ -1551,6 +1551,7 @@ mod tests {
     const T0: u64 = 1_795_305_600_000;
     const HASH_KEY: &str = "test-hash-key";
     const ADMIN: &str = "test-admin-token";
+    const SECOND: Duration = Duration::from_secs(1);
     const MINUTE: Duration = Duration::from_secs(60);
 
     const POLICY: &str = r#"
@@ -1734,6 +1735,26 @@ mod tests {
 
     fn secs(ms: u64) -> u64 {
         ms / 1000
+    }
+
+    /// Rotates `id` with `body`, which must succeed: the new key and the
+    /// answer.
+    fn rotated(
+        f: &TestPlatform,
+        inst: &Instance<Harness>,
+        id: &str,
+        body: Value,
+    ) -> (String, Value) {
+        let (status, body) = rotate(f, inst, id, body);
+        assert_eq!(status, 200, "{body}");
+        (body["key"].as_str().unwrap().to_owned(), body)
+    }
+
+    /// Whether `key` passes now; one that does not is refused as invalid.
+    fn passes(f: &TestPlatform, inst: &Instance<Harness>, key: &str) -> bool {
+        let (status, what) = check(f, inst, key);
+        assert!(status == 200 || what == "invalid", "{status} {what}");
+        status == 200
     }
 
     #[test]
@@ -2010,6 +2031,84 @@ mod tests {
         }
         let (status, _) = rotate(&f, &inst, "nobody", json!({}));
         assert_eq!(status, 404);
+    }
+
+    // A rotation's overlap bounds every earlier key of the id, so an
+    // overlap-0 rotation — the answer to a leak — ends all of them, not only
+    // the key it replaces (issue 16).
+    #[test]
+    fn an_overlap_0_rotation_ends_every_earlier_key_of_the_id() {
+        // The report: 10-minute overlap, then seconds later overlap 0 — the
+        // oldest key stayed valid while the key issued seconds earlier died.
+        let (f, inst) = (platform(), instance(POLICY));
+        let passes = |key: &str| passes(&f, &inst, key);
+        let first = create(&f, &inst, json!({"id": "svc"}));
+        f.clock.advance(MINUTE);
+        let (second, _) = rotated(&f, &inst, "svc", json!({ "overlap": "10m" }));
+        assert!(passes(&first) && passes(&second));
+        f.clock.advance(5 * SECOND);
+        let (third, status) = rotated(&f, &inst, "svc", json!({ "overlap": "0s" }));
+        assert_eq!(status["state"], "active", "{status}");
+        assert_eq!(status["previous_valid_until"], Value::Null, "{status}");
+        assert!(
+            !passes(&first),
+            "the oldest key still passes after an overlap-0 rotation"
+        );
+        assert!(!passes(&second));
+        assert!(passes(&third));
+        // Not later either.
+        f.clock.advance(MINUTE);
+        assert!(!passes(&first) && !passes(&second) && passes(&third));
+        assert_eq!(state(&f, &inst, "svc")["state"], "active");
+    }
+
+    #[test]
+    fn a_rotation_overlap_bounds_every_earlier_key_and_never_lengthens_one() {
+        let (f, inst) = (platform(), instance(POLICY));
+        let passes = |key: &str| passes(&f, &inst, key);
+        let first = create(&f, &inst, json!({"id": "api"}));
+        let (second, _) = rotated(&f, &inst, "api", json!({ "overlap": "1h" }));
+        f.clock.advance(MINUTE);
+        // A shorter overlap now: both earlier keys end with it.
+        let (third, status) = rotated(&f, &inst, "api", json!({ "overlap": "10m" }));
+        assert_eq!(status["previous_valid_until"], "2026-11-22T00:11:00.000Z");
+        f.clock.advance(10 * MINUTE - SECOND);
+        assert!(passes(&first) && passes(&second) && passes(&third));
+        f.clock.advance(SECOND);
+        assert!(!passes(&first), "the first key outlived the overlap");
+        assert!(!passes(&second));
+        assert!(passes(&third));
+
+        // A longer overlap later keeps an earlier, shorter window as it was.
+        let (fourth, _) = rotated(&f, &inst, "api", json!({ "overlap": "5m" }));
+        let (fifth, status) = rotated(&f, &inst, "api", json!({ "overlap": "1h" }));
+        assert_eq!(status["previous_valid_until"], "2026-11-22T01:11:00.000Z");
+        f.clock.advance(5 * MINUTE);
+        assert!(!passes(&third), "its 5-minute window was lengthened");
+        assert!(passes(&fourth) && passes(&fifth));
+        f.clock.advance(55 * MINUTE);
+        assert!(!passes(&fourth) && passes(&fifth));
+    }
+
+    #[test]
+    fn a_scheduled_overlap_0_rotation_ends_every_earlier_key_when_it_activates() {
+        let (f, inst) = (platform(), instance(POLICY));
+        let passes = |key: &str| passes(&f, &inst, key);
+        let first = create(&f, &inst, json!({"id": "batch"}));
+        let (second, _) = rotated(&f, &inst, "batch", json!({ "overlap": "1h" }));
+        let at = secs(T0) + 30 * 60;
+        let (third, status) = rotated(&f, &inst, "batch", json!({ "at": at, "overlap": "0s" }));
+        assert_eq!(status["state"], "scheduled");
+        f.clock.advance(30 * MINUTE - SECOND);
+        assert!(passes(&first) && passes(&second) && !passes(&third));
+        f.clock.advance(SECOND);
+        assert!(
+            !passes(&first),
+            "the first key outlived the scheduled overlap-0 rotation"
+        );
+        assert!(!passes(&second));
+        assert!(passes(&third));
+        assert_eq!(state(&f, &inst, "batch")["state"], "active");
     }
 
     #[test]
