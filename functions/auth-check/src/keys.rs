@@ -550,57 +550,34 @@ impl Key {
         if !self.allows(alg) {
             return Err(SignatureError::AlgorithmNotAllowed { alg });
         }
+        let (input, sig) = (signing_input, signature);
         let ok = match (&self.material, alg) {
-            (Material::Rsa(key), Algorithm::Rs256) => {
-                rsa_pkcs1::<Sha256>(key, signing_input, signature)
-            }
-            (Material::Rsa(key), Algorithm::Rs384) => {
-                rsa_pkcs1::<Sha384>(key, signing_input, signature)
-            }
-            (Material::Rsa(key), Algorithm::Rs512) => {
-                rsa_pkcs1::<Sha512>(key, signing_input, signature)
-            }
-            (Material::Rsa(key), Algorithm::Ps256) => {
-                rsa_pss::<Sha256>(key, signing_input, signature)
-            }
-            (Material::Rsa(key), Algorithm::Ps384) => {
-                rsa_pss::<Sha384>(key, signing_input, signature)
-            }
-            (Material::Rsa(key), Algorithm::Ps512) => {
-                rsa_pss::<Sha512>(key, signing_input, signature)
-            }
+            (Material::Rsa(key), Algorithm::Rs256) => rsa_pkcs1::<Sha256>(key, input, sig),
+            (Material::Rsa(key), Algorithm::Rs384) => rsa_pkcs1::<Sha384>(key, input, sig),
+            (Material::Rsa(key), Algorithm::Rs512) => rsa_pkcs1::<Sha512>(key, input, sig),
+            (Material::Rsa(key), Algorithm::Ps256) => rsa_pss::<Sha256>(key, input, sig),
+            (Material::Rsa(key), Algorithm::Ps384) => rsa_pss::<Sha384>(key, input, sig),
+            (Material::Rsa(key), Algorithm::Ps512) => rsa_pss::<Sha512>(key, input, sig),
             (Material::P256(key), Algorithm::Es256) => {
-                let sig = p256::ecdsa::Signature::from_slice(signature)
-                    .map_err(|_| SignatureError::Invalid)?;
-                key.verify(signing_input, &sig).is_ok()
+                ecdsa_ok::<p256::ecdsa::Signature, _>(key, input, sig)?
             }
             (Material::P384(key), Algorithm::Es384) => {
-                let sig = p384::ecdsa::Signature::from_slice(signature)
-                    .map_err(|_| SignatureError::Invalid)?;
-                key.verify(signing_input, &sig).is_ok()
+                ecdsa_ok::<p384::ecdsa::Signature, _>(key, input, sig)?
             }
+            // P-521 signatures are exactly 132 bytes (2 × 66).
             (Material::P521(key), Algorithm::Es512) => {
-                // `from_slice` takes exactly 132 bytes (2 × 66).
-                let sig = p521::ecdsa::Signature::from_slice(signature)
-                    .map_err(|_| SignatureError::Invalid)?;
-                key.verify(signing_input, &sig).is_ok()
+                ecdsa_ok::<p521::ecdsa::Signature, _>(key, input, sig)?
             }
             (Material::Ed25519(key), Algorithm::EdDsa) => {
-                let sig = ed25519_dalek::Signature::from_slice(signature)
+                let sig = ed25519_dalek::Signature::from_slice(sig)
                     .map_err(|_| SignatureError::Invalid)?;
-                key.verify_strict(signing_input, &sig).is_ok()
+                key.verify_strict(input, &sig).is_ok()
             }
             // `verify_slice` compares in constant time and requires the
             // full tag (32, 48 or 64 bytes).
-            (Material::Hmac(key), Algorithm::Hs256) => {
-                hmac_ok(key.sha256.clone(), signing_input, signature)
-            }
-            (Material::Hmac(key), Algorithm::Hs384) => {
-                hmac_ok(key.sha384.clone(), signing_input, signature)
-            }
-            (Material::Hmac(key), Algorithm::Hs512) => {
-                hmac_ok(key.sha512.clone(), signing_input, signature)
-            }
+            (Material::Hmac(key), Algorithm::Hs256) => hmac_ok(key.sha256.clone(), input, sig),
+            (Material::Hmac(key), Algorithm::Hs384) => hmac_ok(key.sha384.clone(), input, sig),
+            (Material::Hmac(key), Algorithm::Hs512) => hmac_ok(key.sha512.clone(), input, sig),
             _ => return Err(SignatureError::AlgorithmNotAllowed { alg }),
         };
         if ok {
@@ -712,6 +689,17 @@ where
         && rsa::pss::VerifyingKey::<D>::new(key.clone())
             .verify(signing_input, &sig)
             .is_ok()
+}
+
+/// ECDSA with the signature type `S` (JWS `r || s`, of the curve's exact
+/// length): a signature of another length is an error, not a mismatch.
+fn ecdsa_ok<S, K>(key: &K, input: &[u8], signature: &[u8]) -> Result<bool, SignatureError>
+where
+    S: for<'a> TryFrom<&'a [u8]>,
+    K: rsa::signature::Verifier<S>,
+{
+    let sig = S::try_from(signature).map_err(|_| SignatureError::Invalid)?;
+    Ok(key.verify(input, &sig).is_ok())
 }
 
 /// Whether `tag` is the HMAC of `input` under the keyed state `mac`
@@ -1695,31 +1683,25 @@ pub(crate) mod tests {
         let key = Key::from_pem(&pem("RSA PUBLIC KEY", pkcs1)).unwrap();
         assert_eq!(key.rsa_components().unwrap().0, n);
 
-        let (_, jwk) = p256_pair(2);
-        let x = b64url_decode(jwk["x"].as_str().unwrap()).unwrap();
-        let y = b64url_decode(jwk["y"].as_str().unwrap()).unwrap();
-        let der = [
-            hex("3059301306072a8648ce3d020106082a8648ce3d030107034200"),
-            vec![4],
-            x,
-            y,
-        ]
-        .concat();
-        let key = Key::from_pem(&pem("PUBLIC KEY", &der)).unwrap();
-        assert_eq!(key.algorithms(), vec![Algorithm::Es256]);
-
-        let (_, jwk) = p384_pair(2);
-        let x = b64url_decode(jwk["x"].as_str().unwrap()).unwrap();
-        let y = b64url_decode(jwk["y"].as_str().unwrap()).unwrap();
-        let der = [
-            hex("3076301006072a8648ce3d020106052b81040022036200"),
-            vec![4],
-            x,
-            y,
-        ]
-        .concat();
-        let key = Key::from_pem(&pem("PUBLIC KEY", &der)).unwrap();
-        assert_eq!(key.algorithms(), vec![Algorithm::Es384]);
+        // An EC SPKI: its header (algorithm and curve), then the point.
+        for (jwk, header, alg) in [
+            (
+                p256_pair(2).1,
+                "3059301306072a8648ce3d020106082a8648ce3d030107034200",
+                Algorithm::Es256,
+            ),
+            (
+                p384_pair(2).1,
+                "3076301006072a8648ce3d020106052b81040022036200",
+                Algorithm::Es384,
+            ),
+        ] {
+            let x = b64url_decode(jwk["x"].as_str().unwrap()).unwrap();
+            let y = b64url_decode(jwk["y"].as_str().unwrap()).unwrap();
+            let der = [hex(header), vec![4], x, y].concat();
+            let key = Key::from_pem(&pem("PUBLIC KEY", &der)).unwrap();
+            assert_eq!(key.algorithms(), vec![alg]);
+        }
 
         let (sk, _) = ed25519_pair(2);
         let der = [
