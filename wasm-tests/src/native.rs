@@ -127,6 +127,7 @@ macro_rules! functions {
     };
 }
 
+// BEGIN generated from functions.toml by `cargo xtask sync`
 functions![
     counter::Counter,
     rate_limit::RateLimit,
@@ -136,3 +137,4 @@ functions![
     metrics::Metrics,
     gateway::Gateway,
 ];
+// END generated from functions.toml

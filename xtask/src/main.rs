@@ -8,7 +8,9 @@
 //!   test, the conformance suite on all four runtimes included.
 //!
 //! Other subcommands are the steps: `install`, `build`, `build-worker NAME`,
-//! `build-spin NAME...`, `sizes`, and `bench rate-limit|auth-check|anonymize|spatial-query|metrics`
+//! `build-spin NAME...`, `sizes`, `sync` (what follows from
+//! `functions.toml`: wasm-tests' function lists, a new function's manifest
+//! entries), and `bench rate-limit|auth-check|anonymize|spatial-query|metrics`
 //! (the benchmark tables).
 //!
 //! The functions are the ones `functions.toml` lists (crate `edge-registry`).
@@ -17,6 +19,7 @@ mod bench;
 mod build;
 mod dev;
 mod install;
+mod sync;
 mod util;
 
 use std::process::ExitCode;
@@ -60,6 +63,7 @@ fn run(args: &[String]) -> Result<()> {
         }
         Some("build-spin") => bail!("usage: cargo xtask build-spin NAME..."),
         Some("sizes") => build::sizes(&registry),
+        Some("sync") => sync::run(&registry),
         Some("dev") => {
             let options = dev::Options::parse(&registry, &args[1..])?;
             install::all(install::Needs::Build)?;
@@ -70,7 +74,7 @@ fn run(args: &[String]) -> Result<()> {
             build::test(&registry, started)
         }
         _ => bail!(
-            "usage: cargo xtask <dev [--policy NAME=PATH]...|test|bench NAME|install|build|build-worker NAME|build-spin NAME...|sizes>\n\
+            "usage: cargo xtask <dev [--policy NAME=PATH]...|test|bench NAME|install|build|build-worker NAME|build-spin NAME...|sizes|sync>\n\
              dev   builds every function for every platform and serves them on 127.0.0.1\n\
              \x20     (--policy: function NAME's policy file, on Workers and Spin)\n\
              test  lints, builds and runs every test (the conformance suite on all runtimes)"

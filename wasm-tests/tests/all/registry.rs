@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use edge_core::origin::allowed::VARIABLE as ALLOWED_HOSTS_VARIABLE;
 use edge_registry::Registry;
+use edge_registry::scaffold::{self, Declared};
 use toml::{Table, Value};
 use wasm_tests::native::{FUNCTIONS, Registration};
 
@@ -562,8 +563,84 @@ fn registry_native_runner_and_manifests_agree() {
     let problems = Workspace::load().problems();
     assert!(
         problems.is_empty(),
-        "functions.toml and what follows it disagree:\n  {}",
+        "functions.toml and what follows it disagree (`cargo xtask sync` adds what a \
+         new function lacks):\n  {}",
         problems.join("\n  ")
+    );
+}
+
+#[test]
+fn registry_generated_lists_are_up_to_date() {
+    let registry = Registry::load().unwrap();
+    let root = wasm_tests::workspace_root();
+    for (file, comment, body) in [
+        (
+            "wasm-tests/Cargo.toml",
+            "#",
+            scaffold::cargo_dependencies(&registry),
+        ),
+        (
+            "wasm-tests/src/native.rs",
+            "//",
+            scaffold::native_functions(&registry),
+        ),
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let expected = scaffold::replace_generated(&text, comment, &body).unwrap();
+        assert!(
+            text == expected,
+            "{file}: its list of functions is not functions.toml's; run `cargo xtask sync`"
+        );
+    }
+}
+
+/// What `cargo xtask sync` adds for a new function passes the same check
+/// as the hand-annotated entries: adding a function is its folder, a
+/// registry entry and that command.
+#[test]
+fn registry_manifest_entries_written_by_sync_pass_the_check() {
+    let new = Registration {
+        name: "echo-back",
+        variables: &["ECHO_MODE"],
+        // One of its own and one another function declares already.
+        secrets: &["ECHO_TOKEN", "METRICS_INGEST_TOKEN"],
+    };
+    let mut workspace = Workspace::load();
+    workspace.registry.functions.push(edge_registry::Function {
+        name: new.name.to_owned(),
+        port: 8799,
+        examples: Vec::new(),
+        own_build: false,
+        top_level_worker: false,
+    });
+    workspace.native.push(new);
+    let problems = workspace.problems();
+    assert_found(&problems, &["no [env.echo-back]"]);
+    assert_found(&problems, &["no [component.echo-back]"]);
+
+    let declared = Declared {
+        name: new.name,
+        variables: new.variables,
+        secrets: new.secrets,
+    };
+    let root = wasm_tests::workspace_root();
+    let wrangler = std::fs::read_to_string(root.join("wrangler.toml")).unwrap();
+    let spin = std::fs::read_to_string(root.join("spin.toml")).unwrap();
+    let wrangler = scaffold::add_worker(&wrangler, &declared).unwrap().unwrap();
+    let spin = scaffold::add_component(&spin, &declared).unwrap().unwrap();
+    workspace.wrangler = wrangler.parse().unwrap();
+    workspace.spin = spin.parse().unwrap();
+    let problems = workspace.problems();
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The existing functions' entries are untouched.
+    let mut original = Workspace::load();
+    original.table("wrangler", "env").remove("echo-back");
+    workspace.table("wrangler", "env").remove("echo-back");
+    assert_eq!(workspace.wrangler, original.wrangler);
+    workspace.table("spin", "component").remove("echo-back");
+    assert_eq!(
+        workspace.table("spin", "component"),
+        original.table("spin", "component")
     );
 }
 
