@@ -21,15 +21,6 @@
 //! Maestro in 50), an entry covers the union of their lengths: the detector
 //! needs "is this a card", not "whose".
 
-/// One issuer range: the first `width` digits read as a number in
-/// `lo..=hi`, and the lengths (bit `n` set: `n` digits) that go with it.
-struct Range {
-    lo: u32,
-    hi: u32,
-    width: u8,
-    lengths: u32,
-}
-
 /// Bit mask of the lengths `from..=to`.
 const fn span(from: u32, to: u32) -> u32 {
     let mut m = 0;
@@ -45,64 +36,35 @@ const fn one(n: u32) -> u32 {
     1 << n
 }
 
-const fn r(lo: u32, hi: u32, width: u8, lengths: u32) -> Range {
-    Range {
-        lo,
-        hi,
-        width,
-        lengths,
-    }
-}
-
-/// The table (order does not matter: a number is a card when any entry
-/// takes it).
-const RANGES: &[Range] = &[
-    // Maestro (Faker's "0604").
-    r(604, 604, 4, span(12, 19)),
-    // UATP (MII 1, airlines): 15 digits.
-    r(1, 1, 1, one(15)),
-    // JCB's 15-digit numbers.
-    r(1800, 1800, 4, one(15)),
-    r(2131, 2131, 4, one(15)),
-    // Diners Club enRoute.
-    r(2014, 2014, 4, one(15)),
-    r(2149, 2149, 4, one(15)),
-    // Mir; BORICA.
-    r(2200, 2204, 4, span(16, 19)),
-    r(2205, 2205, 4, one(16)),
-    // Mastercard 2-series.
-    r(2221, 2720, 4, one(16)),
-    // China T-Union.
-    r(31, 31, 2, one(19)),
+/// The table: card lengths (bit `n` set: `n` digits) and the leading
+/// digits that go with them, each a prefix (`"34"`, `"0604"`) or a range
+/// of prefixes of one width, both ends included (`"2221-2720"`). Order
+/// does not matter: a number is a card when any entry takes it.
+const ISSUERS: &[(u32, &[&str])] = &[
+    // UATP (MII 1, airlines); JCB's 15-digit numbers; Diners Club enRoute;
     // American Express.
-    r(34, 34, 2, one(15)),
-    r(37, 37, 2, one(15)),
+    (one(15), &["1", "1800", "2131", "2014", "2149", "34", "37"]),
+    // BORICA; Mastercard 2-series; Mastercard and Diners Club US & Canada
+    // (54–55); UzCard.
+    (one(16), &["2205", "2221-2720", "51-55", "8600"]),
+    // China T-Union.
+    (one(19), &["31"]),
+    // Maestro (Faker's "0604"); Maestro (5018, 5020, 5038 and the older 50
+    // range), GPN, Verve, Elo, Aura, Shetab; Maestro 56–69 (5893, 6304,
+    // 6759, 6761–6763, 676770, 676774, 6390 and Faker's 56–58 among them),
+    // Bankcard 5610, Shetab 58.
+    (span(12, 19), &["0604", "50", "56-69"]),
     // Diners Club International (300–305, 3095, 36, 38–39); Hipercard 3841
     // is inside 38.
-    r(300, 305, 3, span(14, 19)),
-    r(3095, 3095, 4, span(14, 19)),
-    r(36, 36, 2, span(14, 19)),
-    r(38, 39, 2, span(14, 19)),
-    // JCB (3528–3589; Faker: all of 35), RuPay's JCB co-brands 353, 356,
-    // LankaPay 357111.
-    r(35, 35, 2, span(16, 19)),
+    (span(14, 19), &["300-305", "3095", "36", "38-39"]),
+    // Mir; JCB (3528–3589; Faker: all of 35), RuPay's JCB co-brands 353,
+    // 356, LankaPay 357111; UnionPay 81, RuPay 81–82.
+    (span(16, 19), &["2200-2204", "35", "81-82"]),
     // Visa, Visa Electron, Dankort co-brand, Elo's 4-ranges.
-    r(4, 4, 1, one(13) | one(16) | one(19)),
-    // Maestro (5018, 5020, 5038 and the older 50 range), GPN, Verve, Elo,
-    // Aura, Shetab: 12–19.
-    r(50, 50, 2, span(12, 19)),
-    // Mastercard; Diners Club US & Canada (54–55).
-    r(51, 55, 2, one(16)),
-    // Maestro 56–69 (5893, 6304, 6759, 6761–6763, 676770, 676774, 6390 and
-    // Faker's 56–58 among them), Bankcard 5610, Shetab 58: 12–19.
-    r(56, 69, 2, span(12, 19)),
-    // UnionPay 81, RuPay 81–82.
-    r(81, 82, 2, span(16, 19)),
-    // UzCard.
-    r(8600, 8600, 4, one(16)),
+    (one(13) | one(16) | one(19), &["4"]),
     // MII 9, national assignment: PROSTIR (Faker: "9"), Napas 9704 (16,
     // 19), Troy 9792, Humo 9860.
-    r(9, 9, 1, one(16) | one(19)),
+    (one(16) | one(19), &["9"]),
 ];
 
 /// Whether a card number (digit values, 12–19 of them) has an issuer range
@@ -112,22 +74,25 @@ pub(super) fn issuer_ok(d: &[u8]) -> bool {
     if !(12..=19).contains(&n) {
         return false;
     }
-    let prefix = |w: u8| {
-        d[..usize::from(w)]
-            .iter()
-            .fold(0u32, |a, &x| a * 10 + u32::from(x))
-    };
-    RANGES.iter().any(|r| {
-        r.lengths & (1 << n) != 0 && {
-            let p = prefix(r.width);
-            (r.lo..=r.hi).contains(&p)
-        }
+    ISSUERS.iter().any(|(lengths, prefixes)| {
+        lengths & (1 << n) != 0 && prefixes.iter().any(|range| starts_in(d, range))
     })
+}
+
+/// Whether the digit values `d` start with a prefix in `range` (`"34"` or
+/// `"2221-2720"`): of equal width, digit strings compare as their numbers.
+fn starts_in(d: &[u8], range: &str) -> bool {
+    let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+    let Some(head) = d.get(..lo.len()) else {
+        return false;
+    };
+    let head = head.iter().map(|x| x + b'0');
+    head.clone().ge(lo.bytes()) && head.le(hi.bytes())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::issuer_ok;
+    use super::{ISSUERS, issuer_ok};
 
     fn digits(s: &str) -> Vec<u8> {
         s.bytes()
@@ -178,6 +143,21 @@ mod tests {
             "1800000000000000",
         ] {
             assert!(!issuer_ok(&digits(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn each_range_is_digits_of_one_width_in_order() {
+        for (_, prefixes) in ISSUERS {
+            for range in *prefixes {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                assert!(
+                    lo.len() == hi.len()
+                        && lo <= hi
+                        && range.bytes().all(|b| b.is_ascii_digit() || b == b'-'),
+                    "{range}"
+                );
+            }
         }
     }
 }
