@@ -47,26 +47,13 @@ impl Directory {
         for w in [DIRECTORY_MAGIC, self.0.len() as u64] {
             out.extend_from_slice(&w.to_le_bytes());
         }
-        for &(id, run) in &self.0 {
-            for w in [(id >> 64) as u64, id as u64, u64::from(run)] {
-                out.extend_from_slice(&w.to_le_bytes());
-            }
-        }
+        manifest::put_id_runs(&mut out, &self.0);
         out
     }
 
     fn decode(bytes: &[u8]) -> Result<Directory, DatasetError> {
         let damaged = |what: &str| DatasetError::Damaged(format!("id directory: {what}"));
-        let word = |i: usize| -> Result<u64, DatasetError> {
-            bytes
-                .get(i * 8..i * 8 + 8)
-                .map(|b| {
-                    let mut w = [0u8; 8];
-                    w.copy_from_slice(b);
-                    u64::from_le_bytes(w)
-                })
-                .ok_or_else(|| damaged("truncated"))
-        };
+        let word = |i: usize| manifest::word_at(bytes, i).ok_or_else(|| damaged("truncated"));
         if word(0)? != DIRECTORY_MAGIC {
             return Err(damaged("magic"));
         }
@@ -74,16 +61,8 @@ impl Directory {
         if n.checked_mul(24).and_then(|b| b.checked_add(16)) != Some(bytes.len()) {
             return Err(damaged("length"));
         }
-        let mut out = Vec::with_capacity(n);
-        for i in 0..n {
-            let id = u128::from(word(2 + 3 * i)?) << 64 | u128::from(word(3 + 3 * i)?);
-            let run = u32::try_from(word(4 + 3 * i)?).map_err(|_| damaged("run"))?;
-            if out.last().is_some_and(|&(last, _)| last >= id) {
-                return Err(damaged("order"));
-            }
-            out.push((id, run));
-        }
-        Ok(Directory(out))
+        let entries = manifest::read_id_runs(bytes, 2, n, ["run", "order"]).map_err(damaged)?;
+        Ok(Directory(entries))
     }
 
     /// This directory with `ids` (sorted, distinct) now in `run`.

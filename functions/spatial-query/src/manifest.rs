@@ -19,8 +19,9 @@ const MAGIC: u64 = u64::from_le_bytes(*b"SQMANI01");
 /// A manifest with an override table after the entries.
 const MAGIC_KEYED: u64 = u64::from_le_bytes(*b"SQMANI02");
 const ENTRY_WORDS: usize = 11;
-/// Words per override: id (high, low), run.
-const OVERRIDE_WORDS: usize = 3;
+/// Words per `(id, run)` of an id list (the overrides, the dataset's id
+/// directory): id (high, low), run.
+const ID_RUN_WORDS: usize = 3;
 /// The run an override names for a deleted asset (runs start at 1).
 pub const DELETED: u32 = 0;
 
@@ -267,27 +268,14 @@ impl Manifest {
             for w in [self.dead, self.overrides.len() as u64] {
                 out.extend_from_slice(&w.to_le_bytes());
             }
-            for &(id, run) in &self.overrides {
-                for w in [(id >> 64) as u64, id as u64, u64::from(run)] {
-                    out.extend_from_slice(&w.to_le_bytes());
-                }
-            }
+            put_id_runs(&mut out, &self.overrides);
         }
         out
     }
 
     /// Reads a stored manifest, checking its structure.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let word = |i: usize| -> Result<u64, ManifestError> {
-            bytes
-                .get(i * 8..i * 8 + 8)
-                .map(|b| {
-                    let mut w = [0u8; 8];
-                    w.copy_from_slice(b);
-                    u64::from_le_bytes(w)
-                })
-                .ok_or(ManifestError("truncated"))
-        };
+        let word = |i: usize| word_at(bytes, i).ok_or(ManifestError("truncated"));
         let keyed = match word(0)? {
             MAGIC => false,
             MAGIC_KEYED => true,
@@ -313,7 +301,7 @@ impl Manifest {
         };
         let expected_words = if keyed {
             n_overrides
-                .checked_mul(OVERRIDE_WORDS)
+                .checked_mul(ID_RUN_WORDS)
                 .and_then(|n| n.checked_add(entries_end + 2))
         } else {
             Some(entries_end)
@@ -350,16 +338,13 @@ impl Manifest {
                 max_magnitude: f64::from_bits(w(10)?),
             });
         }
-        let mut overrides = Vec::with_capacity(n_overrides);
-        for i in 0..n_overrides {
-            let w = |k: usize| word(entries_end + 2 + i * OVERRIDE_WORDS + k);
-            let id = u128::from(w(0)?) << 64 | u128::from(w(1)?);
-            let run = u32::try_from(w(2)?).map_err(|_| ManifestError("overrides"))?;
-            if overrides.last().is_some_and(|&(last, _)| last >= id) {
-                return Err(ManifestError("overrides order"));
-            }
-            overrides.push((id, run));
-        }
+        let overrides = read_id_runs(
+            bytes,
+            entries_end + 2,
+            n_overrides,
+            ["overrides", "overrides order"],
+        )
+        .map_err(ManifestError)?;
         Ok(Manifest {
             entries,
             rtree,
@@ -367,6 +352,47 @@ impl Manifest {
             dead,
         })
     }
+}
+
+/// The little-endian word `i` (bytes `8 i..8 i + 8`) of `bytes`, if there.
+pub(crate) fn word_at(bytes: &[u8], i: usize) -> Option<u64> {
+    let b = bytes.get(i * 8..i * 8 + 8)?;
+    let mut w = [0u8; 8];
+    w.copy_from_slice(b);
+    Some(u64::from_le_bytes(w))
+}
+
+/// Appends an id list: per `(id, run)`, the id's high and low words and the
+/// run, little-endian.
+pub(crate) fn put_id_runs(out: &mut Vec<u8>, list: &[(u128, u32)]) {
+    for &(id, run) in list {
+        for w in [(id >> 64) as u64, id as u64, u64::from(run)] {
+            out.extend_from_slice(&w.to_le_bytes());
+        }
+    }
+}
+
+/// Reads the `n` `(id, run)` of an id list from word `start` of `bytes`
+/// on, ids strictly ascending ([`put_id_runs`]'s form). The error is
+/// `"truncated"` or, for a run that is not a `u32` and for ids out of
+/// order, the caller's `[run, order]`.
+pub(crate) fn read_id_runs(
+    bytes: &[u8],
+    start: usize,
+    n: usize,
+    [bad_run, bad_order]: [&'static str; 2],
+) -> Result<Vec<(u128, u32)>, &'static str> {
+    let mut out: Vec<(u128, u32)> = Vec::with_capacity(n);
+    for i in 0..n {
+        let w = |k: usize| word_at(bytes, start + i * ID_RUN_WORDS + k).ok_or("truncated");
+        let id = u128::from(w(0)?) << 64 | u128::from(w(1)?);
+        let run = u32::try_from(w(2)?).map_err(|_| bad_run)?;
+        if out.last().is_some_and(|&(last, _)| last >= id) {
+            return Err(bad_order);
+        }
+        out.push((id, run));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
