@@ -203,6 +203,16 @@ fn write_geojson(path: &Path, input: &Input) {
     std::fs::write(path, text).unwrap();
 }
 
+/// `build --input input --out out`, then `more`.
+fn build_args<'a>(input: &'a Path, out: &'a Path, more: &[&'a str]) -> Vec<&'a str> {
+    let path = |p: &'a Path| p.to_str().unwrap();
+    [
+        &["build", "--input", path(input), "--out", path(out)][..],
+        more,
+    ]
+    .concat()
+}
+
 fn run(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }
@@ -324,19 +334,18 @@ fn build_with_and_without_spilling_gives_the_same_tiles() {
     for (name, memory) in [("memory", "512"), ("spilled", "1"), ("many-runs", "0.01")] {
         let out = scratch.path(name);
         let json = scratch.path(&format!("{name}.json"));
-        let output = run_ok(&[
-            "build",
-            "--input",
-            ndjson.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--capacity",
-            &cap,
-            "--memory-mb",
-            memory,
-            "--json-summary",
-            json.to_str().unwrap(),
-        ]);
+        let output = run_ok(&build_args(
+            &ndjson,
+            &out,
+            &[
+                "--capacity",
+                &cap,
+                "--memory-mb",
+                memory,
+                "--json-summary",
+                json.to_str().unwrap(),
+            ],
+        ));
         let s = summary(&json);
         assert_eq!(s["assets"], input.kept.len() as u64, "{name}");
         assert_eq!(s["rejected"], input.rejected, "{name}");
@@ -384,23 +393,22 @@ fn geojson_input_builds_the_same_tiles() {
     ] {
         let out = scratch.path(name);
         let json = scratch.path(&format!("{name}.json"));
-        run_ok(&[
-            "build",
-            "--input",
-            path.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--capacity",
-            "100",
-            "--dataset",
-            "demo",
-            "--run",
-            "3",
-            "--memory-mb",
-            "0.2",
-            "--json-summary",
-            json.to_str().unwrap(),
-        ]);
+        run_ok(&build_args(
+            path,
+            &out,
+            &[
+                "--capacity",
+                "100",
+                "--dataset",
+                "demo",
+                "--run",
+                "3",
+                "--memory-mb",
+                "0.2",
+                "--json-summary",
+                json.to_str().unwrap(),
+            ],
+        ));
         let s = summary(&json);
         assert_eq!(s["rejected"], rejected, "{name}");
         check_built(&out, &input, 100, "demo", 3);
@@ -426,13 +434,7 @@ fn bad_documents_and_arguments_exit_2() {
     )
     .unwrap();
     let out = scratch.path("out");
-    let output = run(&[
-        "build",
-        "--input",
-        path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = run(&build_args(&path, &out, &[]));
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("at byte"), "{stderr}");
@@ -451,13 +453,7 @@ fn empty_ndjson_builds_an_empty_dataset() {
     let path = scratch.path("none.ndjson");
     std::fs::write(&path, "\n\n").unwrap();
     let out = scratch.path("out");
-    run_ok(&[
-        "build",
-        "--input",
-        path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    run_ok(&build_args(&path, &out, &[]));
     let manifest = Manifest::decode(&std::fs::read(out.join("sq/assets/m/1")).unwrap()).unwrap();
     assert!(manifest.entries().is_empty());
     let head: Value =
@@ -472,13 +468,7 @@ fn empty_ndjson_builds_an_empty_dataset() {
     // An empty GeoJSON document is not a FeatureCollection.
     let path = scratch.path("none.geojson");
     std::fs::write(&path, " ").unwrap();
-    let output = run(&[
-        "build",
-        "--input",
-        path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = run(&build_args(&path, &out, &[]));
     assert_eq!(output.status.code(), Some(2));
 }
 
@@ -574,15 +564,7 @@ fn upload_puts_every_blob_then_publishes() {
     write_ndjson(&ndjson, &input);
     let dir = scratch.path("out");
     let d = dir.to_str().unwrap();
-    run_ok(&[
-        "build",
-        "--input",
-        ndjson.to_str().unwrap(),
-        "--out",
-        d,
-        "--capacity",
-        "64",
-    ]);
+    run_ok(&build_args(&ndjson, &dir, &["--capacity", "64"]));
     let built = files(&dir);
 
     let token = "s3cr3t-t0ken-never-printed";
@@ -687,15 +669,11 @@ fn a_repeated_id_keeps_its_last_write() {
     std::fs::write(&input, text).unwrap();
     let out = scratch.path("out");
     let json = scratch.path("summary.json");
-    run_ok(&[
-        "build",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--json-summary",
-        json.to_str().unwrap(),
-    ]);
+    run_ok(&build_args(
+        &input,
+        &out,
+        &["--json-summary", json.to_str().unwrap()],
+    ));
     let s = summary(&json);
     assert_eq!(
         (s["assets"].as_u64(), s["duplicates"].as_u64()),
