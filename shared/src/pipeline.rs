@@ -24,8 +24,9 @@
 //! All head decisions run before any body is read (a request refused by
 //! the auth check is never anonymized); bodies are transformed in filter
 //! order on the way in, response heads and bodies in reverse order on the
-//! way out. [`run`] does this on buffered bodies; a streaming platform
-//! path can run the same phases chunk by chunk.
+//! way out. [`run`] does this on buffered bodies; [`stream_request`] and
+//! [`response_headers`] are the same phases around a body the platform
+//! streams (the gateway's bodies past the buffered limit).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -146,6 +147,52 @@ pub async fn run(
     match answer {
         Ok(response) => response_back(filters, &extensions, response, ctx),
         Err(problem) => Err(problem_back(filters, &extensions, problem, ctx)),
+    }
+}
+
+/// [`run`]'s request phases for a body streamed rather than buffered:
+/// every head decision, then each filter's request-body transform, in
+/// order, for the platform to feed the body through (chained). A refusal
+/// comes back with every filter's response headers, as in [`run`]; the
+/// answer's headers are the caller's to add with [`response_headers`].
+pub async fn stream_request(
+    filters: &[&dyn Filter],
+    head: &mut request::Parts,
+    ctx: &Context<'_>,
+) -> Result<Vec<Box<dyn BodyTransform>>, Problem> {
+    for filter in filters {
+        if let Err(problem) = filter.on_request(head, ctx).await {
+            return Err(problem_back(filters, &head.extensions, problem, ctx));
+        }
+    }
+    let mut transforms = Vec::new();
+    for filter in filters {
+        match filter.request_body(head, ctx) {
+            Ok(Some(transform)) => {
+                transforms.push(transform);
+                head.headers.remove(header::CONTENT_LENGTH);
+            }
+            Ok(None) => {}
+            Err(problem) => return Err(problem_back(filters, &head.extensions, problem, ctx)),
+        }
+    }
+    Ok(transforms)
+}
+
+/// The response-head phase on an answer whose body is not the chain's to
+/// read (a streamed origin answer): every filter's headers, in reverse
+/// order.
+pub fn response_headers<F: AsRef<dyn Filter>>(
+    filters: &[F],
+    extensions: &Extensions,
+    status: StatusCode,
+    headers: &mut HeaderMap,
+    ctx: &Context<'_>,
+) {
+    for filter in filters.iter().rev() {
+        filter
+            .as_ref()
+            .on_response(extensions, status, headers, ctx);
     }
 }
 
@@ -359,6 +406,47 @@ mod tests {
         let response = problem.into_response(None);
         let seen: Vec<_> = response.headers().get_all("x-seen-by").iter().collect();
         assert_eq!(seen, ["a"]);
+    }
+
+    /// The streamed form of the same chain: the same heads, the same
+    /// transforms in the same order, the same headers.
+    #[test]
+    fn streamed_requests_take_the_same_phases_as_buffered_ones() {
+        use crate::stream::Chain;
+        let platform = TestPlatform::at(Timestamp::from_millis(0));
+        let services: Services<'_> = platform.services();
+        let ctx = Context::named(&services, "test", "cid");
+        let (a, b) = (gate("a"), gate("b"));
+        let filters: [&dyn Filter; 2] = [&a, &b];
+        let (mut head, _) = post("", None).into_parts();
+        let transforms = block_on(stream_request(&filters, &mut head, &ctx)).unwrap();
+        let mut chain = Chain(transforms);
+        let mut out = Vec::new();
+        for chunk in [&b"bo"[..], b"dy"] {
+            chain.push(chunk, &mut out).unwrap();
+        }
+        chain.finish(&mut out).unwrap();
+        assert_eq!(out, b"body+a+b");
+        let mut headers = HeaderMap::new();
+        let owned: [std::rc::Rc<dyn Filter>; 2] =
+            [std::rc::Rc::new(gate("a")), std::rc::Rc::new(gate("b"))];
+        response_headers(&owned, &head.extensions, StatusCode::OK, &mut headers, &ctx);
+        let seen: Vec<_> = headers.get_all("x-seen-by").iter().collect();
+        assert_eq!(seen, ["b", "a"]);
+
+        let (c, d) = (gate("c"), gate("d"));
+        let (mut head, _) = post("", Some("d")).into_parts();
+        let refused = block_on(stream_request(&[&c, &d], &mut head, &ctx))
+            .err()
+            .unwrap();
+        assert_eq!(
+            *c.order.borrow(),
+            ["head c"],
+            "no body transform after a refusal"
+        );
+        let response = refused.into_response(None);
+        let seen: Vec<_> = response.headers().get_all("x-seen-by").iter().collect();
+        assert_eq!(seen, ["c"]);
     }
 
     #[test]

@@ -13,10 +13,11 @@
 
 use std::collections::VecDeque;
 
+use async_trait::async_trait;
 use futures::{FutureExt, Stream, StreamExt};
-use http::HeaderValue;
+use http::{HeaderMap, HeaderValue, StatusCode};
 
-use crate::function::EdgeFunction;
+use crate::function::{Context, EdgeFunction};
 use crate::problem::Problem;
 
 /// A body rewriter fed chunk by chunk.
@@ -30,6 +31,46 @@ pub trait BodyTransform {
     fn annotate(&self, _extensions: &mut http::Extensions) {}
 }
 
+/// Transforms one after another: each one's output is the next one's
+/// input (a pipeline's request-body phase on a streamed body).
+pub struct Chain(pub Vec<Box<dyn BodyTransform>>);
+
+impl BodyTransform for Chain {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Problem> {
+        let Some((last, first)) = self.0.split_last_mut() else {
+            out.extend_from_slice(chunk);
+            return Ok(());
+        };
+        let mut data = chunk.to_vec();
+        for transform in first {
+            let mut next = Vec::with_capacity(data.len());
+            transform.push(&data, &mut next)?;
+            data = next;
+        }
+        last.push(&data, out)
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Problem> {
+        // Each one's last output goes through the rest before they finish.
+        let mut carry = Vec::new();
+        for transform in &mut self.0 {
+            let mut next = Vec::new();
+            if !carry.is_empty() {
+                transform.push(&carry, &mut next)?;
+            }
+            transform.finish(&mut next)?;
+            carry = next;
+        }
+        out.extend_from_slice(&carry);
+        Ok(())
+    }
+}
+
+/// Adds headers to the answer of a forwarded stream (the origin's, or the
+/// problem that stood for it), given its status: e.g. a pipeline's
+/// response-head phase, the `RateLimit` fields.
+pub type AnswerHeaders = Box<dyn FnOnce(StatusCode, &mut HeaderMap, &Context<'_>)>;
+
 /// How one request's body is streamed.
 pub struct StreamPlan {
     /// The rewriter.
@@ -40,14 +81,23 @@ pub struct StreamPlan {
     pub origin: Option<String>,
     /// The rewritten body's content type.
     pub content_type: HeaderValue,
+    /// With an origin: what the answer's headers get before it goes back.
+    pub answer_headers: Option<AnswerHeaders>,
 }
 
 /// A function that can take request bodies as a stream.
+#[async_trait(?Send)]
 pub trait StreamingFunction: EdgeFunction {
     /// Called with the head of a request whose body exceeds the buffered
-    /// limit. `Ok(None)`: not streamable (the platform answers 413);
+    /// limit, before any of the body past the limit is read: the head
+    /// phase runs here (it may change the head, which is what is
+    /// forwarded). `Ok(None)`: not streamable (the platform answers 413);
     /// `Err`: answered with the problem.
-    fn stream_plan(&self, head: &http::request::Parts) -> Result<Option<StreamPlan>, Problem>;
+    async fn stream_plan(
+        &self,
+        head: &mut http::request::Parts,
+        ctx: &Context<'_>,
+    ) -> Result<Option<StreamPlan>, Problem>;
 }
 
 /// Why a streamed body stopped.
@@ -188,6 +238,43 @@ mod tests {
         );
         let output = transform_stream(prefix.to_vec(), input, Box::new(Upper));
         block_on(output.map(|r| r.map_err(|e| e.to_string())).collect())
+    }
+
+    /// Appends its tag at the end.
+    struct Tag(&'static [u8]);
+    impl BodyTransform for Tag {
+        fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), Problem> {
+            out.extend_from_slice(chunk);
+            Ok(())
+        }
+        fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), Problem> {
+            out.extend_from_slice(self.0);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_chain_is_its_transforms_one_after_another_for_any_split() {
+        let whole = |chain: &mut Chain, chunks: &[&[u8]]| {
+            let mut out = Vec::new();
+            for chunk in chunks {
+                chain.push(chunk, &mut out)?;
+            }
+            chain.finish(&mut out)?;
+            Ok::<_, Problem>(out)
+        };
+        let chain = || {
+            Chain(vec![
+                Box::new(Tag(b"+a")),
+                Box::new(Upper),
+                Box::new(Tag(b"+b")),
+            ])
+        };
+        // Upper sees Tag(a)'s ending too; Tag(b) comes after Upper's ".".
+        assert_eq!(whole(&mut chain(), &[b"xy"]).unwrap(), b"XY+A.+b");
+        assert_eq!(whole(&mut chain(), &[b"x", b"", b"y"]).unwrap(), b"XY+A.+b");
+        assert!(whole(&mut chain(), &[b"x!"]).is_err());
+        assert_eq!(whole(&mut Chain(Vec::new()), &[b"a", b"b"]).unwrap(), b"ab");
     }
 
     #[test]

@@ -238,8 +238,13 @@ impl Endpoint for AnonymizedAnswer {
     }
 }
 
+#[async_trait(?Send)]
 impl StreamingFunction for Anonymize {
-    fn stream_plan(&self, head: &http::request::Parts) -> Result<Option<StreamPlan>, Problem> {
+    async fn stream_plan(
+        &self,
+        head: &mut http::request::Parts,
+        _ctx: &Context<'_>,
+    ) -> Result<Option<StreamPlan>, Problem> {
         let path = head.uri.path();
         if path.starts_with(self.section.admin_path.as_str()) {
             return Ok(None);
@@ -263,6 +268,7 @@ impl StreamingFunction for Anonymize {
             transform,
             origin: self.section.origin.as_ref().map(ToString::to_string),
             content_type,
+            answer_headers: None,
         }))
     }
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)] // a panic here is a failed test
 
 use anonymize::{Anonymize, BodyKind, FINDINGS_HEADER};
-use edge_core::function::{Instance, instantiate};
+use edge_core::function::{Context, Instance, instantiate};
 use edge_core::memory::TestPlatform;
 use edge_core::stream::{BodyTransform, StreamingFunction};
 use edge_core::{Config, EdgeFunction, Request, Response, Timestamp};
@@ -246,13 +246,16 @@ fn the_streaming_plan_gives_the_same_bytes_whatever_the_chunks() {
     let f = Anonymize::from_config(&config("")).unwrap();
     let line = json!({"user": {"email": "ann@example.com"}, "msg": "ip 203.0.113.7 card 4111111111111111"}).to_string();
     let body: String = (0..200).map(|_| format!("{line}\n")).collect();
-    let head = post("/", "application/x-ndjson", "").into_parts().0;
+    let mut head = post("/", "application/x-ndjson", "").into_parts().0;
+    let p = platform();
+    let services = p.services();
+    let ctx = Context::named(&services, "anonymize", "test");
     let mut whole = Vec::new();
     let mut t = f.anonymizer().body(BodyKind::Ndjson);
     t.push(body.as_bytes(), &mut whole).unwrap();
     t.finish(&mut whole).unwrap();
     for size in [1, 7, 4096] {
-        let mut plan = f.stream_plan(&head).unwrap().unwrap();
+        let mut plan = block_on(f.stream_plan(&mut head, &ctx)).unwrap().unwrap();
         let mut out = Vec::new();
         for chunk in body.as_bytes().chunks(size) {
             plan.transform.push(chunk, &mut out).unwrap();

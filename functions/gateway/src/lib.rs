@@ -39,9 +39,9 @@ use edge_core::pipeline::{self, Endpoint, Filter};
 use edge_core::platform::Applied;
 use edge_core::policy::FieldError;
 use edge_core::route::{MountPath, RoutePattern};
-use edge_core::stream::BodyTransform;
+use edge_core::stream::{BodyTransform, Chain, StreamPlan, StreamingFunction};
 use edge_core::{Config, ConfigError, EdgeFunction, Problem, Request, Response, Timestamp};
-use http::{Extensions, response};
+use http::{Extensions, HeaderValue, response};
 
 use crate::composed::Instances;
 use crate::policy::{GatewayPolicy, RouteSpec};
@@ -62,6 +62,9 @@ struct Route {
     pattern: RoutePattern,
     filters: Vec<Rc<dyn Filter>>,
     end: End,
+    /// A stage rewrites the origin's answers (which a streamed request's
+    /// answer would pass unread).
+    rewrites_answers: bool,
 }
 
 enum End {
@@ -117,7 +120,7 @@ impl EdgeFunction for Gateway {
     }
 
     fn route(&self, req: &Request) -> String {
-        let Some(route) = self.find(req) else {
+        let Some(route) = self.find(req.method(), req.uri().path()) else {
             return "(no route)".to_owned();
         };
         match &route.end {
@@ -139,12 +142,8 @@ impl EdgeFunction for Gateway {
     }
 
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem> {
-        let Some(route) = self.find(&req) else {
-            return Err(Problem::not_found(req.uri().path()).with_detail(format!(
-                "no gateway route matches {} {}",
-                req.method(),
-                req.uri().path().chars().take(200).collect::<String>()
-            )));
+        let Some(route) = self.find(req.method(), req.uri().path()) else {
+            return Err(no_route(req.method(), req.uri().path()));
         };
         let filters: Vec<&dyn Filter> = route.filters.iter().map(|f| f.as_ref()).collect();
         match &route.end {
@@ -192,13 +191,59 @@ impl EdgeFunction for Gateway {
     }
 }
 
-impl Gateway {
-    /// The first route matching the request.
-    fn find(&self, req: &Request) -> Option<&Route> {
-        self.routes
-            .iter()
-            .find(|r| r.pattern.matches(req.method(), req.uri().path()))
+/// Bodies past the buffered limit, on routes to an origin: the head phase
+/// (auth check, rate limit) decides before any more of the body is read,
+/// the request-body transforms (the anonymizer) rewrite it as it flows to
+/// the origin, and the origin's answer gets the stages' headers. Routes
+/// that anonymize answers or end at a mounted function read bodies whole
+/// (`413` past the limit).
+#[async_trait(?Send)]
+impl StreamingFunction for Gateway {
+    async fn stream_plan(
+        &self,
+        head: &mut http::request::Parts,
+        ctx: &Context<'_>,
+    ) -> Result<Option<StreamPlan>, Problem> {
+        let Some(route) = self.find(&head.method, head.uri.path()) else {
+            return Err(no_route(&head.method, head.uri.path()));
+        };
+        let End::Origin(origin) = &route.end else {
+            return Ok(None);
+        };
+        if route.rewrites_answers {
+            return Ok(None);
+        }
+        let filters: Vec<&dyn Filter> = route.filters.iter().map(|f| f.as_ref()).collect();
+        let transforms = pipeline::stream_request(&filters, head, ctx).await?;
+        let content_type = head
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+        let (filters, extensions) = (route.filters.clone(), head.extensions.clone());
+        Ok(Some(StreamPlan {
+            transform: Box::new(Chain(transforms)),
+            origin: Some(origin.origin().to_string()),
+            content_type,
+            answer_headers: Some(Box::new(move |status, headers, ctx| {
+                pipeline::response_headers(&filters, &extensions, status, headers, ctx);
+            })),
+        }))
     }
+}
+
+impl Gateway {
+    /// The first route matching a request's method and path.
+    fn find(&self, method: &http::Method, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.pattern.matches(method, path))
+    }
+}
+
+fn no_route(method: &http::Method, path: &str) -> Problem {
+    Problem::not_found(path).with_detail(format!(
+        "no gateway route matches {method} {}",
+        path.chars().take(200).collect::<String>()
+    ))
 }
 
 /// Builds one route (the policy was validated: its fields parse).
@@ -258,6 +303,7 @@ fn route(
         pattern,
         filters,
         end,
+        rewrites_answers: spec.anonymize.response(),
     })
 }
 

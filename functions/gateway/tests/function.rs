@@ -7,8 +7,9 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use edge_core::function::{Instance, flush_metrics, instantiate};
+use edge_core::function::{Context, Instance, flush_metrics, instantiate};
 use edge_core::memory::TestPlatform;
+use edge_core::stream::StreamingFunction;
 use edge_core::{Config, EdgeFunction, Request, Response, Timestamp};
 use futures::executor::block_on;
 use gateway::Gateway;
@@ -460,4 +461,77 @@ fn a_slow_origin_is_a_504_after_the_routes_timeout() {
         Setup::problem(&slow)["type"],
         "urn:edge-functions:problem:origin-timeout"
     );
+}
+
+/// Bodies past the buffered limit stream: the head phase decides before
+/// the body is read (refusals carry the stages' headers), the anonymizer
+/// rewrites the body chunk by chunk, the origin's answer gets the
+/// `RateLimit` fields. Routes that read bodies whole say so (413).
+#[test]
+fn a_streamed_body_passes_the_same_stages_as_a_buffered_one() {
+    let s = setup();
+    let gateway = s.gateway.as_ref().unwrap();
+    let services = s.platform.services();
+    let ctx = Context::named(&services, "gateway", "stream-test");
+    let ndjson = [("content-type", "application/x-ndjson")];
+    let plan = |path: &str, headers: &[(&str, &str)]| {
+        let mut head = request("POST", path, headers, "").into_parts().0;
+        let plan = block_on(gateway.stream_plan(&mut head, &ctx));
+        (plan, head)
+    };
+
+    let (refused, _) = plan("/api/items", &ndjson);
+    let refused = refused.err().unwrap().into_response(None);
+    assert_eq!(refused.status(), 401);
+    assert!(refused.headers().contains_key("www-authenticate"));
+
+    let bearer = format!("Bearer {}", token("alice", &[]));
+    let headers = [
+        ("authorization", bearer.as_str()),
+        ("x-auth-sub", "mallory"),
+        ("content-type", "application/x-ndjson"),
+    ];
+    let (streamed, head) = plan("/api/items", &headers);
+    let mut streamed = streamed.unwrap().expect("a route to an origin streams");
+    assert_eq!(streamed.origin.as_deref(), Some(ORIGIN));
+    assert_eq!(head.headers["x-auth-sub"], "alice");
+    let line = json!({ "email": "ann@example.com", "note": "from 203.0.113.9" }).to_string();
+    let body: String = (0..50).map(|_| format!("{line}\n")).collect();
+    let mut out = Vec::new();
+    for chunk in body.as_bytes().chunks(7) {
+        streamed.transform.push(chunk, &mut out).unwrap();
+    }
+    streamed.transform.finish(&mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(out.lines().count(), 50);
+    assert!(
+        !out.contains("ann@example.com") && !out.contains("203.0.113.9"),
+        "{out}"
+    );
+    let mut answer = http::HeaderMap::new();
+    (streamed.answer_headers.take().unwrap())(http::StatusCode::OK, &mut answer, &ctx);
+    assert!(
+        answer["ratelimit"]
+            .to_str()
+            .unwrap()
+            .contains("\"API_USER\";r=2"),
+        "{answer:?}"
+    );
+
+    // Alice's limit holds across streamed requests.
+    for _ in 0..2 {
+        assert!(plan("/api/items", &headers).0.is_ok());
+    }
+    let limited = plan("/api/items", &headers).0.err().unwrap();
+    let limited = limited.into_response(None);
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("ratelimit"));
+
+    assert!(
+        plan("/profile", &ndjson).0.unwrap().is_none(),
+        "answers anonymized"
+    );
+    assert!(plan("/counter/x", &ndjson).0.unwrap().is_none(), "mounted");
+    let nowhere = plan("/nowhere", &ndjson).0.err().unwrap();
+    assert_eq!(nowhere.status(), 404);
 }

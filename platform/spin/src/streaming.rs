@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 use bytes::{Buf, Bytes};
 use edge_core::function::{
-    CORRELATION_HEADER, Context, Services, correlation_id, instantiate, record_streamed,
+    CORRELATION_HEADER, Context, correlation_id, instantiate, record_streamed,
 };
 use edge_core::metrics::Recorder;
 use edge_core::model::MAX_BODY_BYTES;
@@ -105,19 +105,11 @@ pub async fn serve_streaming<F: StreamingFunction>(
             };
         }
     };
-    let head = match head.body(()) {
+    let mut head = match head.body(()) {
         Ok(request) => request.into_parts().0,
         Err(e) => {
             return problem_response(Problem::bad_request("invalid-request", e.to_string()), None);
         }
-    };
-    let path = head.uri.path().to_owned();
-    let plan = match function.stream_plan(&head) {
-        Ok(Some(plan)) => plan,
-        Ok(None) => {
-            return problem_response(Problem::payload_too_large(MAX_BODY_BYTES), Some(&path));
-        }
-        Err(problem) => return problem_response(problem, Some(&path)),
     };
     let input = Box::pin(futures::stream::unfold(body, |mut body| async move {
         loop {
@@ -135,7 +127,14 @@ pub async fn serve_streaming<F: StreamingFunction>(
     let started = SystemClock.now();
     let (store, recorder) = (SpinStore::open_default(), Recorder::new());
     let services = services(&store, &recorder);
-    let response = stream(function, head, prefix, input, plan, &services).await;
+    let correlation_id = correlation_id(&head.headers, services.random);
+    let ctx = Context::named(&services, F::NAME, &correlation_id);
+    let response = match function.stream_plan(&mut head, &ctx).await {
+        Ok(Some(plan)) => stream(function, head, prefix, input, plan, &ctx).await,
+        Ok(None) => local_problem(Problem::payload_too_large(MAX_BODY_BYTES), &head, &ctx),
+        Err(problem) => local_problem(problem, &head, &ctx),
+    };
+    drop(ctx);
     let status = response.status().as_u16();
     record_streamed(
         function,
@@ -149,16 +148,31 @@ pub async fn serve_streaming<F: StreamingFunction>(
     response
 }
 
+/// This side's answer instead of a stream: the problem with the
+/// request's correlation id.
+fn local_problem(
+    problem: Problem,
+    head: &http::request::Parts,
+    ctx: &Context<'_>,
+) -> StreamingResponse {
+    let mut response = problem
+        .with_extension("correlation_id", ctx.correlation_id())
+        .into_response(Some(head.uri.path()));
+    if let Ok(id) = http::HeaderValue::from_str(ctx.correlation_id()) {
+        response.headers_mut().insert(CORRELATION_HEADER, id);
+    }
+    boxed(crate::to_spin_response(response))
+}
+
 async fn stream<F: StreamingFunction>(
     function: &F,
     head: http::request::Parts,
     prefix: Vec<u8>,
     input: impl futures::Stream<Item = Result<Vec<u8>, String>> + Unpin + 'static,
     plan: StreamPlan,
-    services: &Services<'_>,
+    ctx: &Context<'_>,
 ) -> StreamingResponse {
-    let correlation_id = correlation_id(&head.headers, services.random);
-    let failed_id = correlation_id.clone();
+    let failed_id = ctx.correlation_id().to_owned();
     let output = transform_stream(prefix, input, plan.transform).inspect_err(move |e| {
         // The detail names what was wrong and where, never the content.
         eprintln!(
@@ -171,22 +185,25 @@ async fn stream<F: StreamingFunction>(
         let mut response = http::Response::new(local(StreamBody::new(output.map(frame))));
         let headers = response.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, plan.content_type);
-        if let Ok(id) = http::HeaderValue::from_str(&correlation_id) {
+        if let Ok(id) = http::HeaderValue::from_str(ctx.correlation_id()) {
             headers.insert(CORRELATION_HEADER, id);
         }
         return response;
     };
-    let ctx = Context::named(services, F::NAME, &correlation_id);
-    let answer = forward_streamed(
+    let mut answer = forward_streamed(
         &origin,
         function.origins(),
         &head,
         plan.content_type,
         output,
-        &ctx,
+        ctx,
         send,
     )
     .await;
+    if let Some(add) = plan.answer_headers {
+        let (status, headers) = answer.head_mut();
+        add(status, headers, ctx);
+    }
     match answer {
         StreamedAnswer::Origin(response) => response,
         StreamedAnswer::Local(response) => boxed(crate::to_spin_response(response)),

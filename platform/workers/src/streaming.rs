@@ -32,15 +32,15 @@ use crate::{
 pub async fn serve_streaming<F: StreamingFunction + 'static>(
     mut req: worker::Request,
     env: &worker::Env,
-    ctx: &worker::Context,
+    worker_ctx: &worker::Context,
 ) -> worker::Result<worker::Response> {
     let bodiless = matches!(req.method(), worker::Method::Get | worker::Method::Head);
     if bodiless || declared_length(&req).is_some_and(|n| n <= MAX_BODY_BYTES) {
-        return serve::<F>(req, env, ctx).await;
+        return serve::<F>(req, env, worker_ctx).await;
     }
     let instance = instance::<F>(env);
     let Ok(function) = instance.as_ref() else {
-        return serve::<F>(req, env, ctx).await;
+        return serve::<F>(req, env, worker_ctx).await;
     };
     let head = match request_head(&req) {
         Ok(head) => head,
@@ -71,41 +71,56 @@ pub async fn serve_streaming<F: StreamingFunction + 'static>(
             }
         };
         let response = serve_request(&instance, request, env).await;
-        flush_when_due(&instance, env, ctx);
+        flush_when_due(&instance, env, worker_ctx);
         return response;
     }
-    let parts = match head.body(()) {
+    let mut parts = match head.body(()) {
         Ok(request) => request.into_parts().0,
         Err(e) => {
             let problem = Problem::bad_request("invalid-request", e.to_string());
             return to_worker_response(problem.into_response(None));
         }
     };
-    let path = parts.uri.path().to_owned();
-    let plan = match function.stream_plan(&parts) {
-        Ok(Some(plan)) => plan,
-        Ok(None) => {
-            let problem = Problem::payload_too_large(MAX_BODY_BYTES);
-            return to_worker_response(problem.into_response(Some(&path)));
-        }
-        Err(problem) => return to_worker_response(problem.into_response(Some(&path))),
-    };
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let started = DateClock.now();
-    let response = stream(function, parts, prefix, input, plan, env).await;
+    let (store, cache) = (DurableObjectStore::from_env(env), KvCache::from_env(env));
+    let recorder = RECORDER.with(Rc::clone);
+    let services = services(&store, &cache, &recorder);
+    let correlation_id = correlation_id(&parts.headers, &OsRandom);
+    let ctx = Context::named(&services, F::NAME, &correlation_id);
+    let response = match function.stream_plan(&mut parts, &ctx).await {
+        Ok(Some(plan)) => stream(function, parts, prefix, input, plan, &ctx).await,
+        Ok(None) => local_problem(Problem::payload_too_large(MAX_BODY_BYTES), &parts, &ctx),
+        Err(problem) => local_problem(problem, &parts, &ctx),
+    };
+    drop(ctx);
     let status = response.as_ref().map_or(500, worker::Response::status_code);
-    RECORDER.with(|recorder| {
-        record_streamed(
-            function,
-            recorder,
-            (&method, &uri),
-            status,
-            started,
-            DateClock.now(),
-        );
-    });
-    flush_when_due(&instance, env, ctx);
+    record_streamed(
+        function,
+        &recorder,
+        (&method, &uri),
+        status,
+        started,
+        DateClock.now(),
+    );
+    flush_when_due(&instance, env, worker_ctx);
     response
+}
+
+/// This side's answer instead of a stream: the problem with the
+/// request's correlation id.
+fn local_problem(
+    problem: Problem,
+    parts: &http::request::Parts,
+    ctx: &Context<'_>,
+) -> worker::Result<worker::Response> {
+    let mut response = problem
+        .with_extension("correlation_id", ctx.correlation_id())
+        .into_response(Some(parts.uri.path()));
+    if let Ok(id) = http::HeaderValue::from_str(ctx.correlation_id()) {
+        response.headers_mut().insert(CORRELATION_HEADER, id);
+    }
+    to_worker_response(response)
 }
 
 async fn stream<F: StreamingFunction>(
@@ -114,12 +129,11 @@ async fn stream<F: StreamingFunction>(
     prefix: Vec<u8>,
     input: std::pin::Pin<Box<worker::ByteStream>>,
     plan: StreamPlan,
-    env: &worker::Env,
+    ctx: &Context<'_>,
 ) -> worker::Result<worker::Response> {
-    let correlation_id = correlation_id(&parts.headers, &OsRandom);
     let name = F::NAME;
     let failed_path = Rc::new(parts.uri.path().to_owned());
-    let failed_id = correlation_id.clone();
+    let failed_id = ctx.correlation_id().to_owned();
     let output = transform_stream(prefix, input, plan.transform).inspect_err(move |e| {
         // The detail names what was wrong and where, never the content.
         let line = serde_json::json!({
@@ -136,24 +150,24 @@ async fn stream<F: StreamingFunction>(
             .to_str()
             .unwrap_or("application/octet-stream");
         headers.set("content-type", content_type)?;
-        headers.set(CORRELATION_HEADER, &correlation_id)?;
+        headers.set(CORRELATION_HEADER, ctx.correlation_id())?;
         let output = output.map_err(|e| worker::Error::RustError(e.to_string()));
         return Ok(worker::Response::from_stream(output)?.with_headers(headers));
     };
-    let (store, cache) = (DurableObjectStore::from_env(env), KvCache::from_env(env));
-    let recorder = RECORDER.with(Rc::clone);
-    let services = services(&store, &cache, &recorder);
-    let ctx = Context::named(&services, name, &correlation_id);
-    let answer = forward_streamed(
+    let mut answer = forward_streamed(
         &origin,
         function.origins(),
         &parts,
         plan.content_type,
         output,
-        &ctx,
+        ctx,
         send,
     )
     .await;
+    if let Some(add) = plan.answer_headers {
+        let (status, headers) = answer.head_mut();
+        add(status, headers, ctx);
+    }
     match answer {
         StreamedAnswer::Origin(response) => {
             let (head, response) = response.into_parts();

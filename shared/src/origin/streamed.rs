@@ -48,6 +48,16 @@ pub enum StreamedAnswer<R> {
     Local(Response),
 }
 
+impl<R> StreamedAnswer<R> {
+    /// The answer's status and its headers, to add to.
+    pub fn head_mut(&mut self) -> (http::StatusCode, &mut http::HeaderMap) {
+        match self {
+            StreamedAnswer::Origin(response) => (response.status(), response.headers_mut()),
+            StreamedAnswer::Local(response) => (response.status(), response.headers_mut()),
+        }
+    }
+}
+
 /// Sends a request with head `head` and the streamed `body` (of
 /// `content_type`) to `origin` (a [`StreamPlan`](crate::stream::StreamPlan)'s)
 /// through `send`, the platform's streaming client, and answers the
@@ -102,10 +112,7 @@ where
                 .into_response(Some(head.uri.path())),
         ),
     };
-    let headers = match &mut answer {
-        StreamedAnswer::Origin(response) => response.headers_mut(),
-        StreamedAnswer::Local(response) => response.headers_mut(),
-    };
+    let (_, headers) = answer.head_mut();
     if let Ok(id) = HeaderValue::from_str(ctx.correlation_id()) {
         headers.insert(CORRELATION_HEADER, id);
     }

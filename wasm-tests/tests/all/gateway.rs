@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use serde_json::Value;
-use wasm_tests::conformance::{Actual, CaseRequest};
+use wasm_tests::conformance::{Actual, CaseRequest, Repeat};
 use wasm_tests::host::{AllowedHosts, App, AppConfig, GuestLogs, KvStore};
 use wasm_tests::oidc::{OidcProvider, TokenRequest};
 use wasm_tests::origin::RecordingOrigin;
@@ -271,6 +271,53 @@ fn scenario(gateway: &dyn Gateway, origin: &mut RecordingOrigin, provider: &Oidc
     for quantile in ["p50", "p95", "p99"] {
         assert!(login["latency_ms"][quantile].is_number(), "{name}: {login}");
     }
+
+    // A body past the buffered limit (1 MiB) streams through the same
+    // stages: refused by the auth check before it is read, else
+    // pseudonymized on its way to the origin, every line of it; both
+    // outcomes in the metrics.
+    let line = "{\"email\":\"ann@example.com\",\"note\":\"from 203.0.113.9\"}\n";
+    let lines = 40_000; // 2.2 MB
+    let large = |headers: &[(&str, &str)]| {
+        let mut req = request("POST", "/api/bulk", headers, None);
+        req.body_repeat = Some(Repeat {
+            text: line.to_owned(),
+            times: lines,
+        });
+        req
+    };
+    let ndjson = ("content-type", "application/x-ndjson");
+    let refused = send(large(&[ndjson]));
+    assert_eq!(refused.status, 401, "{name}: {}", refused.body);
+    assert!(refused.headers.contains_key("www-authenticate"), "{name}");
+    let before = origin.received().len();
+    let streamed = send(large(&[("authorization", &alice), ndjson]));
+    assert_eq!(streamed.status, 200, "{name}: {}", streamed.body);
+    assert!(
+        streamed.headers["ratelimit"].contains("API_"),
+        "{name}: {:?}",
+        streamed.headers
+    );
+    let received = origin.received();
+    assert_eq!(received.len(), before + 1, "{name}");
+    let seen = received.last().unwrap();
+    assert_eq!(seen.headers["x-auth-sub"], "alice", "{name}");
+    assert_eq!(seen.body.lines().count(), lines, "{name}");
+    assert!(
+        !seen.body.contains("ann@example.com") && !seen.body.contains("203.0.113.9"),
+        "{name}: raw values reached the origin in a streamed body"
+    );
+    gateway.flush().unwrap();
+    let snapshot = json(&send(request("GET", "/_metrics/snapshot", &[], None)));
+    let api = snapshot["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["function"] == "gateway" && r["route"] == "/api/**")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(api["statuses"]["401"], 2, "{name}: {api}");
+    assert_eq!(api["statuses"]["200"], 2, "{name}: {api}");
 
     // The origin stopped: 502s until the breaker opens (≥ 5 failures in
     // the last 10), then 503 at once.
