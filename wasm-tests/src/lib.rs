@@ -5,6 +5,8 @@
 //!   `edge-host` binary;
 //! - [`native`], [`workerd`], [`chromium`]: the other runtimes;
 //! - [`conformance`]: the request/response cases every runtime must pass.
+//! - [`redis_server`]: a throwaway `redis-server` for the host's Redis-backed
+//!   key-value store.
 //!
 //! The builds come from `cargo xtask build` (`<repo>/target/edge`, or
 //! `EDGE_ARTIFACTS`); tests fail, not skip, when they are missing.
@@ -15,6 +17,7 @@ pub mod host;
 pub mod native;
 pub mod oidc;
 pub mod origin;
+pub mod redis_server;
 pub mod workerd;
 
 use std::path::{Path, PathBuf};

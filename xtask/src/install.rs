@@ -1,6 +1,6 @@
 //! Installs what a fresh machine lacks: wasm targets, worker-build, the
 //! wasm-bindgen CLI matching `Cargo.lock`, the npm tools (`package.json`),
-//! and for tests only Chromium, PostgreSQL with PostGIS, `promtool` and a
+//! and for tests only Chromium, PostgreSQL with PostGIS, `promtool`, `redis-server` and a
 //! Python venv (`target/pyenv`, from `requirements.txt`). Each step checks
 //! first, so a second run costs seconds.
 
@@ -41,6 +41,7 @@ pub(crate) fn all(needs: Needs) -> Result<()> {
         chromium()?;
         postgis()?;
         promtool()?;
+        redis_server()?;
         python()?;
     }
     Ok(())
@@ -132,6 +133,22 @@ fn promtool() -> Result<()> {
 
 /// The binary the metrics tests run.
 const PROMTOOL: &str = "/usr/bin/promtool";
+
+/// `redis-server` (Debian `redis-server`): the tests of the Spin host's
+/// Redis-backed key-value store start throwaway servers of it on
+/// 127.0.0.1 (`wasm-tests/src/redis_server.rs`, which also installs it
+/// when run alone). Without recommends; in containers the package's
+/// service is not started, elsewhere it listens on :6379, a port the
+/// tests do not use.
+fn redis_server() -> Result<()> {
+    if Path::new(REDIS_SERVER).exists() {
+        return Ok(());
+    }
+    apt_install_only(&["redis-server"])
+}
+
+/// The binary the Redis store tests run.
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
 /// Files whose presence says PostgreSQL 15 and PostGIS are installed.
 const POSTGRES_BIN: &str = "/usr/lib/postgresql/15/bin/postgres";

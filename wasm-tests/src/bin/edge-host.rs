@@ -3,7 +3,14 @@
 //! ```text
 //! edge-host --listen 127.0.0.1:3000 --manifest spin.toml [--var NAME=VALUE ...]
 //! edge-host --listen 127.0.0.1:3000 --app /counter=path/to/counter.wasm [--app ...] [--var NAME=VALUE ...] [--allow-outbound HOST ...]
+//! edge-host ... --redis redis://127.0.0.1:6379
 //! ```
+//!
+//! The key-value store is in memory, one per process, unless `--redis URL`
+//! (or `EDGE_HOST_REDIS`) names a Redis: then every component's
+//! `wasi:keyvalue` store lives there, with the semantics of Spin's Redis
+//! backend, and several `edge-host` processes given the same URL share it,
+//! as Spin nodes sharing a Redis key-value store do.
 //!
 //! With `--manifest`, routes, sources, component variables and each
 //! component's `allowed_outbound_hosts` come from the Spin manifest and
@@ -25,7 +32,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use wasm_tests::host::{self, AllowedHosts, App, AppConfig, KvStore};
 
-const USAGE: &str = "usage: edge-host --listen ADDR (--manifest spin.toml | --app ROUTE=WASM ... [--allow-outbound HOST ...]) [--var NAME=VALUE ...]";
+const USAGE: &str = "usage: edge-host --listen ADDR (--manifest spin.toml | --app ROUTE=WASM ... [--allow-outbound HOST ...]) [--var NAME=VALUE ...] [--redis URL]";
 
 struct Args {
     listen: String,
@@ -33,6 +40,7 @@ struct Args {
     apps: Vec<(String, PathBuf)>,
     variables: HashMap<String, String>,
     allow_outbound: Vec<String>,
+    redis: Option<String>,
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
@@ -41,6 +49,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
     let mut apps = Vec::new();
     let mut variables = HashMap::new();
     let mut allow_outbound = Vec::new();
+    let mut redis = std::env::var("EDGE_HOST_REDIS")
+        .ok()
+        .filter(|url| !url.is_empty());
     while let Some(flag) = args.next() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
@@ -57,6 +68,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
                 apps.push((route.to_owned(), PathBuf::from(path)));
             }
             "--allow-outbound" => allow_outbound.push(value),
+            "--redis" => redis = Some(value),
             "--var" => {
                 let (name, val) = split_pair(&flag, &value)?;
                 variables.insert(name.to_owned(), val.to_owned());
@@ -79,6 +91,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> anyhow::Result<Args> {
         apps,
         variables,
         allow_outbound,
+        redis,
     })
 }
 
@@ -108,7 +121,11 @@ fn split_pair<'a>(flag: &str, value: &'a str) -> anyhow::Result<(&'a str, &'a st
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args(std::env::args().skip(1))?;
-    let kv = KvStore::new();
+    let kv = match &args.redis {
+        Some(url) => KvStore::redis(url).context("--redis")?,
+        None => KvStore::new(),
+    };
+    eprintln!("edge-host: key-value store: {}", kv.describe());
     type Component = (String, PathBuf, HashMap<String, String>, AllowedHosts);
     let components: Vec<Component> = match &args.manifest {
         Some(manifest) => host::manifest::load(manifest, &args.variables)?

@@ -28,6 +28,12 @@
 //! * `list-keys` with a cursor is rejected, like Spin.
 //! * While [`KvStore::set_available`] is `false`, every operation (including
 //!   `open`, `cas.new` and `swap`) fails with `error::other("store unavailable")`.
+//!
+//! [`KvStore::redis`] makes the same store on a real Redis instead, with the
+//! semantics of Spin's Redis backend (`INCRBY`, `WATCH`/`MULTI`/`EXEC`; see
+//! `kv_redis.rs`): hosts in several processes given one Redis URL share
+//! their data, as Spin nodes sharing a `redis` key-value store do. The
+//! availability switch works on it too, in front of Redis.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,11 +42,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use super::bindings::wasi::keyvalue::{atomics, batch, store};
+use super::kv_redis::{RedisKv, Swapped, Watch};
 
 /// Message carried by `error::other` while the store is switched off.
 pub const UNAVAILABLE: &str = "store unavailable";
 
-/// In-memory key-value store shared by all instances of all apps.
+/// Key-value store shared by all instances of all apps given it: in memory
+/// ([`KvStore::new`], the default) or on Redis ([`KvStore::redis`]).
 ///
 /// Cloning is cheap and yields a handle to the same data.
 #[derive(Clone, Default)]
@@ -50,14 +58,19 @@ pub struct KvStore {
 
 struct Inner {
     available: AtomicBool,
-    data: Mutex<Data>,
+    backend: Backend,
+}
+
+enum Backend {
+    Memory(Mutex<Data>),
+    Redis(RedisKv),
 }
 
 impl Default for Inner {
     fn default() -> Self {
         Self {
             available: AtomicBool::new(true),
-            data: Mutex::new(Data::default()),
+            backend: Backend::Memory(Mutex::new(Data::default())),
         }
     }
 }
@@ -74,6 +87,13 @@ struct Data {
 struct Entry {
     value: Option<Vec<u8>>,
     version: u64,
+}
+
+/// What a CAS handle holds: the in-memory snapshot, or a Redis connection
+/// watching the key.
+enum CasState {
+    Memory(Snapshot),
+    Redis(Watch),
 }
 
 /// What a CAS handle remembers about its key.
@@ -125,6 +145,26 @@ impl KvStore {
         Self::default()
     }
 
+    /// A store on the Redis at `url` (`redis://127.0.0.1:6379`, optionally
+    /// `/DB`), checked by connecting once. Every bucket label opens the same
+    /// database, as in Spin; what is already there stays.
+    pub fn redis(url: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                available: AtomicBool::new(true),
+                backend: Backend::Redis(RedisKv::connect(url)?),
+            }),
+        })
+    }
+
+    /// `memory`, or the Redis address (`redis://127.0.0.1:6379/0`).
+    pub fn describe(&self) -> String {
+        match &self.inner.backend {
+            Backend::Memory(_) => "memory".to_owned(),
+            Backend::Redis(redis) => redis.address().to_owned(),
+        }
+    }
+
     /// Switches the store on or off. While off, every key-value call made by a
     /// component fails with `error::other("store unavailable")`.
     pub fn set_available(&self, up: bool) {
@@ -138,40 +178,59 @@ impl KvStore {
 
     /// Reads a value directly, bypassing the availability switch (for test
     /// assertions).
+    ///
+    /// # Panics
+    ///
+    /// On Redis, if Redis does not answer.
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        self.lock().value(bucket, key).cloned()
+        match &self.inner.backend {
+            Backend::Memory(data) => lock(data).value(bucket, key).cloned(),
+            Backend::Redis(redis) => redis
+                .get(key)
+                .unwrap_or_else(|e| panic!("{}: GET {key}: {e:?}", redis.address())),
+        }
     }
 
     /// Writes a value directly, bypassing the availability switch (for test
     /// setup). Counts as a write for compare-and-swap purposes.
+    ///
+    /// # Panics
+    ///
+    /// On Redis, if Redis does not answer.
     pub fn set(&self, bucket: &str, key: &str, value: impl Into<Vec<u8>>) {
-        self.lock().write(bucket, key, Some(value.into()));
+        match &self.inner.backend {
+            Backend::Memory(data) => lock(data).write(bucket, key, Some(value.into())),
+            Backend::Redis(redis) => redis
+                .set(key, &value.into())
+                .unwrap_or_else(|e| panic!("{}: SET {key}: {e:?}", redis.address())),
+        }
     }
 
-    /// Reads a counter written by `wasi:keyvalue/atomics.increment`
-    /// (an `i64` in little-endian bytes). `None` if absent or not 8 bytes long.
+    /// Reads a counter written by `wasi:keyvalue/atomics.increment`: an
+    /// `i64` in little-endian bytes in memory, Redis' decimal text on Redis.
+    /// `None` if absent or not in that form.
     pub fn get_i64(&self, bucket: &str, key: &str) -> Option<i64> {
-        let bytes: [u8; 8] = self.get(bucket, key)?.try_into().ok()?;
-        Some(i64::from_le_bytes(bytes))
+        let bytes = self.get(bucket, key)?;
+        match &self.inner.backend {
+            Backend::Memory(_) => Some(i64::from_le_bytes(bytes.try_into().ok()?)),
+            Backend::Redis(_) => std::str::from_utf8(&bytes).ok()?.parse().ok(),
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Data> {
-        // A panic while holding the lock cannot leave `Data` half-updated
-        // (every mutation is a single insert), so poisoning is ignored.
-        self.inner
-            .data
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Locks the data if the store is available.
-    fn checked(&self) -> Result<MutexGuard<'_, Data>, store::Error> {
+    /// The backend, if the store is available.
+    fn checked(&self) -> Result<&Backend, store::Error> {
         if self.is_available() {
-            Ok(self.lock())
+            Ok(&self.inner.backend)
         } else {
             Err(store::Error::Other(UNAVAILABLE.to_owned()))
         }
     }
+}
+
+fn lock(data: &Mutex<Data>) -> MutexGuard<'_, Data> {
+    // A panic while holding the lock cannot leave `Data` half-updated
+    // (every mutation is a single insert), so poisoning is ignored.
+    data.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Guest-held handle to an opened bucket.
@@ -191,7 +250,7 @@ pub struct BucketHandle {
 pub struct CasHandle {
     bucket: String,
     key: String,
-    snapshot: Snapshot,
+    state: CasState,
 }
 
 /// The per-store view the key-value host functions operate on.
@@ -228,11 +287,11 @@ impl KvCtx<'_> {
     }
 }
 
-/// Evaluates to the locked data, or returns the guest-visible error.
-macro_rules! data_or_return {
+/// Evaluates to the available backend, or returns the guest-visible error.
+macro_rules! backend_or_return {
     ($ctx:expr) => {
         match $ctx.store.checked() {
-            Ok(data) => data,
+            Ok(backend) => backend,
             Err(e) => return Ok(Err(e)),
         }
     };
@@ -240,7 +299,7 @@ macro_rules! data_or_return {
 
 impl store::Host for KvCtx<'_> {
     fn open(&mut self, identifier: String) -> KvResult<Resource<BucketHandle>> {
-        drop(data_or_return!(self));
+        backend_or_return!(self);
         let handle = self.table.push(BucketHandle { name: identifier })?;
         Ok(Ok(handle))
     }
@@ -249,30 +308,43 @@ impl store::Host for KvCtx<'_> {
 impl store::HostBucket for KvCtx<'_> {
     fn get(&mut self, bucket: Resource<BucketHandle>, key: String) -> KvResult<Option<Vec<u8>>> {
         let name = self.bucket_name(&bucket)?;
-        let data = data_or_return!(self);
-        Ok(Ok(data.value(&name, &key).cloned()))
+        Ok(match backend_or_return!(self) {
+            Backend::Memory(data) => Ok(lock(data).value(&name, &key).cloned()),
+            Backend::Redis(redis) => redis.get(&key),
+        })
     }
 
     fn set(&mut self, bucket: Resource<BucketHandle>, key: String, value: Vec<u8>) -> KvResult<()> {
         let name = self.bucket_name(&bucket)?;
-        let mut data = data_or_return!(self);
-        data.write(&name, &key, Some(value));
-        Ok(Ok(()))
+        Ok(match backend_or_return!(self) {
+            Backend::Memory(data) => {
+                lock(data).write(&name, &key, Some(value));
+                Ok(())
+            }
+            Backend::Redis(redis) => redis.set(&key, &value),
+        })
     }
 
     fn delete(&mut self, bucket: Resource<BucketHandle>, key: String) -> KvResult<()> {
         let name = self.bucket_name(&bucket)?;
-        let mut data = data_or_return!(self);
-        if data.value(&name, &key).is_some() {
-            data.write(&name, &key, None);
-        }
-        Ok(Ok(()))
+        Ok(match backend_or_return!(self) {
+            Backend::Memory(data) => {
+                let mut data = lock(data);
+                if data.value(&name, &key).is_some() {
+                    data.write(&name, &key, None);
+                }
+                Ok(())
+            }
+            Backend::Redis(redis) => redis.delete(&[key]),
+        })
     }
 
     fn exists(&mut self, bucket: Resource<BucketHandle>, key: String) -> KvResult<bool> {
         let name = self.bucket_name(&bucket)?;
-        let data = data_or_return!(self);
-        Ok(Ok(data.value(&name, &key).is_some()))
+        Ok(match backend_or_return!(self) {
+            Backend::Memory(data) => Ok(lock(data).value(&name, &key).is_some()),
+            Backend::Redis(redis) => redis.exists(&key),
+        })
     }
 
     fn list_keys(
@@ -281,20 +353,26 @@ impl store::HostBucket for KvCtx<'_> {
         cursor: Option<String>,
     ) -> KvResult<store::KeyResponse> {
         let name = self.bucket_name(&bucket)?;
-        let data = data_or_return!(self);
+        let backend = backend_or_return!(self);
         if cursor.is_some() {
             return Ok(Err(store::Error::Other(
                 "list_keys: cursor not supported".to_owned(),
             )));
         }
-        let keys = data
-            .buckets
-            .get(&name)
-            .into_iter()
-            .flatten()
-            .filter(|(_, entry)| entry.value.is_some())
-            .map(|(key, _)| key.clone())
-            .collect();
+        let keys = match backend {
+            Backend::Memory(data) => lock(data)
+                .buckets
+                .get(&name)
+                .into_iter()
+                .flatten()
+                .filter(|(_, entry)| entry.value.is_some())
+                .map(|(key, _)| key.clone())
+                .collect(),
+            Backend::Redis(redis) => match redis.keys() {
+                Ok(keys) => keys,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
         Ok(Ok(store::KeyResponse { keys, cursor: None }))
     }
 
@@ -302,6 +380,35 @@ impl store::HostBucket for KvCtx<'_> {
         self.table.delete(bucket)?;
         Ok(())
     }
+}
+
+/// The in-memory `increment`: missing is 0, the value an 8-byte
+/// little-endian `i64`, overflow an error.
+fn increment_in_memory(
+    data: &mut Data,
+    bucket: &str,
+    key: &str,
+    delta: i64,
+) -> Result<i64, store::Error> {
+    let current = match data.value(bucket, key) {
+        None => 0,
+        Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+            Ok(le) => i64::from_le_bytes(le),
+            Err(_) => {
+                return Err(store::Error::Other(format!(
+                    "value of {key:?} is {} bytes, not an 8-byte little-endian i64",
+                    bytes.len()
+                )));
+            }
+        },
+    };
+    let Some(new) = current.checked_add(delta) else {
+        return Err(store::Error::Other(format!(
+            "increment of {key:?} overflows i64"
+        )));
+    };
+    data.write(bucket, key, Some(new.to_le_bytes().to_vec()));
+    Ok(new)
 }
 
 impl atomics::Host for KvCtx<'_> {
@@ -312,26 +419,10 @@ impl atomics::Host for KvCtx<'_> {
         delta: i64,
     ) -> KvResult<i64> {
         let name = self.bucket_name(&bucket)?;
-        let mut data = data_or_return!(self);
-        let current = match data.value(&name, &key) {
-            None => 0,
-            Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
-                Ok(le) => i64::from_le_bytes(le),
-                Err(_) => {
-                    return Ok(Err(store::Error::Other(format!(
-                        "value of {key:?} is {} bytes, not an 8-byte little-endian i64",
-                        bytes.len()
-                    ))));
-                }
-            },
-        };
-        let Some(new) = current.checked_add(delta) else {
-            return Ok(Err(store::Error::Other(format!(
-                "increment of {key:?} overflows i64"
-            ))));
-        };
-        data.write(&name, &key, Some(new.to_le_bytes().to_vec()));
-        Ok(Ok(new))
+        Ok(match backend_or_return!(self) {
+            Backend::Memory(data) => increment_in_memory(&mut lock(data), &name, &key, delta),
+            Backend::Redis(redis) => redis.increment(&key, delta),
+        })
     }
 
     fn swap(
@@ -340,19 +431,31 @@ impl atomics::Host for KvCtx<'_> {
         value: Vec<u8>,
     ) -> wasmtime::Result<Result<(), atomics::CasError>> {
         let handle = self.table.delete(cas)?;
-        let mut data = match self.store.checked() {
-            Ok(data) => data,
+        let backend = match self.store.checked() {
+            Ok(backend) => backend,
             Err(e) => return Ok(Err(atomics::CasError::StoreError(e))),
         };
-        let current = data.snapshot(&handle.bucket, &handle.key);
-        if current.version == handle.snapshot.version {
-            data.write(&handle.bucket, &handle.key, Some(value));
-            return Ok(Ok(()));
-        }
-        drop(data);
+        let state = match (backend, handle.state) {
+            (Backend::Memory(data), CasState::Memory(snapshot)) => {
+                let mut data = lock(data);
+                let current = data.snapshot(&handle.bucket, &handle.key);
+                if current.version == snapshot.version {
+                    data.write(&handle.bucket, &handle.key, Some(value));
+                    return Ok(Ok(()));
+                }
+                CasState::Memory(current)
+            }
+            (Backend::Redis(_), CasState::Redis(watch)) => match watch.swap(&handle.key, &value) {
+                Ok(Swapped::Done) => return Ok(Ok(())),
+                Ok(Swapped::Conflict(watch)) => CasState::Redis(watch),
+                Err(e) => return Ok(Err(atomics::CasError::StoreError(e))),
+            },
+            _ => wasmtime::bail!("a compare-and-swap handle of another backend"),
+        };
         let retry = self.table.push(CasHandle {
-            snapshot: current,
-            ..handle
+            bucket: handle.bucket,
+            key: handle.key,
+            state,
         })?;
         Ok(Err(atomics::CasError::CasFailed(retry)))
     }
@@ -365,28 +468,32 @@ impl atomics::HostCas for KvCtx<'_> {
         key: String,
     ) -> KvResult<Resource<CasHandle>> {
         let name = self.bucket_name(&bucket)?;
-        let data = data_or_return!(self);
-        let snapshot = data.snapshot(&name, &key);
-        drop(data);
+        let state = match backend_or_return!(self) {
+            Backend::Memory(data) => CasState::Memory(lock(data).snapshot(&name, &key)),
+            Backend::Redis(redis) => match redis.watch(&key) {
+                Ok(watch) => CasState::Redis(watch),
+                Err(e) => return Ok(Err(e)),
+            },
+        };
         let handle = self.table.push(CasHandle {
             bucket: name,
             key,
-            snapshot,
+            state,
         })?;
         Ok(Ok(handle))
     }
 
     fn current(&mut self, cas: Resource<CasHandle>) -> KvResult<Option<Vec<u8>>> {
-        let (bucket, key) = {
-            let handle = self.table.get(&cas)?;
-            (handle.bucket.clone(), handle.key.clone())
-        };
-        let data = data_or_return!(self);
-        let snapshot = data.snapshot(&bucket, &key);
-        drop(data);
-        let value = snapshot.value.clone();
-        self.table.get_mut(&cas)?.snapshot = snapshot;
-        Ok(Ok(value))
+        let backend = backend_or_return!(self);
+        let handle = self.table.get_mut(&cas)?;
+        Ok(match (backend, &mut handle.state) {
+            (Backend::Memory(data), CasState::Memory(snapshot)) => {
+                *snapshot = lock(data).snapshot(&handle.bucket, &handle.key);
+                Ok(snapshot.value.clone())
+            }
+            (Backend::Redis(_), CasState::Redis(watch)) => watch.current(&handle.key),
+            _ => wasmtime::bail!("a compare-and-swap handle of another backend"),
+        })
     }
 
     fn drop(&mut self, cas: Resource<CasHandle>) -> wasmtime::Result<()> {
@@ -402,15 +509,19 @@ impl batch::Host for KvCtx<'_> {
         keys: Vec<String>,
     ) -> KvResult<Vec<(String, Option<Vec<u8>>)>> {
         let name = self.bucket_name(&bucket)?;
-        let data = data_or_return!(self);
-        let values = keys
-            .into_iter()
-            .map(|key| {
-                let value = data.value(&name, &key).cloned();
-                (key, value)
-            })
-            .collect();
-        Ok(Ok(values))
+        let values = match backend_or_return!(self) {
+            Backend::Memory(data) => {
+                let data = lock(data);
+                keys.iter()
+                    .map(|key| data.value(&name, key).cloned())
+                    .collect()
+            }
+            Backend::Redis(redis) => match redis.get_many(&keys) {
+                Ok(values) => values,
+                Err(e) => return Ok(Err(e)),
+            },
+        };
+        Ok(Ok(keys.into_iter().zip(values).collect()))
     }
 
     fn set_many(
@@ -419,29 +530,44 @@ impl batch::Host for KvCtx<'_> {
         key_values: Vec<(String, Vec<u8>)>,
     ) -> KvResult<()> {
         let name = self.bucket_name(&bucket)?;
-        let mut data = data_or_return!(self);
-        for (key, value) in key_values {
-            data.write(&name, &key, Some(value));
-        }
-        Ok(Ok(()))
+        Ok(match backend_or_return!(self) {
+            Backend::Memory(data) => {
+                let mut data = lock(data);
+                for (key, value) in key_values {
+                    data.write(&name, &key, Some(value));
+                }
+                Ok(())
+            }
+            Backend::Redis(redis) => redis.set_many(&key_values),
+        })
     }
 
     fn delete_many(&mut self, bucket: Resource<BucketHandle>, keys: Vec<String>) -> KvResult<()> {
         let name = self.bucket_name(&bucket)?;
-        let mut data = data_or_return!(self);
-        for key in keys {
-            if data.value(&name, &key).is_some() {
-                data.write(&name, &key, None);
+        Ok(match backend_or_return!(self) {
+            Backend::Memory(data) => {
+                let mut data = lock(data);
+                for key in keys {
+                    if data.value(&name, &key).is_some() {
+                        data.write(&name, &key, None);
+                    }
+                }
+                Ok(())
             }
-        }
-        Ok(Ok(()))
+            Backend::Redis(redis) => redis.delete(&keys),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
+    //! Every property runs on both backends: the in-memory store and one
+    //! on a throwaway `redis-server` (installed if missing).
+
     use super::*;
+    use crate::redis_server::RedisServer;
     use atomics::{Host as _, HostCas as _};
+    use batch::Host as _;
     use store::{Host as _, HostBucket as _};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -450,60 +576,281 @@ mod tests {
         r.expect("no trap").expect("no guest error")
     }
 
-    #[test]
-    fn increment_stores_little_endian_i64() -> TestResult {
-        let kv = KvStore::new();
-        let mut table = ResourceTable::new();
-        let mut ctx = KvCtx {
-            store: &kv,
-            table: &mut table,
-        };
-        let bucket = ok(ctx.open("default".into()));
-        let borrow = || Resource::<BucketHandle>::new_borrow(bucket.rep());
-        assert_eq!(ok(ctx.increment(borrow(), "n".into(), 5)), 5);
-        assert_eq!(ok(ctx.increment(borrow(), "n".into(), -7)), -2);
-        assert_eq!(kv.get("default", "n"), Some((-2i64).to_le_bytes().to_vec()));
-        kv.set("default", "n", "12");
-        assert!(ctx.increment(borrow(), "n".into(), 1)?.is_err());
+    /// Runs `check` on an in-memory store, then on a fresh Redis.
+    fn on_both(check: impl Fn(&KvStore) -> TestResult) -> TestResult {
+        check(&KvStore::new()).map_err(|e| format!("in memory: {e}"))?;
+        let server = RedisServer::start()?;
+        let kv = KvStore::redis(&server.url())?;
+        check(&kv).map_err(|e| format!("on {}: {e}", kv.describe()))?;
         Ok(())
+    }
+
+    /// One instance's view: a context and its open bucket.
+    struct Guest {
+        kv: KvStore,
+        table: ResourceTable,
+        bucket: u32,
+    }
+
+    impl Guest {
+        fn open(kv: &KvStore, label: &str) -> Guest {
+            let mut table = ResourceTable::new();
+            let bucket = ok(KvCtx {
+                store: kv,
+                table: &mut table,
+            }
+            .open(label.into()))
+            .rep();
+            Guest {
+                kv: kv.clone(),
+                table,
+                bucket,
+            }
+        }
+
+        fn ctx(&mut self) -> KvCtx<'_> {
+            KvCtx {
+                store: &self.kv,
+                table: &mut self.table,
+            }
+        }
+
+        fn bucket(&self) -> Resource<BucketHandle> {
+            Resource::new_borrow(self.bucket)
+        }
+
+        /// Makes borrows of the bucket without borrowing `self`.
+        fn borrower(&self) -> impl Fn() -> Resource<BucketHandle> + use<> {
+            let rep = self.bucket;
+            move || Resource::new_borrow(rep)
+        }
+
+        /// A compare-and-swap increment of the counter at `key` (decimal
+        /// text), retried until it lands; returns the attempts it took.
+        fn cas_increment(&mut self, key: &str) -> usize {
+            let bucket = self.bucket();
+            let mut cas = ok(self.ctx().new(bucket, key.into()));
+            for attempt in 1.. {
+                let current = ok(self.ctx().current(Resource::new_borrow(cas.rep())));
+                let n: u64 = current.map_or(0, |v| {
+                    String::from_utf8(v).expect("text").parse().expect("number")
+                });
+                match self
+                    .ctx()
+                    .swap(cas, (n + 1).to_string().into_bytes())
+                    .expect("no trap")
+                {
+                    Ok(()) => return attempt,
+                    Err(atomics::CasError::CasFailed(retry)) => cas = retry,
+                    Err(atomics::CasError::StoreError(e)) => panic!("store error {e:?}"),
+                }
+            }
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn plain_operations_and_batches() -> TestResult {
+        on_both(|kv| {
+            let mut g = Guest::open(kv, "default");
+            let b = g.borrower();
+            assert_eq!(ok(g.ctx().get(b(), "a".into())), None);
+            assert!(!ok(g.ctx().exists(b(), "a".into())));
+            ok(g.ctx().set(b(), "a".into(), vec![0, 255, 1]));
+            ok(g.ctx().set(b(), "b".into(), b"".to_vec()));
+            assert_eq!(ok(g.ctx().get(b(), "a".into())), Some(vec![0, 255, 1]));
+            assert!(ok(g.ctx().exists(b(), "b".into())), "an empty value exists");
+            let mut keys = ok(g.ctx().list_keys(b(), None)).keys;
+            keys.sort();
+            assert_eq!(keys, ["a", "b"]);
+            assert!(g.ctx().list_keys(b(), Some("x".into()))?.is_err());
+
+            ok(g.ctx().set_many(
+                b(),
+                vec![("c".into(), b"3".to_vec()), ("d".into(), b"4".to_vec())],
+            ));
+            assert_eq!(
+                ok(g.ctx()
+                    .get_many(b(), vec!["c".into(), "x".into(), "a".into()])),
+                vec![
+                    ("c".to_owned(), Some(b"3".to_vec())),
+                    ("x".to_owned(), None),
+                    ("a".to_owned(), Some(vec![0, 255, 1])),
+                ]
+            );
+            ok(g.ctx().delete_many(b(), vec!["c".into(), "x".into()]));
+            ok(g.ctx().delete(b(), "a".into()));
+            ok(g.ctx().delete(b(), "never".into()));
+            assert_eq!(ok(g.ctx().get(b(), "a".into())), None);
+            let mut keys = ok(g.ctx().list_keys(b(), None)).keys;
+            keys.sort();
+            assert_eq!(keys, ["b", "d"]);
+            assert_eq!(ok(g.ctx().get_many(b(), Vec::new())), Vec::new());
+            ok(g.ctx().set_many(b(), Vec::new()));
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn increment_counts_from_zero_and_refuses_what_is_not_a_counter() -> TestResult {
+        on_both(|kv| {
+            let mut g = Guest::open(kv, "default");
+            let b = g.borrower();
+            assert_eq!(ok(g.ctx().increment(b(), "n".into(), 5)), 5);
+            assert_eq!(ok(g.ctx().increment(b(), "n".into(), -7)), -2);
+            assert_eq!(ok(g.ctx().increment(b(), "n".into(), 0)), -2);
+            assert_eq!(kv.get_i64("default", "n"), Some(-2));
+            // The backend's own form: little-endian bytes in memory (as
+            // Spin's SQLite store), decimal text on Redis (INCRBY).
+            let stored = kv.get("default", "n").expect("stored");
+            if kv.describe() == "memory" {
+                assert_eq!(stored, (-2i64).to_le_bytes());
+            } else {
+                assert_eq!(stored, b"-2");
+            }
+
+            kv.set("default", "n", "twelve");
+            assert!(g.ctx().increment(b(), "n".into(), 1)?.is_err());
+            assert_eq!(kv.get("default", "n"), Some(b"twelve".to_vec()));
+
+            // Overflow is an error and leaves the value as it was.
+            assert_eq!(ok(g.ctx().increment(b(), "m".into(), i64::MAX)), i64::MAX);
+            assert!(g.ctx().increment(b(), "m".into(), 1)?.is_err());
+            assert_eq!(kv.get_i64("default", "m"), Some(i64::MAX));
+            Ok(())
+        })
     }
 
     #[test]
     fn swap_fails_after_any_intervening_write() -> TestResult {
-        let kv = KvStore::new();
-        let mut table = ResourceTable::new();
-        let mut ctx = KvCtx {
-            store: &kv,
-            table: &mut table,
-        };
-        let bucket = ok(ctx.open("b".into()));
-        let borrow = || Resource::<BucketHandle>::new_borrow(bucket.rep());
+        on_both(|kv| {
+            let mut g = Guest::open(kv, "b");
+            let b = g.borrower();
 
-        // Absent key, then written and deleted: still a conflict (no ABA).
-        let cas = ok(ctx.new(borrow(), "k".into()));
-        assert_eq!(ok(ctx.current(Resource::new_borrow(cas.rep()))), None);
-        ok(ctx.set(borrow(), "k".into(), b"x".to_vec()));
-        ok(ctx.delete(borrow(), "k".into()));
-        let retry = match ctx.swap(cas, b"mine".to_vec())? {
-            Err(atomics::CasError::CasFailed(retry)) => retry,
-            other => panic!("expected cas-failed, got {other:?}"),
-        };
-        assert_eq!(kv.get("b", "k"), None);
+            // Absent key, then written and deleted: still a conflict (no ABA).
+            let cas = ok(g.ctx().new(b(), "k".into()));
+            assert_eq!(ok(g.ctx().current(Resource::new_borrow(cas.rep()))), None);
+            ok(g.ctx().set(b(), "k".into(), b"x".to_vec()));
+            ok(g.ctx().delete(b(), "k".into()));
+            let retry = match g.ctx().swap(cas, b"mine".to_vec())? {
+                Err(atomics::CasError::CasFailed(retry)) => retry,
+                other => panic!("expected cas-failed, got {other:?}"),
+            };
+            assert_eq!(kv.get("b", "k"), None);
 
-        // The fresh handle holds the latest version and succeeds.
-        assert!(ctx.swap(retry, b"mine".to_vec())?.is_ok());
-        assert_eq!(kv.get("b", "k"), Some(b"mine".to_vec()));
+            // The fresh handle holds the latest version and succeeds.
+            assert!(g.ctx().swap(retry, b"mine".to_vec())?.is_ok());
+            assert_eq!(kv.get("b", "k"), Some(b"mine".to_vec()));
 
-        // Outage: store errors, not cas-failed.
-        let cas = ok(ctx.new(borrow(), "k".into()));
-        kv.set_available(false);
-        match ctx.swap(cas, b"other".to_vec())? {
-            Err(atomics::CasError::StoreError(store::Error::Other(msg))) => {
-                assert_eq!(msg, UNAVAILABLE)
+            // The same bytes written back are a write too.
+            let cas = ok(g.ctx().new(b(), "k".into()));
+            assert_eq!(
+                ok(g.ctx().current(Resource::new_borrow(cas.rep()))),
+                Some(b"mine".to_vec())
+            );
+            kv.set("b", "k", "mine");
+            assert!(matches!(
+                g.ctx().swap(cas, b"again".to_vec())?,
+                Err(atomics::CasError::CasFailed(_))
+            ));
+
+            // Two handles on one key: the first swap wins.
+            let first = ok(g.ctx().new(b(), "k".into()));
+            let second = ok(g.ctx().new(b(), "k".into()));
+            for cas in [&first, &second] {
+                ok(g.ctx().current(Resource::new_borrow(cas.rep())));
             }
-            other => panic!("expected store-error, got {other:?}"),
-        }
-        assert!(ctx.get(borrow(), "k".into())?.is_err());
+            assert!(g.ctx().swap(first, b"1".to_vec())?.is_ok());
+            assert!(matches!(
+                g.ctx().swap(second, b"2".to_vec())?,
+                Err(atomics::CasError::CasFailed(_))
+            ));
+            assert_eq!(kv.get("b", "k"), Some(b"1".to_vec()));
+
+            // A handle dropped unused leaves nothing watched behind: the
+            // next one (on Redis, likely the same connection) swaps fine
+            // after a write to the first key.
+            let unused = ok(g.ctx().new(b(), "k".into()));
+            atomics::HostCas::drop(&mut g.ctx(), unused)?;
+            let other = ok(g.ctx().new(b(), "j".into()));
+            ok(g.ctx().current(Resource::new_borrow(other.rep())));
+            kv.set("b", "k", "changed");
+            assert!(g.ctx().swap(other, b"j".to_vec())?.is_ok());
+
+            // Outage: store errors, not cas-failed.
+            let cas = ok(g.ctx().new(b(), "k".into()));
+            kv.set_available(false);
+            match g.ctx().swap(cas, b"other".to_vec())? {
+                Err(atomics::CasError::StoreError(store::Error::Other(msg))) => {
+                    assert_eq!(msg, UNAVAILABLE)
+                }
+                other => panic!("expected store-error, got {other:?}"),
+            }
+            assert!(g.ctx().get(b(), "k".into())?.is_err());
+            assert!(g.ctx().open("default".into())?.is_err());
+            kv.set_available(true);
+            Ok(())
+        })
+    }
+
+    /// Instances on several threads, each with its own handles (and on
+    /// Redis its own connections), lose no compare-and-swap update.
+    #[test]
+    fn concurrent_compare_and_swap_loses_no_update() -> TestResult {
+        const THREADS: usize = 8;
+        const EACH: usize = 40;
+        on_both(|kv| {
+            let conflicts: usize = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..THREADS)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut g = Guest::open(kv, "default");
+                            (0..EACH).map(|_| g.cas_increment("hot") - 1).sum::<usize>()
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().expect("no panic"))
+                    .sum()
+            });
+            assert_eq!(
+                kv.get("default", "hot"),
+                Some((THREADS * EACH).to_string().into_bytes()),
+                "after {conflicts} conflicts"
+            );
+            Ok(())
+        })
+    }
+
+    /// Redis killed: every call is a guest-visible error (not a trap, not a
+    /// hang); restarted: the next calls succeed at once on what it had
+    /// acknowledged, though every pooled connection died with it.
+    #[test]
+    fn redis_restarted_is_used_again_with_nothing_lost() -> TestResult {
+        let mut server = RedisServer::start_durable()?;
+        let kv = KvStore::redis(&server.url())?;
+        let mut g = Guest::open(&kv, "default");
+        let b = g.borrower();
+        assert_eq!(ok(g.ctx().increment(b(), "n".into(), 3)), 3);
+        // Park a few connections in the pool.
+        std::thread::scope(|scope| {
+            for _ in 0..3 {
+                scope.spawn(|| Guest::open(&kv, "default").cas_increment("c"));
+            }
+        });
+        server.kill();
+        let started = std::time::Instant::now();
+        assert!(g.ctx().increment(b(), "n".into(), 1)?.is_err());
+        assert!(g.ctx().get(b(), "n".into())?.is_err());
+        assert!(g.ctx().new(b(), "c".into())?.is_err());
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        server.restart()?;
+        std::thread::sleep(super::super::kv_redis::IDLE_CHECK);
+        assert_eq!(ok(g.ctx().increment(b(), "n".into(), 1)), 4);
+        assert_eq!(ok(g.ctx().get(b(), "c".into())), Some(b"3".to_vec()));
+        assert_eq!(g.cas_increment("c"), 1);
+        assert_eq!(kv.get("default", "c"), Some(b"4".to_vec()));
         Ok(())
     }
 }

@@ -7,7 +7,8 @@
 //!   driven through `wasmtime-wasi-http`'s `p3` support, with Spin's routing
 //!   headers (`spin-path-info`, `spin-component-route`, ...);
 //! * WASI 0.2 and 0.3 CLI/clocks/random/etc. from `wasmtime-wasi`;
-//! * an in-memory `wasi:keyvalue` store with fault injection ([`KvStore`]);
+//! * a `wasi:keyvalue` store with fault injection ([`KvStore`]), in memory
+//!   or, for several hosts sharing one, on Redis ([`KvStore::redis`]);
 //! * `spin:variables` backed by a fixed map ([`AppConfig::variables`]);
 //! * outbound `wasi:http` requests to the hosts a component's
 //!   `allowed_outbound_hosts` lists ([`AllowedHosts`],
@@ -26,6 +27,7 @@
 mod app;
 mod bindings;
 mod kv;
+mod kv_redis;
 pub mod manifest;
 mod outbound;
 mod server;

@@ -11,6 +11,7 @@ mod outbound;
 mod rate_limit;
 mod registry;
 mod spatial_query;
+mod redis_store;
 mod store_failure;
 
 use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
