@@ -207,6 +207,29 @@ where
     })
 }
 
+/// Waits for a transformed stream's first output before anything is
+/// answered: a transform that refuses the body before it produced a byte
+/// (a first string past its limit, say) is answered with its problem, a
+/// 4xx, rather than with a `200` whose body breaks. Later errors still
+/// abort the stream. The output is the same stream, its first chunk put
+/// back.
+pub async fn started<S>(
+    mut output: S,
+) -> Result<impl Stream<Item = Result<Vec<u8>, StreamError>>, Problem>
+where
+    S: Stream<Item = Result<Vec<u8>, StreamError>> + Unpin,
+{
+    let first = match output.next().await {
+        Some(Ok(chunk)) => Some(Ok(chunk)),
+        Some(Err(StreamError::Transform(problem))) => return Err(problem),
+        Some(Err(StreamError::Input(reason))) => {
+            return Err(Problem::bad_request("invalid-body", reason));
+        }
+        None => None,
+    };
+    Ok(futures::stream::iter(first).chain(output))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -275,6 +298,25 @@ mod tests {
         assert_eq!(whole(&mut chain(), &[b"x", b"", b"y"]).unwrap(), b"XY+A.+b");
         assert!(whole(&mut chain(), &[b"x!"]).is_err());
         assert_eq!(whole(&mut Chain(Vec::new()), &[b"a", b"b"]).unwrap(), b"ab");
+    }
+
+    #[test]
+    fn a_refusal_before_the_first_byte_is_a_problem_a_later_one_breaks_the_stream() {
+        let stream = |chunks: Vec<Vec<u8>>| {
+            let input = futures::stream::iter(chunks.into_iter().map(Ok::<_, String>));
+            transform_stream(Vec::new(), input, Box::new(Upper))
+        };
+        let refused = block_on(started(Box::pin(stream(vec![b"a!".to_vec()]))));
+        assert_eq!(refused.err().unwrap().kind(), "bang");
+        // A first batch's worth of output went out before the refusal.
+        let first = vec![b'a'; BATCH_BYTES];
+        let later = block_on(async {
+            let output = started(Box::pin(stream(vec![first, b"c!".to_vec()])))
+                .await
+                .unwrap();
+            output.map(|r| r.is_ok()).collect::<Vec<_>>().await
+        });
+        assert_eq!(later, [true, false]);
     }
 
     #[test]

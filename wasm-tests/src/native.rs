@@ -1,6 +1,8 @@
 //! The native runtime: the core called directly, with the in-memory store.
 //! It is the reference every wasm runtime is compared against.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Result, bail};
 use edge_core::function::{Services, instantiate};
 use edge_core::log::MemorySink;
@@ -74,14 +76,32 @@ pub fn suite_config<F: EdgeFunction>(suite: &Suite) -> Config {
     config
 }
 
-async fn answers_for<F: EdgeFunction>(suite: &Suite) -> Result<Vec<Actual>> {
+/// Runs a suite natively.
+pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
+    let requests = suite
+        .cases
+        .iter()
+        .map(|case| to_request(&case.request, ""))
+        .collect::<Result<Vec<_>>>()?;
+    let responses = serve_requests(suite, requests).await?;
+    Ok(responses
+        .iter()
+        .map(|(response, _)| Actual::from_response(response))
+        .collect())
+}
+
+async fn serve_for<F: EdgeFunction>(
+    suite: &Suite,
+    requests: Vec<Request>,
+) -> Vec<(Response, Duration)> {
     let function = NativeFunction::<F>::new(&suite_config::<F>(suite));
-    let mut answers = Vec::new();
-    for case in &suite.cases {
-        let response = function.serve(to_request(&case.request, "")?).await;
-        answers.push(Actual::from_response(&response));
+    let mut responses = Vec::with_capacity(requests.len());
+    for request in requests {
+        let started = Instant::now();
+        let response = function.serve(request).await;
+        responses.push((response, started.elapsed()));
     }
-    Ok(answers)
+    responses
 }
 
 /// What the registry test (`tests/all/registry.rs`) compares with
@@ -109,17 +129,22 @@ impl Registration {
 }
 
 /// The native runner's functions, one type each: [`FUNCTIONS`] and
-/// [`answers`] come from this one list.
+/// [`serve_requests`] come from this one list.
 macro_rules! functions {
     ($($function:ty),* $(,)?) => {
         /// Every function the native runtime serves.
         pub const FUNCTIONS: &[Registration] = &[$(Registration::of::<$function>()),*];
 
-        /// Runs a suite natively.
-        pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
+        /// Serves `requests` in order on one native instance of the
+        /// suite's function, configured as the suite says: each response
+        /// with the time it took.
+        pub async fn serve_requests(
+            suite: &Suite,
+            requests: Vec<Request>,
+        ) -> Result<Vec<(Response, Duration)>> {
             $(
                 if suite.function == <$function as EdgeFunction>::NAME {
-                    return answers_for::<$function>(suite).await;
+                    return Ok(serve_for::<$function>(suite, requests).await);
                 }
             )*
             bail!("no native registration for function {:?}", suite.function)

@@ -18,7 +18,7 @@ use edge_core::metrics::Recorder;
 use edge_core::model::MAX_BODY_BYTES;
 use edge_core::origin::{StreamedAnswer, StreamedBody, forward_streamed};
 use edge_core::platform::{Clock as _, HttpError, SystemClock, url_for_errors};
-use edge_core::stream::{StreamError, StreamPlan, StreamingFunction, transform_stream};
+use edge_core::stream::{StreamError, StreamPlan, StreamingFunction, started, transform_stream};
 use edge_core::{Body, Problem};
 use futures::{StreamExt, TryStreamExt};
 use http_body::{Body as HttpBody, Frame};
@@ -182,6 +182,10 @@ async fn stream<F: StreamingFunction>(
         );
     });
     let Some(origin) = plan.origin else {
+        let output = match started(Box::pin(output)).await {
+            Ok(output) => output,
+            Err(problem) => return local_problem(problem, &head, ctx),
+        };
         let mut response = http::Response::new(local(StreamBody::new(output.map(frame))));
         let headers = response.headers_mut();
         headers.insert(http::header::CONTENT_TYPE, plan.content_type);

@@ -15,7 +15,7 @@ use edge_core::log::{Level, LogSink};
 use edge_core::model::MAX_BODY_BYTES;
 use edge_core::origin::{StreamedAnswer, StreamedBody, forward_streamed};
 use edge_core::platform::{Clock as _, HttpError, OsRandom, url_for_errors};
-use edge_core::stream::{StreamPlan, StreamingFunction, transform_stream};
+use edge_core::stream::{StreamPlan, StreamingFunction, started, transform_stream};
 use edge_core::{Body, Problem};
 use futures::{StreamExt, TryStreamExt};
 use wasm_bindgen::JsValue;
@@ -144,6 +144,10 @@ async fn stream<F: StreamingFunction>(
         ConsoleSink.write(Level::Error, &line.to_string());
     });
     let Some(origin) = plan.origin else {
+        let output = match started(Box::pin(output)).await {
+            Ok(output) => output,
+            Err(problem) => return local_problem(problem, &parts, ctx),
+        };
         let headers = worker::Headers::new();
         let content_type = plan
             .content_type

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::SystemTime;
 
@@ -53,6 +54,8 @@ pub struct App {
     kv: KvStore,
     guest_stderr: Option<GuestLogs>,
     allowed_outbound_hosts: Arc<AllowedHosts>,
+    /// The largest linear memory any of this app's instances had.
+    peak_memory: Arc<AtomicUsize>,
 }
 
 impl App {
@@ -84,7 +87,15 @@ impl App {
             kv: config.kv,
             guest_stderr: config.guest_stderr,
             allowed_outbound_hosts: Arc::default(),
+            peak_memory: Arc::default(),
         })
+    }
+
+    /// The largest linear memory, in bytes, any instance of this app
+    /// created or grew to while handling a request (each request gets a
+    /// fresh instance, so this is the worst request's).
+    pub fn peak_memory(&self) -> usize {
+        self.peak_memory.load(Ordering::Relaxed)
     }
 
     /// Lets this app's guests send HTTP requests to `hosts` (a Spin
@@ -156,13 +167,14 @@ impl App {
                 self.allowed_outbound_hosts.clone(),
             ),
         );
+        store.limiter(|state| &mut state.memory);
         let service = self.pre.instantiate_async(&mut store).await?;
         let (request, request_io) = WasiRequest::from_http(store.data_mut().hooks(), req);
 
         // Everything that touches the guest, including reading the response
         // body it streams, has to happen inside `run_concurrent`, which drives
         // the component's tasks.
-        let response: wasmtime::Result<http::Response<Bytes>> = store
+        let response = store
             .run_concurrent(async |store| {
                 let respond = async {
                     let response = service
@@ -186,7 +198,10 @@ impl App {
                 let (response, ()) = tokio::try_join!(respond, consume_request)?;
                 Ok(response)
             })
-            .await?;
+            .await;
+        self.peak_memory
+            .fetch_max(store.data().memory.peak, Ordering::Relaxed);
+        let response: wasmtime::Result<http::Response<Bytes>> = response?;
         Ok(response?)
     }
 

@@ -11,8 +11,38 @@ use super::kv::{self, KvCtx, KvStore};
 use super::outbound::{AllowedHosts, OutboundHooks};
 use super::variables::{self, Variables};
 
+/// Records the largest linear memory the guest creates or grows to, so
+/// tests can bound a request's memory; it limits nothing.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryWatch {
+    /// The largest size, in bytes, any memory was created with or grown to.
+    pub(crate) peak: usize,
+}
+
+impl wasmtime::ResourceLimiter for MemoryWatch {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.peak = self.peak.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        _desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
 /// Data owned by one request's `Store`.
 pub(crate) struct HostState {
+    pub(crate) memory: MemoryWatch,
     table: ResourceTable,
     wasi: WasiCtx,
     http: WasiHttpCtx,
@@ -35,6 +65,7 @@ impl HostState {
             None => wasi.inherit_stderr(),
         };
         Self {
+            memory: MemoryWatch::default(),
             table: ResourceTable::new(),
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),

@@ -6,12 +6,14 @@ mod anonymize;
 mod auth_check;
 mod exactness;
 mod gateway;
+mod hostile;
 mod metrics;
+mod npm_package;
 mod outbound;
 mod rate_limit;
+mod redis_store;
 mod registry;
 mod spatial_query;
-mod redis_store;
 mod store_failure;
 
 use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
