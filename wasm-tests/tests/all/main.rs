@@ -8,7 +8,6 @@ mod exactness;
 mod gateway;
 mod hostile;
 mod metrics;
-mod npm_package;
 mod outbound;
 mod rate_limit;
 mod redis_store;
