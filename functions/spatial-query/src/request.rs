@@ -344,13 +344,21 @@ pub fn parse_area(value: &Value, max_vertices: usize) -> Result<MultiPolygon<f64
     };
     let parsed = serde_json::from_value::<geojson::Geometry>(geometry.clone())
         .map_err(|e| format!("not a GeoJSON geometry: {e}"))?;
+    if !matches!(
+        parsed.value,
+        geojson::GeometryValue::Polygon { .. } | geojson::GeometryValue::MultiPolygon { .. }
+    ) {
+        return Err("the geometry must be a Polygon or MultiPolygon".into());
+    }
+    // Positions are checked before the conversion, which indexes them
+    // unchecked (a position of one coordinate panicked inside `geojson`).
+    check_rings(geometry, max_vertices)?;
     let area: MultiPolygon<f64> = match geo::Geometry::<f64>::try_from(parsed) {
         Ok(geo::Geometry::Polygon(p)) => MultiPolygon(vec![p]),
         Ok(geo::Geometry::MultiPolygon(m)) => m,
         Ok(_) => return Err("the geometry must be a Polygon or MultiPolygon".into()),
         Err(e) => return Err(format!("not a usable geometry: {e}")),
     };
-    check_rings(geometry, max_vertices)?;
     if area.0.is_empty() {
         return Err("the MultiPolygon has no polygons".into());
     }
@@ -417,4 +425,25 @@ pub fn vertex_count(area: &MultiPolygon<f64>) -> usize {
             p.exterior().0.len() + p.interiors().iter().map(|r| r.0.len()).sum::<usize>()
         })
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `fuzz/` (spatial_query): a position of one coordinate
+    /// panicked inside `geojson`'s conversion (index out of bounds), so a
+    /// bad polygon body crashed the function instead of getting a 400.
+    #[test]
+    fn short_positions_are_refused_not_a_panic() {
+        for geometry in [
+            r#"{"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1], [0, 0]]]}"#,
+            r#"{"type": "MultiPolygon", "coordinates": [[[[0, 0], [1], [1, 1], [0, 0]]]]}"#,
+            r#"{"type": "Point", "coordinates": [1]}"#,
+            r#"{"type": "LineString", "coordinates": [[1], [2]]}"#,
+        ] {
+            let value: Value = serde_json::from_str(geometry).expect("JSON");
+            assert!(parse_area(&value, 100).is_err(), "{geometry}");
+        }
+    }
 }

@@ -615,10 +615,12 @@ mod phone {
         d.len() == 10 && d[0] >= 2 && d[3] >= 2
     }
 
+    /// The group's digits as a number, saturating: a run of ten digits or
+    /// more is no day, month or year, and must not overflow.
     fn value(b: &[u8], g: &Group) -> u32 {
-        b[g.start..g.start + g.len]
-            .iter()
-            .fold(0, |a, &c| a * 10 + u32::from(c - b'0'))
+        b[g.start..g.start + g.len].iter().fold(0, |a: u32, &c| {
+            a.saturating_mul(10).saturating_add(u32::from(c - b'0'))
+        })
     }
 
     /// Whether the first three groups read as a date (d.m.y, m/d/y, y-m-d).

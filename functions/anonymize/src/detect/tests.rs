@@ -845,3 +845,18 @@ fn many_patterns_are_screened_by_a_set() {
         assert_eq!(got, want);
     }
 }
+
+/// Found by `fuzz/` (anonymize_stream): a date-shaped number with a group
+/// of ten digits or more overflowed the group's value (a panic in debug
+/// builds, a wrapped and so wrong value in release).
+#[test]
+fn date_shaped_runs_with_long_groups_do_not_overflow() {
+    for text in [
+        "1.2.99999999999",
+        "99999999999.1.2",
+        "99999999999-12-12",
+        "call 12/12/99999999999",
+    ] {
+        let _ = found(text);
+    }
+}
