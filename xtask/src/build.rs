@@ -509,6 +509,7 @@ pub(crate) fn test(registry: &Registry, started: Instant) -> Result<()> {
         all(registry, &JustBuild)?;
         sizes(registry)
     })?;
+    step("fuzz smoke", &mut crate::fuzz::smoke)?;
     let mut tally = Tally::default();
     let result = step("cargo test", &mut || {
         tally.run(

@@ -18,6 +18,7 @@
 mod bench;
 mod build;
 mod dev;
+mod fuzz;
 mod install;
 mod sync;
 mod util;
@@ -44,6 +45,7 @@ fn run(args: &[String]) -> Result<()> {
     match command {
         Some("install") => return install::all(install::Needs::Test),
         Some("bench") => return bench::run(&args[1..]),
+        Some("fuzz") => return fuzz::run_command(&args[1..]),
         _ => {}
     }
     let registry = Registry::load()?;
@@ -74,7 +76,7 @@ fn run(args: &[String]) -> Result<()> {
             build::test(&registry, started)
         }
         _ => bail!(
-            "usage: cargo xtask <dev [--policy NAME=PATH]...|test|bench NAME|install|build|build-worker NAME|build-spin NAME...|sizes|sync>\n\
+            "usage: cargo xtask <dev [--policy NAME=PATH]...|test|bench NAME|fuzz [TARGET] [--minutes N]|install|build|build-worker NAME|build-spin NAME...|sizes|sync>\n\
              dev   builds every function for every platform and serves them on 127.0.0.1\n\
              \x20     (--policy: function NAME's policy file, on Workers and Spin)\n\
              test  lints, builds and runs every test (the conformance suite on all runtimes)"
