@@ -83,17 +83,23 @@ pub async fn answers(suite: &Suite) -> Result<Vec<Actual>> {
         .iter()
         .map(|case| to_request(&case.request, ""))
         .collect::<Result<Vec<_>>>()?;
-    let responses = serve_requests(suite, requests).await?;
-    Ok(responses
+    let served = serve_requests(suite, requests).await?;
+    Ok(served
+        .responses
         .iter()
         .map(|(response, _)| Actual::from_response(response))
         .collect())
 }
 
-async fn serve_for<F: EdgeFunction>(
-    suite: &Suite,
-    requests: Vec<Request>,
-) -> Vec<(Response, Duration)> {
+/// What [`serve_requests`] saw.
+pub struct Served {
+    /// Each response with the time it took.
+    pub responses: Vec<(Response, Duration)>,
+    /// Every log line the function wrote.
+    pub logs: Vec<String>,
+}
+
+async fn serve_for<F: EdgeFunction>(suite: &Suite, requests: Vec<Request>) -> Served {
     let function = NativeFunction::<F>::new(&suite_config::<F>(suite));
     let mut responses = Vec::with_capacity(requests.len());
     for request in requests {
@@ -101,7 +107,10 @@ async fn serve_for<F: EdgeFunction>(
         let response = function.serve(request).await;
         responses.push((response, started.elapsed()));
     }
-    responses
+    Served {
+        responses,
+        logs: function.logs.lines(),
+    }
 }
 
 /// What the registry test (`tests/all/registry.rs`) compares with
@@ -136,12 +145,8 @@ macro_rules! functions {
         pub const FUNCTIONS: &[Registration] = &[$(Registration::of::<$function>()),*];
 
         /// Serves `requests` in order on one native instance of the
-        /// suite's function, configured as the suite says: each response
-        /// with the time it took.
-        pub async fn serve_requests(
-            suite: &Suite,
-            requests: Vec<Request>,
-        ) -> Result<Vec<(Response, Duration)>> {
+        /// suite's function, configured as the suite says.
+        pub async fn serve_requests(suite: &Suite, requests: Vec<Request>) -> Result<Served> {
             $(
                 if suite.function == <$function as EdgeFunction>::NAME {
                     return Ok(serve_for::<$function>(suite, requests).await);

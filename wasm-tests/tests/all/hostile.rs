@@ -212,10 +212,8 @@ fn judge(
         return Some(format!("answered after {elapsed:?}"));
     }
     let text = String::from_utf8_lossy(body);
-    for secret in suite.secrets.values().filter(|s| s.len() >= 8) {
-        if text.contains(secret.as_str()) {
-            return Some(format!("{status}: the answer carries a secret"));
-        }
+    if let Some(secret) = secrets_in(suite, &text).first() {
+        return Some(format!("{status}: the answer carries {secret}"));
     }
     let problem = headers
         .get(http::header::CONTENT_TYPE)
@@ -240,6 +238,8 @@ struct Tally {
     statuses: BTreeMap<u16, usize>,
     slowest: Duration,
     failures: Vec<String>,
+    /// Log lines checked for secrets.
+    log_lines: usize,
 }
 
 impl Tally {
@@ -266,13 +266,52 @@ impl Tally {
     }
 }
 
+/// The suite's own cases first (every error path the suite drives), then
+/// the hostile requests: what is judged.
+fn requests(suite: &Suite, hostile: &[Hostile], base: &str) -> Vec<http::Request<Bytes>> {
+    suite
+        .cases
+        .iter()
+        .map(|case| native::to_request(&case.request, base).unwrap())
+        .chain(hostile.iter().map(|h| h.request(base)))
+        .collect()
+}
+
+/// The secret values (of the suite's, those long enough to be told from
+/// other text) that appear in `text`.
+fn secrets_in<'a>(suite: &'a Suite, text: &str) -> Vec<&'a str> {
+    suite
+        .secrets
+        .iter()
+        .filter(|(_, v)| v.len() >= 8 && text.contains(v.as_str()))
+        .map(|(k, _)| k.as_str())
+        .collect()
+}
+
 fn native_tally(suite: &Suite, hostile: &[Hostile]) -> Tally {
-    let requests: Vec<_> = hostile.iter().map(|h| h.request("")).collect();
-    let answers = futures::executor::block_on(native::serve_requests(suite, requests)).unwrap();
+    let served =
+        futures::executor::block_on(native::serve_requests(suite, requests(suite, hostile, "")))
+            .unwrap();
     let mut tally = Tally::default();
-    for (h, (response, elapsed)) in hostile.iter().zip(&answers) {
+    let (own, rest) = served.responses.split_at(suite.cases.len());
+    for (case, (response, _)) in suite.cases.iter().zip(own) {
+        let body = String::from_utf8_lossy(response.body());
+        for secret in secrets_in(suite, &body) {
+            tally.failures.push(format!(
+                "{}: {}: the answer carries {secret}",
+                suite.function, case.name
+            ));
+        }
+    }
+    for (h, (response, elapsed)) in hostile.iter().zip(rest) {
         tally.add(suite, &h.what, response, *elapsed);
     }
+    for secret in secrets_in(suite, &served.logs.join("\n")) {
+        tally
+            .failures
+            .push(format!("{}: its logs carry {secret}", suite.function));
+    }
+    tally.log_lines = served.logs.len();
     tally
 }
 
@@ -283,13 +322,14 @@ fn wasmtime_tally(suite: &Suite, hostile: &[Hostile]) -> (Tally, usize) {
         .chain(&suite.secrets)
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect();
+    let logs = GuestLogs::new(64 << 20);
     let app = App::load(
         &spin_component(&suite.function),
         AppConfig {
             variables,
             kv: KvStore::new(),
             route: suite.mount.clone(),
-            guest_stderr: Some(GuestLogs::new(1 << 20)),
+            guest_stderr: Some(logs.clone()),
         },
     )
     .unwrap();
@@ -297,31 +337,52 @@ fn wasmtime_tally(suite: &Suite, hostile: &[Hostile]) -> (Tally, usize) {
     let client: SocketAddr = ([127, 0, 0, 1], 40400).into();
     let base = format!("http://127.0.0.1{}", suite.mount);
     let mut tally = Tally::default();
-    for h in hostile {
+    let all = requests(suite, hostile, &base);
+    let whats = suite
+        .cases
+        .iter()
+        .map(|c| (c.name.as_str(), false))
+        .chain(hostile.iter().map(|h| (h.what.as_str(), true)));
+    for (request, (what, judged)) in all.into_iter().zip(whats) {
         let started = Instant::now();
         let answer = runtime.block_on(async {
-            tokio::time::timeout(TIME_BOUND * 2, app.handle(h.request(&base), client)).await
+            tokio::time::timeout(TIME_BOUND * 2, app.handle(request, client)).await
         });
         match answer {
-            Ok(Ok(response)) => tally.add(suite, &h.what, &response, started.elapsed()),
+            Ok(Ok(response)) if !judged => {
+                let body = String::from_utf8_lossy(response.body());
+                for secret in secrets_in(suite, &body) {
+                    tally.failures.push(format!(
+                        "{}: {what}: the answer carries {secret}",
+                        suite.function
+                    ));
+                }
+            }
+            Ok(Ok(response)) => tally.add(suite, what, &response, started.elapsed()),
             Ok(Err(e)) => {
                 tally.requests += 1;
                 tally.failures.push(format!(
-                    "{}: {}: the guest failed: {e:#}",
-                    suite.function, h.what
+                    "{}: {what}: the guest failed: {e:#}",
+                    suite.function
                 ));
             }
             Err(_) => {
                 tally.requests += 1;
                 tally.failures.push(format!(
-                    "{}: {}: no answer within {:?}",
+                    "{}: {what}: no answer within {:?}",
                     suite.function,
-                    h.what,
                     TIME_BOUND * 2
                 ));
             }
         }
     }
+    let logs = String::from_utf8_lossy(&logs.contents()).into_owned();
+    for secret in secrets_in(suite, &logs) {
+        tally
+            .failures
+            .push(format!("{}: its guest logs carry {secret}", suite.function));
+    }
+    tally.log_lines = logs.lines().count();
     (tally, app.peak_memory())
 }
 
@@ -330,9 +391,9 @@ fn hostile_input_gets_a_bounded_client_error_on_every_function() {
     let suites = load_suites().unwrap();
     let mut failures = Vec::new();
     let mut table = vec![
-        "| function | requests | statuses | slowest native | slowest wasm | peak guest memory |"
+        "| function | hostile requests | statuses (wasm) | slowest native | slowest wasm | peak guest memory | log lines checked (native + wasm) |"
             .to_owned(),
-        "|---|---:|---|---:|---:|---:|".to_owned(),
+        "|---|---:|---|---:|---:|---:|---:|".to_owned(),
     ];
     for (_, suite) in &suites {
         let hostile: Vec<Hostile> = endpoints(suite).into_iter().flat_map(variants).collect();
@@ -345,13 +406,15 @@ fn hostile_input_gets_a_bounded_client_error_on_every_function() {
             ));
         }
         table.push(format!(
-            "| {} | {} | {:?} | {:.0} ms | {:.0} ms | {:.1} MiB |",
+            "| {} | {} | {:?} | {:.0} ms | {:.0} ms | {:.1} MiB | {} + {} |",
             suite.function,
             native.requests,
             wasm.statuses,
             native.slowest.as_secs_f64() * 1e3,
             wasm.slowest.as_secs_f64() * 1e3,
             peak as f64 / f64::from(1u32 << 20),
+            native.log_lines,
+            wasm.log_lines,
         ));
         failures.extend(native.failures.into_iter().map(|f| format!("native {f}")));
         failures.extend(wasm.failures.into_iter().map(|f| format!("wasmtime {f}")));
