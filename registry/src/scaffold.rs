@@ -181,9 +181,13 @@ pub fn add_component(spin: &str, function: &Declared<'_>) -> Result<Option<Strin
         bail!("spin.toml has no [variables] table");
     };
     let after = variables_at + "\n[variables]\n".len();
-    let insert_at = spin[after..]
+    let mut insert_at = spin[after..]
         .find("\n[")
         .map_or(spin.len(), |i| after + i + 1);
+    // After the last declaration, before the blank lines that end it.
+    while insert_at > after && spin[..insert_at].ends_with("\n\n") {
+        insert_at -= 1;
+    }
     let mut text = format!(
         "{}{new_variables}{}",
         &spin[..insert_at],
@@ -261,6 +265,11 @@ mod tests {
                     [[trigger.http]]\nroute = \"/other/...\"\ncomponent = \"other\"\n\n\
                     [component.other]\nsource = \"x\"\n";
         let added = add_component(spin, &ECHO).unwrap().unwrap();
+        assert!(
+            added.contains("secret = true }\necho_back_policy = { default = \"\" }\n"),
+            "new declarations follow the last one: {added}"
+        );
+        assert!(added.contains("= true }\n\n[[trigger.http]]"), "{added}");
         let parsed: toml::Table = added.parse().unwrap();
         let variables = parsed["variables"].as_table().unwrap();
         assert_eq!(variables["echo_back_policy"]["default"].as_str(), Some(""));
