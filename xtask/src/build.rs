@@ -170,7 +170,7 @@ fn cargo_target(registry: &Registry, name: &str, platform: &str) -> Result<PathB
 /// Builds every function in `names` in release for `target` with its
 /// platform `feature`, returning each one's `.wasm`: one cargo invocation
 /// for them all, but one of its own for a function with `own_build`.
-fn release_builds<'a>(
+pub(crate) fn release_builds<'a>(
     registry: &Registry,
     names: &[&'a str],
     target: &str,
@@ -253,7 +253,7 @@ fn unless_done(
 /// The browser package from its release build, `target/edge/browser/NAME/`
 /// (wasm-bindgen `--target web`, then `wasm-opt -Oz`), unless made from
 /// the same build before.
-fn browser_unless_fresh(name: &str, built: &Path) -> Result<()> {
+pub(crate) fn browser_unless_fresh(name: &str, built: &Path) -> Result<()> {
     let out = artifacts().join("browser").join(name);
     let wasm = out.join(format!("{name}_bg.wasm"));
     let outputs = [out.join(format!("{name}.js")), wasm.clone()];
@@ -361,7 +361,7 @@ fn find_wasm(dir: &Path) -> Option<PathBuf> {
     None
 }
 
-fn gzip_len(bytes: &[u8]) -> Result<usize> {
+pub(crate) fn gzip_len(bytes: &[u8]) -> Result<usize> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     encoder.write_all(bytes)?;
     Ok(encoder.finish()?.len())
@@ -507,7 +507,8 @@ pub(crate) fn test(registry: &Registry, started: Instant) -> Result<()> {
     })?;
     step("build", &mut || {
         all(registry, &JustBuild)?;
-        sizes(registry)
+        sizes(registry)?;
+        crate::npm::package_and_sizes(registry)
     })?;
     step("fuzz smoke", &mut crate::fuzz::smoke)?;
     let mut tally = Tally::default();

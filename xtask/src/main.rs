@@ -20,6 +20,7 @@ mod build;
 mod dev;
 mod fuzz;
 mod install;
+mod npm;
 mod sync;
 mod util;
 
@@ -53,8 +54,10 @@ fn run(args: &[String]) -> Result<()> {
         Some("build") => {
             install::all(install::Needs::Build)?;
             build::all(&registry, &build::JustBuild)?;
-            build::sizes(&registry)
+            build::sizes(&registry)?;
+            npm::package_and_sizes(&registry)
         }
+        Some("npm") => npm::build(&registry, &args[1..]),
         Some("build-worker") => match &args[1..] {
             [name] => build::worker_unless_fresh(&registry, name),
             _ => bail!("usage: cargo xtask build-worker NAME"),

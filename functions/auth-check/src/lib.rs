@@ -26,6 +26,7 @@ pub mod policy;
 mod roca;
 mod signature;
 pub mod token;
+pub mod verifier;
 
 #[cfg(all(feature = "browser", target_arch = "wasm32"))]
 mod browser;

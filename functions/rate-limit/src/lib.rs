@@ -23,6 +23,7 @@
 //! | `DELETE {admin_path}/state?scope=S&ip=…` | resets the key, `204` |
 
 pub mod algorithm;
+pub mod client;
 pub mod headers;
 pub mod identity;
 pub mod local;

@@ -284,6 +284,75 @@ pub fn config_from_options<F: EdgeFunction>(options: &JsValue) -> Result<Config,
     ))
 }
 
+/// The TypeScript type of the errors the exported classes throw.
+#[wasm_bindgen::prelude::wasm_bindgen(typescript_custom_section)]
+const PROBLEM_TS: &'static str = r#"
+/** An `Error` carrying the RFC 9457 problem the server side would answer with. */
+export interface ProblemError extends Error {
+  name: "ProblemError";
+  /** The problem type URI, e.g. `urn:edge-functions:problem:bad-signature`. */
+  type: string;
+  /** The problem's title, e.g. `Unauthorized`. */
+  title: string;
+  /** The HTTP status the server side answers with. */
+  status: number;
+  /** What was wrong (the same text as the server's `detail`). */
+  detail?: string;
+  /** Extension members of the problem, e.g. `offset` and `path` of invalid JSON. */
+  [member: string]: unknown;
+}
+"#;
+
+/// `problem` as a JS `Error` named `ProblemError` whose `message` is the
+/// detail (or the title) and whose `type`, `title`, `status` and `detail`
+/// are the members of the problem+json body the server side would send,
+/// extension members included.
+pub fn problem_error(problem: &Problem) -> JsValue {
+    let body = problem.to_json(None);
+    let message = problem
+        .detail()
+        .or_else(|| body.get("title").and_then(|t| t.as_str()))
+        .unwrap_or(problem.kind());
+    let error = js_sys::Error::new(message);
+    error.set_name("ProblemError");
+    if let Some(members) = body.as_object() {
+        for (name, value) in members {
+            let value = js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::UNDEFINED);
+            let _ = js_sys::Reflect::set(&error, &name.into(), &value);
+        }
+    }
+    error.into()
+}
+
+/// A configuration error (a bad policy, option or secret) as a
+/// [`problem_error`] of type `misconfigured`, the detail naming the field
+/// and value (configuration errors never carry secrets).
+pub fn config_error(detail: impl std::fmt::Display) -> JsValue {
+    problem_error(&Problem::misconfigured().with_detail(detail.to_string()))
+}
+
+/// A bad argument to an exported call as a [`problem_error`] of type
+/// `kind` (status 400), as the server side answers a bad request.
+pub fn bad_request(kind: &'static str, detail: impl std::fmt::Display) -> JsValue {
+    problem_error(&Problem::bad_request(kind, detail.to_string()))
+}
+
+/// A JSON value as a JS value (through `JSON.parse`).
+pub fn json_to_js(value: &serde_json::Value) -> JsValue {
+    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
+}
+
+/// A JS value as JSON (through `JSON.stringify`); `undefined` is `null`.
+pub fn js_to_json(value: &JsValue) -> Result<serde_json::Value, String> {
+    if value.is_undefined() {
+        return Ok(serde_json::Value::Null);
+    }
+    let text = js_sys::JSON::stringify(value)
+        .map_err(|_| "the value cannot be written as JSON".to_owned())?;
+    let text: String = text.into();
+    serde_json::from_str(&text).map_err(|e| e.to_string())
+}
+
 /// A function running in the page with an in-memory store.
 pub struct BrowserFunction<F> {
     instance: Instance<F>,
@@ -362,4 +431,4 @@ macro_rules! export_function {
 }
 
 #[doc(hidden)]
-pub use {js_sys, web_sys};
+pub use {js_sys, wasm_bindgen_futures, web_sys};

@@ -8,6 +8,7 @@ mod exactness;
 mod gateway;
 mod hostile;
 mod metrics;
+mod npm_package;
 mod outbound;
 mod rate_limit;
 mod redis_store;
