@@ -36,14 +36,18 @@ const CLIENTS: usize = 64;
 
 /// One `edge-host` process; killed on drop.
 struct EdgeHost {
+    /// The rate limiter's base URL.
     url: String,
+    /// The counter's base URL.
+    counter: String,
     dir: PathBuf,
     _child: TiedChild,
 }
 
 impl EdgeHost {
     /// Starts `edge-host` with the rate limiter's Spin build on
-    /// `/rate-limit`, `policy`, and its store on `redis`.
+    /// `/rate-limit` with `policy` and the counter's on `/counter`, their
+    /// store on `redis`.
     fn start(redis: &str, policy: &str, index: usize) -> EdgeHost {
         let dir = std::env::temp_dir().join(format!(
             "edge-host-redis-{}-{index}-{}",
@@ -51,23 +55,52 @@ impl EdgeHost {
             policy.len()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        let wasm = wasm_tests::spin_component("rate-limit");
-        assert!(
-            wasm.exists(),
-            "{} is missing: run `cargo xtask build-spin rate-limit`",
-            wasm.display()
+        let [wasm, counter] = ["rate-limit", "counter"].map(|name| {
+            let wasm = wasm_tests::spin_component(name);
+            assert!(
+                wasm.exists(),
+                "{} is missing: run `cargo xtask build-spin {name}`",
+                wasm.display()
+            );
+            wasm
+        });
+        // A manifest of the two, so that each has its own variables.
+        let manifest = format!(
+            r#"spin_manifest_version = 2
+[application]
+name = "redis-store-test"
+[variables]
+rate_limit_policy = {{ required = true }}
+[[trigger.http]]
+route = "/rate-limit/..."
+component = "rate-limit"
+[[trigger.http]]
+route = "/counter/..."
+component = "counter"
+[component.rate-limit]
+source = "{}"
+key_value_stores = ["default"]
+[component.rate-limit.variables]
+policy = "{{{{ rate_limit_policy }}}}"
+rate_limit_hash_key = "k"
+rate_limit_admin_token = "t"
+[component.counter]
+source = "{}"
+key_value_stores = ["default"]
+[component.counter.variables]
+counter_admin_token = "c"
+"#,
+            wasm.display(),
+            counter.display()
         );
+        std::fs::write(dir.join("spin.toml"), manifest).unwrap();
         let args: Vec<String> = [
             "--listen".to_owned(),
             "127.0.0.1:0".to_owned(),
-            "--app".to_owned(),
-            format!("/rate-limit={}", wasm.display()),
+            "--manifest".to_owned(),
+            dir.join("spin.toml").display().to_string(),
             "--var".to_owned(),
-            format!("policy={policy}"),
-            "--var".to_owned(),
-            "rate_limit_hash_key=k".to_owned(),
-            "--var".to_owned(),
-            "rate_limit_admin_token=t".to_owned(),
+            format!("rate_limit_policy={policy}"),
             "--redis".to_owned(),
             redis.to_owned(),
         ]
@@ -88,6 +121,7 @@ impl EdgeHost {
             })
             .to_owned();
         EdgeHost {
+            counter: format!("{url}/counter"),
             url: format!("{url}/rate-limit"),
             dir,
             _child: child,
@@ -117,14 +151,47 @@ fn get(path: &str) -> CaseRequest {
 }
 
 /// `clients` clients at once, client `i` on host `i % HOSTS`, each
-/// sending `per_client` requests to `path`; every answer.
+/// sending `per_client` requests to the rate limiter's `path`; every answer.
 fn traffic(hosts: &[EdgeHost], path: &str, clients: usize, per_client: usize) -> Vec<Actual> {
-    let case = get(path);
+    traffic_to(hosts, |h| &h.url, &get(path), clients, per_client)
+}
+
+/// `clients` clients, each adding one to the counter `hot`: the values
+/// they were answered (`None` for an answer other than 200).
+fn increments(hosts: &[EdgeHost], clients: usize) -> Vec<Option<i64>> {
+    let case: CaseRequest =
+        serde_json::from_value(serde_json::json!({ "method": "POST", "path": "/counters/hot" }))
+            .unwrap();
+    traffic_to(hosts, |h| &h.counter, &case, clients, 1)
+        .iter()
+        .map(|a| {
+            (a.status == 200).then(|| {
+                let body: Value = serde_json::from_str(&a.body).unwrap();
+                body["value"].as_i64().unwrap()
+            })
+        })
+        .collect()
+}
+
+/// Sorted.
+fn sorted(mut values: Vec<i64>) -> Vec<i64> {
+    values.sort_unstable();
+    values
+}
+
+/// `clients` clients at once, client `i` on host `i % HOSTS`, each
+/// sending `per_client` times `case` to the app `app` gives the URL of.
+fn traffic_to(
+    hosts: &[EdgeHost],
+    app: fn(&EdgeHost) -> &str,
+    case: &CaseRequest,
+    clients: usize,
+    per_client: usize,
+) -> Vec<Actual> {
     std::thread::scope(|scope| {
         let clients: Vec<_> = (0..clients)
             .map(|i| {
-                let base = hosts[i % hosts.len()].url.clone();
-                let case = &case;
+                let base = app(&hosts[i % hosts.len()]).to_owned();
                 scope.spawn(move || {
                     let agent = agent(Duration::from_secs(60));
                     (0..per_client)
@@ -155,9 +222,9 @@ fn add(into: &mut BTreeMap<u16, u64>, more: &BTreeMap<u16, u64>) {
     }
 }
 
-/// What a metrics component on the same Redis reports for the rate
-/// limiter: `route` → requests per status.
-fn merged_metrics(redis: &str) -> BTreeMap<String, BTreeMap<u16, u64>> {
+/// What a metrics component on the same Redis reports: `(function,
+/// route)` → requests per status.
+fn merged_metrics(redis: &str) -> BTreeMap<(String, String), BTreeMap<u16, u64>> {
     let app = App::load(
         &wasm_tests::spin_component("metrics"),
         AppConfig {
@@ -190,7 +257,6 @@ fn merged_metrics(redis: &str) -> BTreeMap<String, BTreeMap<u16, u64>> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["function"] == "rate-limit")
         .map(|r| {
             let statuses = r["statuses"]
                 .as_object()
@@ -198,9 +264,23 @@ fn merged_metrics(redis: &str) -> BTreeMap<String, BTreeMap<u16, u64>> {
                 .iter()
                 .map(|(s, n)| (s.parse().unwrap(), n.as_u64().unwrap()))
                 .collect();
-            (r["route"].as_str().unwrap().to_owned(), statuses)
+            let function = r["function"].as_str().unwrap().to_owned();
+            (
+                (function, r["route"].as_str().unwrap().to_owned()),
+                statuses,
+            )
         })
         .collect()
+}
+
+/// The metrics key of the rate limiter's `route`.
+fn rl(route: &str) -> (String, String) {
+    ("rate-limit".to_owned(), route.to_owned())
+}
+
+/// The metrics key of the counter's increments.
+fn counter_route() -> (String, String) {
+    ("counter".to_owned(), "/counters/{key}".to_owned())
 }
 
 const SCOPES: [(&str, &str, &str); 5] = [
@@ -252,8 +332,19 @@ fn four_hosts_on_one_redis_admit_exactly_the_limit_and_merge_metrics_exactly() {
             counts[&200],
             t.elapsed().as_secs_f64()
         );
-        sent.insert(format!("/{scope}"), counts);
+        sent.insert(rl(&format!("/{scope}")), counts);
     }
+    // The counter's increments (INCRBY) from the four hosts: each value
+    // handed out once.
+    let t = Instant::now();
+    let values: Vec<i64> = increments(&hosts, CLIENTS).into_iter().flatten().collect();
+    assert_eq!(sorted(values), (1..=CLIENTS as i64).collect::<Vec<_>>());
+    eprintln!(
+        "redis store: counter: {CLIENTS} increments over {HOSTS} hosts, values 1..={CLIENTS} each once, in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    sent.insert(counter_route(), BTreeMap::from([(200, CLIENTS as u64)]));
+
     // Every request was merged into Redis by its host before it answered.
     let merged = merged_metrics(&redis.url());
     assert_eq!(merged, sent, "metrics merged from {HOSTS} hosts");
@@ -280,14 +371,16 @@ fn redis_killed_mid_run_fails_as_each_scope_says_and_loses_nothing() {
     ];
     let hosts = start_hosts(&redis.url(), &policy(LIMIT as usize, &scopes));
     let paths = ["/OPEN", "/CLOSED"];
-    let mut up: BTreeMap<String, BTreeMap<u16, u64>> = BTreeMap::new();
+    let mut up: BTreeMap<(String, String), BTreeMap<u16, u64>> = BTreeMap::new();
 
     // Redis up: one request per client, 64 of each scope's 100 permits.
     for path in paths {
         let counts = tally(&traffic(&hosts, path, CLIENTS, 1));
         assert_eq!(counts, BTreeMap::from([(200, CLIENTS as u64)]), "{path}");
-        up.insert(path.to_owned(), counts);
+        up.insert(rl(path), counts);
     }
+    let before: Vec<i64> = increments(&hosts, CLIENTS).into_iter().flatten().collect();
+    assert_eq!(sorted(before), (1..=CLIENTS as i64).collect::<Vec<_>>());
 
     // Killed between two rounds; the hosts keep their dead connections.
     redis.kill();
@@ -306,8 +399,14 @@ fn redis_killed_mid_run_fails_as_each_scope_says_and_loses_nothing() {
         assert_eq!(answer.headers["retry-after"], "5");
         assert_eq!(answer.headers["content-type"], "application/problem+json");
     }
+    assert_eq!(
+        increments(&hosts, DOWN),
+        vec![None; DOWN],
+        "the counter fails closed"
+    );
     eprintln!(
-        "redis store: Redis down: {DOWN} fail_open answers 200, {DOWN} fail_closed answers 503"
+        "redis store: Redis down: {DOWN} fail_open answers 200, {DOWN} fail_closed answers 503, \
+         {DOWN} counter increments 503"
     );
 
     // Back on its append-only file: each scope has 36 permits left, for
@@ -321,8 +420,15 @@ fn redis_killed_mid_run_fails_as_each_scope_says_and_loses_nothing() {
             BTreeMap::from([(200, left), (429, CLIENTS as u64 - left)]),
             "{path} after the restart: exactly what was left of the limit"
         );
-        add(up.get_mut(path).unwrap(), &counts);
+        add(up.get_mut(&rl(path)).unwrap(), &counts);
     }
+    // The counter goes on from 64: nothing lost, nothing added twice.
+    let after: Vec<i64> = increments(&hosts, CLIENTS).into_iter().flatten().collect();
+    assert_eq!(
+        sorted(after),
+        (CLIENTS as i64 + 1..=2 * CLIENTS as i64).collect::<Vec<_>>()
+    );
+    up.insert(counter_route(), BTreeMap::from([(200, 2 * CLIENTS as u64)]));
 
     // The metrics hold every request answered while Redis was up, once;
     // the ones answered while it was down could not be merged (a Spin
@@ -331,6 +437,130 @@ fn redis_killed_mid_run_fails_as_each_scope_says_and_loses_nothing() {
     assert_eq!(merged, up, "metrics after the restart");
     eprintln!(
         "redis store: kill and restart over {HOSTS} hosts in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+}
+
+/// `GET /_ratelimit/state?scope=NAME` on `host`: the permits left.
+fn remaining(host: &EdgeHost, scope: &str) -> u64 {
+    let case: CaseRequest = serde_json::from_value(serde_json::json!({
+        "method": "GET",
+        "path": format!("/_ratelimit/state?scope={scope}"),
+        "headers": { "authorization": "Bearer t" },
+    }))
+    .unwrap();
+    let answer = send(&agent(Duration::from_secs(30)), &host.url, &case).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let state: Value = serde_json::from_str(&answer.body).unwrap();
+    state["remaining"].as_u64().unwrap()
+}
+
+#[test]
+fn redis_killed_under_load_never_over_admits_and_charges_at_most_the_requests_in_flight() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const LIMIT: u64 = 1000;
+    const LOAD_CLIENTS: usize = 16;
+    const PHASE: Duration = Duration::from_millis(500);
+    let began = Instant::now();
+    let mut redis = RedisServer::start_durable().unwrap();
+    let scopes = [
+        ("OPEN", "fixed_window", "on_store_failure = \"fail_open\"\n"),
+        (
+            "CLOSED",
+            "fixed_window",
+            "on_store_failure = \"fail_closed\"\n",
+        ),
+    ];
+    let hosts = start_hosts(&redis.url(), &policy(LIMIT as usize, &scopes));
+    let stop = AtomicBool::new(false);
+    let mut back = None;
+    // Each client alternates the two paths until stopped, through the kill
+    // and the restart: (path, status, whether RateLimit was answered, when
+    // the request was sent).
+    let answers: Vec<(&str, u16, bool, Instant)> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..LOAD_CLIENTS)
+            .map(|i| {
+                let base = hosts[i % HOSTS].url.clone();
+                let stop = &stop;
+                scope.spawn(move || {
+                    let agent = agent(Duration::from_secs(60));
+                    let mut seen = Vec::new();
+                    for path in ["/OPEN", "/CLOSED"].iter().cycle() {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let sent = Instant::now();
+                        let a = send(&agent, &base, &get(path)).unwrap();
+                        seen.push((*path, a.status, a.headers.contains_key("ratelimit"), sent));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        std::thread::sleep(PHASE);
+        redis.kill();
+        std::thread::sleep(PHASE);
+        redis.restart().unwrap();
+        back = Some(Instant::now());
+        std::thread::sleep(PHASE);
+        stop.store(true, Ordering::Relaxed);
+        clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect()
+    });
+    // Redis answering again, no request failed: the hosts' pooled
+    // connections that died with it were not used.
+    let back = back.unwrap();
+    let failed_after: Vec<_> = answers
+        .iter()
+        .filter(|a| a.3 > back && !(a.1 == 200 && a.2))
+        .collect();
+    assert!(
+        failed_after.is_empty(),
+        "after the restart: {failed_after:?}"
+    );
+    let merged = merged_metrics(&redis.url());
+    for (path, down_status) in [("/OPEN", 200), ("/CLOSED", 503)] {
+        let mine: Vec<_> = answers.iter().filter(|a| a.0 == path).collect();
+        let counted = mine.iter().filter(|a| a.1 == 200 && a.2).count() as u64;
+        let down = mine.iter().filter(|a| a.1 == down_status && !a.2).count() as u64;
+        assert_eq!(
+            counted + down,
+            mine.len() as u64,
+            "{path}: only admissions and the scope's failure mode: {mine:?}"
+        );
+        assert!(down > 0, "{path}: no answer saw Redis down");
+        let charged = LIMIT - remaining(&hosts[0], &path[1..]);
+        // A request whose write Redis made durable just before the kill,
+        // without answering, is charged but refused (or admitted uncharged
+        // for fail_open): never over-admission, and at most one per client.
+        assert!(
+            counted <= charged && charged <= counted + LOAD_CLIENTS as u64,
+            "{path}: {counted} admitted and counted, {charged} charged"
+        );
+        // A record merged after Redis came back is the request's own; the
+        // ones answered while it was down were not merged.
+        let in_metrics: u64 = merged.get(&rl(path)).map_or(0, |s| s.values().sum());
+        assert!(
+            counted.saturating_sub(LOAD_CLIENTS as u64) <= in_metrics
+                && in_metrics <= mine.len() as u64,
+            "{path}: {in_metrics} in the metrics, {counted} admitted and counted"
+        );
+        eprintln!(
+            "redis store: under load, {path}: {} answers, {counted} counted, {down} with Redis \
+             down ({}), {charged} charged, {in_metrics} in the metrics (per status {:?})",
+            mine.len(),
+            if down_status == 200 {
+                "admitted uncharged"
+            } else {
+                "503"
+            },
+            merged.get(&rl(path)).cloned().unwrap_or_default(),
+        );
+    }
+    eprintln!(
+        "redis store: kill under load over {HOSTS} hosts in {:.1} s",
         began.elapsed().as_secs_f64()
     );
 }
