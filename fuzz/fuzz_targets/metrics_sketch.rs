@@ -6,6 +6,7 @@
 //! Input: mode byte, then JSON (modes 0, 1) or little-endian f64s (mode 2).
 #![no_main]
 
+use edge_core::metrics::sketch::MAX_COUNT;
 use edge_core::metrics::{LatencySketch, MetricsBatch};
 use libfuzzer_sys::fuzz_target;
 
@@ -35,9 +36,11 @@ fn check_sketch(s: &LatencySketch) {
     check_quantiles(s);
     let mut doubled = s.clone();
     doubled.merge(s);
-    assert_eq!(doubled.count(), s.count() * 2);
+    assert_eq!(doubled.count(), s.count() * 2, "a merge lost values");
     check_quantiles(&doubled);
-    assert_eq!(&wire(&doubled), &doubled, "merged sketch round trip");
+    if doubled.count() <= MAX_COUNT {
+        assert_eq!(&wire(&doubled), &doubled, "merged sketch round trip");
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -143,7 +143,9 @@ impl Window {
 
     /// How many requests the window counts.
     pub fn requests(&self) -> u64 {
-        self.series.values().map(LatencySketch::count).sum()
+        self.series
+            .values()
+            .fold(0, |n: u64, s| n.saturating_add(s.count()))
     }
 }
 
@@ -242,7 +244,9 @@ pub struct MetricsBatch {
 impl MetricsBatch {
     /// How many requests the batch counts.
     pub fn requests(&self) -> u64 {
-        self.windows.iter().map(Window::requests).sum()
+        self.windows
+            .iter()
+            .fold(0, |n: u64, w| n.saturating_add(w.requests()))
     }
 }
 

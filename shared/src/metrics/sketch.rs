@@ -44,6 +44,11 @@ const MULTIPLIER: f64 = 34.998_833_302_220_746;
 /// The most buckets a sketch holds: the span of indexes from
 /// [`MIN_VALUE`] to [`MAX_VALUE`].
 pub const MAX_BUCKETS: usize = 2200;
+/// The most values a sketch read from the wire may count: 2^40, some
+/// 18 billion requests a second in one series of one window. Counts beyond
+/// it come only from forged input, and would let sums of counts (merges,
+/// totals) overflow.
+pub const MAX_COUNT: u64 = 1 << 40;
 
 fn approx_log2(x: f64) -> f64 {
     let bits = x.to_bits();
@@ -164,15 +169,18 @@ impl LatencySketch {
     }
 
     /// Adds every value of `other` (exact counts; quantiles stay within α).
+    /// Counts saturate at `u64::MAX` rather than overflow (unreachable but
+    /// by forged input: a sketch read from the wire counts at most
+    /// [`MAX_COUNT`]).
     pub fn merge(&mut self, other: &LatencySketch) {
         if other.count == 0 {
             return;
         }
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
-        self.low += other.low;
+        self.low = self.low.saturating_add(other.low);
         if other.counts.is_empty() {
             return;
         }
@@ -190,7 +198,7 @@ impl LatencySketch {
         }
         let start = (other.offset - self.offset) as usize;
         for (mine, theirs) in self.counts[start..].iter_mut().zip(&other.counts) {
-            *mine += theirs;
+            *mine = mine.saturating_add(*theirs);
         }
     }
 
@@ -287,6 +295,9 @@ impl TryFrom<WireSketch> for LatencySketch {
     type Error = String;
 
     fn try_from(w: WireSketch) -> Result<Self, String> {
+        if w.n > MAX_COUNT {
+            return Err(format!("sketch count {} is above {MAX_COUNT}", w.n));
+        }
         if w.counts.len() > MAX_BUCKETS {
             return Err(format!(
                 "sketch has {} buckets, at most {MAX_BUCKETS}",
@@ -336,6 +347,24 @@ impl TryFrom<WireSketch> for LatencySketch {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    /// Found by `fuzz/` (metrics_sketch): two series of one key in a batch,
+    /// each counting 2^63 values, overflowed the merge (a panic in debug
+    /// builds; in release a wrapped, wrong count).
+    #[test]
+    fn forged_counts_are_refused_and_merges_never_overflow() {
+        let forged = r#"{"n": 9223372036854775808, "sum": 0, "min": 0, "max": 0, "low": 9223372036854775808}"#;
+        let err = serde_json::from_str::<LatencySketch>(forged).unwrap_err();
+        assert!(err.to_string().contains("above 1099511627776"), "{err}");
+        let most =
+            format!(r#"{{"n": {MAX_COUNT}, "sum": 0, "min": 0, "max": 0, "low": {MAX_COUNT}}}"#);
+        let mut s: LatencySketch = serde_json::from_str(&most).unwrap();
+        for _ in 0..30 {
+            let copy = s.clone();
+            s.merge(&copy);
+        }
+        assert_eq!(s.count(), u64::MAX);
+    }
 
     #[test]
     fn multiplier_matches_the_accuracy() {
