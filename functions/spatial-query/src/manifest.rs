@@ -282,6 +282,11 @@ impl Manifest {
             _ => return Err(ManifestError("magic")),
         };
         let count = usize::try_from(word(1)?).map_err(|_| ManifestError("count"))?;
+        // Every entry takes ENTRY_WORDS words of the bytes: a larger count
+        // is damage, refused before any offset is computed from it.
+        if count > bytes.len() / (8 * ENTRY_WORDS) {
+            return Err(ManifestError("count"));
+        }
         let rtree_len = usize::try_from(word(2)?).map_err(|_| ManifestError("r-tree"))?;
         let rtree = bytes
             .get(24..24usize.saturating_add(rtree_len))
@@ -356,7 +361,8 @@ impl Manifest {
 
 /// The little-endian word `i` (bytes `8 i..8 i + 8`) of `bytes`, if there.
 pub(crate) fn word_at(bytes: &[u8], i: usize) -> Option<u64> {
-    let b = bytes.get(i * 8..i * 8 + 8)?;
+    let start = i.checked_mul(8)?;
+    let b = bytes.get(start..start.checked_add(8)?)?;
     let mut w = [0u8; 8];
     w.copy_from_slice(b);
     Some(u64::from_le_bytes(w))
@@ -433,5 +439,22 @@ mod tests {
         assert!(back.live(9, 5) && !back.live(9, 3) && !back.live(4, 1) && back.live(5, 1));
         let bytes = keyed.encode();
         assert!(Manifest::decode(&bytes[..bytes.len() - 8]).is_err());
+    }
+
+    /// Found with `fuzz/` (spatial_store): a damaged manifest whose entry
+    /// count is near `usize::MAX / 88` overflowed the word offsets (a panic
+    /// in debug builds) instead of being refused as damaged.
+    #[test]
+    fn huge_counts_are_damage_not_overflow() {
+        for magic in [MAGIC, MAGIC_KEYED] {
+            for count in [(1u64 << 61) / 11, u64::MAX / 11, u64::MAX] {
+                let mut bytes = Vec::new();
+                for w in [magic, count, 0, 0, 0] {
+                    bytes.extend_from_slice(&w.to_le_bytes());
+                }
+                assert!(Manifest::decode(&bytes).is_err(), "count {count}");
+            }
+        }
+        assert_eq!(word_at(&[0; 16], usize::MAX / 4), None);
     }
 }
