@@ -137,8 +137,10 @@ impl Tile {
         }
         let count = (words[1] & 0xffff_ffff) as usize;
         let n_versions = (words[1] >> 32) as usize;
-        let rtree_len = usize::try_from(words[2]).map_err(|_| TileError::Damaged("r-tree"))?;
-        let table_len = usize::try_from(words[3]).map_err(|_| TileError::Damaged("versions"))?;
+        // Lengths past the blob's are damage (and would overflow `padded`).
+        let within = |w: u64| usize::try_from(w).ok().filter(|&n| n <= bytes.len());
+        let rtree_len = within(words[2]).ok_or(TileError::Damaged("r-tree"))?;
+        let table_len = within(words[3]).ok_or(TileError::Damaged("versions"))?;
         let rtree_start = 8 * HEADER_WORDS;
         let table_start = rtree_start
             .checked_add(padded(rtree_len))
@@ -363,6 +365,20 @@ pub(crate) mod tests {
             if let Ok(tile) = Tile::decode(&copy) {
                 let _ = tile.search(&[-180.0, -90.0, 180.0, 90.0]);
             }
+        }
+    }
+
+    /// Found with `fuzz/` (spatial_store): an R-tree or version-table
+    /// length near `u64::MAX` overflowed its padding (a panic in debug
+    /// builds) instead of being refused as damaged.
+    #[test]
+    fn huge_lengths_are_damage_not_overflow() {
+        for (rtree, table) in [(u64::MAX, 0), (0, u64::MAX - 2), (1 << 62, 1 << 62)] {
+            let mut bytes = Vec::new();
+            for w in [MAGIC, 0, rtree, table] {
+                bytes.extend_from_slice(&w.to_le_bytes());
+            }
+            assert!(Tile::decode(&bytes).is_err(), "{rtree} {table}");
         }
     }
 }
