@@ -7,6 +7,7 @@
 import crypto from "node:crypto";
 import { readFile, writeFile } from "node:fs/promises";
 import http from "node:http";
+import { functions, secrets } from "./fixtures.mjs";
 
 const arg = (name) => {
   const i = process.argv.indexOf(name);
@@ -38,19 +39,6 @@ const attemptAsync = async (f) => {
 };
 
 const out = { node: process.version };
-const secrets = {
-  COUNTER_ADMIN_TOKEN: "test-admin-token",
-  RATE_LIMIT_HASH_KEY: "test-hash-key",
-  RATE_LIMIT_ADMIN_TOKEN: "test-admin-token",
-  AUTH_API_KEY_HASH_KEY: "test-api-key-hash-key",
-  AUTH_ADMIN_TOKEN: "test-admin-token",
-  GDPR_ANONYMIZATION_SALT: "test-anonymization-salt",
-  GDPR_ANONYMIZATION_KEY: "test-anonymization-key-012345678",
-  ANONYMIZE_ADMIN_TOKEN: "test-admin-token",
-  SPATIAL_ADMIN_TOKEN: "test-admin-token",
-  METRICS_ADMIN_TOKEN: "test-admin-token",
-  METRICS_INGEST_TOKEN: "test-ingest-token",
-};
 
 // The root: no wasm.
 const root = await import("edge-functions");
@@ -263,6 +251,8 @@ jwt = "hash"
     parsed,
     badField: attempt(() => parseRateLimit({ RateLimit: '"x";r=lots' })),
     badOptions: attempt(() => new Throttle({ algorithm: "leaky", limit: 1, period: "1s" })),
+    // A function without its secrets: the same kind of error as the classes'.
+    missingSecret: attempt(() => new RateLimitFunction({})),
     server: {
       statuses,
       fields: refused && parseRateLimit(refused.headers),
@@ -300,15 +290,7 @@ jwt = "hash"
 // Every function's fetch.
 {
   out.fetch = {};
-  for (const [name, className] of [
-    ["counter", "CounterFunction"],
-    ["rate-limit", "RateLimitFunction"],
-    ["auth-check", "AuthCheckFunction"],
-    ["anonymize", "AnonymizeFunction"],
-    ["spatial-query", "SpatialQueryFunction"],
-    ["metrics", "MetricsFunction"],
-    ["gateway", "GatewayFunction"],
-  ]) {
+  for (const [name, className] of functions) {
     out.fetch[name] = await attemptAsync(async () => {
       const mod = await import(`edge-functions/${name}`);
       const fn = new mod[className]({ secrets });

@@ -399,8 +399,9 @@ impl<F: EdgeFunction + 'static> BrowserFunction<F> {
 }
 
 /// Declares the exported JS class `$class` for function type `$function`:
-/// `new $class(options?: EdgeFunctionOptions)` (throws on an invalid
-/// policy) and `fetch(request: Request): Promise<Response>`.
+/// `new $class(options?: EdgeFunctionOptions)` (throws a `misconfigured`
+/// `ProblemError` naming the field on an invalid policy) and
+/// `fetch(request: Request): Promise<Response>`.
 #[macro_export]
 macro_rules! export_function {
     ($class:ident, $function:ty) => {
@@ -415,10 +416,10 @@ macro_rules! export_function {
             pub fn new(
                 #[wasm_bindgen(unchecked_param_type = "EdgeFunctionOptions | undefined")]
                 options: ::wasm_bindgen::JsValue,
-            ) -> ::std::result::Result<$class, ::wasm_bindgen::JsError> {
+            ) -> ::std::result::Result<$class, ::wasm_bindgen::JsValue> {
                 $crate::BrowserFunction::<$function>::new(&options)
                     .map($class)
-                    .map_err(|e| ::wasm_bindgen::JsError::new(&e))
+                    .map_err($crate::config_error)
             }
 
             /// Handles a request as the function would at the edge.

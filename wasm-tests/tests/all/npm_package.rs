@@ -1,10 +1,13 @@
 //! The npm package as a user gets it: the tarball `cargo xtask build`
 //! packs (`target/edge/npm/edge-functions-*.tgz`) installed into a scratch
 //! project and imported with no bundler by `wasm-tests/npm/smoke.mjs`, under
-//! the system Node (20) and the npm Node 22 (`node_modules/.bin/node`). Its
+//! the system Node (20) and the npm Node 22 (`node_modules/.bin/node`), and
+//! from a page in headless Chromium (`wasm-tests/npm/chromium.mjs`). The
 //! answers are checked here: against the native functions where the server
 //! side has an answer (problem types and details, an ingested sketch
-//! batch), against a haversine oracle for the spatial queries.
+//! batch), against a haversine oracle for the spatial queries; in Chromium,
+//! also that the page asked nothing of any other origin and that each
+//! import fetched its own `.wasm` once.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,8 +43,8 @@ fn tarball() -> PathBuf {
 
 /// A scratch project with the tarball installed (`npm install`, offline:
 /// the package has no dependencies) and the smoke script beside it.
-fn scratch_project() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("edge-npm-smoke-{}", std::process::id()));
+fn scratch_project(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edge-npm-{label}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -67,11 +70,13 @@ fn scratch_project() -> PathBuf {
         "npm install of the tarball failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    std::fs::copy(
-        workspace_root().join("wasm-tests/npm/smoke.mjs"),
-        dir.join("smoke.mjs"),
-    )
-    .unwrap();
+    for script in ["smoke.mjs", "fixtures.mjs"] {
+        std::fs::copy(
+            workspace_root().join("wasm-tests/npm").join(script),
+            dir.join(script),
+        )
+        .unwrap();
+    }
     dir
 }
 
@@ -116,7 +121,7 @@ fn run_smoke(node: &Path, project: &Path) -> Value {
 
 #[test]
 fn the_packed_package_imports_and_answers_under_node() {
-    let project = scratch_project();
+    let project = scratch_project("node");
     let mut versions = Vec::new();
     for node in nodes() {
         let out = run_smoke(&node, &project);
@@ -483,6 +488,16 @@ fn rate_limit(r: &Value) {
         400,
     );
     assert_problem(&r["badOptions"], "algorithm leaky", "misconfigured", 500);
+    let e = assert_problem(
+        &r["missingSecret"],
+        "RateLimitFunction without secrets",
+        "misconfigured",
+        500,
+    );
+    assert!(
+        e["detail"].as_str().unwrap().contains("is not set"),
+        "the detail names the missing secret: {e}"
+    );
 
     // The function's own 429 and fields, honoured by a client throttle.
     let server = &r["server"];
@@ -569,4 +584,93 @@ fn fetch(f: &Value, anonymize: &Value) {
     assert_eq!(post["status"], 400, "{post}");
     assert_eq!(post["body"]["type"], class["type"]);
     assert_eq!(post["body"]["detail"], class["detail"]);
+}
+
+#[test]
+fn the_packed_package_imports_in_chromium_from_its_own_origin() {
+    let project = scratch_project("chromium");
+    let answers = project.join("chromium.json");
+    let root = workspace_root();
+    let output = Command::new(root.join("node_modules/.bin/node"))
+        .current_dir(&root)
+        .env("PATH", wasm_tests::path_with_node_bin().unwrap())
+        .arg(root.join("wasm-tests/npm/chromium.mjs"))
+        .arg("--package")
+        .arg(project.join("node_modules"))
+        .arg("--geojson")
+        .arg(root.join("functions/spatial-query/testdata/sample.geojson"))
+        .arg("--out")
+        .arg(&answers)
+        .output()
+        .expect("running node for Chromium");
+    assert!(
+        output.status.success(),
+        "chromium.mjs failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&answers).unwrap()).unwrap();
+    assert_eq!(report["errors"], serde_json::json!([]), "page errors");
+    let origin = report["origin"].as_str().unwrap();
+    let requests: Vec<&str> = report["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for request in &requests {
+        assert!(
+            request.starts_with(&format!("{origin}/")),
+            "the page asked another origin: {request}"
+        );
+    }
+    let registry = edge_registry::Registry::load().unwrap();
+    for name in registry.names() {
+        let wasm = format!("{origin}/edge-functions/wasm/{name}_bg.wasm");
+        assert_eq!(
+            requests.iter().filter(|r| **r == wasm).count(),
+            1,
+            "{name}'s .wasm fetched once: {requests:?}"
+        );
+    }
+    // The first module's import fetched its own .wasm, no other.
+    let wasm: Vec<&&str> = requests.iter().filter(|r| r.ends_with(".wasm")).collect();
+    assert!(wasm[0].ends_with("/anonymize_bg.wasm"), "{requests:?}");
+
+    let a = &report["answers"];
+    let text = ok(&a["anonymized"], "anonymize").as_str().unwrap();
+    assert!(
+        !text.contains("ann@example.com") && !text.contains("203.0.113.7"),
+        "{text}"
+    );
+    assert_problem(&a["badJson"], "invalid JSON", "invalid-json", 400);
+    let mut ids: Vec<&str> = ok(&a["radius"], "radius")
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        [
+            "6f1c2a9e-0b4d-4c1e-9a7b-1d2e3f405a01",
+            "6f1c2a9e-0b4d-4c1e-9a7b-1d2e3f405a02",
+            "6f1c2a9e-0b4d-4c1e-9a7b-1d2e3f405a03"
+        ],
+        "the Berlin assets within 5 km (as under Node, by the haversine oracle)"
+    );
+    assert_eq!(ok(&a["verified"], "ES256 from WebCrypto")["sub"], "alice");
+    assert_problem(&a["tampered"], "tampered ES256", "bad-signature", 401);
+    assert_eq!(
+        a["throttled"],
+        serde_json::json!([true, true, true, false, false])
+    );
+    assert_eq!(a["parsed"][0]["remaining"], 0);
+    assert_eq!(a["sketch"]["count"], 100);
+    assert_eq!(a["sketch"]["same"], true);
+    for name in registry.names() {
+        assert_eq!(ok(&a["health"][name], name), 200, "{name} /health");
+    }
+    let _ = std::fs::remove_dir_all(&project);
 }
