@@ -48,12 +48,10 @@ impl EdgeHost {
     /// Starts `edge-host` with the rate limiter's Spin build on
     /// `/rate-limit` with `policy` and the counter's on `/counter`, their
     /// store on `redis`.
-    fn start(redis: &str, policy: &str, index: usize) -> EdgeHost {
-        let dir = std::env::temp_dir().join(format!(
-            "edge-host-redis-{}-{index}-{}",
-            std::process::id(),
-            policy.len()
-        ));
+    fn start(redis: &str, policy: &str) -> EdgeHost {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("edge-host-redis-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let [wasm, counter] = ["rate-limit", "counter"].map(|name| {
             let wasm = wasm_tests::spin_component(name);
@@ -135,12 +133,26 @@ impl Drop for EdgeHost {
     }
 }
 
-/// The hosts, started at once (each loads the component from the
-/// compilation cache).
+/// The hosts, started at once, each taking the components from the
+/// compilation cache.
 fn start_hosts(redis: &str, policy: &str) -> Vec<EdgeHost> {
+    // Compiled here once first (a thread per component): twelve hosts
+    // compiling the same two components at once take a minute on two cores.
+    static WARM: std::sync::Once = std::sync::Once::new();
+    WARM.call_once(|| {
+        std::thread::scope(|scope| {
+            for name in ["rate-limit", "counter"] {
+                scope.spawn(move || {
+                    App::load(&wasm_tests::spin_component(name), AppConfig::default())
+                        .map(drop)
+                        .unwrap_or_else(|e| panic!("the Spin build of {name}: {e:#}"));
+                });
+            }
+        });
+    });
     std::thread::scope(|scope| {
         let starts: Vec<_> = (0..HOSTS)
-            .map(|i| scope.spawn(move || EdgeHost::start(redis, policy, i)))
+            .map(|_| scope.spawn(move || EdgeHost::start(redis, policy)))
             .collect();
         starts.into_iter().map(|s| s.join().unwrap()).collect()
     })
@@ -283,6 +295,23 @@ fn counter_route() -> (String, String) {
     ("counter".to_owned(), "/counters/{key}".to_owned())
 }
 
+/// A durable Redis and the hosts on it, with two scopes of `limit`:
+/// `/OPEN` (fixed window) fails open, `/CLOSED` (`closed_algorithm`) fails
+/// closed.
+fn fail_open_and_closed(limit: u64, closed_algorithm: &str) -> (RedisServer, Vec<EdgeHost>) {
+    let redis = RedisServer::start_durable().unwrap();
+    let scopes = [
+        ("OPEN", "fixed_window", "on_store_failure = \"fail_open\"\n"),
+        (
+            "CLOSED",
+            closed_algorithm,
+            "on_store_failure = \"fail_closed\"\n",
+        ),
+    ];
+    let hosts = start_hosts(&redis.url(), &policy(limit as usize, &scopes));
+    (redis, hosts)
+}
+
 const SCOPES: [(&str, &str, &str); 5] = [
     ("FIXED", "fixed_window", ""),
     ("SLIDING", "sliding_window", ""),
@@ -360,16 +389,7 @@ fn redis_killed_mid_run_fails_as_each_scope_says_and_loses_nothing() {
     const LIMIT: u64 = 100;
     const DOWN: usize = 16;
     let began = Instant::now();
-    let mut redis = RedisServer::start_durable().unwrap();
-    let scopes = [
-        ("OPEN", "fixed_window", "on_store_failure = \"fail_open\"\n"),
-        (
-            "CLOSED",
-            "sliding_window",
-            "on_store_failure = \"fail_closed\"\n",
-        ),
-    ];
-    let hosts = start_hosts(&redis.url(), &policy(LIMIT as usize, &scopes));
+    let (mut redis, hosts) = fail_open_and_closed(LIMIT, "sliding_window");
     let paths = ["/OPEN", "/CLOSED"];
     let mut up: BTreeMap<(String, String), BTreeMap<u16, u64>> = BTreeMap::new();
 
@@ -462,16 +482,7 @@ fn redis_killed_under_load_never_over_admits_and_charges_at_most_the_requests_in
     const LOAD_CLIENTS: usize = 16;
     const PHASE: Duration = Duration::from_millis(500);
     let began = Instant::now();
-    let mut redis = RedisServer::start_durable().unwrap();
-    let scopes = [
-        ("OPEN", "fixed_window", "on_store_failure = \"fail_open\"\n"),
-        (
-            "CLOSED",
-            "fixed_window",
-            "on_store_failure = \"fail_closed\"\n",
-        ),
-    ];
-    let hosts = start_hosts(&redis.url(), &policy(LIMIT as usize, &scopes));
+    let (mut redis, hosts) = fail_open_and_closed(LIMIT, "fixed_window");
     let stop = AtomicBool::new(false);
     let mut back = None;
     // Each client alternates the two paths until stopped, through the kill
