@@ -236,12 +236,12 @@ pub(crate) fn serve(registry: &Registry, options: &Options) -> Result<()> {
 /// built by the other, compiled them and `wasm-tests` again and relinked
 /// `edge-host`, ~11 s on every `cargo xtask dev` after tests. Here only this
 /// build writes them.
-fn host_target() -> PathBuf {
+pub(crate) fn host_target() -> PathBuf {
     target_dir().join("host")
 }
 
 /// Builds the Spin host, `target/host/debug/edge-host`.
-fn build_host() -> Result<()> {
+pub(crate) fn build_host() -> Result<()> {
     run(cmd("cargo")
         .args(["build", "-p", "wasm-tests", "--bin", "edge-host"])
         .arg("--target-dir")

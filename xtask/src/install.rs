@@ -140,7 +140,7 @@ const PROMTOOL: &str = "/usr/bin/promtool";
 /// when run alone). Without recommends; in containers the package's
 /// service is not started, elsewhere it listens on :6379, a port the
 /// tests do not use.
-fn redis_server() -> Result<()> {
+pub(crate) fn redis_server() -> Result<()> {
     if Path::new(REDIS_SERVER).exists() {
         return Ok(());
     }

@@ -21,6 +21,7 @@ mod dev;
 mod fuzz;
 mod install;
 mod npm;
+mod soak;
 mod sync;
 mod util;
 
@@ -69,6 +70,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("build-spin") => bail!("usage: cargo xtask build-spin NAME..."),
         Some("sizes") => build::sizes(&registry),
         Some("sync") => sync::run(&registry),
+        Some("soak") => soak::run_soak(&registry, &args[1..]),
         Some("dev") => {
             let options = dev::Options::parse(&registry, &args[1..])?;
             install::all(install::Needs::Build)?;
@@ -79,7 +81,7 @@ fn run(args: &[String]) -> Result<()> {
             build::test(&registry, started)
         }
         _ => bail!(
-            "usage: cargo xtask <dev [--policy NAME=PATH]...|test|bench NAME|fuzz [TARGET] [--minutes N]|install|build|build-worker NAME|build-spin NAME...|sizes|sync>\n\
+            "usage: cargo xtask <dev [--policy NAME=PATH]...|test|bench NAME|fuzz [TARGET] [--minutes N]|install|build|build-worker NAME|build-spin NAME...|sizes|sync|soak [--minutes N]>\n\
              dev   builds every function for every platform and serves them on 127.0.0.1\n\
              \x20     (--policy: function NAME's policy file, on Workers and Spin)\n\
              test  lints, builds and runs every test (the conformance suite on all runtimes)"

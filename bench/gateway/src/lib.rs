@@ -11,6 +11,10 @@
 //!   of the gateway's Workers build, the pipeline route against a route
 //!   with no stages, in front of a local origin the program serves.
 //!
+//! - `soak` (native only): the pipeline held under load for minutes on the
+//!   Workers build under `wrangler dev` or the Spin build in `edge-host` on
+//!   Redis, window by window, memory included (`cargo xtask soak`).
+//!
 //! [`fixtures`] holds what both share (tokens, body, policy); [`tables`]
 //! sets the reports side by side. `cargo xtask bench gateway` drives it all.
 
@@ -20,4 +24,6 @@ pub mod http1;
 pub mod inprocess;
 #[cfg(not(target_family = "wasm"))]
 pub mod live;
+#[cfg(not(target_family = "wasm"))]
+pub mod soak;
 pub mod tables;

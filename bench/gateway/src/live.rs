@@ -325,17 +325,21 @@ fn version(wrangler: &Path) -> String {
 }
 
 /// One turn's outcome.
-struct Measured {
-    ok: u64,
-    failed: u64,
-    first_failure: String,
-    seconds: f64,
-    latencies_us: Vec<u32>,
+pub(crate) struct Measured {
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) first_failure: String,
+    pub(crate) seconds: f64,
+    pub(crate) latencies_us: Vec<u32>,
 }
 
 /// `requests.len()` clients, each sending its request again and again on
 /// one keep-alive connection for `seconds`.
-fn measure(addr: SocketAddr, requests: &[Vec<u8>], seconds: f64) -> Result<Measured, String> {
+pub(crate) fn measure(
+    addr: SocketAddr,
+    requests: &[Vec<u8>],
+    seconds: f64,
+) -> Result<Measured, String> {
     let stop = AtomicBool::new(false);
     let started = Instant::now();
     let outcomes = std::thread::scope(|scope| {
@@ -413,13 +417,13 @@ struct Counts {
 
 /// The local origin: a thread per connection, keep-alive, every request
 /// answered `200` with a small JSON body.
-struct OriginServer {
+pub(crate) struct OriginServer {
     addr: SocketAddr,
     counts: Arc<Counts>,
 }
 
 impl OriginServer {
-    fn start() -> std::io::Result<OriginServer> {
+    pub(crate) fn start() -> std::io::Result<OriginServer> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let counts = Arc::new(Counts::default());
@@ -435,11 +439,11 @@ impl OriginServer {
         Ok(OriginServer { addr, counts })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn saw(&self) -> OriginSaw {
+    pub(crate) fn saw(&self) -> OriginSaw {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         OriginSaw {
             anonymized: load(&self.counts.anonymized),
@@ -483,13 +487,13 @@ fn serve_connection(stream: TcpStream, counts: &Counts) -> std::io::Result<()> {
 
 /// The gateway under `wrangler dev` (no `--env`: wrangler.toml's top-level
 /// worker), its process group stopped when dropped.
-struct WranglerDev {
+pub(crate) struct WranglerDev {
     child: Child,
     port: u16,
     scratch: PathBuf,
 }
 
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -499,7 +503,7 @@ fn free_port() -> Result<u16, String> {
 impl WranglerDev {
     /// Starts it from the current directory (the workspace root) with
     /// `vars` as `--var`s and waits until `/health` answers.
-    fn start(wrangler: &Path, vars: &[(String, String)]) -> Result<WranglerDev, String> {
+    pub(crate) fn start(wrangler: &Path, vars: &[(String, String)]) -> Result<WranglerDev, String> {
         use std::os::unix::process::CommandExt as _;
         let port = free_port()?;
         let scratch =
@@ -561,16 +565,16 @@ impl WranglerDev {
         }
     }
 
-    fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
 
     /// The process group of wrangler and its workerd.
-    fn group(&self) -> u32 {
+    pub(crate) fn group(&self) -> u32 {
         self.child.id()
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let mut text = String::new();
         for name in ["wrangler.log", "wrangler.err"] {
             text.push_str(&std::fs::read_to_string(self.scratch.join(name)).unwrap_or_default());
@@ -654,7 +658,7 @@ impl Cpu {
 
 /// A process's command name, process group and CPU ticks (utime + stime)
 /// from its `stat` file.
-fn stat(path: impl AsRef<Path>) -> Option<(String, u32, u64)> {
+pub(crate) fn stat(path: impl AsRef<Path>) -> Option<(String, u32, u64)> {
     let text = std::fs::read_to_string(path).ok()?;
     // pid (comm) state ppid pgrp … utime stime (fields 14, 15); comm may
     // hold spaces and parentheses.

@@ -5,6 +5,8 @@
 //!                   [--schedstat PATH]
 //! gateway-bench live [--wrangler PATH] [--clients N] [--seconds F] [--rounds N] [--warmup F]
 //! gateway-bench table --native REPORT.json --wasm REPORT.json [--live REPORT.json]
+//! gateway-bench soak --target workers|spin [--minutes F] [--clients N] [--window F]
+//!                    [--wrangler PATH] [--edge-host PATH] [--component PATH] [--redis-server PATH]
 //! gateway-bench policy ORIGIN
 //! gateway-bench token HS256|RS256 [SUB]
 //! ```
@@ -14,7 +16,8 @@
 //! from `--schedstat` (`/proc/thread-self/schedstat`; in wasm
 //! `/thread/schedstat`, that directory preopened by the runner); `live` (native only) measures
 //! through `wrangler dev` from the workspace root and prints a JSON report;
-//! `table` prints the markdown tables. `policy` and `token` print the
+//! `table` prints the markdown tables; `soak` holds the pipeline under load
+//! for minutes (see `soak`) and prints its table. `policy` and `token` print the
 //! gateway's policy (JSON) for an origin and a token valid for an hour, to
 //! repeat a measurement by hand (`wrangler dev --var POLICY:…`, curl).
 
@@ -30,6 +33,9 @@ const USAGE: &str = "usage: gateway-bench run [--runtime native|wasm] [--rounds 
                      [--rounds N] [--warmup F]\n       \
                      gateway-bench table --native REPORT.json --wasm REPORT.json \
                      [--live REPORT.json]\n       \
+                     gateway-bench soak --target workers|spin [--minutes F] [--clients N] \
+                     [--window F] [--wrangler PATH] [--edge-host PATH] [--component PATH] \
+                     [--redis-server PATH]\n       \
                      gateway-bench policy ORIGIN\n       \
                      gateway-bench token HS256|RS256 [SUB]";
 
@@ -42,6 +48,7 @@ fn dispatch(args: &[String]) -> Result<(), String> {
         Some("run") => run(&args[1..]),
         Some("live") => live(&args[1..]),
         Some("table") => table(&args[1..]),
+        Some("soak") => soak(&args[1..]),
         Some("policy") => policy(&args[1..]),
         Some("token") => token(&args[1..]),
         _ => Err(USAGE.to_owned()),
@@ -133,6 +140,57 @@ fn live(args: &[String]) -> Result<(), String> {
     let json = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
     println!("{json}");
     Ok(())
+}
+
+#[cfg(not(target_family = "wasm"))]
+fn soak(args: &[String]) -> Result<(), String> {
+    use bench_support::parse;
+    use gateway_bench::soak::{SoakOptions, Target};
+    let (mut target, mut minutes, mut clients, mut window) = (None, 5.0, 16, 30.0);
+    let mut wrangler = std::path::PathBuf::from("node_modules/.bin/wrangler");
+    let mut edge_host = std::path::PathBuf::from("target/host/debug/edge-host");
+    let mut component = std::path::PathBuf::from("target/edge/spin/gateway.wasm");
+    let mut redis_server = std::path::PathBuf::from("redis-server");
+    for (flag, value) in bench_support::option_pairs(args, USAGE)? {
+        match flag {
+            "--target" => target = Some(value.to_owned()),
+            "--minutes" => minutes = parse(flag, value)?,
+            "--clients" => clients = parse(flag, value)?,
+            "--window" => window = parse(flag, value)?,
+            "--wrangler" => wrangler = value.into(),
+            "--edge-host" => edge_host = value.into(),
+            "--component" => component = value.into(),
+            "--redis-server" => redis_server = value.into(),
+            _ => return Err(format!("unknown option {flag}\n{USAGE}")),
+        }
+    }
+    let target = match target.as_deref() {
+        Some("workers") => Target::Workers { wrangler },
+        Some("spin") => Target::Spin {
+            edge_host,
+            component,
+            redis_server,
+        },
+        _ => return Err(format!("--target workers|spin is needed\n{USAGE}")),
+    };
+    if clients == 0 || !(minutes > 0.0 && window > 0.0) {
+        return Err(format!(
+            "--clients, --minutes and --window must be positive\n{USAGE}"
+        ));
+    }
+    let report = gateway_bench::soak::run(&SoakOptions {
+        target,
+        clients,
+        seconds: minutes * 60.0,
+        window,
+    })?;
+    println!("{}", gateway_bench::soak::table(&report));
+    gateway_bench::soak::check(&report)
+}
+
+#[cfg(target_family = "wasm")]
+fn soak(_args: &[String]) -> Result<(), String> {
+    Err("soak runs natively only".to_owned())
 }
 
 #[cfg(target_family = "wasm")]
