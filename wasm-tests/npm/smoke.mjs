@@ -38,7 +38,8 @@ const attemptAsync = async (f) => {
   }
 };
 
-const out = { node: process.version };
+// Under Deno, `process.version` is the Node version it emulates.
+const out = { node: process.version, deno: globalThis.Deno?.version.deno };
 
 // The root: no wasm.
 const root = await import("edge-functions");

@@ -3,7 +3,8 @@
 //! - [`host`]: a wasmtime host for the Spin builds (wasi:http 0.3 plus the
 //!   key-value and variables interfaces Spin provides), also served by the
 //!   `edge-host` binary;
-//! - [`native`], [`workerd`], [`chromium`]: the other runtimes;
+//! - [`native`], [`workerd`], [`chromium`], [`deno`]: the other runtimes;
+//! - [`npm`]: the npm package installed as a user gets it;
 //! - [`conformance`]: the request/response cases every runtime must pass.
 //! - [`redis_server`]: a throwaway `redis-server` for the host's Redis-backed
 //!   key-value store.
@@ -13,8 +14,10 @@
 
 pub mod chromium;
 pub mod conformance;
+pub mod deno;
 pub mod host;
 pub mod native;
+pub mod npm;
 pub mod oidc;
 pub mod origin;
 pub mod redis_server;

@@ -229,40 +229,28 @@ impl WranglerDev {
     }
 
     fn wait_ready(&mut self) -> Result<()> {
-        let started = Instant::now();
-        let agent = agent(Duration::from_secs(5));
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "wrangler dev exited ({status}) before serving:\n{}",
-                    self.log_tail()
-                );
-            }
-            if started.elapsed() > START_DEADLINE {
-                bail!(
-                    "wrangler dev not ready after {START_DEADLINE:?}:\n{}",
-                    self.log_tail()
-                );
-            }
-            if let Ok(response) = agent.get(&format!("{}/health", self.url())).call()
-                && matches!(response.status().as_u16(), 200 | 503)
-            {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let url = self.url();
+        let logs = self.logs();
+        wait_healthy(
+            &mut self.child,
+            &url,
+            &[200, 503],
+            (START_DEADLINE, Duration::from_millis(500)),
+            "wrangler dev",
+            &logs,
+        )
+    }
+
+    fn logs(&self) -> [PathBuf; 2] {
+        [
+            self.state.join("wrangler.log"),
+            self.state.join("wrangler.err"),
+        ]
     }
 
     /// The last lines wrangler printed.
     pub fn log_tail(&self) -> String {
-        let mut text = String::new();
-        for name in ["wrangler.log", "wrangler.err"] {
-            if let Ok(mut f) = std::fs::File::open(self.state.join(name)) {
-                let _ = f.read_to_string(&mut text);
-            }
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        log_tail(&self.logs())
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -331,6 +319,50 @@ fn signal_group(pid: u32, signal: &str) {
         .args(["-s", signal, "--", &format!("-{pid}")])
         .stderr(Stdio::null())
         .status();
+}
+
+/// Polls `GET {url}/health` every `poll` until it answers one of
+/// `statuses`; fails when `child` (`what`) exits first or `deadline`
+/// passes, with the tail of its `logs`.
+pub(crate) fn wait_healthy(
+    child: &mut Child,
+    url: &str,
+    statuses: &[u16],
+    (deadline, poll): (Duration, Duration),
+    what: &str,
+    logs: &[PathBuf],
+) -> Result<()> {
+    let started = Instant::now();
+    let agent = agent(Duration::from_secs(5));
+    loop {
+        if let Some(status) = child.try_wait()? {
+            bail!(
+                "{what} exited ({status}) before serving:\n{}",
+                log_tail(logs)
+            );
+        }
+        if started.elapsed() > deadline {
+            bail!("{what} not ready after {deadline:?}:\n{}", log_tail(logs));
+        }
+        if let Ok(response) = agent.get(&format!("{url}/health")).call()
+            && statuses.contains(&response.status().as_u16())
+        {
+            return Ok(());
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// The last 40 lines of `logs`, one after the other.
+pub(crate) fn log_tail(logs: &[PathBuf]) -> String {
+    let mut text = String::new();
+    for path in logs {
+        if let Ok(mut f) = std::fs::File::open(path) {
+            let _ = f.read_to_string(&mut text);
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 /// An HTTP client that returns 4xx/5xx as responses, not errors.

@@ -1,7 +1,8 @@
 //! The conformance suite on every runtime: native, wasmtime (the Spin
-//! build), workerd (the Workers build under `wrangler dev`) and chromium
-//! (the browser build). Prints one line per runtime with its pass count and
-//! fails if any case fails anywhere.
+//! build), workerd (the Workers build under `wrangler dev`), chromium
+//! (the browser build) and deno (the npm package's `deno serve` entry,
+//! which serves the same browser build). Prints one line per runtime with
+//! its pass count and fails if any case fails anywhere.
 //!
 //! `CONFORMANCE_RUNTIMES=native,wasmtime` limits the runtimes (default: all).
 #![allow(clippy::unwrap_used)] // a panic here is a failed test
@@ -13,9 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use wasm_tests::conformance::{Actual, Report, Suite, load_suites};
 use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
-use wasm_tests::{chromium, native, spin_component, workerd};
+use wasm_tests::{chromium, deno, native, spin_component, workerd};
 
-const RUNTIMES: [&str; 4] = ["native", "wasmtime", "workerd", "chromium"];
+const RUNTIMES: [&str; 5] = ["native", "wasmtime", "workerd", "chromium", "deno"];
 
 fn main() -> ExitCode {
     let wanted: Vec<String> = match std::env::var("CONFORMANCE_RUNTIMES") {
@@ -99,6 +100,7 @@ fn runtime_answers(runtime: &str, path: &std::path::Path, suite: &Suite) -> Resu
             workerd::answers(&dev, suite)
         }
         "chromium" => chromium::answers(path, suite),
+        "deno" => deno::answers(suite),
         other => anyhow::bail!("unknown runtime {other}"),
     }
 }

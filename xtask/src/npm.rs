@@ -2,14 +2,16 @@
 //! (`target/edge/browser/NAME/`) and packed with `npm pack`.
 //!
 //! The hand-written parts live in `packages/edge-functions/` (its
-//! `package.json` with one export per function, the README, the loader and
-//! the root module); each function's export, `NAME.js`, is written here: it
-//! instantiates that function's wasm-bindgen module at import (top-level
-//! await; Node reads the `.wasm` from disk, browsers and Deno fetch or read
-//! it) and re-exports its classes, so a page pays only for the functions it
-//! imports. The package is assembled in `target/edge/npm/edge-functions/`
+//! `package.json` with one export per function, the README, the loader,
+//! the root module and `deno/serve.js`, the `deno serve` entry that serves
+//! any one function's `fetch`); each function's export, `NAME.js`, is
+//! written here: it instantiates that function's wasm-bindgen module at
+//! import (top-level await; Node reads the `.wasm` from disk, browsers and
+//! Deno fetch or read it) and re-exports its classes, so a page pays only
+//! for the functions it imports. The package is assembled in `target/edge/npm/edge-functions/`
 //! and packed to `target/edge/npm/edge-functions-VERSION.tgz`, which
-//! wasm-tests installs into a scratch project and imports under Node.
+//! wasm-tests installs into a scratch project and imports under Node, and
+//! serves under `deno serve` for the conformance suite.
 
 use std::path::{Path, PathBuf};
 
@@ -22,13 +24,16 @@ use crate::util::{cmd, root, run};
 /// The package's hand-written sources.
 const SOURCES: &str = "packages/edge-functions";
 /// The files copied from [`SOURCES`] as they are.
-const COPIED: [&str; 5] = [
+const COPIED: [&str; 6] = [
     "package.json",
     "README.md",
     "load.js",
     "index.js",
     "index.d.ts",
+    "deno/serve.js",
 ];
+/// The exports that are not a function's (`./NAME`).
+const NOT_FUNCTIONS: [&str; 2] = ["package.json", "deno/serve"];
 
 /// The package's name and version, from its `package.json`, and the
 /// functions its `exports` name (`./NAME`).
@@ -57,7 +62,7 @@ fn manifest() -> Result<Manifest> {
     let functions = exports
         .keys()
         .filter_map(|k| k.strip_prefix("./"))
-        .filter(|k| *k != "package.json")
+        .filter(|k| !NOT_FUNCTIONS.contains(k))
         .map(str::to_owned)
         .collect();
     Ok(Manifest {
@@ -130,6 +135,7 @@ pub(crate) fn package(registry: &Registry) -> Result<PathBuf> {
         std::fs::remove_dir_all(&out).with_context(|| format!("removing {}", out.display()))?;
     }
     std::fs::create_dir_all(out.join("wasm"))?;
+    std::fs::create_dir_all(out.join("deno"))?;
     let sources = root().join(SOURCES);
     for file in COPIED {
         copy(&sources.join(file), &out.join(file))?;

@@ -1,8 +1,10 @@
 //! The npm package as a user gets it: the tarball `cargo xtask build`
 //! packs (`target/edge/npm/edge-functions-*.tgz`) installed into a scratch
 //! project and imported with no bundler by `wasm-tests/npm/smoke.mjs`, under
-//! the system Node (20) and the npm Node 22 (`node_modules/.bin/node`), and
-//! from a page in headless Chromium (`wasm-tests/npm/chromium.mjs`). The
+//! the system Node (20) and the npm Node 22 (`node_modules/.bin/node`),
+//! under Deno (npm `deno`; its `deno serve` entry is the conformance
+//! suite's `deno` runtime), and from a page in headless Chromium
+//! (`wasm-tests/npm/chromium.mjs`). The
 //! answers are checked here: against the native functions where the server
 //! side has an answer (problem types and details, an ingested sketch
 //! batch), against a haversine oracle for the spatial queries; in Chromium,
@@ -15,61 +17,14 @@ use std::process::Command;
 use edge_core::{Config, EdgeFunction};
 use serde_json::Value;
 use wasm_tests::native::NativeFunction;
-use wasm_tests::{artifacts_dir, workspace_root};
+use wasm_tests::workspace_root;
 
 const PREFIX: &str = "urn:edge-functions:problem:";
 
-/// The packed tarball.
-fn tarball() -> PathBuf {
-    let dir = artifacts_dir().join("npm");
-    std::fs::read_dir(&dir)
-        .ok()
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("edge-functions-") && n.ends_with(".tgz"))
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no edge-functions-*.tgz in {}: run `cargo xtask build`",
-                dir.display()
-            )
-        })
-}
-
-/// A scratch project with the tarball installed (`npm install`, offline:
-/// the package has no dependencies) and the smoke script beside it.
+/// A scratch project with the tarball installed and the smoke script
+/// beside it.
 fn scratch_project(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("edge-npm-{label}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("package.json"),
-        r#"{"name":"scratch","private":true,"type":"module"}"#,
-    )
-    .unwrap();
-    let output = Command::new("npm")
-        .current_dir(&dir)
-        .args([
-            "install",
-            "--offline",
-            "--no-audit",
-            "--no-fund",
-            "--ignore-scripts",
-            "--no-package-lock",
-        ])
-        .arg(tarball())
-        .output()
-        .expect("running npm");
-    assert!(
-        output.status.success(),
-        "npm install of the tarball failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let dir = wasm_tests::npm::scratch_project(label).unwrap();
     for script in ["smoke.mjs", "fixtures.mjs"] {
         std::fs::copy(
             workspace_root().join("wasm-tests/npm").join(script),
@@ -91,11 +46,17 @@ fn nodes() -> Vec<PathBuf> {
 }
 
 fn run_smoke(node: &Path, project: &Path) -> Value {
+    run_smoke_with(node, &[], project)
+}
+
+/// `program ARGS… smoke.mjs` in `project`: its answers.
+fn run_smoke_with(node: &Path, args: &[&str], project: &Path) -> Value {
     let sample = workspace_root().join("functions/spatial-query/testdata/sample.geojson");
     let answers = project.join("answers.json");
     let _ = std::fs::remove_file(&answers);
     let output = Command::new(node)
         .current_dir(project)
+        .args(args)
         .arg("smoke.mjs")
         .arg("--geojson")
         .arg(&sample)
@@ -130,13 +91,7 @@ fn the_packed_package_imports_and_answers_under_node() {
             continue;
         }
         eprintln!("npm package under Node {version}");
-        root(&out);
-        anonymize(&out["anonymize"]);
-        spatial(&out["spatial"]);
-        auth(&out["auth"]);
-        rate_limit(&out["rateLimit"]);
-        metrics(&out["metrics"]);
-        fetch(&out["fetch"], &out["anonymize"]);
+        check_smoke(&out);
         versions.push(version);
     }
     assert!(
@@ -144,6 +99,75 @@ fn the_packed_package_imports_and_answers_under_node() {
         "Node 20 ran: {versions:?}"
     );
     let _ = std::fs::remove_dir_all(&project);
+}
+
+/// The same script and checks under Deno (npm `deno`), which imports the
+/// package from `node_modules` with no bundler; the permissions say what it
+/// touches: its files, the environment and a JWKS server of its own on
+/// 127.0.0.1 (`JwtVerifier.fromUrl`, asked for).
+#[test]
+fn the_packed_package_imports_and_answers_under_deno() {
+    let deno = wasm_tests::deno::deno_binary().unwrap();
+    let project = scratch_project("deno");
+    let out = run_smoke_with(
+        &deno,
+        &[
+            "run",
+            "--allow-read",
+            "--allow-write=.",
+            "--allow-env",
+            "--allow-net=127.0.0.1",
+        ],
+        &project,
+    );
+    let version = out["deno"].as_str().unwrap_or_default();
+    assert!(!version.is_empty(), "not Deno: {}", out["node"]);
+    eprintln!("npm package under Deno {version}");
+    check_smoke(&out);
+    let _ = std::fs::remove_dir_all(&project);
+}
+
+/// The package's `deno serve` entry with a policy the function refuses:
+/// it serves, and answers `/health` with the problem the native function
+/// answers (500 `misconfigured`, the reason in the log, not the body).
+#[test]
+fn the_deno_entry_refuses_a_bad_configuration_as_the_server_does() {
+    let policy = "[rate_limit\nnot toml";
+    let vars = [("POLICY".to_owned(), policy.to_owned())].into();
+    let serve =
+        wasm_tests::deno::DenoServe::start("rate-limit", &vars, &Default::default()).unwrap();
+    let response = wasm_tests::workerd::agent(std::time::Duration::from_secs(10))
+        .get(&format!("{}/health", serve.url()))
+        .call()
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value =
+        serde_json::from_str(&response.into_body().read_to_string().unwrap()).unwrap();
+    let get = http::Request::builder()
+        .uri("http://localhost/health")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let server = native::<rate_limit::RateLimit>(Config::new(policy), get);
+    assert_eq!(status, server.0, "{body}");
+    for member in ["type", "title", "status", "detail", "instance"] {
+        assert_eq!(
+            body[member], server.1[member],
+            "{member}: {body} vs {server:?}"
+        );
+    }
+    let log = serve.log_tail();
+    assert!(log.contains("policy"), "the log names the field: {log}");
+}
+
+/// Every answer smoke.mjs wrote, checked.
+fn check_smoke(out: &Value) {
+    root(out);
+    anonymize(&out["anonymize"]);
+    spatial(&out["spatial"]);
+    auth(&out["auth"]);
+    rate_limit(&out["rateLimit"]);
+    metrics(&out["metrics"]);
+    fetch(&out["fetch"], &out["anonymize"]);
 }
 
 /// `{ ok }` of an attempt, failing with its error.
