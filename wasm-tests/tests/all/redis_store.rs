@@ -1,19 +1,25 @@
 //! Spin on several hosts sharing one Redis: four `edge-host` processes
 //! (each its own engine, linker and connection pool, as four Spin nodes
-//! would have) running the rate limiter's Spin build with `--redis` on one
-//! throwaway `redis-server`.
+//! would have) running the Spin builds of the rate limiter, the counter and
+//! the spatial query with `--redis` on one throwaway `redis-server`.
 //!
 //! - 64 clients spread over the four hosts against one limit admit exactly
-//!   the limit, for every algorithm the rate limiter offers; the metrics
-//!   each host merged into the same Redis add up, at a metrics component
-//!   reading it, to exactly the requests sent, per route and status.
+//!   the limit, for every algorithm the rate limiter offers; 64 counter
+//!   increments hand out each value once; the metrics each host merged
+//!   into the same Redis add up, at a metrics component reading it, to
+//!   exactly the requests sent, per route and status.
 //! - Redis killed mid-run (SIGKILL between two rounds of traffic, the hosts
 //!   left running on their dead connections): a `fail_open` scope admits
-//!   without charging, a `fail_closed` one answers 503 with `Retry-After`;
-//!   restarted on its append-only file, the limit continues from what was
-//!   charged before the kill (nothing lost, nothing counted twice: exactly
-//!   the limit admitted over the whole run), and the metrics hold every
-//!   request answered while Redis was up, once.
+//!   without charging, a `fail_closed` one and the counter answer 503 with
+//!   `Retry-After`; restarted on its append-only file, the limit and the
+//!   counter go on from what was stored before the kill (nothing lost,
+//!   nothing counted twice), and the metrics hold every request answered
+//!   while Redis was up, once.
+//! - Redis killed under load, requests in flight: never over-admission, at
+//!   most one permit charged without an answer per client, no failure once
+//!   Redis answers again.
+//! - One host swaps the spatial head batch after batch while three others
+//!   query: every answer holds whole batches, never fewer than before.
 //!
 //! The store's own semantics on Redis (every key-value and atomics call,
 //! compare-and-swap conflicts, a restart) are the unit tests in
@@ -32,6 +38,8 @@ use wasm_tests::redis_server::{RedisServer, TiedChild};
 use wasm_tests::workerd::{agent, send};
 
 const HOSTS: usize = 4;
+/// What every host serves.
+const COMPONENTS: [&str; 3] = ["rate-limit", "counter", "spatial-query"];
 const CLIENTS: usize = 64;
 
 /// One `edge-host` process; killed on drop.
@@ -40,20 +48,22 @@ struct EdgeHost {
     url: String,
     /// The counter's base URL.
     counter: String,
+    /// The spatial query's base URL.
+    spatial: String,
     dir: PathBuf,
     _child: TiedChild,
 }
 
 impl EdgeHost {
     /// Starts `edge-host` with the rate limiter's Spin build on
-    /// `/rate-limit` with `policy` and the counter's on `/counter`, their
-    /// store on `redis`.
+    /// `/rate-limit` with `policy`, the counter's on `/counter` and the
+    /// spatial query's on `/spatial-query`, their store on `redis`.
     fn start(redis: &str, policy: &str) -> EdgeHost {
         static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("edge-host-redis-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let [wasm, counter] = ["rate-limit", "counter"].map(|name| {
+        let [wasm, counter, spatial] = COMPONENTS.map(|name| {
             let wasm = wasm_tests::spin_component(name);
             assert!(
                 wasm.exists(),
@@ -87,9 +97,18 @@ source = "{}"
 key_value_stores = ["default"]
 [component.counter.variables]
 counter_admin_token = "c"
+[[trigger.http]]
+route = "/spatial-query/..."
+component = "spatial-query"
+[component.spatial-query]
+source = "{}"
+key_value_stores = ["default"]
+[component.spatial-query.variables]
+spatial_admin_token = "s"
 "#,
             wasm.display(),
-            counter.display()
+            counter.display(),
+            spatial.display()
         );
         std::fs::write(dir.join("spin.toml"), manifest).unwrap();
         let args: Vec<String> = [
@@ -120,6 +139,7 @@ counter_admin_token = "c"
             .to_owned();
         EdgeHost {
             counter: format!("{url}/counter"),
+            spatial: format!("{url}/spatial-query"),
             url: format!("{url}/rate-limit"),
             dir,
             _child: child,
@@ -141,7 +161,7 @@ fn start_hosts(redis: &str, policy: &str) -> Vec<EdgeHost> {
     static WARM: std::sync::Once = std::sync::Once::new();
     WARM.call_once(|| {
         std::thread::scope(|scope| {
-            for name in ["rate-limit", "counter"] {
+            for name in COMPONENTS {
                 scope.spawn(move || {
                     App::load(&wasm_tests::spin_component(name), AppConfig::default())
                         .map(drop)
@@ -572,6 +592,143 @@ fn redis_killed_under_load_never_over_admits_and_charges_at_most_the_requests_in
     }
     eprintln!(
         "redis store: kill under load over {HOSTS} hosts in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+}
+
+/// A batch of `PER_BATCH` assets, the `batch`-th: ids and places of its own.
+fn assets(batch: usize, per_batch: usize) -> String {
+    let features: Vec<Value> = (0..per_batch)
+        .map(|i| {
+            let n = batch * per_batch + i;
+            serde_json::json!({
+                "type": "Feature",
+                "id": format!("00000000-0000-4000-8000-{n:012x}"),
+                "geometry": { "type": "Point", "coordinates": [10.0 + n as f64 * 0.01, 50.0, 30.0] },
+                "properties": {
+                    "deformation": [1.0, -0.5, -2.0],
+                    "registration_quality": 0.9,
+                    "fusion_confidence": 0.8,
+                    "processing_duration_ms": 1000,
+                    "algorithm_version": "fusion-2.3.1",
+                    "processed_at": "2026-10-01T06:00:00Z"
+                }
+            })
+        })
+        .collect();
+    serde_json::json!({ "type": "FeatureCollection", "features": features }).to_string()
+}
+
+#[test]
+fn one_writer_swaps_the_spatial_head_while_three_hosts_read() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const BATCHES: usize = 8;
+    const PER_BATCH: usize = 10;
+    const READERS: usize = 6;
+    let began = Instant::now();
+    let redis = RedisServer::start().unwrap();
+    let hosts = start_hosts(&redis.url(), &policy(1, &SCOPES[..1]));
+    let done = AtomicBool::new(false);
+    let bbox = get("/assets/bbox?bbox=-180,-90,180,90");
+    let (reads, writes) = std::thread::scope(|scope| {
+        // Readers on hosts 1..4: what each bbox query answered, in order.
+        let readers: Vec<_> = (0..READERS)
+            .map(|i| {
+                let base = hosts[1 + i % (HOSTS - 1)].spatial.clone();
+                let (done, bbox) = (&done, &bbox);
+                scope.spawn(move || {
+                    let agent = agent(Duration::from_secs(60));
+                    let mut seen = Vec::new();
+                    loop {
+                        let finished = done.load(Ordering::Relaxed);
+                        let a = send(&agent, &base, bbox).unwrap();
+                        assert_eq!(a.status, 200, "a read during the swaps: {}", a.body);
+                        let body: Value = serde_json::from_str(&a.body).unwrap();
+                        let ids: Vec<String> = body["features"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|f| f["id"].as_str().unwrap().to_owned())
+                            .collect();
+                        seen.push(ids);
+                        if finished {
+                            return seen;
+                        }
+                    }
+                })
+            })
+            .collect();
+        // The writer on host 0: one batch (a run and a head swap) at a time.
+        let agent = agent(Duration::from_secs(60));
+        let writes: Vec<u64> = (0..BATCHES)
+            .map(|batch| {
+                let case: CaseRequest = serde_json::from_value(serde_json::json!({
+                    "method": "POST",
+                    "path": "/assets",
+                    "headers": {
+                        "authorization": "Bearer s",
+                        "content-type": "application/geo+json"
+                    },
+                    "body": assets(batch, PER_BATCH),
+                }))
+                .unwrap();
+                let a = send(&agent, &hosts[0].spatial, &case).unwrap();
+                assert!(a.status == 200 || a.status == 201, "{}", a.body);
+                let body: Value = serde_json::from_str(&a.body).unwrap();
+                assert_eq!(body["report"]["accepted"], PER_BATCH, "{body}");
+                body["dataset"]["assets"].as_u64().unwrap()
+            })
+            .collect();
+        done.store(true, Ordering::Relaxed);
+        let reads: Vec<Vec<Vec<String>>> = readers.into_iter().map(|r| r.join().unwrap()).collect();
+        (reads, writes)
+    });
+    assert_eq!(
+        writes,
+        (1..=BATCHES as u64)
+            .map(|b| b * PER_BATCH as u64)
+            .collect::<Vec<_>>(),
+        "the head after each batch"
+    );
+    // Every read saw whole batches, in order: the first k batches for
+    // some k that never went back; the last saw all of them.
+    let whole = |k: usize| -> Vec<String> {
+        let mut ids: Vec<String> = (0..k * PER_BATCH)
+            .map(|n| format!("00000000-0000-4000-8000-{n:012x}"))
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut total = 0;
+    let mut states = std::collections::BTreeSet::new();
+    for (reader, seen) in reads.iter().enumerate() {
+        let mut last = 0;
+        for ids in seen {
+            let mut sorted_ids = ids.clone();
+            sorted_ids.sort();
+            let k = ids.len() / PER_BATCH;
+            assert_eq!(sorted_ids, whole(k), "reader {reader}: not whole batches");
+            assert!(
+                k >= last,
+                "reader {reader}: went back from {last} to {k} batches"
+            );
+            last = k;
+            states.insert(k);
+        }
+        assert_eq!(last, BATCHES, "reader {reader}'s last read");
+        total += seen.len();
+    }
+    assert!(
+        states.len() >= 2,
+        "no read overlapped the swaps: {states:?}"
+    );
+    eprintln!(
+        "redis store: spatial head swapped {BATCHES} times by one host while {READERS} readers \
+         on {} hosts made {total} bbox queries, each seeing whole batches ({} of the {} states), never older \
+         ones, in {:.1} s",
+        HOSTS - 1,
+        states.len(),
+        BATCHES + 1,
         began.elapsed().as_secs_f64()
     );
 }
