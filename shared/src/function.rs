@@ -437,9 +437,15 @@ pub async fn flush_metrics<F: EdgeFunction>(
     if !force && !recorder.due(now, flush_every) {
         return;
     }
-    let Some(batch) = recorder.take(F::NAME) else {
+    let Some(mut batch) = recorder.take(F::NAME) else {
         return;
     };
+    if batch.id.is_empty() {
+        let mut bytes = [0u8; 16];
+        if services.random.fill(&mut bytes).is_ok() {
+            batch.id = base16ct::lower::encode_string(&bytes);
+        }
+    }
     let ctx = Context::of::<F>(services, "metrics-flush");
     let absorbed = match instance {
         Ok(function) => function.absorb_metrics(&batch, &ctx).await,
@@ -453,9 +459,9 @@ pub async fn flush_metrics<F: EdgeFunction>(
     if let Err(reason) = result {
         ctx.log.warn(
             "metrics flush failed; kept for the next one",
-            json!({ "requests": batch.requests(), "reason": reason }),
+            json!({ "requests": batch.requests(), "batch": batch.id, "reason": reason }),
         );
-        recorder.restore(batch);
+        recorder.keep(batch);
     }
 }
 

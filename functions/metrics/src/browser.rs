@@ -167,6 +167,7 @@ impl LatencySketch {
         // and checked the same way.
         let batch = MetricsBatch {
             source,
+            id: String::new(),
             windows: vec![window],
         };
         serde_json::to_string(&batch).map_err(invalid_sketch)

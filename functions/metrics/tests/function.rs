@@ -511,3 +511,94 @@ fn stored_state_that_does_not_decode_is_reported_and_never_overwritten_blindly()
         Some(corrupt_index)
     );
 }
+
+/// A function that only records: its isolate's flushes go to the sink.
+struct Shop;
+
+#[async_trait::async_trait(?Send)]
+impl EdgeFunction for Shop {
+    const NAME: &'static str = "shop";
+    const VERSION: &'static str = "0";
+    const DEFAULT_POLICY: &'static str = "";
+    fn from_config(_config: &Config) -> Result<Self, edge_core::ConfigError> {
+        Ok(Shop)
+    }
+    async fn handle(
+        &self,
+        _req: Request,
+        _ctx: &edge_core::function::Context<'_>,
+    ) -> Result<Response, edge_core::Problem> {
+        Ok(Response::new(Default::default()))
+    }
+}
+
+/// Posts batches to the metrics function's ingest, as the Workers glue's
+/// service binding does; the first `lose` answers are lost on the way back
+/// (the batch was ingested, the isolate sees a failure).
+struct LossySink<'a> {
+    platform: &'a TestPlatform,
+    metrics: &'a Instance<Metrics>,
+    lose: std::cell::Cell<u32>,
+}
+
+#[async_trait::async_trait(?Send)]
+impl edge_core::function::MetricsSink for LossySink<'_> {
+    async fn send(&self, batch: &MetricsBatch) -> Result<(), String> {
+        let body = serde_json::to_string(batch).map_err(|e| e.to_string())?;
+        let request = request("POST", "/_metrics/ingest", Some(INGEST), &body);
+        let response = self.platform.serve(self.metrics, request).await;
+        if response.status() != 202 {
+            return Err(format!("ingest answered {}", response.status()));
+        }
+        if self.lose.get() > 0 {
+            self.lose.set(self.lose.get() - 1);
+            return Err("the answer was lost".into());
+        }
+        Ok(())
+    }
+}
+
+/// Issue 18: a flush retried after its answer was lost counts once; the
+/// requests recorded meanwhile go in the next flush, none lost.
+#[test]
+fn a_flush_retried_after_a_lost_answer_counts_once() {
+    let aggregator = TestPlatform::at(at(T0));
+    let metrics = instance(None);
+    let isolate = TestPlatform::at(at(T0));
+    let shop = instantiate::<Shop>(&Config::new(""));
+    let sink = LossySink {
+        platform: &aggregator,
+        metrics: &metrics,
+        lose: std::cell::Cell::new(2),
+    };
+    for _ in 0..10 {
+        isolate
+            .metrics
+            .record("shop", "/cart", "GET", 200, 0.01, at(T0));
+    }
+    let flush = || {
+        block_on(flush_metrics(
+            &shop,
+            &isolate.services(),
+            Some(&sink),
+            1,
+            true,
+        ));
+    };
+    flush(); // ingested, answer lost: kept
+    isolate
+        .metrics
+        .record("shop", "/cart", "GET", 200, 0.01, at(T0 + 1));
+    flush(); // the kept batch again, answer lost again
+    flush(); // the kept batch, acknowledged
+    flush(); // the request recorded meanwhile
+    flush(); // nothing left
+    let snapshot = json_of(&block_on(
+        aggregator.serve(&metrics, request("GET", "/_metrics/snapshot", None, "")),
+    ));
+    assert_eq!(
+        route(&snapshot, "shop", "/cart")["requests"],
+        11,
+        "{snapshot}"
+    );
+}

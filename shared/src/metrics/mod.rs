@@ -237,6 +237,13 @@ impl<'de> Deserialize<'de> for Window {
 pub struct MetricsBatch {
     /// The function that recorded it.
     pub source: String,
+    /// Which flush this is (random, set when it is first sent): a flush
+    /// that failed is sent again as it was, id and all, and the aggregator
+    /// merges a batch id into a window once, so a retry after a lost
+    /// answer or a half-applied batch counts nothing twice. Empty: merged
+    /// every time it arrives.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub id: String,
     /// Its windows, oldest first.
     pub windows: Vec<Window>,
 }
@@ -300,6 +307,8 @@ pub struct Recorder {
 struct RecorderState {
     windows: Vec<RecordingWindow>,
     pending: u64,
+    /// A batch whose flush failed, to be sent again as it is.
+    retry: Option<MetricsBatch>,
 }
 
 /// A window being recorded: series in a vector found through a hash of
@@ -510,16 +519,21 @@ impl Recorder {
     /// window before the current one holds any.
     pub fn due(&self, now: Timestamp, flush_every: u64) -> bool {
         let state = self.state.borrow();
-        state.pending >= flush_every.max(1)
+        state.retry.is_some()
+            || state.pending >= flush_every.max(1)
             || state
                 .windows
                 .first()
                 .is_some_and(|w| w.start < window_start(now) && !w.series.is_empty())
     }
 
-    /// Takes everything recorded so far, leaving the recorder empty.
+    /// Takes the batch a failed flush left ([`Recorder::keep`]), else
+    /// everything recorded so far, leaving the recorder empty.
     pub fn take(&self, source: &str) -> Option<MetricsBatch> {
         let mut state = self.state.borrow_mut();
+        if let Some(batch) = state.retry.take() {
+            return Some(batch);
+        }
         state.pending = 0;
         let windows: Vec<Window> = std::mem::take(&mut state.windows)
             .into_iter()
@@ -533,14 +547,21 @@ impl Recorder {
         }
         Some(MetricsBatch {
             source: label(source),
+            id: String::new(),
             windows,
         })
     }
 
-    /// Puts back a batch whose flush failed, to go with the next one
-    /// (the oldest windows are dropped past a few).
-    pub fn restore(&self, batch: MetricsBatch) {
+    /// Keeps a batch whose flush failed, to be taken and sent again as it
+    /// is (its id included: the aggregator may have applied part or all of
+    /// it). With one already kept, this one's windows go back among the
+    /// records instead (the oldest dropped past a few).
+    pub fn keep(&self, batch: MetricsBatch) {
         let mut state = self.state.borrow_mut();
+        if state.retry.is_none() {
+            state.retry = Some(batch);
+            return;
+        }
         for window in batch.windows {
             let at = Timestamp(std::time::Duration::from_secs(window.start));
             let recording = state.window(at);
@@ -661,15 +682,23 @@ mod tests {
     }
 
     #[test]
-    fn restore_keeps_a_failed_flush() {
+    fn a_failed_flush_is_kept_and_sent_again_as_it_was() {
         let r = Recorder::new();
         r.record("f", "/a", "GET", 200, 0.01, at(0));
-        let batch = r.take("f").unwrap();
+        let mut batch = r.take("f").unwrap();
+        batch.id = "b1".into();
         r.record("f", "/a", "GET", 200, 0.01, at(70));
-        r.restore(batch);
-        assert_eq!(r.pending(), 2);
-        let batch = r.take("f").unwrap();
-        assert_eq!(batch.windows.len(), 2);
-        assert_eq!(batch.windows[0].start, 0);
+        r.keep(batch.clone());
+        assert!(r.due(at(70), 1000));
+        assert_eq!(r.take("f").unwrap(), batch, "the same batch, id and all");
+        let next = r.take("f").unwrap();
+        assert!(next.id.is_empty());
+        assert_eq!((next.windows.len(), next.windows[0].start), (1, 60));
+        // A second failure while one is kept: its records go back.
+        r.keep(batch.clone());
+        r.keep(next);
+        assert_eq!(r.pending(), 1);
+        assert_eq!(r.take("f").unwrap(), batch);
+        assert_eq!(r.take("f").unwrap().requests(), 1);
     }
 }

@@ -7,7 +7,7 @@
 //! store, spread over a few shards to keep contention low. Readers find
 //! the keys through [`INDEX_KEY`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -52,31 +52,76 @@ impl Index {
     }
 }
 
+/// The batch ids a stored window remembers (the latest ones), enough for
+/// any retry to find its own: a retry follows its failure by a flush.
+const MAX_BATCH_IDS: usize = 512;
+
+/// A merge's input: one window of one batch.
+#[derive(Serialize, Deserialize)]
+struct MergeInput {
+    /// The batch's id (empty: merged every time).
+    #[serde(default)]
+    batch: String,
+    window: Window,
+}
+
+/// A window as stored: the merged window and the batches merged into it.
+/// (Values written before batches had ids are a bare [`Window`].)
+#[derive(Serialize, Deserialize)]
+struct StoredWindow {
+    window: Window,
+    #[serde(default)]
+    batches: VecDeque<String>,
+}
+
+fn stored_window(bytes: &[u8]) -> Result<StoredWindow, String> {
+    serde_json::from_slice::<StoredWindow>(bytes)
+        .or_else(|_| {
+            serde_json::from_slice::<Window>(bytes).map(|window| StoredWindow {
+                window,
+                batches: VecDeque::new(),
+            })
+        })
+        .map_err(|e| format!("stored window: {e}"))
+}
+
 /// Merges the window in `input` into the stored one (the store
-/// transaction [`MERGE_TRANSACTION`]); its output is `created` when the
-/// key was new, so the writer indexes it.
+/// transaction [`MERGE_TRANSACTION`]), once per batch id: a retried batch
+/// that was merged already changes nothing. Its output is `created` when
+/// the key was new, so the writer indexes it.
 pub fn merge_transaction(
     _name: &str,
     input: &[u8],
     current: Option<&[u8]>,
     _now: Timestamp,
 ) -> Result<Applied, String> {
-    let incoming: Window =
+    let incoming: MergeInput =
         serde_json::from_slice(input).map_err(|e| format!("metrics window: {e}"))?;
-    let (mut merged, created) = match current {
-        Some(bytes) => (
-            serde_json::from_slice::<Window>(bytes).map_err(|e| format!("stored window: {e}"))?,
-            false,
+    let start = incoming.window.start;
+    let (mut stored, created) = match current {
+        Some(bytes) => (stored_window(bytes)?, false),
+        None => (
+            StoredWindow {
+                window: Window::new(start),
+                batches: VecDeque::new(),
+            },
+            true,
         ),
-        None => (Window::new(incoming.start), true),
     };
-    merged.merge(&incoming);
-    let value = serde_json::to_vec(&merged).map_err(|e| e.to_string())?;
+    let seen = !incoming.batch.is_empty() && stored.batches.contains(&incoming.batch);
+    if !seen {
+        stored.window.merge(&incoming.window);
+        if !incoming.batch.is_empty() {
+            stored.batches.push_back(incoming.batch);
+            while stored.batches.len() > MAX_BATCH_IDS {
+                stored.batches.pop_front();
+            }
+        }
+    }
+    let value = serde_json::to_vec(&stored).map_err(|e| e.to_string())?;
     Ok(Applied {
         value: Some(value),
-        expires_at: Some(Timestamp(
-            Duration::from_secs(incoming.start) + MAX_RETENTION,
-        )),
+        expires_at: Some(Timestamp(Duration::from_secs(start) + MAX_RETENTION)),
         output: if created {
             b"created".to_vec()
         } else {
@@ -93,7 +138,11 @@ pub async fn write_batch(
     shard: u32,
 ) -> Result<(), StoreError> {
     for window in &batch.windows {
-        let input = serde_json::to_vec(window).map_err(|e| StoreError::Corrupt {
+        let input = serde_json::to_vec(&MergeInput {
+            batch: batch.id.clone(),
+            window: window.clone(),
+        })
+        .map_err(|e| StoreError::Corrupt {
             key: batch.source.clone(),
             reason: e.to_string(),
         })?;
@@ -152,12 +201,11 @@ pub async fn read_windows(
         let mut window = Window::new(start);
         for key in index.keys(start) {
             if let Some(bytes) = store.get(&key).await? {
-                let part: Window =
-                    serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
-                        key: key.clone(),
-                        reason: e.to_string(),
-                    })?;
-                window.merge(&part);
+                let part = stored_window(&bytes).map_err(|reason| StoreError::Corrupt {
+                    key: key.clone(),
+                    reason,
+                })?;
+                window.merge(&part.window);
             }
         }
         windows.push(window);
@@ -174,6 +222,43 @@ mod tests {
 
     fn at(s: u64) -> Timestamp {
         Timestamp(Duration::from_secs(s))
+    }
+
+    /// A batch applied in part (the store failed after its first window)
+    /// or whole (its answer was lost) and sent again counts once.
+    #[test]
+    fn a_retried_batch_counts_once_whatever_was_applied_before() {
+        futures::executor::block_on(async {
+            let clock = FakeClock::at(at(0));
+            let r = Recorder::new();
+            for minute in 0..3u64 {
+                for _ in 0..10 {
+                    r.record("a", "/x", "GET", 200, 0.01, at(minute * 60 + 5));
+                }
+            }
+            let mut batch = r.take("a").unwrap();
+            batch.id = "batch-1".into();
+            let store = MemoryStore::new();
+            // The store failed after the first window: what it applied.
+            let first = MetricsBatch {
+                windows: batch.windows[..1].to_vec(),
+                ..batch.clone()
+            };
+            write_batch(&store, &clock, &first, 0).await.unwrap();
+            // The flush is retried: the whole batch.
+            write_batch(&store, &clock, &batch, 0).await.unwrap();
+            // The answer was lost: the same batch once more.
+            write_batch(&store, &clock, &batch, 0).await.unwrap();
+            let index = read_index(&store).await.unwrap();
+            let windows = read_windows(&store, &index, 0, 1_000).await.unwrap();
+            let counts: Vec<u64> = windows.iter().map(Window::requests).collect();
+            assert_eq!(counts, [10, 10, 10]);
+            // Without an id a batch is merged every time it comes.
+            batch.id.clear();
+            write_batch(&store, &clock, &batch, 0).await.unwrap();
+            let windows = read_windows(&store, &index, 0, 1_000).await.unwrap();
+            assert_eq!(windows[0].requests(), 20);
+        });
     }
 
     #[test]
