@@ -189,18 +189,21 @@ fn traffic(hosts: &[EdgeHost], path: &str, clients: usize, per_client: usize) ->
 }
 
 /// `clients` clients, each adding one to the counter `hot`: the values
-/// they were answered (`None` for an answer other than 200).
-fn increments(hosts: &[EdgeHost], clients: usize) -> Vec<Option<i64>> {
+/// they were answered, or the status and `Retry-After` of an answer other
+/// than 200.
+fn increments(hosts: &[EdgeHost], clients: usize) -> Vec<Result<i64, (u16, String)>> {
     let case: CaseRequest =
         serde_json::from_value(serde_json::json!({ "method": "POST", "path": "/counters/hot" }))
             .unwrap();
     traffic_to(hosts, |h| &h.counter, &case, clients, 1)
         .iter()
         .map(|a| {
-            (a.status == 200).then(|| {
-                let body: Value = serde_json::from_str(&a.body).unwrap();
-                body["value"].as_i64().unwrap()
-            })
+            if a.status != 200 {
+                let retry = a.headers.get("retry-after").cloned().unwrap_or_default();
+                return Err((a.status, retry));
+            }
+            let body: Value = serde_json::from_str(&a.body).unwrap();
+            Ok(body["value"].as_i64().unwrap())
         })
         .collect()
 }
@@ -441,7 +444,7 @@ fn redis_killed_mid_run_fails_as_each_scope_says_and_loses_nothing() {
     }
     assert_eq!(
         increments(&hosts, DOWN),
-        vec![None; DOWN],
+        vec![Err((503, "5".to_owned())); DOWN],
         "the counter fails closed"
     );
     eprintln!(
