@@ -50,8 +50,18 @@ struct EdgeHost {
     counter: String,
     /// The spatial query's base URL.
     spatial: String,
-    dir: PathBuf,
     _child: TiedChild,
+    /// Dropped after the child: its manifest and log.
+    _scratch: Scratch,
+}
+
+/// A directory removed on drop, even when starting the host fails.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl EdgeHost {
@@ -63,6 +73,7 @@ impl EdgeHost {
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("edge-host-redis-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let scratch = Scratch(dir.clone());
         let [wasm, counter, spatial] = COMPONENTS.map(|name| {
             let wasm = wasm_tests::spin_component(name);
             assert!(
@@ -72,7 +83,7 @@ impl EdgeHost {
             );
             wasm
         });
-        // A manifest of the two, so that each has its own variables.
+        // A manifest of the three, so that each has its own variables.
         let manifest = format!(
             r#"spin_manifest_version = 2
 [application]
@@ -141,15 +152,9 @@ spatial_admin_token = "s"
             counter: format!("{url}/counter"),
             spatial: format!("{url}/spatial-query"),
             url: format!("{url}/rate-limit"),
-            dir,
             _child: child,
+            _scratch: scratch,
         }
-    }
-}
-
-impl Drop for EdgeHost {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
