@@ -45,33 +45,94 @@ pub fn answers(suite_path: &Path, suite: &Suite) -> Result<Vec<Actual>> {
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct ChartPage {
     /// `document.body.dataset.ready`: `"true"` once drawn, `"error"` when
-    /// the series could not be loaded.
+    /// the data could not be loaded.
     pub ready: String,
     /// The page's status line.
     pub status: String,
-    /// One per (function, route) drawn.
+    /// The firing alerts in the banner on top.
+    pub alerts: Vec<ChartAlert>,
+    /// The banners' classes (`banner firing`, `banner pending`, `banner calm`).
+    pub banner: Vec<String>,
+    /// The overview table's rows as first drawn (worst first).
+    pub rows: Vec<ChartRow>,
+    /// The line under the table (how many routes are hidden as noise).
+    pub hidden: String,
+    /// The rows' routes once sorted by requests (a click on the heading).
+    pub by_requests: Vec<String>,
+    /// The rows' routes after two more clicks (back to worst first).
+    pub resorted: Vec<String>,
+    /// The panels' routes before the route was picked.
+    pub panels_before: Vec<String>,
+    /// The panels after the route was picked.
     pub panels: Vec<ChartPanel>,
+    /// `location.hash` after picking (the picked routes, to share).
+    pub address: String,
     /// Page errors and console errors.
     pub errors: Vec<String>,
+    /// Requests the page made to any other origin.
+    pub foreign_requests: Vec<String>,
 }
 
-/// One panel of the chart page.
+/// One firing alert in the page's banner.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ChartAlert {
+    /// The alert's name.
+    pub name: String,
+    /// Its line in the banner.
+    pub text: String,
+}
+
+/// One row of the overview table.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ChartRow {
+    /// `"FUNCTION ROUTE"`.
+    pub route: String,
+    /// Marked as having a firing alert.
+    pub alerting: bool,
+    /// Its panels are shown.
+    pub picked: bool,
+    /// 5xx over requests.
+    pub error_rate: f64,
+    /// The cells' text by column (`requests`, `rate`, `error_rate`, `p99`, …).
+    pub cells: BTreeMap<String, String>,
+}
+
+/// One route's panel: latency, request-rate and error charts.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct ChartPanel {
     /// `"FUNCTION ROUTE"` (the panel's `data-route`).
     pub route: String,
     /// The panel's heading.
     pub heading: String,
-    /// `svg polyline` elements per quantile class (`p50`, `p95`, `p99`).
-    pub polylines: BTreeMap<String, usize>,
-    /// Points drawn per quantile class.
-    pub points: BTreeMap<String, usize>,
+    /// The charts' titles.
+    pub charts: Vec<String>,
+    /// The latency chart's line per quantile (`p50`, `p95`, `p99`).
+    pub quantiles: BTreeMap<String, ChartLine>,
+    /// Bars drawn per class: `req` (requests), `err` (5xx), `lim` (429).
+    pub bars: BTreeMap<String, usize>,
+}
+
+/// One quantile's line.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ChartLine {
+    /// `svg polyline` elements of this quantile.
+    pub lines: usize,
+    /// Points on the line.
+    pub points: usize,
+    /// The line's `points` attribute.
+    pub coords: String,
+    /// Its computed stroke colour.
+    pub stroke: String,
+    /// Its computed dash pattern.
+    pub dash: String,
 }
 
 /// Loads the chart page at `url` in headless Chromium
-/// (`chromium/chart_screenshot.mjs`), waits until it has drawn, saves a PNG
-/// screenshot of the whole page to `out` and reports what it drew.
-pub fn chart_screenshot(url: &str, out: &Path) -> Result<ChartPage> {
+/// (`chromium/chart_screenshot.mjs`), waits until it has drawn, sorts the
+/// overview by requests and back, picks the route `pick`
+/// (`"FUNCTION ROUTE"`), saves a PNG screenshot of the whole page to `out`
+/// and reports what it drew.
+pub fn chart_screenshot(url: &str, out: &Path, pick: &str) -> Result<ChartPage> {
     let root = workspace_root();
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -84,6 +145,8 @@ pub fn chart_screenshot(url: &str, out: &Path) -> Result<ChartPage> {
         .arg(url)
         .arg("--out")
         .arg(out)
+        .arg("--pick")
+        .arg(pick)
         .output()
         .context("starting node for the chart screenshot")?;
     if !output.status.success() {

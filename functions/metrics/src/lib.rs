@@ -13,9 +13,9 @@
 //! |---|---|
 //! | `GET /metrics` | Prometheus text, or OpenMetrics when `Accept` asks for `application/openmetrics-text` (or `?format=openmetrics`) |
 //! | `GET /_metrics/snapshot?window=5m` | JSON per (function, route): requests, errors, 429s, p50/p95/p99 |
-//! | `GET /_metrics/series?window=1h` | JSON: p50/p95/p99 per route per minute (the chart's data) |
+//! | `GET /_metrics/series?window=1h` | JSON per route per minute: requests, errors, 429s, p50/p95/p99 (the chart's panels) |
 //! | `GET /_metrics/alerts` | active (pending, firing) and recently resolved alerts |
-//! | `GET /_metrics/chart` | an HTML page drawing p50/p95/p99 per route over time (inline SVG, no external assets) |
+//! | `GET /_metrics/chart` | an HTML page: firing alerts, a sortable overview of routes (worst first), and latency, rate and error panels for the routes picked (inline SVG, no external assets) |
 //! | `POST /_metrics/ingest` | a [`MetricsBatch`] from an isolate; bearer `METRICS_INGEST_TOKEN` |
 //! | `POST /_metrics/evaluate` | runs the cron work now (alerts, pruning); bearer `METRICS_ADMIN_TOKEN` |
 //! | `GET /health` | `200` / `503` `application/health+json` |

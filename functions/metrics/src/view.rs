@@ -135,13 +135,18 @@ pub fn snapshot(windows: &[Window], from: u64, to: u64, firing: usize) -> Value 
     })
 }
 
-/// The chart's data: per (function, route), one point per window.
+/// The chart's data: per (function, route), one point per window with
+/// its requests, 5xx errors, 429s and latency quantiles (ms).
 pub fn series(windows: &[Window]) -> Value {
     let mut lines: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
     for window in windows {
         for ((function, route), stats) in by_route(std::slice::from_ref(window)) {
-            let mut point =
-                json!({ "t": window.start, "requests": stats.requests, "errors": stats.errors });
+            let mut point = json!({
+                "t": window.start,
+                "requests": stats.requests,
+                "errors": stats.errors,
+                "rate_limited": stats.rate_limited,
+            });
             for (q, name) in QUANTILES {
                 point[name] = ms(stats.latency.quantile(q));
             }
@@ -213,5 +218,84 @@ mod series_list {
             .into_iter()
             .map(|e| (e.key, (e.count, e.sum)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use edge_core::Timestamp;
+    use edge_core::metrics::Recorder;
+    use std::time::Duration;
+
+    fn at(secs: u64) -> Timestamp {
+        Timestamp(Duration::from_secs(secs))
+    }
+
+    /// Two minutes of one route: 5xx, 429s and latencies per minute.
+    fn windows() -> Vec<Window> {
+        let recorder = Recorder::new();
+        for i in 0..100 {
+            let status = match i % 10 {
+                0 => 503,
+                1 => 429,
+                _ => 200,
+            };
+            let seconds = f64::from(i + 1) / 1000.0;
+            recorder.record("shop", "/checkout/*", "POST", status, seconds, at(60));
+        }
+        for _ in 0..4 {
+            recorder.record("shop", "/checkout/*", "POST", 200, 0.002, at(125));
+        }
+        recorder.record("shop", "/health", "GET", 200, 0.001, at(125));
+        recorder.take("test").unwrap().windows
+    }
+
+    #[test]
+    fn series_points_carry_requests_errors_429s_and_distinct_quantiles() {
+        let series = series(&windows());
+        assert_eq!(series["step_seconds"], WINDOW_SECONDS);
+        let routes = series["routes"].as_array().unwrap();
+        assert_eq!(routes.len(), 2, "{series:#}");
+        let checkout = &routes[0];
+        assert_eq!(checkout["route"], "/checkout/*");
+        let points = checkout["points"].as_array().unwrap();
+        assert_eq!(points.len(), 2, "{checkout:#}");
+        let first = &points[0];
+        assert_eq!(first["t"], 60);
+        assert_eq!(first["requests"], 100);
+        assert_eq!(first["errors"], 10);
+        assert_eq!(first["rate_limited"], 10);
+        let q = |k: &str| first[k].as_f64().unwrap();
+        // 1..=100 ms: the quantiles within the sketch's 1%.
+        for (name, expect) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0)] {
+            assert!((q(name) - expect).abs() <= expect * 0.02, "{name}: {first}");
+        }
+        assert!(q("p50") < q("p95") && q("p95") < q("p99"), "{first}");
+        assert_eq!(points[1]["t"], 120);
+        assert_eq!(points[1]["requests"], 4);
+        assert_eq!(points[1]["errors"], 0);
+        assert_eq!(points[1]["rate_limited"], 0);
+    }
+
+    #[test]
+    fn the_snapshot_counts_what_the_overview_table_shows() {
+        let windows = windows();
+        let snapshot = snapshot(&windows, 60, 180, 1);
+        let checkout = snapshot["routes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["route"] == "/checkout/*")
+            .unwrap();
+        assert_eq!(checkout["requests"], 104);
+        assert_eq!(checkout["errors"], 10);
+        assert_eq!(checkout["rate_limited"], 10);
+        assert_eq!(checkout["statuses"]["503"], 10);
+        assert!((checkout["error_rate"].as_f64().unwrap() - 10.0 / 104.0).abs() < 1e-9);
+        assert!((checkout["requests_per_second"].as_f64().unwrap() - 0.867).abs() < 1e-9);
+        assert_eq!(snapshot["alerts_firing"], 1);
+        assert_eq!(snapshot["requests"], 105);
     }
 }

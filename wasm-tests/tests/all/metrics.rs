@@ -8,6 +8,10 @@
 //!   p50/p95/p99, the Prometheus counters agree, the alerts the traffic
 //!   crossed fire, and headless Chromium draws the chart page, whose
 //!   screenshot is saved as `target/test-artefacts/metrics-chart.png`.
+//!   For the page, the traffic spans more than 30 routes: 26 more on the
+//!   rate limiter, stray 404 paths on the counter (`/.env`, …), the health
+//!   checks, and a `shop` function's batch ingested with 5xx answers and
+//!   spread latencies, whose error-rate alert fires.
 //!   The rate limiter runs with `METRICS_FLUSH_EVERY=5`: its records reach
 //!   the aggregator before any cron, on the count alone. An `anonymize`
 //!   worker flushing after every request answers a body twice the buffered
@@ -64,6 +68,15 @@ window = "5m"
 for = "0s"
 min_requests = 5
 severity = "warning"
+
+[[metrics.alerts]]
+name = "CheckoutErrors"
+expr = "error_rate > 5%"
+function = "shop"
+route = "/checkout/*"
+window = "5m"
+for = "0s"
+severity = "critical"
 
 [[metrics.alerts]]
 name = "NeverFires"
@@ -264,6 +277,73 @@ fn start(function: &str, vars: &[(&str, &str)], registry: &DevRegistry) -> Wrang
         .unwrap_or_else(|e| panic!("wrangler dev --env {function}: {e:#}"))
 }
 
+/// The rate limiter's routes beyond `/auth/*` and `/api/*`, for the chart
+/// page: each is `/NAME/*` (no scope of its own, so each answers 200).
+const MORE_ROUTES: [&str; 26] = [
+    "orders",
+    "users",
+    "search",
+    "catalog",
+    "cart",
+    "payments",
+    "invoices",
+    "shipping",
+    "reviews",
+    "inventory",
+    "pricing",
+    "accounts",
+    "sessions",
+    "profile",
+    "settings",
+    "notifications",
+    "messages",
+    "reports",
+    "exports",
+    "uploads",
+    "media",
+    "webhooks",
+    "billing",
+    "coupons",
+    "partners",
+    "status",
+];
+
+/// Paths nobody serves, as scanners ask for them: each its own route, all 404.
+const STRAY_PATHS: [&str; 5] = [
+    "/.env",
+    "/wp-login.php",
+    "/xmlrpc.php",
+    "/favicon.ico",
+    "/phpmyadmin/index.php",
+];
+
+/// A `shop` function's last five minutes, as its isolate would flush them:
+/// `/checkout/*` answers 1 in 12 with a 503 (the `CheckoutErrors` alert) and
+/// a long latency tail, `/search` is slow, `/cart/*` is fast.
+fn shop_batch() -> edge_core::metrics::MetricsBatch {
+    let recorder = edge_core::metrics::Recorder::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    for minute in 0..5u32 {
+        let at = edge_core::Timestamp(now - Duration::from_secs(60 * u64::from(4 - minute)));
+        for i in 0..60u32 {
+            // 20 ms at the median, a tail to ~300 ms, shifting each minute.
+            let tail = (f64::from(i) / 60.0).powi(4);
+            let seconds = 0.015 + 0.004 * f64::from(minute) + 0.3 * tail;
+            let status = if i % 12 == 5 { 503 } else { 200 };
+            recorder.record("shop", "/checkout/*", "POST", status, seconds, at);
+            if i % 2 == 0 {
+                recorder.record("shop", "/search", "GET", 200, 2.0 * seconds, at);
+            }
+            if i % 3 == 0 {
+                recorder.record("shop", "/cart/*", "GET", 200, seconds / 5.0, at);
+            }
+        }
+    }
+    recorder.take("shop-isolate").unwrap()
+}
+
 /// The PNG signature and a nonzero IHDR size.
 fn assert_png(path: &Path) {
     let bytes =
@@ -362,7 +442,38 @@ fn workers_merge_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
         |_| 200,
         &mut api,
     );
-    eprintln!("metrics e2e: 72 requests in {:?}", started.elapsed());
+    // More routes and noise for the chart page.
+    let mut more = BTreeMap::new();
+    for (i, name) in MORE_ROUTES.iter().enumerate() {
+        traffic(
+            &r,
+            1 + i % 4,
+            "GET",
+            |j| format!("/{name}/{j}"),
+            |_| 200,
+            &mut more,
+        );
+    }
+    let mut stray = BTreeMap::new();
+    for path in STRAY_PATHS {
+        traffic(&c, 2, "GET", |_| path.to_owned(), |_| 404, &mut stray);
+    }
+    let batch = serde_json::to_string(&shop_batch()).unwrap();
+    let bearer = format!("Bearer {INGEST_TOKEN}");
+    let case: CaseRequest = serde_json::from_value(serde_json::json!({
+        "method": "POST",
+        "path": "/_metrics/ingest",
+        "headers": map(&[("authorization", &bearer), ("content-type", "application/json")]),
+        "body": batch,
+    }))
+    .unwrap();
+    let answer = send(&agent(Duration::from_secs(60)), &m, &case).unwrap();
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    eprintln!(
+        "metrics e2e: {} requests in {:?}",
+        72 + more.values().sum::<u64>() + 10,
+        started.elapsed()
+    );
 
     // A body twice the buffered limit takes the anonymizer's streaming
     // path, which records outside the buffered one.
@@ -436,6 +547,32 @@ fn workers_merge_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
     check_route(&snapshot, "anonymize", "/", &BTreeMap::from([(200, 1)]));
     assert_eq!(counters, BTreeMap::from([(200, 36), (400, 4)]));
     assert_eq!(logins, BTreeMap::from([(200, 5), (429, 3)]));
+    // The wide traffic arrived with the same cron flushes.
+    let snapshot = wait_for("the chart's routes at the aggregator", ARRIVAL, || {
+        let snapshot = get_json(&m, "/_metrics/snapshot");
+        let missing: Vec<&str> = MORE_ROUTES
+            .iter()
+            .copied()
+            .filter(|name| requests(&snapshot, "rate-limit", &format!("/{name}/*")) == 0)
+            .chain(
+                STRAY_PATHS
+                    .iter()
+                    .copied()
+                    .filter(|p| requests(&snapshot, "counter", &default_route(p)) != 2),
+            )
+            .collect();
+        if missing.is_empty() {
+            Ok(snapshot)
+        } else {
+            Err(format!("missing {missing:?}"))
+        }
+    });
+    check_route(
+        &snapshot,
+        "shop",
+        "/checkout/*",
+        &BTreeMap::from([(200, 275), (503, 25)]),
+    );
 
     // The aggregator's cron evaluates the rules.
     let alerts = get_json(&m, "/_metrics/alerts");
@@ -448,6 +585,7 @@ fn workers_merge_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
     assert_eq!(
         active_alerts(&alerts),
         vec![
+            alert("CheckoutErrors", "shop", "/checkout/*"),
             alert("CounterBusy", "counter", "/counters/{key}"),
             alert("LoginThrottled", "rate-limit", "/auth/*"),
         ],
@@ -455,7 +593,7 @@ fn workers_merge_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
         metrics.log_tail()
     );
     assert!(alerts["evaluated_at"].is_string(), "{alerts}");
-    assert_eq!(get_json(&m, "/_metrics/snapshot")["alerts_firing"], 2);
+    assert_eq!(get_json(&m, "/_metrics/snapshot")["alerts_firing"], 3);
 
     // The Prometheus exposition agrees.
     let exposition = call(&m, "GET", "/metrics", &[]);
@@ -504,25 +642,150 @@ fn workers_merge_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
             assert!(v.is_finite() && v >= 0.0, "{f} {route} quantile {q}: {v}");
         }
     }
-    assert_eq!(sample(&s, "edge_alerts_firing"), 2.0);
+    assert_eq!(sample(&s, "edge_alerts_firing"), 3.0);
 
     // The chart page in headless Chromium, and its screenshot.
+    let snapshot = get_json(&m, "/_metrics/snapshot?window=1h");
     let png = wasm_tests::workspace_root().join("target/test-artefacts/metrics-chart.png");
     let _ = std::fs::remove_file(&png);
     let shot = Instant::now();
-    let page = wasm_tests::chromium::chart_screenshot(&format!("{m}/_metrics/chart"), &png)
+    let picked = "rate-limit /api/*";
+    let page = wasm_tests::chromium::chart_screenshot(&format!("{m}/_metrics/chart"), &png, picked)
         .unwrap_or_else(|e| panic!("{e:#}"));
     eprintln!(
         "metrics e2e: chart screenshot in {:?}: {}",
         shot.elapsed(),
         png.display()
     );
+    check_chart_page(&page, &snapshot, picked);
+    assert_png(&png);
+    eprintln!("metrics e2e: screenshot saved to {}", png.display());
+    eprintln!("metrics e2e: done in {:?}", began.elapsed());
+}
+
+/// The chart page as drawn: the alerts on top, the overview worst first
+/// without the noise, sortable, a panel for a picked route, and three
+/// quantile lines that can be told apart.
+fn check_chart_page(page: &wasm_tests::chromium::ChartPage, snapshot: &Value, picked: &str) {
     assert_eq!(page.ready, "true", "{page:#?}");
     assert!(page.errors.is_empty(), "{page:#?}");
+    assert!(
+        page.foreign_requests.is_empty(),
+        "{:?}",
+        page.foreign_requests
+    );
+    // Firing alerts in the banner.
+    let mut firing: Vec<&str> = page.alerts.iter().map(|a| a.name.as_str()).collect();
+    firing.sort_unstable();
+    assert_eq!(
+        firing,
+        ["CheckoutErrors", "CounterBusy", "LoginThrottled"],
+        "{page:#?}"
+    );
+    assert_eq!(page.banner, ["banner firing"], "{page:#?}");
+    let checkout = page
+        .alerts
+        .iter()
+        .find(|a| a.name == "CheckoutErrors")
+        .unwrap();
+    assert!(
+        checkout.text.contains("shop /checkout/*") && checkout.text.contains("error_rate > 5%"),
+        "{checkout:?}"
+    );
+
+    // The overview: every route of the snapshot but the noise, worst first.
+    let all = snapshot["routes"].as_array().unwrap();
+    let noise = |r: &Value| {
+        r["route"] == "/health"
+            || r["statuses"]
+                .as_object()
+                .is_some_and(|s| s.keys().all(|k| k == "404"))
+    };
+    let shown: Vec<String> = all
+        .iter()
+        .filter(|r| !noise(r))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["function"].as_str().unwrap(),
+                r["route"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let hidden = all.iter().filter(|r| noise(r)).count();
+    assert!(shown.len() >= 30, "{} routes: {shown:?}", shown.len());
+    assert!(hidden >= STRAY_PATHS.len() + 3, "{hidden} hidden");
+    let rows: Vec<&str> = page.rows.iter().map(|r| r.route.as_str()).collect();
+    let mut sorted_rows = rows.clone();
+    sorted_rows.sort_unstable();
+    let mut expected = shown.clone();
+    expected.sort_unstable();
+    assert_eq!(sorted_rows, expected, "the table's routes");
+    for row in &rows {
+        assert!(
+            !row.ends_with(" /health") && !STRAY_PATHS.iter().any(|p| row.ends_with(p)),
+            "noise in the table: {row}"
+        );
+    }
+    assert!(
+        page.hidden
+            .contains(&format!("show {hidden} health-check and 404-only routes")),
+        "{:?}",
+        page.hidden
+    );
+    // Worst first: the routes with firing alerts (the one with 5xx on
+    // top), then the rest by error rate.
+    assert_eq!(rows[0], "shop /checkout/*", "{rows:?}");
+    let mut alerting: Vec<&str> = rows[..3].to_vec();
+    alerting.sort_unstable();
+    assert_eq!(
+        alerting,
+        [
+            "counter /counters/{key}",
+            "rate-limit /auth/*",
+            "shop /checkout/*"
+        ]
+    );
+    assert!(page.rows[..3].iter().all(|r| r.alerting));
+    assert!(page.rows[3..].iter().all(|r| !r.alerting));
+    assert!(
+        page.rows[3..]
+            .windows(2)
+            .all(|w| w[0].error_rate >= w[1].error_rate),
+        "{rows:?}"
+    );
+    assert!(page.rows[0].error_rate > 0.05, "{:?}", page.rows[0]);
+    assert!(
+        page.rows[0].cells["error_rate"].ends_with('%'),
+        "{:?}",
+        page.rows[0]
+    );
+    // Sortable: by requests, most first; then back to worst first.
+    let count = |route: &str| {
+        let (function, route) = route.split_once(' ').unwrap();
+        requests(snapshot, function, route)
+    };
+    let by_requests: Vec<u64> = page.by_requests.iter().map(|r| count(r)).collect();
+    assert!(
+        by_requests.windows(2).all(|w| w[0] >= w[1]),
+        "{:?}",
+        page.by_requests
+    );
+    assert_eq!(page.resorted, rows);
+
+    // Panels: the alerting routes at first, then the one picked.
+    let mut before = page.panels_before.clone();
+    before.sort_unstable();
+    assert_eq!(before, alerting, "{page:#?}");
+    let panels: Vec<&str> = page.panels.iter().map(|p| p.route.as_str()).collect();
+    assert_eq!(panels.len(), 4, "{panels:?}");
+    assert!(panels.contains(&picked), "{panels:?}");
+    assert!(page.address.contains("%2Fapi%2F*"), "{}", page.address);
     for (route, total) in [
         ("counter /counters/{key}", 40),
         ("rate-limit /auth/*", 8),
         ("rate-limit /api/*", 24),
+        ("shop /checkout/*", 300),
     ] {
         let panel = page
             .panels
@@ -533,17 +796,48 @@ fn workers_merge_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
             panel.heading.contains(&format!("({total} requests)")),
             "{panel:#?}"
         );
+        assert_eq!(
+            panel.charts,
+            ["Latency", "Requests / s", "Errors / min"],
+            "{route}"
+        );
+        assert!(
+            panel.bars["req"] >= 1,
+            "{route}: no request bars: {panel:#?}"
+        );
         for q in ["p50", "p95", "p99"] {
+            let line = &panel.quantiles[q];
             assert!(
-                panel.polylines.get(q).copied().unwrap_or(0) >= 1
-                    && panel.points.get(q).copied().unwrap_or(0) >= 1,
-                "{route}: no {q} line drawn: {panel:#?}"
+                line.lines == 1 && line.points >= 1,
+                "{route}: {q}: {line:?}"
             );
         }
     }
-    assert_png(&png);
-    eprintln!("metrics e2e: screenshot saved to {}", png.display());
-    eprintln!("metrics e2e: done in {:?}", began.elapsed());
+    // The shop's checkout: five minutes, 5xx bars, and three quantile
+    // series apart in value, colour and dash.
+    let shop = page
+        .panels
+        .iter()
+        .find(|p| p.route == "shop /checkout/*")
+        .unwrap();
+    assert!(shop.bars["err"] >= 5, "{shop:#?}");
+    let lines: Vec<_> = ["p50", "p95", "p99"]
+        .iter()
+        .map(|q| &shop.quantiles[*q])
+        .collect();
+    for line in &lines {
+        assert!(line.points >= 5, "{line:?}");
+    }
+    for (a, b) in [(0, 1), (0, 2), (1, 2)] {
+        assert_ne!(lines[a].coords, lines[b].coords, "quantiles {a} and {b}");
+        assert_ne!(lines[a].stroke, lines[b].stroke, "quantiles {a} and {b}");
+        assert_ne!(lines[a].dash, lines[b].dash, "quantiles {a} and {b}");
+    }
+}
+
+/// The route the platform glue records for a path no route template matches.
+fn default_route(path: &str) -> String {
+    edge_core::function::default_route(path)
 }
 
 /// The metrics component's Spin build on `/metrics`, on `kv`.
