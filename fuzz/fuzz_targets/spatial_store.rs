@@ -3,7 +3,9 @@
 //! decoded one is never trusted past its checks: every accessor of every
 //! asset and any search box stay in bounds, searches return indices of
 //! the tile, and re-encoding is a fixpoint. Mode 2 encodes assets built
-//! from the input, then damages the bytes at fuzzer-chosen places.
+//! from the input, then damages the bytes at fuzzer-chosen places; modes 3
+//! and 4 put a tile's or manifest's magic before the input, so that every
+//! header word (counts, lengths) is the fuzzer's.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -93,9 +95,22 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    match mode % 3 {
+    match mode % 5 {
         0 => check_tile(rest, rest),
         1 => check_manifest(rest, rest),
+        // The magic given, the header words (counts, lengths) from the input.
+        3 => check_tile(&[&b"SQTILE01"[..], rest].concat(), rest),
+        4 => {
+            let magic = if rest.first().is_some_and(|b| b & 1 == 1) {
+                b"SQMANI02"
+            } else {
+                b"SQMANI01"
+            };
+            check_manifest(
+                &[&magic[..], rest.get(1..).unwrap_or_default()].concat(),
+                rest,
+            )
+        }
         _ => {
             // Damage: up to 4 (offset, xor) pairs, then the assets' text.
             let (damage, text) = rest.split_at(rest.len().min(8));

@@ -5,8 +5,7 @@
 use std::sync::OnceLock;
 
 use edge_core::function::{Instance, instantiate};
-use edge_core::memory::TestPlatform;
-use edge_core::{Config, EdgeFunction, Request, Response, Timestamp};
+use edge_core::{Config, EdgeFunction, Response};
 use serde_json::Value;
 
 /// 2026-11-22T00:00:00Z, a minute boundary: the clock of every platform here.
@@ -97,12 +96,6 @@ pub fn secrets() -> &'static [(String, String)] {
 /// The function a suite runs, configured as the suite configures it.
 pub fn suite_instance<F: EdgeFunction>(name: &str) -> Instance<F> {
     instantiate::<F>(&config::<F>(suite_policy(name)))
-}
-
-/// Serves one request on a fresh in-memory platform at [`T0`].
-pub fn serve<F: EdgeFunction>(instance: &Instance<F>, req: Request) -> Response {
-    let platform = TestPlatform::at(Timestamp::from_millis(T0));
-    futures::executor::block_on(platform.serve(instance, req))
 }
 
 /// Splits fuzzer input into chunk lengths and a body: the first byte says

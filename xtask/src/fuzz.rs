@@ -12,8 +12,10 @@
 //! - Smoke (in `cargo xtask test`): every target built in one cargo
 //!   invocation with `--sanitizer none` (no AddressSanitizer: the crates
 //!   forbid `unsafe`, and an uninstrumented build is about twice as fast
-//!   to build and run), into `fuzz/target/smoke`, then each run for
-//!   [`SMOKE_SECONDS`] seconds. Debug assertions stay on, so integer
+//!   to build and run) and 16 codegen units (cargo-fuzz's default of one
+//!   runs faster but builds slower), into `fuzz/target/smoke`, then each
+//!   run for [`SMOKE_SECONDS`] seconds on a fresh corpus of the seeds
+//!   (`fuzz/target/smoke/corpus`). Debug assertions stay on, so integer
 //!   overflow panics.
 //! - Long runs: AddressSanitizer (cargo-fuzz's default) into
 //!   `fuzz/target`, each target for `--minutes` (default 10), one after
@@ -83,8 +85,8 @@ pub(crate) fn run_command(args: &[String]) -> Result<()> {
         None => TARGETS.to_vec(),
     };
     install()?;
-    seed()?;
     let build = Build::Long;
+    seed(&build.corpora())?;
     build.compile(target)?;
     let seconds = (minutes * 60.0).round().max(1.0) as u64;
     let results = targets
@@ -98,8 +100,11 @@ pub(crate) fn run_command(args: &[String]) -> Result<()> {
 pub(crate) fn smoke() -> Result<()> {
     let started = Instant::now();
     install()?;
-    seed()?;
     let build = Build::Smoke;
+    // A fresh corpus of the seeds each time: a grown one would be replayed
+    // whole before the clock starts, and grow with every run.
+    let _ = std::fs::remove_dir_all(build.corpora());
+    seed(&build.corpora())?;
     build.compile(None)?;
     let built = started.elapsed().as_secs_f64();
     let results = TARGETS
@@ -141,10 +146,6 @@ fn fuzz_dir() -> PathBuf {
     root().join("fuzz")
 }
 
-fn corpus_dir(target: &str) -> PathBuf {
-    fuzz_dir().join("corpus").join(target)
-}
-
 /// Which build: the smoke run's or the long runs'.
 #[derive(Clone, Copy)]
 enum Build {
@@ -167,6 +168,15 @@ impl Build {
         match self {
             Build::Smoke => fuzz_dir().join("target/smoke"),
             Build::Long => fuzz_dir().join("target"),
+        }
+    }
+
+    /// Where the targets' corpora are: `fuzz/corpus` for long runs (kept),
+    /// `fuzz/target/smoke/corpus` for the smoke run (seeds only).
+    fn corpora(self) -> PathBuf {
+        match self {
+            Build::Smoke => self.target_dir().join("corpus"),
+            Build::Long => fuzz_dir().join("corpus"),
         }
     }
 
@@ -201,6 +211,12 @@ impl Build {
     /// Builds `target`, or every target in one cargo invocation.
     fn compile(self, target: Option<&str>) -> Result<()> {
         let mut c = self.cargo_fuzz("build");
+        if let Build::Smoke = self {
+            // cargo-fuzz builds one codegen unit a crate by default (for
+            // inlining under its coverage passes): the fastest fuzzing,
+            // the slowest build. A few seconds a target want the build fast.
+            c.args(["--codegen-units", "16"]);
+        }
         if let Some(t) = target {
             c.arg(t);
         }
@@ -215,7 +231,7 @@ impl Build {
 
     /// Runs one built target for `seconds` on its corpus.
     fn run(self, target: &str, seconds: u64) -> Result<Outcome> {
-        let corpus = corpus_dir(target);
+        let corpus = self.corpora().join(target);
         let artifacts = fuzz_dir().join("artifacts").join(target);
         std::fs::create_dir_all(&corpus)?;
         std::fs::create_dir_all(&artifacts)?;
@@ -304,8 +320,9 @@ const POLICY_FUNCTIONS: [&str; 7] = [
     "counter",
 ];
 
-/// Writes every target's conformance seeds into its corpus directory.
-pub(crate) fn seed() -> Result<()> {
+/// Writes every target's conformance seeds into its corpus directory under
+/// `corpora`.
+fn seed(corpora: &Path) -> Result<()> {
     let suites = suites()?;
     let mut seeds: Vec<(&str, Vec<u8>)> = Vec::new();
     let mut add = |target: &'static str, bytes: Vec<u8>| seeds.push((target, bytes));
@@ -446,6 +463,10 @@ pub(crate) fn seed() -> Result<()> {
         .collect();
     add("metrics_sketch", framed(&[2], &latencies));
     add("sf_headers", framed(&[0], &[7; 60]));
+    // A tile header and a manifest header (plain and keyed) after the magic.
+    add("spatial_store", framed(&[3], &[0; 24]));
+    add("spatial_store", framed(&[4, 0], &[0; 16]));
+    add("spatial_store", framed(&[4, 1], &[0; 32]));
     for cc in [
         "max-age=300, s-maxage=60",
         "no-store",
@@ -455,7 +476,7 @@ pub(crate) fn seed() -> Result<()> {
     }
 
     for target in TARGETS {
-        let dir = corpus_dir(target);
+        let dir = corpora.join(target);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
