@@ -37,10 +37,22 @@ fn scratch_project(label: &str) -> PathBuf {
 
 /// The Nodes to run under: the system one and the npm Node 22, each once.
 fn nodes() -> Vec<PathBuf> {
-    let mut nodes = vec![PathBuf::from("node")];
-    let npm_node = workspace_root().join("node_modules/.bin/node");
-    if npm_node.exists() {
-        nodes.push(npm_node);
+    // Every `node` on PATH (under `cargo xtask test` the npm one comes
+    // first, the system's after it), then the npm one, each file once.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let candidates = std::env::split_paths(&path)
+        .map(|dir| dir.join("node"))
+        .chain([workspace_root().join("node_modules/.bin/node")]);
+    let mut nodes: Vec<PathBuf> = Vec::new();
+    let mut seen = Vec::new();
+    for node in candidates {
+        if let Ok(real) = node.canonicalize()
+            && real.is_file()
+            && !seen.contains(&real)
+        {
+            seen.push(real);
+            nodes.push(node);
+        }
     }
     nodes
 }
