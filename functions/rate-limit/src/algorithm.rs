@@ -30,6 +30,20 @@
 //! count, a sliding window's entries keep their granted size until they
 //! leave). A client never sees `r` rise because another isolate's lease
 //! came back.
+//!
+//! A key's limit can change between calls (a new policy version, or a
+//! per-key override that starts or stops applying): the limit comes with
+//! each call, and states record what they need of the limit they were
+//! written under ([`Scale`]), so a call reads them correctly under another.
+//! The rule is the same for all four: **permits taken stay taken**, and the
+//! new limit decides how many more there are. A window's count (or log)
+//! is compared with the new quota — a raised limit frees the difference at
+//! once, a lowered one may refuse until the window moves; a fixed window
+//! whose period changed carries its count into the current window of the
+//! new period if the old window reaches into it. A bucket carries its debt
+//! (permits taken and not yet refilled) into the new size and rate, never
+//! below empty, so it is capped at the new burst and refills at the new
+//! rate. Inside a window `r` may therefore rise when the limit is raised.
 
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +157,30 @@ pub struct Outcome {
     pub at_ms: u64,
 }
 
+/// The limit a bucket state was written under: its level (token bucket)
+/// or theoretical arrival time (GCRA) is scaled by these, so a call under
+/// another limit converts it first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    /// Permits per period.
+    pub quota: u64,
+    /// The period in milliseconds.
+    pub period_ms: u64,
+    /// The bucket size.
+    pub burst: u64,
+}
+
+impl Scale {
+    /// The scale of `limit`.
+    pub fn of(limit: &Limit) -> Scale {
+        Scale {
+            quota: limit.quota,
+            period_ms: limit.period_ms.max(1),
+            burst: limit.burst,
+        }
+    }
+}
+
 /// Why a stored state cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("stored rate-limit state is unreadable: {0}")]
@@ -159,6 +197,8 @@ pub enum State {
         count: u64,
         /// The highest `count` reached in the window (what is reported).
         peak: u64,
+        /// The period the window was counted under (ms).
+        period_ms: u64,
     },
     /// Sliding window: the grants still inside some window.
     Sliding {
@@ -171,11 +211,15 @@ pub enum State {
         level: u128,
         /// When the level was computed (ms).
         at: u64,
+        /// The limit the level is scaled by.
+        scale: Scale,
     },
     /// GCRA: the theoretical arrival time, scaled by `quota`.
     Gcra {
         /// TAT × quota (ms × quota).
         tat: u128,
+        /// The limit the TAT is scaled by.
+        scale: Scale,
     },
 }
 
@@ -212,6 +256,7 @@ impl State {
                 window_start: window_start(now, limit.period_ms),
                 count: 0,
                 peak: 0,
+                period_ms: limit.period_ms.max(1),
             },
             Algorithm::SlidingWindow => State::Sliding {
                 entries: Vec::new(),
@@ -219,18 +264,25 @@ impl State {
             Algorithm::TokenBucket => State::Bucket {
                 level: full_level(limit),
                 at: now,
+                scale: Scale::of(limit),
             },
             Algorithm::Gcra => State::Gcra {
                 tat: u128::from(now) * u128::from(limit.quota),
+                scale: Scale::of(limit),
             },
         }
     }
 
     /// The stored form: a tag byte, then little-endian fields. A fixed
-    /// window is `window_start, count, peak` (states written without `peak`
-    /// read with `peak = count`); a sliding window is a log of 32-byte
-    /// entries `at, until, permits, returned` under its own tag (logs of
-    /// 24-byte entries under the old tag are still read).
+    /// window is `window_start, count, peak, period_ms` (states written
+    /// without `peak` read with `peak = count`, without `period_ms` as
+    /// counted under the caller's period); a sliding window is a log of
+    /// 32-byte entries `at, until, permits, returned` under its own tag
+    /// (logs of 24-byte entries under the old tag are still read); a token
+    /// bucket is `level (u128), at`, a GCRA `tat (u128)`, each followed by
+    /// its [`Scale`] `quota, period_ms, burst` (states written without it
+    /// read as scaled by the caller's limit). Older code reading a newer
+    /// state ignores the trailing fields.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(33);
         match self {
@@ -238,11 +290,13 @@ impl State {
                 window_start,
                 count,
                 peak,
+                period_ms,
             } => {
                 out.push(Algorithm::FixedWindow.tag());
                 out.extend_from_slice(&window_start.to_le_bytes());
                 out.extend_from_slice(&count.to_le_bytes());
                 out.extend_from_slice(&peak.to_le_bytes());
+                out.extend_from_slice(&period_ms.to_le_bytes());
             }
             State::Sliding { entries } => {
                 out.push(Algorithm::SlidingWindow.tag());
@@ -253,14 +307,16 @@ impl State {
                     out.extend_from_slice(&e.returned.to_le_bytes());
                 }
             }
-            State::Bucket { level, at } => {
+            State::Bucket { level, at, scale } => {
                 out.push(Algorithm::TokenBucket.tag());
                 out.extend_from_slice(&level.to_le_bytes());
                 out.extend_from_slice(&at.to_le_bytes());
+                scale.encode(&mut out);
             }
-            State::Gcra { tat } => {
+            State::Gcra { tat, scale } => {
                 out.push(Algorithm::Gcra.tag());
                 out.extend_from_slice(&tat.to_le_bytes());
+                scale.encode(&mut out);
             }
         }
         out
@@ -288,14 +344,36 @@ impl State {
                 .map(u128::from_le_bytes)
                 .ok_or(StateError("truncated"))
         };
+        // The scale a bucket state was written under; the caller's when it
+        // was written before states recorded it.
+        let scale_at = |i: usize| -> Result<Scale, StateError> {
+            if rest.len() < i + 24 {
+                return Ok(Scale::of(limit));
+            }
+            let scale = Scale {
+                quota: u64_at(i)?,
+                period_ms: u64_at(i + 8)?,
+                burst: u64_at(i + 16)?,
+            };
+            if scale.quota == 0 || scale.period_ms == 0 || scale.burst == 0 {
+                return Err(StateError("zero in the stored limit"));
+            }
+            Ok(scale)
+        };
         Ok(Some(match limit.algorithm {
             Algorithm::FixedWindow => {
                 let count = u64_at(8)?;
                 let peak = if rest.len() >= 24 { u64_at(16)? } else { count };
+                let period_ms = if rest.len() >= 32 {
+                    u64_at(24)?.max(1)
+                } else {
+                    limit.period_ms.max(1)
+                };
                 State::Fixed {
                     window_start: u64_at(0)?,
                     count,
                     peak: peak.max(count),
+                    period_ms,
                 }
             }
             Algorithm::SlidingWindow => {
@@ -324,9 +402,74 @@ impl State {
             Algorithm::TokenBucket => State::Bucket {
                 level: u128_at(0)?,
                 at: u64_at(16)?,
+                scale: scale_at(24)?,
             },
-            Algorithm::Gcra => State::Gcra { tat: u128_at(0)? },
+            Algorithm::Gcra => State::Gcra {
+                tat: u128_at(0)?,
+                scale: scale_at(16)?,
+            },
         }))
+    }
+
+    /// The state re-expressed under `limit` at `now` when it was written
+    /// under another (see the module documentation: permits taken stay
+    /// taken; a bucket's debt is carried, at most a whole bucket).
+    fn rescale(self, limit: &Limit, now: u64) -> State {
+        let p = limit.period_ms.max(1);
+        match self {
+            State::Fixed {
+                window_start: start,
+                count,
+                peak,
+                period_ms,
+            } if period_ms != p => {
+                let current = window_start(now, p);
+                if start.saturating_add(period_ms) > current {
+                    // The old window reaches into the current one: what
+                    // it counted still counts.
+                    State::Fixed {
+                        window_start: current,
+                        count,
+                        peak,
+                        period_ms: p,
+                    }
+                } else {
+                    State::fresh(limit, now)
+                }
+            }
+            State::Bucket { level, at, scale } if scale != Scale::of(limit) => {
+                // The level now under the old limit, then its debt in the
+                // new units (rounded up: never a permit more).
+                let old_full = u128::from(scale.burst) * u128::from(scale.period_ms);
+                let elapsed = u128::from(now.saturating_sub(at));
+                let level = (level + elapsed * u128::from(scale.quota)).min(old_full);
+                let debt = (old_full - level) * u128::from(p);
+                let debt = debt.div_ceil(u128::from(scale.period_ms));
+                let full = full_level(limit);
+                State::Bucket {
+                    level: full.saturating_sub(debt),
+                    at: at.max(now),
+                    scale: Scale::of(limit),
+                }
+            }
+            State::Gcra { tat, scale } if scale != Scale::of(limit) => {
+                let ahead = tat.saturating_sub(u128::from(now) * u128::from(scale.quota));
+                let ahead = (ahead * u128::from(p)).div_ceil(u128::from(scale.period_ms));
+                State::Gcra {
+                    tat: u128::from(now) * u128::from(limit.quota) + ahead.min(full_level(limit)),
+                    scale: Scale::of(limit),
+                }
+            }
+            same => same,
+        }
+    }
+}
+
+impl Scale {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.quota.to_le_bytes());
+        out.extend_from_slice(&self.period_ms.to_le_bytes());
+        out.extend_from_slice(&self.burst.to_le_bytes());
     }
 }
 
@@ -356,7 +499,10 @@ pub fn decide(
     release: Option<Release>,
     acquire: Option<Acquire>,
 ) -> (State, Outcome, u64) {
-    let mut state = state.unwrap_or_else(|| State::fresh(limit, now));
+    let mut state = match state {
+        Some(state) => state.rescale(limit, now),
+        None => State::fresh(limit, now),
+    };
     let p = limit.period_ms.max(1);
     let quota = limit.quota;
     let none = Acquire {
@@ -390,6 +536,7 @@ pub fn decide(
             window_start: start,
             count,
             peak,
+            ..
         } => {
             let current = window_start(now, p);
             // A clock behind the stored window counts in the stored one.
@@ -472,7 +619,7 @@ pub fn decide(
                 last_until.saturating_add(p)
             };
         }
-        State::Bucket { level, at } => {
+        State::Bucket { level, at, .. } => {
             let full = full_level(limit);
             let rate = u128::from(quota); // level units per ms
             let elapsed = u128::from(now.saturating_sub(*at));
@@ -496,7 +643,7 @@ pub fn decide(
             }
             expires = now.saturating_add(outcome.reset_ms);
         }
-        State::Gcra { tat } => {
+        State::Gcra { tat, .. } => {
             let q = u128::from(quota.max(1));
             let now_s = u128::from(now) * q;
             let span = full_level(limit); // burst × P, in scaled time
@@ -673,6 +820,12 @@ mod tests {
             })
     }
 
+    fn limit_of(algorithm: Algorithm) -> impl Strategy<Value = Limit> {
+        (1u64..12, 1u64..2_000, 0u64..6).prop_map(move |(quota, period_ms, extra)| {
+            limit(algorithm, quota, period_ms, quota + extra)
+        })
+    }
+
     /// Calls at increasing times (steps of 0..period/2), costs 1..=3.
     fn calls(period_hint: u64) -> impl Strategy<Value = Vec<(u64, u64)>> {
         prop::collection::vec((0..period_hint, 1u64..=3), 1..120).prop_map(|steps| {
@@ -775,6 +928,39 @@ mod tests {
         }
 
         #[test]
+        fn after_a_limit_change_the_new_limit_keeps_its_promise(
+            (old, new, calls, switch) in any_limit()
+                .prop_flat_map(|old| (Just(old), limit_of(old.algorithm)))
+                .prop_flat_map(|(old, new)| {
+                    let hint = old.period_ms.max(new.period_ms) / 2 + 2;
+                    (Just(old), Just(new), calls(hint), 0usize..120)
+                })
+        ) {
+            // One key, its limit changed between two calls: what is admitted
+            // from the change on keeps the new limit's promise on its own
+            // (what was taken before can only make it stricter).
+            let mut stored: Option<Vec<u8>> = None;
+            let mut after = Vec::new();
+            for (i, &(t, cost)) in calls.iter().enumerate() {
+                let l = if i < switch { old } else { new };
+                let state = stored.as_deref().and_then(|b| State::decode(&l, b).unwrap());
+                let (state, o, _) = decide(&l, state, t, None, take(cost));
+                stored = Some(state.encode());
+                if i >= switch && o.allowed {
+                    after.push((t, cost));
+                }
+                prop_assert!(o.remaining <= l.capacity(), "{:?} under {:?}", o, l);
+                if !o.allowed && cost <= l.capacity() {
+                    // A refusal never asks for more than the new limit's worst wait.
+                    let worst = l.period_ms.saturating_mul(cost.div_ceil(l.quota.min(l.burst)).max(1) + 1)
+                        .max(old.period_ms.saturating_mul(2));
+                    prop_assert!(o.retry_after_ms <= worst, "{:?} under {:?} after {:?}", o, l, old);
+                }
+            }
+            prop_assert_eq!(promise_holds(&new, &after), Ok(()));
+        }
+
+        #[test]
         fn states_round_trip(limit in any_limit(), calls in calls(500)) {
             let mut state = None;
             for (t, cost) in calls {
@@ -837,6 +1023,62 @@ mod tests {
     }
 
     #[test]
+    fn a_lowered_gcra_limit_does_not_lock_a_key_out() {
+        // Before states recorded their scale, a TAT scaled by a quota of
+        // 1000 read under 100 lay ten times later than now: a key lowered
+        // from 1000 to 100 a minute was refused for decades.
+        let t = 1_795_305_600_000;
+        let big = limit(Algorithm::Gcra, 1_000, 60_000, 1_000);
+        let small = limit(Algorithm::Gcra, 100, 60_000, 100);
+        let (s, _, _) = decide(&big, None, t, None, take(10));
+        let s = State::decode(&small, &s.encode()).unwrap();
+        let (s, o, _) = decide(&small, s, t, None, take(1));
+        assert!(o.allowed, "{o:?}");
+        assert_eq!(o.remaining, 89, "the 10 taken stay taken");
+        // Raised again: the 11 taken, of 1000.
+        let (_, o, _) = decide(&big, Some(s), t, None, take(1));
+        assert_eq!(o.remaining, 988);
+    }
+
+    #[test]
+    fn a_bucket_keeps_its_debt_capped_at_the_new_burst() {
+        let t = 1_795_305_600_000;
+        let wide = limit(Algorithm::TokenBucket, 100, 60_000, 100);
+        let (s, _, _) = decide(&wide, None, t, None, take(30));
+        // Same rate over twice the period: 30 taken of 200.
+        let slow = limit(Algorithm::TokenBucket, 200, 120_000, 200);
+        let (_, o, _) = decide(&slow, Some(s.clone()), t, None, None);
+        assert_eq!(o.remaining, 170);
+        // A burst of 20 under a debt of 30: empty, not below; one permit
+        // refills at the new rate (10 a minute: 6 s).
+        let narrow = limit(Algorithm::TokenBucket, 10, 60_000, 20);
+        let (s, o, _) = decide(&narrow, Some(s), t, None, take(1));
+        assert!(!o.allowed);
+        assert_eq!(o.retry_after_ms, 6_000);
+        let (_, o, _) = decide(&narrow, Some(s), t + 6_000, None, take(1));
+        assert!(o.allowed);
+    }
+
+    #[test]
+    fn a_fixed_window_carries_its_count_into_the_new_period() {
+        let t = 1_795_305_600_000 + 5 * 60_000; // 00:05
+        let minute = limit(Algorithm::FixedWindow, 10, 60_000, 10);
+        let hour = limit(Algorithm::FixedWindow, 10, 3_600_000, 10);
+        let (s, _, _) = decide(&minute, None, t, None, take(4));
+        // A minute window inside the current hour: its 4 count there.
+        let (s, o, _) = decide(&hour, Some(s), t + 30_000, None, take(1));
+        assert_eq!((o.remaining, o.reset_ms), (5, 55 * 60_000 - 30_000));
+        // Back to minutes: the hour still reaches into this minute.
+        let (_, o, _) = decide(&minute, Some(s.clone()), t + 90_000, None, None);
+        assert_eq!(o.remaining, 5);
+        // A later minute of the same hour starts afresh under minutes.
+        let (s, o, _) = decide(&minute, Some(s), t + 90_000, None, take(1));
+        assert_eq!(o.remaining, 4);
+        let (_, o, _) = decide(&minute, Some(s), t + 150_000, None, take(1));
+        assert_eq!(o.remaining, 9);
+    }
+
+    #[test]
     fn states_written_before_the_report_fields_still_read() {
         let fixed = limit(Algorithm::FixedWindow, 10, 1_000, 10);
         let mut old = vec![1];
@@ -847,7 +1089,8 @@ mod tests {
             Ok(Some(State::Fixed {
                 window_start: 5_000,
                 count: 3,
-                peak: 3
+                peak: 3,
+                period_ms: 1_000
             }))
         );
         let sliding = limit(Algorithm::SlidingWindow, 10, 1_000, 10);

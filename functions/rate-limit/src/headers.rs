@@ -15,8 +15,7 @@ use edge_core::Problem;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::algorithm::Outcome;
-use crate::policy::{Scope, period_ms};
+use crate::algorithm::{Limit, Outcome};
 
 /// `RateLimit-Policy`.
 pub const POLICY_FIELD: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -39,17 +38,18 @@ pub struct ScopeReport {
 }
 
 impl ScopeReport {
-    /// The report of `scope` after `outcome`.
-    pub fn new(scope: &Scope, outcome: &Outcome) -> Self {
+    /// The report of the scope `name` after `outcome` under `limit` (the
+    /// scope's own or an override's: the limit actually applied).
+    pub fn new(name: &str, limit: &Limit, outcome: &Outcome) -> Self {
         let reset_ms = if outcome.allowed {
             outcome.reset_ms
         } else {
             outcome.retry_after_ms
         };
         ScopeReport {
-            name: scope.name.clone(),
-            quota: scope.limit,
-            window: period_ms(&scope.period).div_ceil(1000),
+            name: name.to_owned(),
+            quota: limit.quota,
+            window: limit.period_ms.div_ceil(1000),
             remaining: outcome.remaining,
             reset: reset_ms.div_ceil(1000),
         }

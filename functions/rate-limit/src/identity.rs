@@ -221,6 +221,47 @@ impl ListEntry {
     }
 }
 
+/// Who a per-key override names: an entry of the list syntax, or a
+/// header's exact value (`header:x-tenant=acme`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OverrideMatch {
+    /// An address or network, a subject, an API key id.
+    Entry(ListEntry),
+    /// A header with this value (trimmed, compared exactly).
+    Header(http::HeaderName, String),
+}
+
+impl OverrideMatch {
+    /// Parses the [`ListEntry`] forms and `header:<name>=<value>`.
+    pub fn parse(text: &str) -> Option<OverrideMatch> {
+        match text.strip_prefix("header:") {
+            Some(rest) => {
+                let (name, value) = rest.split_once('=')?;
+                let ok = !value.is_empty()
+                    && value.len() <= MAX_PART_BYTES
+                    && value.trim() == value
+                    && http::HeaderValue::from_str(value).is_ok_and(|v| v.to_str().is_ok());
+                ok.then_some(())?;
+                let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+                Some(OverrideMatch::Header(name, value.to_owned()))
+            }
+            None => ListEntry::parse(text).map(OverrideMatch::Entry),
+        }
+    }
+
+    /// Whether this names the caller `who` of the request `head`.
+    pub fn matches(&self, who: &Identity, head: &Parts) -> bool {
+        match self {
+            OverrideMatch::Entry(entry) => entry.matches(who),
+            OverrideMatch::Header(name, value) => head
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.trim() == value),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,5 +302,33 @@ mod tests {
         assert_eq!(ListEntry::parse("ip:nope"), None);
         assert_eq!(ListEntry::parse("user:x"), None);
         assert_eq!(ListEntry::parse("sub:"), None);
+    }
+
+    #[test]
+    fn override_matches_add_exact_header_values() {
+        let who = Identity {
+            sub: Some("alice".into()),
+            ..Identity::default()
+        };
+        let (mut head, ()) = http::Request::new(()).into_parts();
+        head.headers.insert("x-tenant", " acme ".parse().unwrap());
+        let m = |t: &str| OverrideMatch::parse(t).unwrap().matches(&who, &head);
+        assert!(m("header:x-tenant=acme"));
+        assert!(
+            m("header:X-Tenant=acme"),
+            "header names are case-insensitive"
+        );
+        assert!(!m("header:x-tenant=Acme"), "values are not");
+        assert!(!m("header:x-other=acme"));
+        assert!(m("sub:alice"));
+        for bad in [
+            "header:x-tenant",
+            "header:x-tenant=",
+            "header:bad name=a",
+            "header:x= a",
+            "cookie:a",
+        ] {
+            assert_eq!(OverrideMatch::parse(bad), None, "{bad}");
+        }
     }
 }

@@ -4,6 +4,8 @@
 //! Each request is matched against the policy's scopes; every matching
 //! scope takes `cost` permits from its key (client IP, JWT subject, API key
 //! id, a header, the route, or one global key) and the strictest decides.
+//! A scope's `overrides` hold some clients to another limit (the first
+//! whose `match` names the caller), on the same key.
 //! The state lives in the platform's atomic store: on Workers a Durable
 //! Object per key runs the [`algorithm`] next to the value (one round trip,
 //! serialized by the object, so no over-admission); on Spin the same code
@@ -55,7 +57,9 @@ use serde_json::json;
 
 use crate::algorithm::{Acquire, Limit, Outcome, Release, State, decide};
 use crate::headers::ScopeReport;
-use crate::identity::{BROWSER_CLIENT, BadIdentifier, Identity, ListEntry, keyed_hash};
+use crate::identity::{
+    BROWSER_CLIENT, BadIdentifier, Identity, ListEntry, OverrideMatch, keyed_hash,
+};
 use crate::local::{Lease, LocalState};
 use crate::policy::{FailureMode, KeyPart, RateLimitPolicy, Scope, Section, period_ms};
 
@@ -115,9 +119,83 @@ struct CompiledScope {
     scope: Scope,
     key: Vec<KeyPart>,
     fallback_key: Option<Vec<KeyPart>>,
+    failure: FailureMode,
+    /// The scope's own terms.
+    terms: Terms,
+    /// The overrides' terms and whom each names, in policy order.
+    overrides: Vec<(Vec<OverrideMatch>, Terms)>,
+}
+
+/// What a scope holds one client to: its own limit or an override's.
+#[derive(Debug, Clone)]
+struct Terms {
     limit: Limit,
     local_limit: Limit,
-    failure: FailureMode,
+    cost: u64,
+    lease: Option<u64>,
+    /// The override's index; none: the scope's own.
+    index: Option<usize>,
+}
+
+impl Terms {
+    /// The key of this isolate's memory (leases, blocked keys) for the
+    /// key `hash`: apart per override, so a key blocked or leased under
+    /// one limit is never answered locally under another.
+    fn local_key(&self, hash: &str) -> String {
+        match self.index {
+            None => hash.to_owned(),
+            Some(i) => format!("{hash}~{i}"),
+        }
+    }
+}
+
+impl CompiledScope {
+    fn compile(scope: &Scope, failure: FailureMode) -> CompiledScope {
+        let parts = |key: &[String]| key.iter().filter_map(|p| KeyPart::parse(p)).collect();
+        let terms = |limit: Limit, local: Option<u64>, cost: u64, index| Terms {
+            limit,
+            local_limit: Limit {
+                quota: local.unwrap_or(limit.quota),
+                burst: local.unwrap_or(limit.burst),
+                ..limit
+            },
+            cost,
+            // A lease is never larger than the limit; one permit is no lease.
+            lease: scope.lease.map(|l| l.min(limit.quota)).filter(|l| *l >= 2),
+            index,
+        };
+        CompiledScope {
+            key: parts(&scope.key),
+            fallback_key: scope.fallback_key.as_deref().map(parts),
+            failure,
+            terms: terms(scope.limit(), scope.local_limit, scope.cost, None),
+            overrides: scope
+                .overrides
+                .iter()
+                .enumerate()
+                .map(|(i, o)| {
+                    let matches = o
+                        .matches
+                        .iter()
+                        .filter_map(|m| OverrideMatch::parse(m))
+                        .collect();
+                    let limit = scope.override_limit(o);
+                    let cost = o.cost.unwrap_or(scope.cost);
+                    (matches, terms(limit, o.local_limit, cost, Some(i)))
+                })
+                .collect(),
+            scope: scope.clone(),
+        }
+    }
+
+    /// The terms for the caller `who` of `head`: the first override naming
+    /// it, else the scope's own.
+    fn terms_for(&self, who: &Identity, head: &http::request::Parts) -> &Terms {
+        self.overrides
+            .iter()
+            .find(|(matches, _)| matches.iter().any(|m| m.matches(who, head)))
+            .map_or(&self.terms, |(_, terms)| terms)
+    }
 }
 
 /// The rate-limit function.
@@ -188,24 +266,11 @@ impl EdgeFunction for RateLimit {
             config.require_secret("rate_limit.admin_token_secret", name)?;
         }
         let admin = AdminGuard::new(config, "rate-limit", policy.admin_token_secret.as_deref());
-        let parts = |key: &[String]| key.iter().filter_map(|p| KeyPart::parse(p)).collect();
         let scopes = policy
             .scopes
             .iter()
             .map(|scope| {
-                let limit = scope.limit();
-                CompiledScope {
-                    key: parts(&scope.key),
-                    fallback_key: scope.fallback_key.as_deref().map(parts),
-                    limit,
-                    local_limit: Limit {
-                        quota: scope.local_limit.unwrap_or(scope.limit),
-                        burst: scope.local_limit.unwrap_or(limit.burst),
-                        ..limit
-                    },
-                    failure: scope.on_store_failure.unwrap_or(default_failure),
-                    scope: scope.clone(),
-                }
+                CompiledScope::compile(scope, scope.on_store_failure.unwrap_or(default_failure))
             })
             .collect();
         let list =
@@ -333,7 +398,8 @@ impl Filter for RateLimit {
             match identifier {
                 Some(identifier) => {
                     let hash = keyed_hash(&self.hash_key, &scope.scope.name, &identifier);
-                    applicable.push((scope, hash, cost.unwrap_or(scope.scope.cost)));
+                    let terms = scope.terms_for(&who, head);
+                    applicable.push((scope, terms, hash, cost.unwrap_or(terms.cost)));
                 }
                 // A missing sub, API key id or header means the scope does
                 // not apply (the policy's way to say "only for callers who
@@ -353,59 +419,62 @@ impl Filter for RateLimit {
         }
         // A cost no scope state can ever grant is refused before any
         // permit is taken: waiting would not help, so no 429.
-        for (scope, _, cost) in &applicable {
-            if *cost > scope.limit.capacity() {
-                return Err(cost_exceeds_limit(scope, *cost));
+        for (scope, terms, _, cost) in &applicable {
+            if *cost > terms.limit.capacity() {
+                return Err(cost_exceeds_limit(scope, terms, *cost));
             }
         }
         let verdicts = futures::future::join_all(
             applicable
                 .iter()
-                .map(|(scope, hash, cost)| self.decide(scope, hash, *cost, ctx)),
+                .map(|(scope, terms, hash, cost)| self.decide(scope, terms, hash, *cost, ctx)),
         )
         .await;
         // The refusal that lasts longest is the one to report.
         let refused = applicable
             .iter()
             .zip(&verdicts)
-            .filter_map(|((scope, _, _), v)| match v {
-                Verdict::Decided(o, _) if !o.allowed => Some((*scope, o.retry_after_ms)),
+            .filter_map(|((scope, terms, _, _), v)| match v {
+                Verdict::Decided(o, _) if !o.allowed => Some((*scope, *terms, o.retry_after_ms)),
                 _ => None,
             })
-            .max_by_key(|(_, wait)| *wait);
+            .max_by_key(|(_, _, wait)| *wait);
         let closed = verdicts.iter().any(|v| matches!(v, Verdict::Closed));
         let now = ctx.clock().now().as_millis();
         let reports: Vec<ScopeReport> = applicable
             .iter()
             .zip(&verdicts)
-            .filter_map(|((scope, _, _), v)| match v {
-                Verdict::Decided(o, _) => Some(ScopeReport::new(&scope.scope, o)),
+            .filter_map(|((scope, terms, _, _), v)| match v {
+                Verdict::Decided(o, _) => {
+                    Some(ScopeReport::new(&scope.scope.name, &terms.limit, o))
+                }
                 _ => None,
             })
             .collect();
-        for ((scope, hash, cost), verdict) in applicable.iter().zip(&verdicts) {
+        for ((scope, terms, hash, cost), verdict) in applicable.iter().zip(&verdicts) {
             if let Verdict::Decided(o, source) = verdict
                 && !o.allowed
             {
                 ctx.log().info(
                     "rate limited",
                     json!({ "scope": scope.scope.name, "key_hash": hash, "cost": cost,
+                            "limit": terms.limit.quota, "override": terms.index,
                             "retry_after_ms": o.retry_after_ms, "source": source.as_str() }),
                 );
             }
         }
         if refused.is_some() || closed {
-            for ((scope, hash, cost), verdict) in applicable.iter().zip(&verdicts) {
+            for ((scope, terms, hash, cost), verdict) in applicable.iter().zip(&verdicts) {
                 if let Verdict::Decided(o, source) = verdict
                     && o.allowed
                 {
-                    self.give_back(scope, hash, *cost, o, *source, now, ctx)
+                    self.give_back(scope, terms, hash, *cost, o, *source, now, ctx)
                         .await;
                 }
             }
         }
-        if let Some((scope, wait_ms)) = refused {
-            return Err(too_many(&scope.scope, wait_ms, &reports));
+        if let Some((scope, terms, wait_ms)) = refused {
+            return Err(too_many(&scope.scope, terms, wait_ms, &reports));
         }
         if closed {
             let secs = self.policy.store_retry_after.0.as_secs();
@@ -493,14 +562,16 @@ impl RateLimit {
     async fn decide(
         &self,
         scope: &CompiledScope,
-        key: &str,
+        terms: &Terms,
+        hash: &str,
         cost: u64,
         ctx: &Context<'_>,
     ) -> Verdict {
         let now = ctx.clock().now().as_millis();
         // Leases and blocked keys only help where the instance lives on.
         let persists = ctx.runtime().keeps_instances();
-        let lease = scope.scope.lease.filter(|_| persists);
+        let lease = terms.lease.filter(|_| persists);
+        let key = &terms.local_key(hash);
         if lease.is_some()
             && let Some(l) = self.local.borrow_mut().spend(key, cost, now)
         {
@@ -525,7 +596,7 @@ impl RateLimit {
         }
         let release = lease.and_then(|_| self.local.borrow_mut().take_release(key, cost, now));
         let input = TransactionInput {
-            limit: scope.limit,
+            limit: terms.limit,
             release,
             acquire: Some(Acquire {
                 cost,
@@ -533,7 +604,7 @@ impl RateLimit {
                 hold_ms: lease.map_or(0, |_| period_ms(&scope.scope.lease_ttl)),
             }),
         };
-        let store_key = store_key(&scope.scope.name, key);
+        let store_key = store_key(&scope.scope.name, hash);
         match transact(ctx.store(), &store_key, &input, ctx).await {
             Ok(outcome) => {
                 if persists {
@@ -555,13 +626,13 @@ impl RateLimit {
             Err(error) => {
                 ctx.log().warn(
                     "rate-limit store unavailable",
-                    json!({ "scope": scope.scope.name, "key_hash": key,
+                    json!({ "scope": scope.scope.name, "key_hash": hash,
                             "mode": format!("{:?}", scope.failure), "error": error.to_string() }),
                 );
                 match scope.failure {
                     FailureMode::FailOpen => Verdict::Open,
                     FailureMode::FailClosed => Verdict::Closed,
-                    FailureMode::Local => self.decide_locally(scope, &store_key, cost, ctx).await,
+                    FailureMode::Local => self.decide_locally(terms, &store_key, cost, ctx).await,
                 }
             }
         }
@@ -569,7 +640,7 @@ impl RateLimit {
 
     async fn decide_locally(
         &self,
-        scope: &CompiledScope,
+        terms: &Terms,
         store_key: &str,
         cost: u64,
         ctx: &Context<'_>,
@@ -582,7 +653,7 @@ impl RateLimit {
             fallback.clone()
         };
         let input = TransactionInput {
-            limit: scope.local_limit,
+            limit: terms.local_limit,
             release: None,
             acquire: Some(Acquire {
                 cost,
@@ -603,7 +674,8 @@ impl RateLimit {
     async fn give_back(
         &self,
         scope: &CompiledScope,
-        key: &str,
+        terms: &Terms,
+        hash: &str,
         cost: u64,
         outcome: &Outcome,
         source: Source,
@@ -615,9 +687,9 @@ impl RateLimit {
             until_ms: outcome.hold_until_ms,
             permits: cost,
         };
-        let store_key = store_key(&scope.scope.name, key);
+        let store_key = store_key(&scope.scope.name, hash);
         let input = TransactionInput {
-            limit: scope.limit,
+            limit: terms.limit,
             release: Some(release),
             acquire: None,
         };
@@ -629,20 +701,22 @@ impl RateLimit {
                     deadline: now.saturating_sub(1),
                     ..Lease::of(outcome, now, cost)
                 };
-                self.local.borrow_mut().credit(key, lease, now);
+                self.local
+                    .borrow_mut()
+                    .credit(&terms.local_key(hash), lease, now);
             }
             Source::Store { leased: false } => {
                 if let Err(e) = transact(ctx.store(), &store_key, &input, ctx).await {
                     ctx.log().warn(
                         "could not give permits back",
-                        json!({ "scope": scope.scope.name, "key_hash": key, "error": e.to_string() }),
+                        json!({ "scope": scope.scope.name, "key_hash": hash, "error": e.to_string() }),
                     );
                 }
             }
             Source::Fallback => {
                 let store = self.fallback.borrow().clone();
                 let input = TransactionInput {
-                    limit: scope.local_limit,
+                    limit: terms.local_limit,
                     ..input
                 };
                 // Memory does not fail.
@@ -716,15 +790,20 @@ impl RateLimit {
         };
         if *req.method() == Method::DELETE {
             ctx.store().delete(&store_key).await.map_err(down)?;
-            self.local.borrow_mut().forget(&hash);
+            let mut local = self.local.borrow_mut();
+            for terms in std::iter::once(&scope.terms).chain(scope.overrides.iter().map(|o| &o.1)) {
+                local.forget(&terms.local_key(&hash));
+            }
+            drop(local);
             ctx.log().info(
                 "rate-limit key reset",
                 json!({ "scope": scope.scope.name, "key_hash": hash }),
             );
             return Ok(empty_response(StatusCode::NO_CONTENT));
         }
+        let terms = admin_terms(scope, &query, self.policy.ipv6_prefix);
         let input = TransactionInput {
-            limit: scope.limit,
+            limit: terms.limit,
             release: None,
             acquire: None,
         };
@@ -738,8 +817,9 @@ impl RateLimit {
                 "scope": s.name,
                 "key_hash": hash,
                 "algorithm": s.algorithm.as_str(),
-                "limit": s.limit,
-                "period_seconds": scope.limit.period_ms.div_ceil(1000),
+                "limit": terms.limit.quota,
+                "override": terms.index,
+                "period_seconds": terms.limit.period_ms.div_ceil(1000),
                 "remaining": outcome.remaining,
                 "reset_seconds": outcome.reset_ms.div_ceil(1000),
             }),
@@ -751,8 +831,8 @@ impl RateLimit {
     }
 }
 
-/// The 429 for a refusal by `scope` lasting `wait_ms`.
-fn too_many(scope: &Scope, wait_ms: u64, reports: &[ScopeReport]) -> Problem {
+/// The 429 for a refusal by `scope` (under `terms`) lasting `wait_ms`.
+fn too_many(scope: &Scope, terms: &Terms, wait_ms: u64, reports: &[ScopeReport]) -> Problem {
     let secs = wait_ms.div_ceil(1000).max(1);
     let problem = Problem::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -762,8 +842,8 @@ fn too_many(scope: &Scope, wait_ms: u64, reports: &[ScopeReport]) -> Problem {
     .with_detail(format!(
         "scope {} allows {} requests per {}; retry after {secs} s",
         scope.name,
-        scope.limit,
-        humantime::format_duration(scope.period.0)
+        terms.limit.quota,
+        humantime::format_duration(std::time::Duration::from_millis(terms.limit.period_ms))
     ))
     .with_extension("scope", scope.name.as_str())
     .with_extension("retry_after", secs)
@@ -775,8 +855,8 @@ fn too_many(scope: &Scope, wait_ms: u64, reports: &[ScopeReport]) -> Problem {
 /// quota, or its burst for a bucket): `422`, since the request is well
 /// formed but can never be admitted as asked — no `Retry-After`, because no
 /// wait helps (a `429` would invite retries that all fail).
-fn cost_exceeds_limit(scope: &CompiledScope, cost: u64) -> Problem {
-    let capacity = scope.limit.capacity();
+fn cost_exceeds_limit(scope: &CompiledScope, terms: &Terms, cost: u64) -> Problem {
+    let capacity = terms.limit.capacity();
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "cost-exceeds-limit",
@@ -808,6 +888,41 @@ fn admin_identifier<'q>(
         })
     };
     identity::compose(parts, value_of).ok().flatten()
+}
+
+/// The terms the key an admin names is held to: the override matching the
+/// query's `ip`, `sub`, `api_key_id` and `header:<name>` parameters, else
+/// the scope's own.
+fn admin_terms<'s>(
+    scope: &'s CompiledScope,
+    query: &[(String, String)],
+    ipv6_prefix: u8,
+) -> &'s Terms {
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let who = Identity {
+        ip: param("ip")
+            .and_then(|ip| ip.parse().ok())
+            .map(|ip| identity::mask(ip, ipv6_prefix)),
+        sub: param("sub").map(str::to_owned),
+        api_key_id: param("api_key_id").map(str::to_owned),
+    };
+    let mut head = http::Request::new(()).into_parts().0;
+    for (name, value) in query {
+        if let Some(name) = name.strip_prefix("header:")
+            && let (Ok(name), Ok(value)) = (
+                http::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            )
+        {
+            head.headers.insert(name, value);
+        }
+    }
+    scope.terms_for(&who, &head)
 }
 
 fn store_key(scope: &str, hash: &str) -> String {

@@ -1,6 +1,6 @@
-//! The rate-limit policy: scopes, keys, failure modes, lists, and their
-//! validation, so that a bad policy stops the function at start with the
-//! field and the value named.
+//! The rate-limit policy: scopes, keys, per-key overrides, failure modes,
+//! lists, and their validation, so that a bad policy stops the function at
+//! start (or a policy update is refused) with the field and the value named.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use edge_core::policy::{Policy, PolicyDuration, Validator};
 use serde::Deserialize;
 
 use crate::algorithm::{Algorithm, Limit};
-use crate::identity::ListEntry;
+use crate::identity::{ListEntry, OverrideMatch};
 
 /// The largest sliding-window quota: its state is a log of grants.
 pub const MAX_SLIDING_QUOTA: u64 = 1_000;
@@ -157,6 +157,44 @@ pub struct Scope {
     /// window's lease also ends with its window).
     #[serde(default = "lease_ttl")]
     pub lease_ttl: PolicyDuration,
+    /// Other limits for some clients (a tenant's higher quota), tried in
+    /// order: the first whose `match` names the caller applies.
+    #[serde(default)]
+    pub overrides: Vec<Override>,
+}
+
+/// A scope's limit for some of its clients (`[[rate_limit.scopes.overrides]]`).
+///
+/// It changes the limit a client's key is held to, not the key: the key's
+/// usage is the same state under either limit (permits taken stay taken,
+/// see [`crate::algorithm`]), so a client moving to or from an override,
+/// or an override whose limit changes, keeps what it has used. Fields left
+/// out follow the scope's rules: `period` and `cost` are the scope's,
+/// `burst` and `local_limit` default to this `limit`, and a leased scope
+/// leases at most `limit` permits at once (none when `limit` is 1).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// Who it applies to (any entry): `ip:<address or CIDR>`,
+    /// `sub:<value>`, `api_key_id:<value>`, `header:<name>=<value>` (a
+    /// header only a trusted proxy or the gateway sets: a client that can
+    /// set it can claim the limit).
+    #[serde(rename = "match")]
+    pub matches: Vec<String>,
+    /// Permits per period.
+    pub limit: u64,
+    /// The period; default the scope's.
+    #[serde(default)]
+    pub period: Option<PolicyDuration>,
+    /// The bucket size (token bucket, GCRA); default `limit`.
+    #[serde(default)]
+    pub burst: Option<u64>,
+    /// Permits one request takes; default the scope's `cost`.
+    #[serde(default)]
+    pub cost: Option<u64>,
+    /// The limit in `local` failure mode; default `limit`.
+    #[serde(default)]
+    pub local_limit: Option<u64>,
 }
 
 fn yes() -> bool {
@@ -246,6 +284,16 @@ impl Scope {
             quota: self.limit,
             period_ms: period_ms(&self.period),
             burst: self.burst.unwrap_or(self.limit),
+        }
+    }
+
+    /// The algorithm's parameters under `o`.
+    pub fn override_limit(&self, o: &Override) -> Limit {
+        Limit {
+            algorithm: self.algorithm,
+            quota: o.limit,
+            period_ms: period_ms(o.period.as_ref().unwrap_or(&self.period)),
+            burst: o.burst.unwrap_or(o.limit),
         }
     }
 }
@@ -340,42 +388,14 @@ fn validate_scope(scope: &Scope, seen: &mut HashSet<String>, v: &mut Validator) 
         &scope.name,
         "must be unique",
     );
-    v.check(
-        (1..=1_000_000_000).contains(&scope.limit),
-        "limit",
+    check_terms(
+        v,
+        scope.algorithm,
         scope.limit,
-        "must be in 1..=1000000000",
+        Some(&scope.period),
+        scope.burst,
+        scope.local_limit,
     );
-    let period = scope.period.0;
-    v.check(
-        period >= Duration::from_secs(1) && period <= Duration::from_secs(366 * 86_400),
-        "period",
-        scope.period,
-        "must be in 1s..=366d",
-    );
-    if scope.algorithm == Algorithm::SlidingWindow {
-        v.check(
-            scope.limit <= MAX_SLIDING_QUOTA,
-            "limit",
-            scope.limit,
-            &format!("must be <= {MAX_SLIDING_QUOTA} for sliding_window (its state is a log); use token_bucket or fixed_window"),
-        );
-    }
-    if let Some(burst) = scope.burst {
-        let bucket = matches!(scope.algorithm, Algorithm::TokenBucket | Algorithm::Gcra);
-        v.check(
-            bucket,
-            "burst",
-            burst,
-            "applies to token_bucket and gcra only",
-        );
-        v.check(
-            (1..=1_000_000_000).contains(&burst),
-            "burst",
-            burst,
-            "must be in 1..=1000000000",
-        );
-    }
     let check_key = |v: &mut Validator, field: &str, key: &[String]| {
         v.check(!key.is_empty(), field, key, "must name at least one part");
         v.field(field, |v| {
@@ -433,14 +453,6 @@ fn validate_scope(scope: &Scope, seen: &mut HashSet<String>, v: &mut Validator) 
         scope.cost,
         &format!("must be in 1..={top}"),
     );
-    if let Some(local) = scope.local_limit {
-        v.check(
-            (1..=1_000_000_000).contains(&local),
-            "local_limit",
-            local,
-            "must be in 1..=1000000000",
-        );
-    }
     if let Some(lease) = scope.lease {
         v.check(
             scope.algorithm.can_lease(),
@@ -455,11 +467,79 @@ fn validate_scope(scope: &Scope, seen: &mut HashSet<String>, v: &mut Validator) 
             &format!("must be in 2..={}", scope.limit),
         );
         v.check(
-            scope.lease_ttl.0 >= Duration::from_millis(1) && scope.lease_ttl.0 <= period,
+            scope.lease_ttl.0 >= Duration::from_millis(1) && scope.lease_ttl.0 <= scope.period.0,
             "lease_ttl",
             scope.lease_ttl,
             "must be in 1ms..=period",
         );
+    }
+    v.field("overrides", |v| {
+        for (i, o) in scope.overrides.iter().enumerate() {
+            v.index(i, |v| validate_override(scope, o, v));
+        }
+    });
+}
+
+/// An override is held to the scope's own rules for its fields.
+fn validate_override(scope: &Scope, o: &Override, v: &mut Validator) {
+    v.check(
+        !o.matches.is_empty(),
+        "match",
+        &o.matches,
+        "must name at least one client",
+    );
+    v.field("match", |v| {
+        for (i, entry) in o.matches.iter().enumerate() {
+            v.index(i, |v| {
+                if OverrideMatch::parse(entry).is_none() {
+                    v.push(
+                        format!("{entry:?}"),
+                        "must be ip:<address or CIDR>, sub:<value>, api_key_id:<value> \
+                         or header:<name>=<value>",
+                    );
+                }
+            });
+        }
+    });
+    check_terms(
+        v,
+        scope.algorithm,
+        o.limit,
+        o.period.as_ref(),
+        o.burst,
+        o.local_limit,
+    );
+    if let Some(period) = &o.period
+        && scope.lease.is_some()
+    {
+        v.check(
+            scope.lease_ttl.0 <= period.0,
+            "period",
+            period,
+            &format!(
+                "must be >= the scope's lease_ttl ({})",
+                humantime::format_duration(scope.lease_ttl.0)
+            ),
+        );
+    }
+    let top = o.burst.unwrap_or(o.limit).max(1);
+    match o.cost {
+        Some(cost) => v.check(
+            (1..=top).contains(&cost),
+            "cost",
+            cost,
+            &format!("must be in 1..={top}"),
+        ),
+        // The scope's cost must fit the override's limit too.
+        None => v.check(
+            scope.cost <= top,
+            "limit",
+            o.limit,
+            &format!(
+                "must be >= the scope's cost ({}) or the override must name its own cost",
+                scope.cost
+            ),
+        ),
     }
 }
 
@@ -475,5 +555,61 @@ impl Scope {
                 Some(prefix) => path.starts_with(prefix),
                 None => path == p,
             })
+    }
+}
+
+/// The fields a scope and its overrides share: `limit`, `period` (when
+/// given), `burst` and `local_limit`.
+fn check_terms(
+    v: &mut Validator,
+    algorithm: Algorithm,
+    limit: u64,
+    period: Option<&PolicyDuration>,
+    burst: Option<u64>,
+    local_limit: Option<u64>,
+) {
+    v.check(
+        (1..=1_000_000_000).contains(&limit),
+        "limit",
+        limit,
+        "must be in 1..=1000000000",
+    );
+    if let Some(period) = period {
+        v.check(
+            period.0 >= Duration::from_secs(1) && period.0 <= Duration::from_secs(366 * 86_400),
+            "period",
+            period,
+            "must be in 1s..=366d",
+        );
+    }
+    if algorithm == Algorithm::SlidingWindow {
+        v.check(
+            limit <= MAX_SLIDING_QUOTA,
+            "limit",
+            limit,
+            &format!("must be <= {MAX_SLIDING_QUOTA} for sliding_window (its state is a log); use token_bucket or fixed_window"),
+        );
+    }
+    if let Some(burst) = burst {
+        v.check(
+            matches!(algorithm, Algorithm::TokenBucket | Algorithm::Gcra),
+            "burst",
+            burst,
+            "applies to token_bucket and gcra only",
+        );
+        v.check(
+            (1..=1_000_000_000).contains(&burst),
+            "burst",
+            burst,
+            "must be in 1..=1000000000",
+        );
+    }
+    if let Some(local) = local_limit {
+        v.check(
+            (1..=1_000_000_000).contains(&local),
+            "local_limit",
+            local,
+            "must be in 1..=1000000000",
+        );
     }
 }

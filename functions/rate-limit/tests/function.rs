@@ -507,3 +507,319 @@ fn an_origin_outside_the_allowed_hosts_fails_at_start_by_field() {
     // No allow-list (Workers, browsers): any origin.
     assert!(RateLimit::from_config(&config(&policy)).is_ok());
 }
+
+// Per-key overrides.
+
+/// A request from `ip` by the verified subject `sub` (none: anonymous).
+fn request_as(path: &str, ip: &str, sub: Option<&str>) -> Request {
+    let mut req = request("GET", path, ip);
+    if let Some(sub) = sub {
+        req.headers_mut().insert("x-auth-sub", sub.parse().unwrap());
+    }
+    req
+}
+
+fn admitted_as(
+    f: &TestPlatform,
+    rl: &Instance<RateLimit>,
+    n: usize,
+    ip: &str,
+    sub: Option<&str>,
+) -> usize {
+    (0..n)
+        .filter(|_| serve(f, rl, request_as("/x", ip, sub)).status() == 200)
+        .count()
+}
+
+/// Scope `S` keyed by `sub` (by address when anonymous) with `tail` after
+/// its fields (overrides, lease…).
+fn tenant_scope(algorithm: &str, limit: u64, tail: &str) -> String {
+    with_scopes(
+        "",
+        &format!(
+            "[[rate_limit.scopes]]\nname = \"S\"\nalgorithm = \"{algorithm}\"\nlimit = {limit}\n\
+             period = \"1h\"\nkey = [\"sub\"]\nfallback_key = [\"ip\"]\n{tail}"
+        ),
+    )
+}
+
+const TENANT_A: &str =
+    "[[rate_limit.scopes.overrides]]\nmatch = [\"sub:tenant-a\", \"api_key_id:k1\"]\nlimit = 20\n";
+
+#[test]
+fn an_override_admits_exactly_its_limit_while_others_get_the_default() {
+    for algorithm in ["fixed_window", "sliding_window", "token_bucket", "gcra"] {
+        let f = platform();
+        let rl = instance(&tenant_scope(algorithm, 5, TENANT_A));
+        assert_eq!(
+            admitted_as(&f, &rl, 30, "192.0.2.1", Some("tenant-a")),
+            20,
+            "{algorithm}"
+        );
+        assert_eq!(
+            admitted_as(&f, &rl, 10, "192.0.2.1", Some("bob")),
+            5,
+            "{algorithm}"
+        );
+        assert_eq!(
+            admitted_as(&f, &rl, 10, "192.0.2.1", None),
+            5,
+            "{algorithm}"
+        );
+        // The fields and the problem give the limit applied.
+        let r = serve(&f, &rl, request_as("/x", "192.0.2.1", Some("tenant-a")));
+        assert_eq!(r.status(), 429);
+        assert_eq!(header(&r, "ratelimit-policy"), "\"S\";q=20;w=3600");
+        assert!(
+            body(&r)["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("scope S allows 20 requests per 1h"),
+            "{}",
+            body(&r)
+        );
+        let fresh = serve(&f, &rl, request_as("/x", "192.0.2.1", Some("carol")));
+        assert_eq!(header(&fresh, "ratelimit-policy"), "\"S\";q=5;w=3600");
+        // A bucket is whole again after one permit's refill (12 min).
+        let reset = if algorithm.ends_with("window") {
+            3600
+        } else {
+            720
+        };
+        assert_eq!(header(&fresh, "ratelimit"), format!("\"S\";r=4;t={reset}"));
+    }
+}
+
+#[test]
+fn the_first_matching_override_applies() {
+    let f = platform();
+    let overrides = "[[rate_limit.scopes.overrides]]\nmatch = [\"ip:10.0.0.0/8\"]\nlimit = 3\n\
+                     [[rate_limit.scopes.overrides]]\n\
+                     match = [\"sub:tenant-a\", \"header:x-tenant=acme\"]\nlimit = 10\nburst = 12\n";
+    let rl = instance(&tenant_scope("token_bucket", 5, overrides));
+    // Both name tenant-a from 10.1.2.3: the first wins.
+    assert_eq!(admitted_as(&f, &rl, 20, "10.1.2.3", Some("tenant-a")), 3);
+    // From elsewhere the second applies, to the same key (tenant-a's):
+    // the 3 taken stay taken, 9 of its burst of 12 are left.
+    assert_eq!(admitted_as(&f, &rl, 20, "192.0.2.1", Some("tenant-a")), 9);
+    let other = instance(&tenant_scope("token_bucket", 5, overrides));
+    let f2 = platform();
+    assert_eq!(
+        admitted_as(&f2, &other, 20, "192.0.2.1", Some("tenant-a")),
+        12
+    );
+    // A header set by the gateway: any user of tenant acme, each on its key.
+    let by_header = |sub: &str| {
+        (0..20)
+            .filter(|_| {
+                let mut req = request_as("/x", "192.0.2.9", Some(sub));
+                req.headers_mut()
+                    .insert("x-tenant", "acme".parse().unwrap());
+                serve(&f2, &other, req).status() == 200
+            })
+            .count()
+    };
+    assert_eq!((by_header("u1"), by_header("u2")), (12, 12));
+    assert_eq!(admitted_as(&f2, &other, 20, "192.0.2.9", Some("u3")), 5);
+}
+
+#[test]
+fn bad_overrides_are_refused_naming_the_field() {
+    let second = |algorithm: &str, tail: &str| {
+        with_scopes(
+            "",
+            &format!(
+                "{LOGIN}\n[[rate_limit.scopes]]\nname = \"API\"\nalgorithm = \"{algorithm}\"\n\
+                 limit = 100\nperiod = \"1m\"\nkey = [\"sub\"]\ncost = 2\n{tail}"
+            ),
+        )
+    };
+    let o = "[[rate_limit.scopes.overrides]]\n";
+    let cases = [
+        (
+            second("gcra", &format!("{o}match = [\"sub:a\"]\nlimit = 0")),
+            "rate_limit.scopes[1].overrides[0].limit: 0 must be in 1..=1000000000",
+        ),
+        (
+            second(
+                "gcra",
+                &format!("{o}match = [\"sub:a\"]\nlimit = 9\n{o}match = [\"cookie:x\"]\nlimit = 9"),
+            ),
+            "rate_limit.scopes[1].overrides[1].match[0]: \"cookie:x\" must be ip:<address or CIDR>",
+        ),
+        (
+            second("gcra", &format!("{o}match = []\nlimit = 9")),
+            "rate_limit.scopes[1].overrides[0].match: [] must name at least one client",
+        ),
+        (
+            second(
+                "fixed_window",
+                &format!("{o}match = [\"sub:a\"]\nlimit = 9\nburst = 20"),
+            ),
+            "rate_limit.scopes[1].overrides[0].burst: 20 applies to token_bucket and gcra only",
+        ),
+        (
+            second(
+                "sliding_window",
+                &format!("{o}match = [\"sub:a\"]\nlimit = 5000"),
+            ),
+            "rate_limit.scopes[1].overrides[0].limit: 5000 must be <= 1000 for sliding_window",
+        ),
+        (
+            second("gcra", &format!("{o}match = [\"sub:a\"]\nlimit = 1")),
+            "rate_limit.scopes[1].overrides[0].limit: 1 must be >= the scope's cost (2)",
+        ),
+        (
+            second(
+                "gcra",
+                &format!("{o}match = [\"sub:a\"]\nlimit = 9\ncost = 10"),
+            ),
+            "rate_limit.scopes[1].overrides[0].cost: 10 must be in 1..=9",
+        ),
+        (
+            second(
+                "gcra",
+                &format!("{o}match = [\"sub:a\"]\nlimit = 9\nperiod = \"0s\""),
+            ),
+            "rate_limit.scopes[1].overrides[0].period: \"0s\" must be in 1s..=366d",
+        ),
+        (
+            second(
+                "gcra",
+                &format!("{o}match = [\"header:x-tenant\"]\nlimit = 9"),
+            ),
+            "rate_limit.scopes[1].overrides[0].match[0]: \"header:x-tenant\"",
+        ),
+        (
+            second("gcra", &format!("{o}match = [\"sub:a\"]\nlimits = 9")),
+            "unknown field `limits`",
+        ),
+    ];
+    for (policy, want) in cases {
+        let err = RateLimit::from_config(&config(&policy)).unwrap_err();
+        assert!(err.to_string().contains(want), "{err}\n  wanted: {want}");
+    }
+    // In JSON too, and a valid one starts.
+    let json = r#"{"rate_limit": {"hash_key_secret": "RATE_LIMIT_HASH_KEY", "scopes": [
+        {"name": "S", "algorithm": "gcra", "limit": 10, "period": "1m", "key": ["sub"],
+         "overrides": [{"match": ["sub:a"], "limit": 100, "burst": 150, "period": "2m",
+                        "cost": 3, "local_limit": 50}]}]}}"#;
+    assert!(RateLimit::from_config(&config(json)).is_ok());
+}
+
+/// Serves `n` requests of tenant-a under each policy version in turn, one
+/// store: what each version admits.
+fn versions(f: &TestPlatform, steps: &[(&str, usize)]) -> Vec<usize> {
+    steps
+        .iter()
+        .map(|(policy, n)| admitted_as(f, &instance(policy), *n, "192.0.2.1", Some("tenant-a")))
+        .collect()
+}
+
+#[test]
+fn a_limit_changed_mid_window_keeps_what_was_taken() {
+    let tenant = |algorithm: &str, limit: u64| {
+        tenant_scope(
+            algorithm,
+            5,
+            &format!(
+                "[[rate_limit.scopes.overrides]]\nmatch = [\"sub:tenant-a\"]\nlimit = {limit}\n"
+            ),
+        )
+    };
+    for algorithm in ["fixed_window", "sliding_window", "token_bucket", "gcra"] {
+        let f = platform();
+        // Default 5: 4 taken. An override of 20 arrives: 16 more, not 20.
+        // Lowered to 10: the 20 taken exceed it, nothing more this window
+        // (a bucket is empty, never below: it refills at the new rate).
+        let got = versions(
+            &f,
+            &[
+                (&tenant_scope(algorithm, 5, ""), 4),
+                (&tenant(algorithm, 20), 30),
+                (&tenant(algorithm, 10), 5),
+            ],
+        );
+        assert_eq!(got, [4, 16, 0], "{algorithm}");
+        // 10 per hour refills one per 6 min; a window waits for its end.
+        f.clock.advance(Duration::from_secs(6 * 60));
+        let bucket = matches!(algorithm, "token_bucket" | "gcra");
+        assert_eq!(
+            versions(&f, &[(&tenant(algorithm, 10), 5)]),
+            [usize::from(bucket)],
+            "{algorithm}"
+        );
+        f.clock.advance(Duration::from_secs(3600));
+        assert_eq!(
+            versions(&f, &[(&tenant(algorithm, 10), 20)]),
+            [10],
+            "{algorithm}"
+        );
+    }
+}
+
+#[test]
+fn leases_and_the_local_failure_mode_hold_the_override() {
+    // Three isolates leasing 5 at a time: each key admitted exactly its limit.
+    let leased = platform();
+    let policy = with_scopes(
+        "",
+        "[[rate_limit.scopes]]\nname = \"G\"\nalgorithm = \"fixed_window\"\nlimit = 10\n\
+         period = \"1m\"\nkey = [\"ip\"]\nlease = 5\n\
+         [[rate_limit.scopes.overrides]]\nmatch = [\"ip:10.0.0.0/8\"]\nlimit = 40\n",
+    );
+    let isolates = [instance(&policy), instance(&policy), instance(&policy)];
+    let mut tenant = 0;
+    let mut other = 0;
+    for _ in 0..30 {
+        for isolate in &isolates {
+            tenant += admitted_as(&leased, isolate, 1, "10.0.0.7", None);
+            other += admitted_as(&leased, isolate, 1, "192.0.2.7", None);
+        }
+    }
+    assert_eq!((tenant, other), (40, 10));
+
+    // The store down, scope in local mode: the override's local_limit.
+    let f = platform();
+    f.store.set_available(false);
+    let policy = tenant_scope(
+        "gcra",
+        3,
+        "on_store_failure = \"local\"\nlocal_limit = 2\n\
+         [[rate_limit.scopes.overrides]]\nmatch = [\"sub:tenant-a\"]\nlimit = 30\nlocal_limit = 4\n",
+    );
+    let rl = instance(&policy);
+    assert_eq!(admitted_as(&f, &rl, 10, "192.0.2.1", Some("tenant-a")), 4);
+    assert_eq!(admitted_as(&f, &rl, 10, "192.0.2.1", Some("bob")), 2);
+}
+
+#[test]
+fn admins_see_the_limit_an_identifier_is_held_to() {
+    let f = platform();
+    let rl = instance(&tenant_scope("fixed_window", 5, TENANT_A));
+    admitted_as(&f, &rl, 3, "192.0.2.1", Some("tenant-a"));
+    let state = |query: &str| {
+        let mut req = request(
+            "GET",
+            &format!("/_ratelimit/state?scope=S&{query}"),
+            "192.0.2.1",
+        );
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+        body(&serve(&f, &rl, req))
+    };
+    let b = state("sub=tenant-a");
+    assert_eq!(
+        (
+            b["limit"].as_u64(),
+            b["override"].as_u64(),
+            b["remaining"].as_u64()
+        ),
+        (Some(20), Some(0), Some(17))
+    );
+    let b = state("sub=bob");
+    assert_eq!(
+        (b["limit"].as_u64(), b["override"].is_null()),
+        (Some(5), true)
+    );
+}

@@ -3,7 +3,8 @@
 //! compare-and-swap on `wasi:keyvalue` across concurrent instances) and on
 //! the Workers build (one Durable Object per key under `wrangler dev`,
 //! strict and leased) — and each failure mode holds on the Spin build with
-//! its key-value store switched off.
+//! its key-value store switched off. A per-key override holds under the
+//! same concurrency: a tenant is admitted exactly its higher limit.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -70,14 +71,25 @@ fn spin_app(policy: &str, extra: &[(&str, &str)], kv: KvStore) -> App {
 }
 
 fn get(path: &str) -> http::Request<bytes::Bytes> {
-    http::Request::builder()
-        .uri(format!("http://127.0.0.1/rate-limit{path}"))
-        .body(bytes::Bytes::new())
-        .unwrap()
+    get_as(path, None)
+}
+
+/// A request by the verified subject `sub` (the header the gateway sets).
+fn get_as(path: &str, sub: Option<&str>) -> http::Request<bytes::Bytes> {
+    let mut req = http::Request::builder().uri(format!("http://127.0.0.1/rate-limit{path}"));
+    if let Some(sub) = sub {
+        req = req.header("x-auth-sub", sub);
+    }
+    req.body(bytes::Bytes::new()).unwrap()
 }
 
 /// Statuses of `CLIENTS` concurrent clients each sending `PER_CLIENT` requests.
 fn spin_statuses(app: &Arc<App>, path: &str) -> Vec<u16> {
+    spin_statuses_as(app, path, None)
+}
+
+/// The same, each request by the subject `sub`.
+fn spin_statuses_as(app: &Arc<App>, path: &str, sub: Option<&str>) -> Vec<u16> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -89,10 +101,12 @@ fn spin_statuses(app: &Arc<App>, path: &str) -> Vec<u16> {
             .map(|_| {
                 let app = Arc::clone(app);
                 let path = path.to_owned();
+                let sub = sub.map(str::to_owned);
                 tokio::spawn(async move {
                     let mut statuses = Vec::new();
                     for _ in 0..PER_CLIENT {
-                        let response = app.handle(get(&path), client).await.unwrap();
+                        let request = get_as(&path, sub.as_deref());
+                        let response = app.handle(request, client).await.unwrap();
                         statuses.push(response.status().as_u16());
                     }
                     statuses
@@ -120,6 +134,56 @@ fn spin_build_admits_exactly_the_limit_under_64_concurrent_clients() {
             (count(&statuses, 200), count(&statuses, 429)),
             (LIMIT, CLIENTS * PER_CLIENT - LIMIT),
             "{scope}: {statuses:?}"
+        );
+    }
+}
+
+/// A tenant's higher limit on each algorithm, each subject its own key.
+const TENANT_LIMIT: usize = 150;
+
+#[test]
+fn spin_build_admits_a_tenant_exactly_its_override_under_64_concurrent_clients() {
+    let mut policy = String::from(
+        "[rate_limit]\nhash_key_secret = \"RATE_LIMIT_HASH_KEY\"\n\
+         admin_token_secret = \"RATE_LIMIT_ADMIN_TOKEN\"\n",
+    );
+    for (name, algorithm) in [
+        ("FIXED", "fixed_window"),
+        ("SLIDING", "sliding_window"),
+        ("BUCKET", "token_bucket"),
+        ("GCRA", "gcra"),
+    ] {
+        policy.push_str(&format!(
+            "[[rate_limit.scopes]]\nname = \"{name}\"\nalgorithm = \"{algorithm}\"\n\
+             limit = {LIMIT}\nperiod = \"1d\"\nkey = [\"sub\"]\npaths = [\"/{name}\"]\n\
+             [[rate_limit.scopes.overrides]]\nmatch = [\"sub:tenant-a\"]\nlimit = {TENANT_LIMIT}\n"
+        ));
+    }
+    let app = Arc::new(spin_app(&policy, &[], KvStore::new()));
+    for scope in ["FIXED", "SLIDING", "BUCKET", "GCRA"] {
+        let path = format!("/{scope}");
+        let tenant = spin_statuses_as(&app, &path, Some("tenant-a"));
+        assert_eq!(
+            (count(&tenant, 200), count(&tenant, 429)),
+            (TENANT_LIMIT, CLIENTS * PER_CLIENT - TENANT_LIMIT),
+            "{scope} tenant-a: {tenant:?}"
+        );
+        let other = spin_statuses_as(&app, &path, Some("bob"));
+        assert_eq!(
+            (count(&other, 200), count(&other, 429)),
+            (LIMIT, CLIENTS * PER_CLIENT - LIMIT),
+            "{scope} bob: {other:?}"
+        );
+        // The fields name the limit applied.
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let client: SocketAddr = ([127, 0, 0, 1], 40005).into();
+        let answer = runtime
+            .block_on(app.handle(get_as(&path, Some("tenant-a")), client))
+            .unwrap();
+        assert_eq!(answer.status(), 429);
+        assert_eq!(
+            answer.headers()["ratelimit-policy"],
+            format!("\"{scope}\";q={TENANT_LIMIT};w=86400").as_str()
         );
     }
 }
