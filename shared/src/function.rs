@@ -10,6 +10,7 @@ use std::cell::RefCell;
 
 use serde_json::{Map, Value, json};
 
+use crate::live::PolicyEndpoint;
 use crate::log::{LogSink, Logger};
 use crate::metrics::{MetricsBatch, Recorder};
 use crate::model::{Request, Response, Runtime, json_response};
@@ -276,7 +277,7 @@ impl<F: EdgeFunction> Mounted for Mount<F> {
 
 /// The configuration of function `F` as every platform reads it: its
 /// built-in policy, replaced by the `POLICY` variable; `POLICY` and
-/// `F::VARIABLES` through `var`, `F::SECRETS` through `secret`, each
+/// `F::VARIABLES` through `var`, `F::SECRETS` and [`SHARED_SECRETS`] through `secret`, each
 /// looked up by the name `F` declares (the glue maps it to its own
 /// spelling: Spin's lower-case variables). The one config builder of
 /// every glue crate.
@@ -290,13 +291,23 @@ pub fn config<F: EdgeFunction>(
             config = config.with_var(name, value);
         }
     }
-    for name in F::SECRETS {
+    for name in config_secrets::<F>() {
         if let Some(value) = secret(name) {
-            config = config.with_secret(*name, value);
+            config = config.with_secret(name, value);
         }
     }
     config
 }
+
+/// The secrets [`config`] reads for `F`: `F::SECRETS`, then those every
+/// function reads ([`SHARED_SECRETS`]).
+pub fn config_secrets<F: EdgeFunction>() -> impl Iterator<Item = &'static str> {
+    F::SECRETS.iter().chain(SHARED_SECRETS).copied()
+}
+
+/// Secrets every function reads besides its own: the policy admin token
+/// ([`crate::live::ADMIN_SECRET`]).
+pub const SHARED_SECRETS: &[&str] = &[crate::live::ADMIN_SECRET];
 
 /// The variables [`config`] reads for `F`: `POLICY`, then `F::VARIABLES`.
 pub fn config_variables<F: EdgeFunction>() -> impl Iterator<Item = &'static str> {
@@ -319,6 +330,19 @@ pub async fn serve<F: EdgeFunction>(
     req: Request,
     services: &Services<'_>,
 ) -> Response {
+    serve_with_policy(instance, None, req, services).await
+}
+
+/// [`serve`] for a function whose policy may change at runtime: `policy`
+/// answers under [`crate::live::ADMIN_PATH`] (even while the function is
+/// misconfigured, so a good policy can replace a bad one) and says on
+/// `/health` which version is in effect.
+pub async fn serve_with_policy<F: EdgeFunction>(
+    instance: &Instance<F>,
+    policy: Option<&dyn PolicyEndpoint>,
+    req: Request,
+    services: &Services<'_>,
+) -> Response {
     let correlation_id = correlation_id(req.headers(), services.random);
     let ctx = Context::of::<F>(services, &correlation_id);
     let method = req.method().clone();
@@ -330,6 +354,10 @@ pub async fn serve<F: EdgeFunction>(
     };
 
     let result = match instance {
+        _ if policy.is_some() && crate::live::is_policy_path(&path) => match policy {
+            Some(policy) => policy.handle(req, &ctx).await,
+            None => Err(Problem::not_found(&path)),
+        },
         Err(error) => {
             ctx.log.error(
                 "invalid configuration",
@@ -337,7 +365,7 @@ pub async fn serve<F: EdgeFunction>(
             );
             Err(Problem::misconfigured())
         }
-        Ok(function) if path == "/health" => health(function, &method, &ctx).await,
+        Ok(function) if path == "/health" => health(function, policy, &method, &ctx).await,
         Ok(function) => function.handle(req, &ctx).await,
     };
     let mut response = match result {
@@ -485,6 +513,7 @@ pub async fn run_scheduled<F: EdgeFunction>(
 
 async fn health<F: EdgeFunction>(
     function: &F,
+    policy: Option<&dyn PolicyEndpoint>,
     method: &Method,
     ctx: &Context<'_>,
 ) -> Result<Response, Problem> {
@@ -526,16 +555,17 @@ async fn health<F: EdgeFunction>(
         (true, true) => (StatusCode::OK, "warn"),
         (true, false) => (StatusCode::OK, "pass"),
     };
-    let mut response = json_response(
-        status,
-        &json!({
-            "status": overall,
-            "function": F::NAME,
-            "version": F::VERSION,
-            "runtime": ctx.runtime().as_str(),
-            "checks": checks,
-        }),
-    );
+    let mut body = json!({
+        "status": overall,
+        "function": F::NAME,
+        "version": F::VERSION,
+        "runtime": ctx.runtime().as_str(),
+        "checks": checks,
+    });
+    if let Some(policy) = policy {
+        body["policy"] = policy.status();
+    }
+    let mut response = json_response(status, &body);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/health+json"),

@@ -17,10 +17,12 @@
 //! | [`route`] | route patterns (`POST /api/*/items`, `/spatial/**`) and mount paths |
 //! | [`pipeline`] | the composition model: [`Filter`](pipeline::Filter)s in front of an [`Endpoint`](pipeline::Endpoint), typed values between them |
 //! | [`function`] | the [`EdgeFunction`] trait and [`serve`], which adds health, correlation ids, logs and metrics |
+//! | [`live`] | policies changed at runtime: versions in the store, the `/_policy` admin endpoints, reload by version check |
 //! | [`metrics`] | the per-isolate request recorder, the mergeable latency sketch, the aggregate store |
 
 pub mod admin;
 pub mod function;
+pub mod live;
 pub mod log;
 pub mod memory;
 pub mod metrics;

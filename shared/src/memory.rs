@@ -133,6 +133,11 @@ impl<S> FlakyStore<S> {
         self.calls.load(Ordering::SeqCst)
     }
 
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
     fn check(&self) -> Result<(), StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         if self.up.load(Ordering::SeqCst) {

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use edge_core::function::{Services, instantiate};
+use edge_core::function::{SHARED_SECRETS, Services};
+use edge_core::live::{DEFAULT_REFRESH, LivePolicy};
 use edge_core::log::MemorySink;
 use edge_core::memory::{FlakyStore, MemoryStore, StaticHttpClient};
 use edge_core::model::{MAX_BODY_BYTES, Runtime};
@@ -13,9 +14,10 @@ use edge_core::{Config, EdgeFunction, Problem, Request, Response};
 
 use crate::conformance::{Actual, CaseRequest, Suite};
 
-/// A function served natively, with a store that tests can take down.
+/// A function served natively, with a store that tests can take down; its
+/// policy follows the store's versions like the platforms' (`/_policy`).
 pub struct NativeFunction<F> {
-    instance: Result<F, edge_core::ConfigError>,
+    live: LivePolicy<F>,
     /// The store; `set_available(false)` takes it down.
     pub store: FlakyStore<MemoryStore>,
     /// Every log line written.
@@ -26,7 +28,7 @@ impl<F: EdgeFunction> NativeFunction<F> {
     /// Builds the function from a config.
     pub fn new(config: &Config) -> Self {
         NativeFunction {
-            instance: instantiate::<F>(config),
+            live: LivePolicy::new(config.clone(), DEFAULT_REFRESH),
             store: FlakyStore::new(MemoryStore::new()),
             logs: MemorySink::default(),
         }
@@ -48,7 +50,7 @@ impl<F: EdgeFunction> NativeFunction<F> {
             log_sink: &self.logs,
             metrics: None,
         };
-        edge_core::serve(&self.instance, req, &services).await
+        self.live.serve(req, &services).await
     }
 }
 
@@ -127,6 +129,12 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// Every secret the glue reads for the function: its own, then those
+    /// every function reads ([`SHARED_SECRETS`]: the policy admin token).
+    pub fn secrets_read(&self) -> Vec<&'static str> {
+        self.secrets.iter().chain(SHARED_SECRETS).copied().collect()
+    }
+
     /// Function `F`'s registration.
     pub const fn of<F: EdgeFunction>() -> Self {
         Registration {

@@ -33,7 +33,8 @@ mod streaming;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use edge_core::function::{Instance, MetricsSink, Services, flush_metrics, instantiate};
+use edge_core::function::{Instance, MetricsSink, Services, flush_metrics};
+use edge_core::live::LivePolicy;
 use edge_core::log::StderrSink;
 use edge_core::metrics::{MetricsBatch, Recorder};
 use edge_core::model::{ClientAddr, MAX_BODY_BYTES, Runtime};
@@ -59,7 +60,8 @@ pub async fn config_from_variables<F: EdgeFunction>() -> Config {
     // Spin's variables are read asynchronously: every one `F` declares
     // first, then the core builds the config from them.
     let mut values = std::collections::HashMap::new();
-    let names = edge_core::function::config_variables::<F>().chain(F::SECRETS.iter().copied());
+    let names = edge_core::function::config_variables::<F>()
+        .chain(edge_core::function::config_secrets::<F>());
     for name in names {
         if let Ok(value) = spin_sdk::variables::get(name.to_ascii_lowercase()).await {
             values.insert(name, value);
@@ -78,12 +80,22 @@ pub async fn config_from_variables<F: EdgeFunction>() -> Config {
 
 /// Serves one request with function `F`: the body of an `#[http_service]`.
 pub async fn serve<F: EdgeFunction>(req: spin_sdk::http::Request) -> SpinResponse {
-    let instance = instantiate::<F>(&config_from_variables::<F>().await);
     let request = match from_spin_request(req).await {
         Ok(request) => request,
         Err(problem) => return to_spin_response(problem.into_response(None)),
     };
-    serve_request(&instance, request).await
+    let (store, recorder) = (SpinStore::open_default(), Recorder::new());
+    let services = services(&store, &recorder);
+    let live = load::<F>(&services).await;
+    serve_request(&live, request, &services, &store).await
+}
+
+/// Function `F` built for one request from the policy version the store
+/// holds, else its deployed configuration (see [`edge_core::live`]; Spin
+/// builds an instance per request, so every request checks the version).
+async fn load<F: EdgeFunction>(services: &Services<'_>) -> LivePolicy<F> {
+    let config = config_from_variables::<F>().await;
+    LivePolicy::load(config, Duration::ZERO, services).await
 }
 
 /// Shards the metrics windows of one function are spread over.
@@ -135,12 +147,14 @@ async fn merge_metrics<F: EdgeFunction>(
 
 /// Serves a request already converted to the core model, then merges its
 /// metrics record into the store.
-async fn serve_request<F: EdgeFunction>(instance: &Instance<F>, request: Request) -> SpinResponse {
-    let store = SpinStore::open_default();
-    let recorder = Recorder::new();
-    let services = services(&store, &recorder);
-    let response = edge_core::serve(instance, request, &services).await;
-    merge_metrics(instance, &services, &store).await;
+async fn serve_request<F: EdgeFunction>(
+    live: &LivePolicy<F>,
+    request: Request,
+    services: &Services<'_>,
+    store: &SpinStore,
+) -> SpinResponse {
+    let response = live.serve(request, services).await;
+    merge_metrics(&live.active().instance, services, store).await;
     to_spin_response(response)
 }
 

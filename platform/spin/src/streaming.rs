@@ -11,9 +11,8 @@
 use std::pin::Pin;
 
 use bytes::{Buf, Bytes};
-use edge_core::function::{
-    CORRELATION_HEADER, Context, correlation_id, instantiate, record_streamed,
-};
+use edge_core::function::{CORRELATION_HEADER, Context, correlation_id, record_streamed};
+use edge_core::live::is_policy_path;
 use edge_core::metrics::Recorder;
 use edge_core::model::MAX_BODY_BYTES;
 use edge_core::origin::{StreamedAnswer, StreamedBody, forward_streamed};
@@ -24,9 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use http_body::{Body as HttpBody, Frame};
 use http_body_util::{BodyExt, StreamBody};
 
-use crate::{
-    SpinStore, config_from_variables, merge_metrics, request_head, serve, serve_request, services,
-};
+use crate::{SpinStore, load, merge_metrics, request_head, serve, serve_request, services};
 
 /// A body error, boxed.
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -70,10 +67,15 @@ pub async fn serve_streaming<F: StreamingFunction>(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let bodiless = matches!(*req.method(), http::Method::GET | http::Method::HEAD);
-    if bodiless || declared.is_some_and(|n| n <= MAX_BODY_BYTES) {
+    let policy_path = is_policy_path(req.uri().path());
+    if bodiless || policy_path || declared.is_some_and(|n| n <= MAX_BODY_BYTES) {
         return boxed(serve::<F>(req).await);
     }
-    let instance = instantiate::<F>(&config_from_variables::<F>().await);
+    let (store, recorder) = (SpinStore::open_default(), Recorder::new());
+    let services = services(&store, &recorder);
+    let live = load::<F>(&services).await;
+    let active = live.active();
+    let instance = &active.instance;
     let (parts, mut body) = req.into_parts();
     let head = request_head(&parts);
     let mut prefix = Vec::new();
@@ -94,11 +96,11 @@ pub async fn serve_streaming<F: StreamingFunction>(
             }
         }
     }
-    let function = match (&instance, ended) {
+    let function = match (instance, ended) {
         (Ok(function), false) => function,
         _ => {
             return match head.body(Body::from(prefix)) {
-                Ok(request) => boxed(serve_request(&instance, request).await),
+                Ok(request) => boxed(serve_request(&live, request, &services, &store).await),
                 Err(e) => {
                     problem_response(Problem::bad_request("invalid-request", e.to_string()), None)
                 }
@@ -125,8 +127,6 @@ pub async fn serve_streaming<F: StreamingFunction>(
     }));
     let (method, uri) = (head.method.clone(), head.uri.clone());
     let started = SystemClock.now();
-    let (store, recorder) = (SpinStore::open_default(), Recorder::new());
-    let services = services(&store, &recorder);
     let correlation_id = correlation_id(&head.headers, services.random);
     let ctx = Context::named(&services, F::NAME, &correlation_id);
     let response = match function.stream_plan(&mut head, &ctx).await {
@@ -144,7 +144,7 @@ pub async fn serve_streaming<F: StreamingFunction>(
         started,
         SystemClock.now(),
     );
-    merge_metrics(&instance, &services, &store).await;
+    merge_metrics(instance, &services, &store).await;
     response
 }
 

@@ -39,7 +39,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use edge_core::function::{Instance, MetricsSink, Services, instantiate};
+use edge_core::function::{MetricsSink, Services};
+use edge_core::live::{Active, LivePolicy, REFRESH_VARIABLE};
 use edge_core::log::{Level, LogSink};
 use edge_core::metrics::{DEFAULT_FLUSH_EVERY, MetricsBatch, Recorder};
 use edge_core::model::Runtime;
@@ -149,7 +150,7 @@ pub fn config_from_env<F: EdgeFunction>(env: &worker::Env) -> Config {
 }
 
 thread_local! {
-    /// One built function per type per isolate.
+    /// One live function per type per isolate.
     static INSTANCES: RefCell<Vec<Rc<dyn Any>>> = const { RefCell::new(Vec::new()) };
     /// The isolate's request metrics since its last flush.
     static RECORDER: Rc<Recorder> = Rc::new(Recorder::new());
@@ -230,26 +231,27 @@ fn services<'a>(
 /// The body of a `#[event(scheduled)]` (cron trigger): flushes the
 /// isolate's metrics, then runs the function's scheduled work.
 pub async fn scheduled<F: EdgeFunction + 'static>(env: &worker::Env) {
-    let instance = instance::<F>(env);
     let recorder = RECORDER.with(Rc::clone);
     let (store, cache) = (DurableObjectStore::from_env(env), KvCache::from_env(env));
     let sink = metrics_sink(env);
     let sink = sink.as_ref().map(|s| s as &dyn MetricsSink);
     let services = services(&store, &cache, &recorder);
-    if let Err(reason) = edge_core::function::run_scheduled(&instance, &services, sink).await {
+    let active = live::<F>(env).current(&services).await;
+    if let Err(reason) = edge_core::function::run_scheduled(&active.instance, &services, sink).await
+    {
         worker::console_error!("scheduled run failed: {reason}");
     }
 }
 
 /// After a response: flushes the isolate's metrics in the background when due.
 fn flush_when_due<F: EdgeFunction + 'static>(
-    instance: &Rc<Instance<F>>,
+    active: &Rc<Active<F>>,
     env: &worker::Env,
     ctx: &worker::Context,
 ) {
     let due = RECORDER.with(|r| r.due(DateClock.now(), flush_every(env)));
     if due {
-        let instance = Rc::clone(instance);
+        let active = Rc::clone(active);
         let env = env.clone();
         ctx.wait_until(async move {
             let recorder = RECORDER.with(Rc::clone);
@@ -258,21 +260,30 @@ fn flush_when_due<F: EdgeFunction + 'static>(
             let sink = sink.as_ref().map(|s| s as &dyn MetricsSink);
             let services = services(&store, &cache, &recorder);
             let every = flush_every(&env);
-            edge_core::function::flush_metrics(&*instance, &services, sink, every, false).await;
+            edge_core::function::flush_metrics(&active.instance, &services, sink, every, false)
+                .await;
         });
     }
 }
 
-fn instance<F: EdgeFunction + 'static>(env: &worker::Env) -> Rc<Instance<F>> {
+/// The isolate's function `F`, built from its deployed configuration on
+/// first use; its policy follows the store's versions, checked every
+/// [`REFRESH_VARIABLE`] (see [`edge_core::live`]).
+fn live<F: EdgeFunction + 'static>(env: &worker::Env) -> Rc<LivePolicy<F>> {
     INSTANCES.with(|cell| {
         let mut instances = cell.borrow_mut();
         if let Some(found) = instances
             .iter()
-            .find_map(|i| Rc::clone(i).downcast::<Instance<F>>().ok())
+            .find_map(|i| Rc::clone(i).downcast::<LivePolicy<F>>().ok())
         {
             return found;
         }
-        let built = Rc::new(instantiate::<F>(&config_from_env::<F>(env)));
+        let refresh = env.var(REFRESH_VARIABLE).ok().map(|v| v.to_string());
+        let (refresh, warning) = LivePolicy::<F>::refresh_from(refresh.as_deref());
+        if let Some(warning) = warning {
+            worker::console_error!("{warning}");
+        }
+        let built = Rc::new(LivePolicy::<F>::new(config_from_env::<F>(env), refresh));
         instances.push(built.clone());
         built
     })
@@ -284,26 +295,26 @@ pub async fn serve<F: EdgeFunction + 'static>(
     env: &worker::Env,
     ctx: &worker::Context,
 ) -> worker::Result<worker::Response> {
-    let instance = instance::<F>(env);
     let request = match from_worker_request(req).await {
         Ok(request) => request,
         Err(problem) => return to_worker_response(problem.into_response(None)),
     };
-    let response = serve_request(&instance, request, env).await;
-    flush_when_due(&instance, env, ctx);
-    response
+    serve_request::<F>(request, env, ctx).await
 }
 
-/// Serves a request already converted to the core model.
+/// Serves a request already converted to the core model, then flushes the
+/// isolate's metrics when due.
 async fn serve_request<F: EdgeFunction + 'static>(
-    instance: &Instance<F>,
     request: Request,
     env: &worker::Env,
+    ctx: &worker::Context,
 ) -> worker::Result<worker::Response> {
     let store = DurableObjectStore::from_env(env);
     let cache = KvCache::from_env(env);
     let recorder = RECORDER.with(Rc::clone);
     let services = services(&store, &cache, &recorder);
-    let response = edge_core::serve(instance, request, &services).await;
+    let live = live::<F>(env);
+    let response = live.serve(request, &services).await;
+    flush_when_due(&live.active(), env, ctx);
     to_worker_response(response)
 }

@@ -11,6 +11,7 @@
 use std::rc::Rc;
 
 use edge_core::function::{CORRELATION_HEADER, Context, correlation_id, record_streamed};
+use edge_core::live::is_policy_path;
 use edge_core::log::{Level, LogSink};
 use edge_core::model::MAX_BODY_BYTES;
 use edge_core::origin::{StreamedAnswer, StreamedBody, forward_streamed};
@@ -22,7 +23,7 @@ use wasm_bindgen::JsValue;
 
 use crate::convert::{declared_length, request_head, to_worker_headers, to_worker_response};
 use crate::{
-    ConsoleSink, DateClock, DurableObjectStore, KvCache, RECORDER, flush_when_due, instance, serve,
+    ConsoleSink, DateClock, DurableObjectStore, KvCache, RECORDER, flush_when_due, live, serve,
     serve_request, services,
 };
 
@@ -35,11 +36,15 @@ pub async fn serve_streaming<F: StreamingFunction + 'static>(
     worker_ctx: &worker::Context,
 ) -> worker::Result<worker::Response> {
     let bodiless = matches!(req.method(), worker::Method::Get | worker::Method::Head);
-    if bodiless || declared_length(&req).is_some_and(|n| n <= MAX_BODY_BYTES) {
+    let policy_path = req.url().is_ok_and(|url| is_policy_path(url.path()));
+    if bodiless || policy_path || declared_length(&req).is_some_and(|n| n <= MAX_BODY_BYTES) {
         return serve::<F>(req, env, worker_ctx).await;
     }
-    let instance = instance::<F>(env);
-    let Ok(function) = instance.as_ref() else {
+    let (store, cache) = (DurableObjectStore::from_env(env), KvCache::from_env(env));
+    let recorder = RECORDER.with(Rc::clone);
+    let services = services(&store, &cache, &recorder);
+    let active = live::<F>(env).current(&services).await;
+    let Ok(function) = active.instance.as_ref() else {
         return serve::<F>(req, env, worker_ctx).await;
     };
     let head = match request_head(&req) {
@@ -70,9 +75,7 @@ pub async fn serve_streaming<F: StreamingFunction + 'static>(
                 return to_worker_response(problem.into_response(None));
             }
         };
-        let response = serve_request(&instance, request, env).await;
-        flush_when_due(&instance, env, worker_ctx);
-        return response;
+        return serve_request::<F>(request, env, worker_ctx).await;
     }
     let mut parts = match head.body(()) {
         Ok(request) => request.into_parts().0,
@@ -83,9 +86,6 @@ pub async fn serve_streaming<F: StreamingFunction + 'static>(
     };
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let started = DateClock.now();
-    let (store, cache) = (DurableObjectStore::from_env(env), KvCache::from_env(env));
-    let recorder = RECORDER.with(Rc::clone);
-    let services = services(&store, &cache, &recorder);
     let correlation_id = correlation_id(&parts.headers, &OsRandom);
     let ctx = Context::named(&services, F::NAME, &correlation_id);
     let response = match function.stream_plan(&mut parts, &ctx).await {
@@ -103,7 +103,7 @@ pub async fn serve_streaming<F: StreamingFunction + 'static>(
         started,
         DateClock.now(),
     );
-    flush_when_due(&instance, env, worker_ctx);
+    flush_when_due(&active, env, worker_ctx);
     response
 }
 

@@ -18,10 +18,11 @@ fn main() -> Result<()> {
     let mut added = Vec::new();
     for registration in FUNCTIONS {
         let function = registry.get(registration.name)?;
+        let secrets = registration.secrets_read();
         let declared = Declared {
             name: registration.name,
             variables: registration.variables,
-            secrets: registration.secrets,
+            secrets: &secrets,
         };
         if !function.top_level_worker
             && let Some(text) = scaffold::add_worker(&wrangler, &declared)?

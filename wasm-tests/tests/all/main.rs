@@ -10,6 +10,7 @@ mod hostile;
 mod metrics;
 mod npm_package;
 mod outbound;
+mod policy_store;
 mod rate_limit;
 mod redis_store;
 mod registry;

@@ -85,7 +85,7 @@ fn check_native(docs: &Documents<'_>, problems: &mut Vec<String>) {
         if !docs
             .native
             .iter()
-            .any(|r| r.secrets.contains(&secret.as_str()))
+            .any(|r| r.secrets_read().contains(&secret.as_str()))
         {
             problems.push(format!(
                 "functions.toml: dev.secrets sets {secret}, which no function declares in SECRETS"
@@ -219,7 +219,7 @@ fn check_worker(
             problems.push(format!("{what}: vars has no {var}"));
         }
     }
-    for secret in registration.secrets {
+    for secret in registration.secrets_read() {
         if vars.contains(secret) {
             problems.push(format!(
                 "{what}: vars sets the secret {secret} (secrets come from `wrangler secret put`)"
@@ -381,7 +381,7 @@ fn check_spin(docs: &Documents<'_>, problems: &mut Vec<String>) {
         let registration = registration(docs, name);
         let expected: Vec<(String, bool)> = std::iter::once((POLICY, false))
             .chain(registration.variables.iter().map(|v| (*v, false)))
-            .chain(registration.secrets.iter().map(|s| (*s, true)))
+            .chain(registration.secrets_read().into_iter().map(|s| (s, true)))
             .map(|(v, secret)| (v.to_ascii_lowercase(), secret))
             .collect();
         for (variable, secret) in &expected {
@@ -618,10 +618,11 @@ fn registry_manifest_entries_written_by_sync_pass_the_check() {
     assert_found(&problems, &["no [env.echo-back]"]);
     assert_found(&problems, &["no [component.echo-back]"]);
 
+    let secrets = new.secrets_read();
     let declared = Declared {
         name: new.name,
         variables: new.variables,
-        secrets: new.secrets,
+        secrets: &secrets,
     };
     let root = wasm_tests::workspace_root();
     let wrangler = std::fs::read_to_string(root.join("wrangler.toml")).unwrap();
