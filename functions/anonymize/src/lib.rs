@@ -14,7 +14,13 @@
 //! | `POST {admin_path}/deanonymize` | the reversible tokens decrypted (bearer admin secret) |
 //! | `POST {admin_path}/k-anonymity` | the batch's smallest equivalence class over the quasi-identifiers |
 //! | `POST {admin_path}/analyze` | the findings' kinds and offsets, never the values |
+//! | `POST {admin_path}/batch` | NDJSON or JSON-array records, each anonymized on its own (`batch`), delivered to the policy's sink or answered |
+//!
+//! On Workers the same batch path is a queue consumer (`workers.rs`,
+//! [`batch`]): messages anonymized, delivered to the sink, failures retried
+//! then dead-lettered and reported.
 
+pub mod batch;
 pub mod body;
 pub mod detect;
 mod engine;
@@ -137,6 +143,9 @@ impl EdgeFunction for Anonymize {
         if let Some(rest) = path.strip_prefix(self.section.admin_path.as_str())
             && (rest.is_empty() || rest.starts_with('/'))
         {
+            if rest == "/batch" {
+                return self.batch(req, ctx).await;
+            }
             let rest = rest.to_owned();
             return self.admin(req, &rest, ctx);
         }

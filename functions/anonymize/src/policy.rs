@@ -31,13 +31,20 @@ pub struct AnonymizePolicy {
 
 impl AnonymizePolicy {
     /// The URLs the function calls, each with its field path, for
-    /// `Config::check_outbound`: its origin.
+    /// `Config::check_outbound`: its origin and its batches' sinks.
     pub fn outbound(&self) -> Vec<(String, String)> {
-        self.anonymize
-            .origin
-            .iter()
-            .map(|origin| ("anonymize.origin".to_owned(), origin.to_string()))
-            .collect()
+        let section = &self.anonymize;
+        [
+            ("anonymize.origin", &section.origin),
+            ("anonymize.queue.sink", &section.queue.sink),
+            (
+                "anonymize.queue.dead_letter_sink",
+                &section.queue.dead_letter_sink,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(path, url)| Some((path.to_owned(), url.as_ref()?.to_string())))
+        .collect()
     }
 }
 
@@ -102,6 +109,39 @@ pub struct Section {
     /// The k-anonymity report's defaults.
     #[serde(default)]
     pub k_anonymity: KAnonymitySection,
+    /// Batches: the queue consumer (Workers) and `{admin_path}/batch`.
+    #[serde(default)]
+    pub queue: QueueSection,
+}
+
+/// `[anonymize.queue]`: where anonymized batches go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSection {
+    /// Anonymized records are `POST`ed here as NDJSON, one request per batch.
+    #[serde(default)]
+    pub sink: Option<Origin>,
+    /// Dead-lettered messages are reported here (id, reason, size, and the
+    /// body anonymized as text), one JSON object per message.
+    #[serde(default)]
+    pub dead_letter_sink: Option<Origin>,
+    /// The largest message, in bytes (Cloudflare Queues' own limit is 128 KB).
+    #[serde(default = "max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+impl Default for QueueSection {
+    fn default() -> Self {
+        QueueSection {
+            sink: None,
+            dead_letter_sink: None,
+            max_message_bytes: max_message_bytes(),
+        }
+    }
+}
+
+fn max_message_bytes() -> usize {
+    128 * 1024
 }
 
 /// `[[anonymize.patterns]]`.
@@ -318,6 +358,14 @@ impl Policy for AnonymizePolicy {
                 s.max_string_bytes,
                 "must be 1 KiB..=64 MiB",
             );
+            v.field("queue", |v| {
+                v.check(
+                    (16..=16 * 1024 * 1024).contains(&s.queue.max_message_bytes),
+                    "max_message_bytes",
+                    s.queue.max_message_bytes,
+                    "must be 16..=16 MiB",
+                );
+            });
             v.field("classes", |v| {
                 for (class, op) in &s.classes.0 {
                     if !CLASSES.contains(&class.as_str()) {

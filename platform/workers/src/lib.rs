@@ -29,6 +29,7 @@
 
 mod convert;
 mod object;
+pub mod queue;
 mod store;
 mod streaming;
 pub mod webcrypto;
