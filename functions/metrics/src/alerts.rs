@@ -2,6 +2,8 @@
 //! is an alert that goes pending when its condition holds, fires once it
 //! has held for the rule's `for`, and resolves when it stops holding.
 //! Transitions are what the webhook receives (Alertmanager's format).
+//! Anomaly rules' alerts ([`crate::anomaly`]) join the same state with
+//! their phase decided by their baselines.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -11,7 +13,7 @@ use edge_core::metrics::{WINDOW_SECONDS, Window};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::policy::{AlertRule, Measure, parse_condition};
+use crate::policy::{AlertRule, AnomalyMeasure, Measure, parse_condition};
 use crate::view::by_route;
 
 /// Where the alert state lives in the store.
@@ -58,20 +60,39 @@ pub struct Alert {
     /// When it resolved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_at_ms: Option<u64>,
+    /// For an anomaly rule's alert: what departed from which baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anomaly: Option<AnomalyNote>,
+}
+
+/// What an anomaly alert compares ([`crate::anomaly`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AnomalyNote {
+    /// The measure followed.
+    pub measure: AnomalyMeasure,
+    /// The baseline the last minute was compared with.
+    pub baseline: f64,
+    /// The rule's factor.
+    pub factor: f64,
 }
 
 impl Alert {
     fn fingerprint(&self) -> String {
-        // FNV-1a over the labels: stable across runtimes and releases.
-        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for part in [&self.name, &self.function, &self.route] {
-            for b in part.bytes().chain([0xff]) {
-                hash ^= u64::from(b);
-                hash = hash.wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        format!("{hash:016x}")
+        fingerprint(&self.name, &self.function, &self.route)
     }
+}
+
+/// An alert's identity: FNV-1a over its labels, stable across runtimes
+/// and releases.
+pub(crate) fn fingerprint(name: &str, function: &str, route: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [name, function, route] {
+        for b in part.bytes().chain([0xff]) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
 }
 
 /// Every alert the aggregator knows.
@@ -98,7 +119,8 @@ impl AlertState {
     }
 }
 
-fn matches(pattern: &str, value: &str) -> bool {
+/// Whether a rule's `function` or `route` selector picks `value`.
+pub(crate) fn matches(pattern: &str, value: &str) -> bool {
     match pattern.strip_suffix('*') {
         Some(prefix) => value.starts_with(prefix),
         None => pattern == value,
@@ -117,9 +139,12 @@ fn span(windows: &[Window], window: Duration, now: Timestamp) -> &[Window] {
 }
 
 /// Evaluates `rules` over `windows` (sorted, oldest first) at `now`,
-/// updating `state`; returns the alerts that fired or resolved.
+/// together with the anomaly alerts holding (their phase decided by
+/// [`crate::anomaly`]), updating `state`; returns the alerts that fired or
+/// resolved.
 pub fn evaluate(
     rules: &[AlertRule],
+    anomalies: Vec<Alert>,
     windows: &[Window],
     state: &mut AlertState,
     now: Timestamp,
@@ -154,6 +179,7 @@ pub fn evaluate(
                 active_since_ms: now_ms,
                 fired_at_ms: None,
                 resolved_at_ms: None,
+                anomaly: None,
             };
             let fingerprint = alert.fingerprint();
             let mut alert = match state.active.get(&fingerprint) {
@@ -173,6 +199,17 @@ pub fn evaluate(
             if holding.len() < MAX_ACTIVE {
                 holding.insert(fingerprint, alert);
             }
+        }
+    }
+    for mut alert in anomalies {
+        let fingerprint = alert.fingerprint();
+        let known = state.active.get(&fingerprint);
+        alert.fired_at_ms = match known {
+            Some(k) if k.state == Phase::Firing => k.fired_at_ms,
+            _ => (alert.state == Phase::Firing).then_some(now_ms),
+        };
+        if holding.len() < MAX_ACTIVE {
+            holding.insert(fingerprint, alert);
         }
     }
     let mut transitions = Vec::new();
@@ -215,15 +252,23 @@ pub fn alert_json(alert: &Alert) -> Value {
         Phase::Firing => "firing",
         Phase::Pending => "pending",
     };
+    let mut labels = json!({
+        "alertname": alert.name,
+        "function": alert.function,
+        "route": alert.route,
+        "severity": alert.severity,
+    });
+    let mut annotations = json!({ "expr": alert.expr, "value": alert.value.to_string() });
+    if let Some(note) = &alert.anomaly {
+        labels["kind"] = json!("anomaly");
+        labels["measure"] = json!(note.measure.name());
+        annotations["baseline"] = json!(note.baseline.to_string());
+        annotations["factor"] = json!(note.factor.to_string());
+    }
     json!({
         "status": status,
-        "labels": {
-            "alertname": alert.name,
-            "function": alert.function,
-            "route": alert.route,
-            "severity": alert.severity,
-        },
-        "annotations": { "expr": alert.expr, "value": alert.value.to_string() },
+        "labels": labels,
+        "annotations": annotations,
         "startsAt": rfc3339(alert.fired_at_ms.unwrap_or(alert.active_since_ms)),
         "endsAt": alert.resolved_at_ms.map_or("0001-01-01T00:00:00Z".to_owned(), rfc3339),
         "activeSince": rfc3339(alert.active_since_ms),
@@ -289,6 +334,7 @@ mod tests {
         let t0 = 6000;
         let fired = evaluate(
             &rules,
+            Vec::new(),
             &windows(0.3, t0),
             &mut state,
             Timestamp::from_millis(t0 * 1000),
@@ -298,6 +344,7 @@ mod tests {
         let t1 = t0 + 60;
         let fired = evaluate(
             &rules,
+            Vec::new(),
             &windows(0.3, t1),
             &mut state,
             Timestamp::from_millis(t1 * 1000),
@@ -311,6 +358,7 @@ mod tests {
         // Still firing: no new transition.
         let again = evaluate(
             &rules,
+            Vec::new(),
             &windows(0.3, t1),
             &mut state,
             Timestamp::from_millis(t1 * 1000 + 1),
@@ -319,6 +367,7 @@ mod tests {
         let t2 = t1 + 60;
         let resolved = evaluate(
             &rules,
+            Vec::new(),
             &windows(0.1, t2),
             &mut state,
             Timestamp::from_millis(t2 * 1000),
@@ -336,6 +385,7 @@ mod tests {
         // Data 10 minutes old is outside a 2-minute window.
         let fired = evaluate(
             &rules,
+            Vec::new(),
             &windows(0.3, 6000),
             &mut state,
             Timestamp::from_millis(6600 * 1000),

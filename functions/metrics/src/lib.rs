@@ -17,13 +17,15 @@
 //! | `GET /_metrics/alerts` | active (pending, firing) and recently resolved alerts |
 //! | `GET /_metrics/chart` | an HTML page: firing alerts, a sortable overview of routes (worst first), and latency, rate and error panels for the routes picked (inline SVG, no external assets) |
 //! | `POST /_metrics/ingest` | a [`MetricsBatch`] from an isolate; bearer `METRICS_INGEST_TOKEN` |
-//! | `POST /_metrics/evaluate` | runs the cron work now (alerts, pruning); bearer `METRICS_ADMIN_TOKEN` |
+//! | `POST /_metrics/evaluate` | runs the cron work now (anomaly baselines, alerts, pruning); bearer `METRICS_ADMIN_TOKEN` |
 //! | `GET /health` | `200` / `503` `application/health+json` |
 //!
-//! The cron trigger evaluates the policy's alert rules (firing/resolved,
-//! optional webhook) and folds windows past the retention into totals.
+//! The cron trigger evaluates the policy's alert rules and anomaly rules
+//! (firing/resolved, optional webhook) and folds windows past the
+//! retention into totals.
 
 pub mod alerts;
+pub mod anomaly;
 pub mod exposition;
 pub mod policy;
 pub mod view;
@@ -41,6 +43,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::alerts::{AlertState, STATE_KEY};
+use crate::anomaly::{BASELINES_KEY, Baselines};
 use crate::exposition::{Exposition, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
 use crate::policy::{MetricsPolicy, MetricsSection};
 use crate::view::Totals;
@@ -480,7 +483,8 @@ impl Metrics {
         ))
     }
 
-    /// The cron trigger's work: evaluate the alert rules (webhook on
+    /// The cron trigger's work: fold the settled minutes into the anomaly
+    /// baselines, evaluate the alert and anomaly rules (webhook on
     /// transitions), then fold windows past the retention into totals.
     async fn run_cron(&self, ctx: &Context<'_>) -> Result<serde_json::Value, StoreError> {
         let now = ctx.clock().now();
@@ -491,12 +495,47 @@ impl Metrics {
             .map(|r| r.window.0)
             .max()
             .unwrap_or(Duration::from_secs(WINDOW_SECONDS));
-        let (windows, _, _) = self.recent_windows(ctx, longest).await?;
+        let current = window_start(now);
+        let count = longest.as_secs().div_ceil(WINDOW_SECONDS).max(1);
+        let mut from = current.saturating_sub((count - 1) * WINDOW_SECONDS);
+        let anomaly_rules = &self.policy.anomalies;
+        let retention = self.retention();
+        let mut baselines = Baselines::default();
+        let stored = ctx.store().get(BASELINES_KEY).await?;
+        if anomaly_rules.is_empty() {
+            if stored.is_some() {
+                ctx.store().delete(BASELINES_KEY).await?;
+            }
+        } else {
+            let known: Baselines = decode_state(ctx, BASELINES_KEY, stored.as_deref());
+            if let Some((first, _)) = anomaly::due(&known, now, retention) {
+                from = from.min(first);
+            }
+        }
+        let index = store::read_index(ctx.store()).await?;
+        let windows = store::read_windows(ctx.store(), &index, from, current).await?;
+        let mut folded = 0;
+        if !anomaly_rules.is_empty() {
+            // Decided again on the stored value: a concurrent run may have
+            // folded some minutes already (the windows read cover the rest).
+            baselines = update(ctx.store(), BASELINES_KEY, 16, |current| {
+                let mut baselines: Baselines = decode_state(ctx, BASELINES_KEY, current);
+                folded = anomaly::due(&baselines, now, retention)
+                    .map_or(0, |(first, last)| (last - first) / WINDOW_SECONDS + 1);
+                anomaly::fold(anomaly_rules, &windows, &mut baselines, now, retention);
+                (
+                    serde_json::to_vec(&baselines).unwrap_or_default(),
+                    baselines,
+                )
+            })
+            .await?;
+        }
+        let anomalies = anomaly::holding(anomaly_rules, &baselines);
         let rules = &self.policy.alerts;
         let mut transitions = Vec::new();
         update(ctx.store(), STATE_KEY, 16, |current| {
             let mut state: AlertState = decode_state(ctx, STATE_KEY, current);
-            transitions = alerts::evaluate(rules, &windows, &mut state, now);
+            transitions = alerts::evaluate(rules, anomalies.clone(), &windows, &mut state, now);
             (
                 serde_json::to_vec(&state).unwrap_or_default(),
                 state.firing(),
@@ -519,6 +558,11 @@ impl Metrics {
             "transitions": transitions.iter().map(alerts::alert_json).collect::<Vec<_>>(),
             "firing": state.firing(),
             "pruned_windows": pruned,
+            "baselines": {
+                "minutes_folded": folded,
+                "through": baselines.through.map(|s| Timestamp::from_millis(s * 1000).to_rfc3339()),
+                "series": baselines.series.len(),
+            },
         }))
     }
 

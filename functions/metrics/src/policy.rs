@@ -1,11 +1,11 @@
-//! The metrics policy: retention, secrets, webhook and alert rules, with
-//! the rule expressions parsed and checked at start.
+//! The metrics policy: retention, secrets, webhook, alert rules and
+//! anomaly rules, with the rule expressions parsed and checked at start.
 
 use std::time::Duration;
 
 use edge_core::metrics::WINDOW_SECONDS;
 use edge_core::policy::{Policy, PolicyDuration, Validator};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The policy document (`policy.toml`).
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +48,146 @@ pub struct MetricsSection {
     /// The alert rules.
     #[serde(default)]
     pub alerts: Vec<AlertRule>,
+    /// The anomaly rules: departures from a learned baseline.
+    #[serde(default)]
+    pub anomalies: Vec<AnomalyRule>,
+}
+
+/// What an anomaly rule follows per (function, route) and minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyMeasure {
+    /// The minute's p95 latency (seconds).
+    P95Latency,
+    /// The minute's 5xx answers over its requests.
+    ErrorRate,
+    /// The minute's requests per second.
+    RequestRate,
+}
+
+impl AnomalyMeasure {
+    /// Its name in the policy and in alert labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            AnomalyMeasure::P95Latency => "p95_latency",
+            AnomalyMeasure::ErrorRate => "error_rate",
+            AnomalyMeasure::RequestRate => "request_rate",
+        }
+    }
+}
+
+/// Which departures from the baseline count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Above `factor` × baseline.
+    Up,
+    /// Below baseline / `factor` (request rate only).
+    Down,
+    /// Either.
+    Both,
+}
+
+/// One anomaly rule (`[[metrics.anomalies]]`): each (function, route) it
+/// selects keeps an EWMA baseline of `measure` over closed minutes, and
+/// the rule fires when the minutes depart from it by `factor` for `for`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnomalyRule {
+    /// The alert's name (`alertname`).
+    pub name: String,
+    /// What is followed.
+    pub measure: AnomalyMeasure,
+    /// How far from the baseline a minute departs: above `factor` ×
+    /// baseline, or (down) below baseline / `factor`.
+    #[serde(default = "two")]
+    pub factor: f64,
+    /// Up (default), or for the request rate down or both.
+    #[serde(default = "up")]
+    pub direction: Direction,
+    /// How long consecutive minutes depart before the alert fires.
+    #[serde(default = "five_minutes", rename = "for")]
+    pub for_: PolicyDuration,
+    /// The baseline's half-life: a minute's weight halves after this long.
+    #[serde(default = "one_hour")]
+    pub half_life: PolicyDuration,
+    /// Minutes folded into the baseline before the rule may fire.
+    #[serde(default = "twenty")]
+    pub min_samples: u32,
+    /// A minute with fewer requests is no sample (latency, error rate) or
+    /// no departure (request rate: a spike needs this many, a drop a
+    /// baseline of this many a minute).
+    #[serde(default = "twenty_requests")]
+    pub min_requests: u64,
+    /// The least value that departs upwards, in the measure's unit
+    /// (`50ms`, `1%`, requests per second): a baseline near zero times
+    /// `factor` is no bound.
+    #[serde(default)]
+    pub floor: Option<String>,
+    /// The function matched (`*`: each).
+    #[serde(default = "any")]
+    pub function: String,
+    /// The route matched (`*`: each).
+    #[serde(default = "any")]
+    pub route: String,
+    /// A label passed on to receivers.
+    #[serde(default = "warning")]
+    pub severity: String,
+}
+
+impl AnomalyRule {
+    /// The EWMA weight of one minute, from the half-life.
+    pub fn alpha(&self) -> f64 {
+        let minutes = self.half_life.0.as_secs_f64() / WINDOW_SECONDS as f64;
+        1.0 - 0.5f64.powf(1.0 / minutes.max(1.0))
+    }
+
+    /// The floor in the measure's unit (0 without one or when invalid,
+    /// which validation refuses).
+    pub fn floor_value(&self) -> f64 {
+        self.floor
+            .as_deref()
+            .and_then(|f| parse_floor(self.measure, f).ok())
+            .unwrap_or(0.0)
+    }
+}
+
+/// Parses a floor: `50ms`/`0.2s` for latency, `1%`/`0.01` for the error
+/// rate, requests per second for the request rate.
+pub fn parse_floor(measure: AnomalyMeasure, text: &str) -> Result<f64, String> {
+    let (number, scale, unit) = split_unit(text);
+    let value = number
+        .parse::<f64>()
+        .ok()
+        .filter(|n| n.is_finite() && *n >= 0.0)
+        .ok_or_else(|| "is not a non-negative number".to_owned())?
+        * scale;
+    let fits = match (measure, unit) {
+        (AnomalyMeasure::P95Latency, "time") => true,
+        (AnomalyMeasure::ErrorRate, "rate" | "number") => value <= 1.0,
+        (AnomalyMeasure::RequestRate, "number") => true,
+        _ => false,
+    };
+    if fits {
+        Ok(value)
+    } else {
+        Err(format!(
+            "does not suit {} (latency takes ms or s, the error rate % or a fraction ≤ 1, the request rate requests per second)",
+            measure.name()
+        ))
+    }
+}
+
+fn split_unit(value: &str) -> (&str, f64, &'static str) {
+    if let Some(n) = value.strip_suffix("ms") {
+        (n, 1e-3, "time")
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1.0, "time")
+    } else if let Some(n) = value.strip_suffix('%') {
+        (n, 1e-2, "rate")
+    } else {
+        (value, 1.0, "number")
+    }
 }
 
 /// One alert rule.
@@ -93,6 +233,24 @@ fn one() -> u64 {
 }
 fn warning() -> String {
     "warning".to_owned()
+}
+fn two() -> f64 {
+    2.0
+}
+fn up() -> Direction {
+    Direction::Up
+}
+fn five_minutes() -> PolicyDuration {
+    PolicyDuration(Duration::from_secs(300))
+}
+fn one_hour() -> PolicyDuration {
+    PolicyDuration(Duration::from_secs(3600))
+}
+fn twenty() -> u32 {
+    20
+}
+fn twenty_requests() -> u64 {
+    20
 }
 
 /// What a rule measures.
@@ -156,15 +314,7 @@ pub fn parse_condition(expr: &str) -> Result<Condition, String> {
         "<" => false,
         other => return Err(format!("unknown operator {other:?} (> or <)")),
     };
-    let (number, scale, unit) = if let Some(n) = value.strip_suffix("ms") {
-        (n, 1e-3, "time")
-    } else if let Some(n) = value.strip_suffix('s') {
-        (n, 1.0, "time")
-    } else if let Some(n) = value.strip_suffix('%') {
-        (n, 1e-2, "rate")
-    } else {
-        (*value, 1.0, "number")
-    };
+    let (number, scale, unit) = split_unit(value);
     let threshold = number
         .parse::<f64>()
         .ok()
@@ -221,17 +371,7 @@ impl Policy for MetricsPolicy {
             v.field("alerts", |v| {
                 for (i, rule) in m.alerts.iter().enumerate() {
                     v.index(i, |v| {
-                        v.check(
-                            !rule.name.is_empty()
-                                && rule.name.len() <= 64
-                                && rule
-                                    .name
-                                    .bytes()
-                                    .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
-                            "name",
-                            &rule.name,
-                            "must be 1-64 characters of [A-Za-z0-9_]",
-                        );
+                        check_name(v, &rule.name);
                         if let Err(reason) = parse_condition(&rule.expr) {
                             v.check(false, "expr", &rule.expr, &reason);
                         }
@@ -250,8 +390,81 @@ impl Policy for MetricsPolicy {
                     });
                 }
             });
+            validate_anomalies(v, m);
         });
     }
+}
+
+/// Rule names are labels (`alertname`): 1-64 characters of `[A-Za-z0-9_]`.
+fn check_name(v: &mut Validator, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    v.check(ok, "name", name, "must be 1-64 characters of [A-Za-z0-9_]");
+}
+
+fn validate_anomalies(v: &mut Validator, m: &MetricsSection) {
+    let minute = Duration::from_secs(WINDOW_SECONDS);
+    v.check(
+        m.anomalies.len() <= 64,
+        "anomalies",
+        m.anomalies.len(),
+        "at most 64 rules",
+    );
+    v.field("anomalies", |v| {
+        for (i, rule) in m.anomalies.iter().enumerate() {
+            v.index(i, |v| {
+                check_name(v, &rule.name);
+                let taken = m.alerts.iter().any(|a| a.name == rule.name)
+                    || m.anomalies[..i].iter().any(|a| a.name == rule.name);
+                v.check(
+                    !taken,
+                    "name",
+                    &rule.name,
+                    "is already the name of another alert or anomaly rule",
+                );
+                v.check(
+                    rule.factor.is_finite() && rule.factor > 1.0 && rule.factor <= 1000.0,
+                    "factor",
+                    serde_json::Number::from_f64(rule.factor).map_or_else(
+                        || serde_json::Value::String(rule.factor.to_string()),
+                        serde_json::Value::Number,
+                    ),
+                    "must be > 1 and <= 1000",
+                );
+                v.check(
+                    rule.direction == Direction::Up || rule.measure == AnomalyMeasure::RequestRate,
+                    "direction",
+                    rule.direction,
+                    "must be up for latency and error rate (a drop is no incident)",
+                );
+                v.check(
+                    rule.for_.0 <= m.retention.0,
+                    "for",
+                    rule.for_,
+                    "must be at most the retention",
+                );
+                v.check(
+                    rule.half_life.0 >= minute
+                        && rule.half_life.0 <= Duration::from_secs(7 * 24 * 3600),
+                    "half_life",
+                    rule.half_life,
+                    "must be in 1m..=7d",
+                );
+                v.check(
+                    (1..=10_080).contains(&rule.min_samples),
+                    "min_samples",
+                    rule.min_samples,
+                    "must be in 1..=10080 (minutes)",
+                );
+                if let Some(floor) = &rule.floor
+                    && let Err(reason) = parse_floor(rule.measure, floor)
+                {
+                    v.check(false, "floor", floor, &reason);
+                }
+            });
+        }
+    });
 }
 
 #[cfg(test)]
@@ -313,8 +526,94 @@ mod tests {
         let p: MetricsPolicy =
             edge_core::policy::parse_policy(include_str!("../policy.toml")).unwrap();
         assert_eq!(p.metrics.alerts.len(), 2);
+        assert_eq!(p.metrics.anomalies.len(), 3);
+        assert_eq!(p.metrics.anomalies[2].direction, Direction::Both);
+        assert!((p.metrics.anomalies[0].floor_value() - 0.05).abs() < 1e-12);
         let bad = include_str!("../policy.toml").replace("p95 > 250ms", "p95 > fast");
         let err = edge_core::policy::parse_policy::<MetricsPolicy>(&bad).unwrap_err();
         assert!(err.to_string().contains("metrics.alerts[0].expr"), "{err}");
+    }
+
+    #[test]
+    fn anomaly_rules_take_defaults_and_bad_ones_are_refused_by_field() {
+        let base = "[metrics]\nretention = \"1h\"\nsummary_window = \"5m\"\n\
+            ingest_token_secret = \"I\"\nadmin_token_secret = \"A\"\n\
+            [[metrics.alerts]]\nname = \"Slow\"\nexpr = \"p95 > 1s\"\n\
+            [[metrics.anomalies]]\nname = \"Odd\"\n";
+        let parse = |extra: &str| {
+            edge_core::policy::parse_policy::<MetricsPolicy>(&format!("{base}{extra}"))
+        };
+        let p = parse("measure = \"p95_latency\"\n").unwrap();
+        let rule = &p.metrics.anomalies[0];
+        assert_eq!(
+            (rule.factor, rule.direction, rule.min_samples),
+            (2.0, Direction::Up, 20)
+        );
+        assert_eq!(rule.for_.0, Duration::from_secs(300));
+        // 1 h half-life: each minute weighs 1 - 2^(-1/60).
+        assert!((rule.alpha() - 0.011_486).abs() < 1e-6, "{}", rule.alpha());
+        for (extra, field) in [
+            (
+                "measure = \"p90_latency\"\n",
+                "metrics.anomalies[0].measure",
+            ),
+            (
+                "measure = \"p95_latency\"\nfactor = 1.0\n",
+                "metrics.anomalies[0].factor",
+            ),
+            (
+                "measure = \"p95_latency\"\nfactor = inf\n",
+                "metrics.anomalies[0].factor",
+            ),
+            (
+                "measure = \"error_rate\"\ndirection = \"down\"\n",
+                "metrics.anomalies[0].direction",
+            ),
+            (
+                "measure = \"request_rate\"\ndirection = \"sideways\"\n",
+                "metrics.anomalies[0].direction",
+            ),
+            (
+                "measure = \"p95_latency\"\nfloor = \"5%\"\n",
+                "metrics.anomalies[0].floor",
+            ),
+            (
+                "measure = \"error_rate\"\nfloor = \"150%\"\n",
+                "metrics.anomalies[0].floor",
+            ),
+            (
+                "measure = \"request_rate\"\nfloor = \"10ms\"\n",
+                "metrics.anomalies[0].floor",
+            ),
+            (
+                "measure = \"p95_latency\"\nhalf_life = \"10s\"\n",
+                "metrics.anomalies[0].half_life",
+            ),
+            (
+                "measure = \"p95_latency\"\nmin_samples = 0\n",
+                "metrics.anomalies[0].min_samples",
+            ),
+            (
+                "measure = \"p95_latency\"\nfor = \"2h\"\n",
+                "metrics.anomalies[0].for",
+            ),
+            (
+                "measure = \"p95_latency\"\nwindow = \"5m\"\n",
+                "metrics.anomalies[0]",
+            ),
+            (
+                "measure = \"p95_latency\"\n[[metrics.anomalies]]\nname = \"Slow\"\nmeasure = \"error_rate\"\n",
+                "metrics.anomalies[1].name",
+            ),
+        ] {
+            let err = parse(extra)
+                .err()
+                .unwrap_or_else(|| panic!("{extra} was accepted"))
+                .to_string();
+            assert!(err.contains(field), "{extra}: {err}");
+        }
+        assert!(
+            parse("measure = \"request_rate\"\ndirection = \"both\"\nfloor = \"2.5\"\n").is_ok()
+        );
     }
 }

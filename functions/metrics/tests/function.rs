@@ -602,3 +602,115 @@ fn a_flush_retried_after_a_lost_answer_counts_once() {
         "{snapshot}"
     );
 }
+
+/// Issue 19: an anomaly rule through the function on the cron, minute by
+/// minute — steady traffic on two routes learns their baselines, then one
+/// route's latency triples: it fires (webhook, `/_metrics/alerts`) after
+/// `for`, the other route stays quiet, and it resolves once latency is
+/// back. An evaluation run twice in a minute folds nothing twice.
+#[test]
+fn an_anomaly_rule_fires_on_a_latency_shift_and_not_on_steady_traffic() {
+    let platform = TestPlatform::at(at(T0));
+    let hook = "https://alerts.example.com/hook";
+    platform
+        .http
+        .route(hook, http::Response::new(Vec::new().into()));
+    let policy = r#"
+[metrics]
+retention = "1h"
+summary_window = "5m"
+ingest_token_secret = "METRICS_INGEST_TOKEN"
+admin_token_secret = "METRICS_ADMIN_TOKEN"
+webhook = "https://alerts.example.com/hook"
+
+[[metrics.anomalies]]
+name = "ShopLatency"
+measure = "p95_latency"
+function = "shop"
+factor = 2.0
+for = "3m"
+half_life = "30m"
+min_samples = 10
+min_requests = 20
+severity = "critical"
+"#;
+    let metrics = instance(Some(policy));
+    let evaluate = |platform: &TestPlatform| {
+        json_of(&block_on(platform.serve(
+            &metrics,
+            request("POST", "/_metrics/evaluate", Some(ADMIN), ""),
+        )))
+    };
+    let mut fired_at = None;
+    let mut resolved_at = None;
+    for minute in 0..50u64 {
+        // Minutes 30-37: /checkout three times slower.
+        let median = if (30..38).contains(&minute) {
+            0.090
+        } else {
+            0.030
+        };
+        let isolate = Recorder::new();
+        let start = T0 + minute * 60;
+        for v in latencies(200, minute, median) {
+            isolate.record("shop", "/checkout", "POST", 200, v, at(start + 1));
+        }
+        for v in latencies(100, 1000 + minute, 0.020) {
+            isolate.record("shop", "/steady", "GET", 200, v, at(start + 1));
+        }
+        let body = serde_json::to_string(&isolate.take("shop").unwrap()).unwrap();
+        platform.clock.set(at(start + 50));
+        let r = block_on(platform.serve(
+            &metrics,
+            request("POST", "/_metrics/ingest", Some(INGEST), &body),
+        ));
+        assert_eq!(r.status(), 202);
+        // The cron, at each minute's second 50: minute - 2 has settled (it
+        // ended over a minute ago) and is folded.
+        let report = evaluate(&platform);
+        if minute >= 2 {
+            assert_eq!(report["baselines"]["minutes_folded"], 1, "{report}");
+        }
+        let again = evaluate(&platform);
+        assert_eq!(again["baselines"]["minutes_folded"], 0, "{again}");
+        assert_eq!(again["transitions"], serde_json::json!([]), "{again}");
+        for t in report["transitions"].as_array().unwrap() {
+            assert_eq!(t["labels"]["route"], "/checkout", "{t}");
+            match t["status"].as_str().unwrap() {
+                "firing" => fired_at = fired_at.or(Some(minute)),
+                "resolved" => resolved_at = resolved_at.or(Some(minute)),
+                other => panic!("{other}"),
+            }
+        }
+        if fired_at == Some(minute) {
+            let alerts = json_of(&block_on(
+                platform.serve(&metrics, request("GET", "/_metrics/alerts", None, "")),
+            ));
+            assert_eq!(alerts["firing"], 1, "{alerts}");
+            let a = &alerts["active"][0];
+            assert_eq!(a["labels"]["kind"], "anomaly");
+            assert_eq!(a["labels"]["measure"], "p95_latency");
+            assert_eq!(a["annotations"]["expr"], "p95_latency > 2x baseline");
+            let value: f64 = a["annotations"]["value"].as_str().unwrap().parse().unwrap();
+            let baseline: f64 = a["annotations"]["baseline"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            eprintln!(
+                "anomaly fired at minute {minute}: p95 {value:.4} s vs baseline {baseline:.4} s"
+            );
+            assert!(value > 2.0 * baseline, "{a}");
+        }
+    }
+    // Departed minutes 30, 31, 32 (for = 3m): the third is folded by the
+    // cron of minute 34; minute 38 is calm again, folded at minute 40.
+    assert_eq!(fired_at, Some(34));
+    assert_eq!(resolved_at, Some(40));
+    assert_eq!(platform.http.calls(hook), 2);
+    let sent: Value =
+        serde_json::from_slice(platform.http.last_request(hook).unwrap().body()).unwrap();
+    assert_eq!(sent["status"], "resolved");
+    assert_eq!(sent["alerts"][0]["labels"]["alertname"], "ShopLatency");
+    assert_eq!(sent["alerts"][0]["labels"]["kind"], "anomaly");
+}
