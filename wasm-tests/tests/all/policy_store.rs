@@ -5,7 +5,8 @@
 //! very next request — measured from the `PUT` to that request's answer —
 //! a bad document is refused naming the field while the old version keeps
 //! serving, a restore brings an earlier version back, and `/health` names
-//! the version in effect.
+//! the version in effect. The gateway's Spin build does the same with the
+//! limiter it composes (its `[rate_limit]` section).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -79,6 +80,8 @@ struct Figures {
 /// The scenario every runtime runs: `send` is one runtime (or, for
 /// `reader`, a second host on the same store).
 fn scenario(
+    policy: &dyn Fn(u64) -> String,
+    path: &str,
     send: &dyn Fn(&Call<'_>) -> Actual,
     reader: &dyn Fn(&Call<'_>) -> Actual,
     logs: &dyn Fn() -> String,
@@ -88,7 +91,7 @@ fn scenario(
     assert_eq!(health["policy"]["source"], "deployed", "{health}");
 
     // The deployed limit: 2.
-    let first: Vec<Actual> = (0..3).map(|_| send(&get("/"))).collect();
+    let first: Vec<Actual> = (0..3).map(|_| send(&get(path))).collect();
     let statuses: Vec<u16> = first.iter().map(|a| a.status).collect();
     assert_eq!(statuses, [200, 200, 429], "{}", logs());
     assert_eq!(quota(&first[0]), Some(2));
@@ -103,11 +106,11 @@ fn scenario(
     let put_took = started.elapsed();
     assert_eq!(put.status, 200, "{}\n{}", put.body, logs());
     assert_eq!(json(&put)["version"], 1, "{}", put.body);
-    let next = send(&get("/"));
+    let next = send(&get(path));
     let put_to_decided = started.elapsed();
     assert_eq!((next.status, quota(&next)), (200, Some(5)), "{}", logs());
     // Another host on the same store: its next request too.
-    let elsewhere = reader(&get("/"));
+    let elsewhere = reader(&get(path));
     assert_eq!(quota(&elsewhere), Some(5), "{}", logs());
 
     // A bad document: 422 naming the field; version 1 keeps serving.
@@ -121,12 +124,12 @@ fn scenario(
     );
     let garbled = send(&call("PUT", "/_policy", "[rate_limit\nlimit = ", true));
     assert_eq!(garbled.status, 422, "{}", garbled.body);
-    assert_eq!(quota(&send(&get("/"))), Some(5));
+    assert_eq!(quota(&send(&get(path))), Some(5));
 
     // Version 2, then version 1 restored (as version 3).
     let second = send(&call("PUT", "/_policy", &policy(9), true));
     assert_eq!(json(&second)["version"], 2, "{}", second.body);
-    assert_eq!(quota(&send(&get("/"))), Some(9));
+    assert_eq!(quota(&send(&get(path))), Some(9));
     let restored = send(&call("POST", "/_policy/restore?version=1", "", true));
     assert_eq!(restored.status, 200, "{}", restored.body);
     let body = json(&restored);
@@ -134,8 +137,8 @@ fn scenario(
         (body["version"].as_u64(), body["restored_from"].as_u64()),
         (Some(3), Some(1))
     );
-    assert_eq!(quota(&send(&get("/"))), Some(5));
-    assert_eq!(quota(&reader(&get("/"))), Some(5));
+    assert_eq!(quota(&send(&get(path))), Some(5));
+    assert_eq!(quota(&reader(&get(path))), Some(5));
 
     let shown = json(&send(&call("GET", "/_policy", "", true)));
     assert_eq!(shown["stored_version"], 3, "{shown}");
@@ -156,7 +159,7 @@ fn scenario(
     // Back to the deployed policy.
     let deployed = send(&call("DELETE", "/_policy", "", true));
     assert_eq!(json(&deployed)["version"], 4, "{}", deployed.body);
-    assert_eq!(quota(&send(&get("/"))), Some(2));
+    assert_eq!(quota(&send(&get(path))), Some(2));
     assert!(
         !logs().contains(POLICY_TOKEN),
         "the policy token reached the logs"
@@ -167,28 +170,45 @@ fn scenario(
     }
 }
 
-fn spin_app(kv: KvStore, logs: GuestLogs) -> App {
-    let mut variables: BTreeMap<String, String> = secrets()
+/// The gateway's policy: counters mounted behind the limiter of `policy`.
+fn gateway_policy(limit: u64) -> String {
+    format!(
+        "[gateway]\n[[gateway.routes]]\nroute = \"/counters/**\"\nrate_limit = true\n\
+         mount = \"counter\"\nstrip_prefix = false\n{}",
+        policy(limit)
+    )
+}
+
+/// `function`'s Spin build on `/{function}`, deployed with `policy` and
+/// the dev secrets plus the policy token.
+fn spin_app(function: &str, policy: &str, kv: KvStore, logs: GuestLogs) -> App {
+    let registry = edge_registry::Registry::load().unwrap();
+    let mut variables: BTreeMap<String, String> = registry
+        .dev
+        .secrets
         .into_iter()
+        .chain(secrets())
         .map(|(k, v)| (k.to_ascii_lowercase(), v))
         .collect();
-    variables.insert("policy".into(), policy(2));
+    variables.insert("policy".into(), policy.into());
     App::load(
-        &wasm_tests::spin_component("rate-limit"),
+        &wasm_tests::spin_component(function),
         AppConfig {
             variables: variables.into_iter().collect(),
             kv,
-            route: "/rate-limit".into(),
+            route: format!("/{function}"),
             guest_stderr: Some(logs),
         },
     )
-    .expect("the Spin build of rate-limit (run `cargo xtask build`)")
+    .expect("the Spin build (run `cargo xtask build`)")
 }
 
 fn spin_send(runtime: &tokio::runtime::Runtime, app: &App, call: &Call<'_>) -> Actual {
-    let mut builder = http::Request::builder()
-        .method(call.method)
-        .uri(format!("http://127.0.0.1/rate-limit{}", call.path));
+    let mut builder = http::Request::builder().method(call.method).uri(format!(
+        "http://127.0.0.1{}{}",
+        app.route(),
+        call.path
+    ));
     if call.admin {
         builder = builder.header("authorization", format!("Bearer {POLICY_TOKEN}"));
     }
@@ -209,9 +229,11 @@ fn spin_build_takes_a_policy_put_on_the_next_request_on_every_host() {
         .unwrap();
     let kv = KvStore::new();
     let logs = GuestLogs::new(1 << 20);
-    let host = spin_app(kv.clone(), logs.clone());
-    let other_host = spin_app(kv, logs.clone());
+    let host = spin_app("rate-limit", &policy(2), kv.clone(), logs.clone());
+    let other_host = spin_app("rate-limit", &policy(2), kv, logs.clone());
     let figures = scenario(
+        &policy,
+        "/",
         &|call| spin_send(&runtime, &host, call),
         &|call| spin_send(&runtime, &other_host, call),
         &|| String::from_utf8_lossy(&logs.contents()).into_owned(),
@@ -240,6 +262,8 @@ fn workers_build_takes_a_policy_put_on_the_next_request() {
     let dev = WranglerDev::start("rate-limit", &vars, &secrets()).expect("wrangler dev");
     // wrangler dev runs one isolate: the reader is the same worker.
     let figures = scenario(
+        &policy,
+        "/",
         &|call| workers_send(&dev, call),
         &|call| workers_send(&dev, call),
         &|| dev.log_tail(),
@@ -248,5 +272,22 @@ fn workers_build_takes_a_policy_put_on_the_next_request() {
         "policy store (workers): PUT {:.1} ms; PUT to the first request decided by it {:.1} ms",
         figures.put.as_secs_f64() * 1e3,
         figures.put_to_decided.as_secs_f64() * 1e3
+    );
+}
+
+#[test]
+fn gateway_spin_build_takes_a_policy_put_for_the_limiter_it_composes() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let logs = GuestLogs::new(1 << 20);
+    let gateway = spin_app("gateway", &gateway_policy(2), KvStore::new(), logs.clone());
+    scenario(
+        &gateway_policy,
+        "/counters/demo",
+        &|call| spin_send(&runtime, &gateway, call),
+        &|call| spin_send(&runtime, &gateway, call),
+        &|| String::from_utf8_lossy(&logs.contents()).into_owned(),
     );
 }
