@@ -119,6 +119,22 @@ impl WranglerDev {
         Self::launch(function, vars, secrets, Some(registry))
     }
 
+    /// Stops the worker and starts it again on the same persisted Durable
+    /// Objects and KV, as a redeploy would: a fresh isolate.
+    pub fn restart(
+        &mut self,
+        function: &str,
+        vars: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        self.stop();
+        let wrangler = workspace_root().join("node_modules/.bin/wrangler");
+        let scratch = std::mem::take(&mut self.state);
+        let next = Self::launch_once(&wrangler, function, vars, secrets, None, Some(scratch));
+        *self = next?;
+        Ok(())
+    }
+
     fn launch(
         function: &str,
         vars: &BTreeMap<String, String>,
@@ -138,7 +154,7 @@ impl WranglerDev {
         // again.
         let mut attempt = 1;
         loop {
-            match Self::launch_once(&wrangler, function, vars, secrets, registry) {
+            match Self::launch_once(&wrangler, function, vars, secrets, registry, None) {
                 Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => {
                     attempt += 1;
                 }
@@ -153,12 +169,15 @@ impl WranglerDev {
         vars: &BTreeMap<String, String>,
         secrets: &BTreeMap<String, String>,
         registry: Option<&Path>,
+        reuse: Option<PathBuf>,
     ) -> Result<Self> {
         use std::os::unix::process::CommandExt as _;
         let root = workspace_root();
         let port = free_port()?;
-        let scratch =
-            std::env::temp_dir().join(format!("edge-wrangler-{}-{port}", std::process::id()));
+        // The scratch directory (log, state, registry): a restart keeps its own.
+        let scratch = reuse.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("edge-wrangler-{}-{port}", std::process::id()))
+        });
         std::fs::create_dir_all(&scratch)?;
         let log = scratch.join("wrangler.log");
         let state = scratch.join("state");
@@ -296,8 +315,9 @@ impl WranglerDev {
     }
 }
 
-impl Drop for WranglerDev {
-    fn drop(&mut self) {
+impl WranglerDev {
+    /// Stops the process group and waits for it.
+    fn stop(&mut self) {
         signal_group(self.child.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
@@ -309,7 +329,15 @@ impl Drop for WranglerDev {
         signal_group(self.child.id(), "KILL");
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
+impl Drop for WranglerDev {
+    fn drop(&mut self) {
+        self.stop();
+        if !self.state.as_os_str().is_empty() {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
     }
 }
 

@@ -259,7 +259,7 @@ fn workers_send(dev: &WranglerDev, call: &Call<'_>) -> Actual {
 #[test]
 fn workers_build_takes_a_policy_put_on_the_next_request() {
     let vars: BTreeMap<String, String> = [("POLICY".to_owned(), policy(2))].into();
-    let dev = WranglerDev::start("rate-limit", &vars, &secrets()).expect("wrangler dev");
+    let mut dev = WranglerDev::start("rate-limit", &vars, &secrets()).expect("wrangler dev");
     // wrangler dev runs one isolate: the reader is the same worker.
     let figures = scenario(
         &policy,
@@ -273,6 +273,16 @@ fn workers_build_takes_a_policy_put_on_the_next_request() {
         figures.put.as_secs_f64() * 1e3,
         figures.put_to_decided.as_secs_f64() * 1e3
     );
+    // A stored version outlives the isolate: a fresh one (a restart on the
+    // same Durable Objects) starts on it, not on the deployed POLICY.
+    let put = workers_send(&dev, &call("PUT", "/_policy", &policy(7), true));
+    assert_eq!(json(&put)["version"], 5, "{}", put.body);
+    dev.restart("rate-limit", &vars, &secrets())
+        .expect("wrangler dev restarted");
+    let first = workers_send(&dev, &get("/"));
+    assert_eq!(quota(&first), Some(7), "{}", dev.log_tail());
+    let health = json(&workers_send(&dev, &get("/health")));
+    assert_eq!(health["policy"]["version"], 5, "{health}");
 }
 
 #[test]
