@@ -30,9 +30,10 @@
 //!   request rate every minute is a sample (a silent route counts 0), a
 //!   spike needs `min_requests` in the minute and a drop a baseline of
 //!   `min_requests` a minute.
-//! - **Bounded.** At most [`MAX_SERIES`] baselines (new series past it are
-//!   not followed); those of removed or changed rules, or unseen for a
-//!   day, are dropped.
+//! - **Bounded.** A route is followed from its first minute with
+//!   `min_requests` (a path asked for once takes no place), at most
+//!   [`MAX_SERIES`] baselines (new series past it are not followed); those
+//!   of removed or changed rules, or unseen for a day, are dropped.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -219,12 +220,10 @@ fn fold_minute(
                 AnomalyMeasure::ErrorRate => stats.error_rate(),
                 AnomalyMeasure::RequestRate => stats.requests as f64 / WINDOW_SECONDS as f64,
             };
-            let quiet =
-                rule.measure != AnomalyMeasure::RequestRate && stats.requests < rule.min_requests;
-            if quiet && !series.contains_key(&key) {
-                continue;
-            }
-            if !series.contains_key(&key) && series.len() >= MAX_SERIES {
+            // A route is followed from its first busy minute (stray paths
+            // asked for once never take a place).
+            let quiet = stats.requests < rule.min_requests;
+            if !series.contains_key(&key) && (quiet || series.len() >= MAX_SERIES) {
                 continue;
             }
             let baseline = series
@@ -232,7 +231,7 @@ fn fold_minute(
                 .or_insert_with(|| Baseline::new(rule, function, route));
             baseline.seen = start;
             sampled.insert(key);
-            if quiet {
+            if quiet && rule.measure != AnomalyMeasure::RequestRate {
                 baseline.calm();
             } else {
                 baseline.step(rule, start, value, stats.requests);
@@ -658,6 +657,27 @@ mod tests {
         for _ in 0..10 {
             assert!(up.tick(0, 0.040, 0).is_empty());
         }
+    }
+
+    #[test]
+    fn a_route_is_followed_from_its_first_busy_minute() {
+        let rules = vec![rule(AnomalyMeasure::RequestRate, Direction::Both)];
+        let r = Recorder::new();
+        let at = Timestamp::from_millis(T0 * 1000);
+        r.record("shop", "/.env", "GET", 404, 0.001, at);
+        for _ in 0..20 {
+            r.record("shop", "/checkout", "POST", 200, 0.01, at);
+        }
+        let windows = r.take("shop").unwrap().windows;
+        let mut baselines = Baselines::default();
+        let now = Timestamp::from_millis((T0 + 122) * 1000);
+        fold(&rules, &windows, &mut baselines, now, RETENTION);
+        let routes: Vec<&str> = baselines
+            .series
+            .values()
+            .map(|b| b.route.as_str())
+            .collect();
+        assert_eq!(routes, ["/checkout"]);
     }
 
     #[test]
