@@ -46,6 +46,9 @@ def policy():
         if methods:
             text += f"methods = {methods}\n"
         text += f"paths = {paths}\n"
+        if name == "CV":
+            # Issue 19: a per-key override, by a header the gateway sets.
+            text += '[[rate_limit.scopes.overrides]]\nmatch = ["header:x-tier=gold"]\nlimit = 3\n'
     return text
 
 
@@ -79,6 +82,7 @@ def take(label, method, path, scope, n, remaining):
 
 def main():
     alice = {"x-client": "alice"}
+    gold = {"x-client": "erin", "x-tier": "gold"}
     admin = {"authorization": "Bearer " + ADMIN}
     state = "/_ratelimit/state?scope=LOGIN&header%3Ax-client=alice"
     cases = [
@@ -153,6 +157,19 @@ def main():
         case("and refuses the next, whatever address the runtime gives", "GET", "/page", 429,
              headers_match={"retry-after": "\\d+"},
              json={"type": URN + "rate-limited", "scope": "PAGE"}),
+        # Issue 19: a per-key override holds its client to its own limit.
+        *[case(f"an override admits its higher limit ({n} of 3)", "POST", "/cv", 200, gold,
+               headers={"ratelimit-policy": '"CV";q=3;w=3600'},
+               headers_match={"ratelimit": f'"CV";r={3 - n};t=\\d+'})
+          for n in (1, 2, 3)],
+        case("and refuses the next, naming its limit", "POST", "/cv", 429, gold,
+             headers={"ratelimit-policy": '"CV";q=3;w=3600'},
+             headers_match={"retry-after": "\\d+", "ratelimit": '"CV";r=0;t=\\d+'},
+             json={"type": URN + "rate-limited", "scope": "CV"}),
+        case("the same key without the override: the default limit, its 3 taken still count", "POST",
+             "/cv", 429, {"x-client": "erin"},
+             headers={"ratelimit-policy": '"CV";q=2;w=3600'},
+             json={"type": URN + "rate-limited", "scope": "CV"}),
     ]
     suite = {
         "function": "rate-limit",

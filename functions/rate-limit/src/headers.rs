@@ -6,10 +6,11 @@
 //! `RateLimit: "API_GENERAL";r=42;t=18`. The most constrained scope comes first.
 //!
 //! `r` is what the store holds for the key (permits leased to an isolate
-//! count as taken) and never rises inside a window: permits given back
-//! unspent are grantable again but not reported again until the window
-//! moves (see [`crate::algorithm`]). It may understate what is left, never
-//! overstate it.
+//! count as taken) and never rises inside a window unless the key's limit
+//! is raised: permits given back unspent are grantable again but not
+//! reported again until the window moves (see [`crate::algorithm`]). It may
+//! understate what is left, never overstate it. `q` and `w` are the limit
+//! applied to the client: its scope's, or the override naming it.
 
 use edge_core::Problem;
 use http::{HeaderMap, HeaderName, HeaderValue};
