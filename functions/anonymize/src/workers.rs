@@ -24,8 +24,8 @@ const ENQUEUE: &str = "/enqueue";
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, ctx: WorkerContext) -> Result<Response> {
     if req.path().ends_with(ENQUEUE) {
-        let instance = edge_workers::queue::function::<Anonymize>(&env);
-        if let Ok(function) = instance.as_ref()
+        let active = edge_workers::queue::function::<Anonymize>(&env).await;
+        if let Ok(function) = active.instance.as_ref()
             && req.path() == format!("{}{ENQUEUE}", function.section.admin_path)
         {
             return edge_workers::queue::produce(req, &env, QUEUE_BINDING, |r| {

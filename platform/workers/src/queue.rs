@@ -12,14 +12,15 @@
 //! [`DEAD_LETTER_QUEUE`], hands its batches to
 //! [`QueueConsumer::dead_letters`].
 //!
-//! The function is built from the deployed configuration (`POLICY`), once
-//! per isolate, like the request path's.
+//! The function is the isolate's one, with the policy version the request
+//! path serves (`edge_core::live`): a policy `PUT` reaches the consumer too.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use async_trait::async_trait;
-use edge_core::function::{Context, Instance, MetricsSink, flush_metrics, instantiate};
+use edge_core::function::{Context, MetricsSink, flush_metrics};
+use edge_core::live::Active;
 use edge_core::model::json_response;
 use edge_core::{Clock, EdgeFunction, Problem, Request};
 use http::StatusCode;
@@ -28,8 +29,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use worker::{MessageExt, QueueContentType, RawMessage, RawMessageBuilder, SendMessage};
 
 use crate::{
-    DateClock, DurableObjectStore, KvCache, RECORDER, config_from_env, flush_every,
-    from_worker_request, metrics_sink, services, to_worker_response,
+    DateClock, DurableObjectStore, KvCache, RECORDER, flush_every, from_worker_request, live,
+    metrics_sink, services, to_worker_response,
 };
 
 /// The variable naming the dead-letter queue this worker consumes.
@@ -111,26 +112,18 @@ struct Counts {
 }
 
 thread_local! {
-    /// The consumer's function per type, built once per isolate.
-    static CONSUMERS: RefCell<Vec<Rc<dyn std::any::Any>>> = const { RefCell::new(Vec::new()) };
     static COUNTS: RefCell<Counts> = RefCell::default();
 }
 
 /// The isolate's function `F` as its queue consumer and producer endpoint
-/// use it: built from the deployed configuration on first use.
-pub fn function<F: EdgeFunction + 'static>(env: &worker::Env) -> Rc<Instance<F>> {
-    CONSUMERS.with(|cell| {
-        let mut built = cell.borrow_mut();
-        if let Some(found) = built
-            .iter()
-            .find_map(|i| Rc::clone(i).downcast::<Instance<F>>().ok())
-        {
-            return found;
-        }
-        let instance = Rc::new(instantiate::<F>(&config_from_env::<F>(env)));
-        built.push(instance.clone());
-        instance
-    })
+/// use it: the one the request path serves, with the policy version in
+/// effect (see [`edge_core::live`]).
+pub async fn function<F: EdgeFunction + 'static>(env: &worker::Env) -> Rc<Active<F>> {
+    let (store, cache) = (DurableObjectStore::from_env(env), KvCache::from_env(env));
+    let recorder = RECORDER.with(Rc::clone);
+    live::<F>(env)
+        .current(&services(&store, &cache, &recorder))
+        .await
 }
 
 /// Reads a message body: text and bytes as they are, other values by their JSON form.
@@ -174,10 +167,11 @@ pub async fn consume<F: QueueConsumer + 'static, T>(
         })
         .collect();
 
-    let instance = function::<F>(env);
     let (store, cache) = (DurableObjectStore::from_env(env), KvCache::from_env(env));
     let recorder = RECORDER.with(Rc::clone);
     let services = services(&store, &cache, &recorder);
+    let active = live::<F>(env).current(&services).await;
+    let instance = &active.instance;
     let correlation = format!("queue-{}", messages.first().map_or("", |m| m.id.as_str()));
     let ctx = Context::named(&services, F::NAME, &correlation);
     let started = DateClock.now();
@@ -264,7 +258,7 @@ pub async fn consume<F: QueueConsumer + 'static, T>(
     drop(ctx);
     let sink = metrics_sink(env);
     let sink = sink.as_ref().map(|s| s as &dyn MetricsSink);
-    flush_metrics(&*instance, &services, sink, flush_every(env), false).await;
+    flush_metrics(instance, &services, sink, flush_every(env), false).await;
     Ok(())
 }
 
