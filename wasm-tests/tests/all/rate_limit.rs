@@ -141,8 +141,9 @@ fn spin_build_admits_exactly_the_limit_under_64_concurrent_clients() {
 /// A tenant's higher limit on each algorithm, each subject its own key.
 const TENANT_LIMIT: usize = 150;
 
-#[test]
-fn spin_build_admits_a_tenant_exactly_its_override_under_64_concurrent_clients() {
+/// One scope per algorithm keyed by `sub`, `LIMIT` a day, and tenant-a's
+/// override of `TENANT_LIMIT`.
+fn tenant_policy() -> String {
     let mut policy = String::from(
         "[rate_limit]\nhash_key_secret = \"RATE_LIMIT_HASH_KEY\"\n\
          admin_token_secret = \"RATE_LIMIT_ADMIN_TOKEN\"\n",
@@ -159,7 +160,12 @@ fn spin_build_admits_a_tenant_exactly_its_override_under_64_concurrent_clients()
              [[rate_limit.scopes.overrides]]\nmatch = [\"sub:tenant-a\"]\nlimit = {TENANT_LIMIT}\n"
         ));
     }
-    let app = Arc::new(spin_app(&policy, &[], KvStore::new()));
+    policy
+}
+
+#[test]
+fn spin_build_admits_a_tenant_exactly_its_override_under_64_concurrent_clients() {
+    let app = Arc::new(spin_app(&tenant_policy(), &[], KvStore::new()));
     for scope in ["FIXED", "SLIDING", "BUCKET", "GCRA"] {
         let path = format!("/{scope}");
         let tenant = spin_statuses_as(&app, &path, Some("tenant-a"));
@@ -193,31 +199,57 @@ fn workers_build_admits_exactly_the_limit_under_64_concurrent_clients() {
     let vars: BTreeMap<String, String> = [("POLICY".to_owned(), policy())].into();
     let dev = WranglerDev::start("rate-limit", &vars, &secrets()).expect("wrangler dev");
     for scope in ["FIXED", "SLIDING", "BUCKET", "GCRA", "LEASED"] {
-        let threads: Vec<_> = (0..CLIENTS)
-            .map(|_| {
-                let base = dev.url();
-                let case: CaseRequest = serde_json::from_value(
-                    serde_json::json!({ "method": "GET", "path": format!("/{scope}") }),
-                )
-                .unwrap();
-                std::thread::spawn(move || {
-                    let agent = agent(Duration::from_secs(60));
-                    (0..PER_CLIENT)
-                        .map(|_| send(&agent, &base, &case).unwrap().status)
-                        .collect::<Vec<u16>>()
-                })
-            })
-            .collect();
-        let statuses: Vec<u16> = threads
-            .into_iter()
-            .flat_map(|t| t.join().unwrap())
-            .collect();
+        let statuses = workers_statuses(&dev, &format!("/{scope}"), None);
         assert_eq!(
             (count(&statuses, 200), count(&statuses, 429)),
             (LIMIT, CLIENTS * PER_CLIENT - LIMIT),
             "{scope}: {statuses:?}\n{}",
             dev.log_tail()
         );
+    }
+}
+
+/// Statuses of `CLIENTS` concurrent clients of `dev` each sending
+/// `PER_CLIENT` requests, as the subject `sub` when given.
+fn workers_statuses(dev: &WranglerDev, path: &str, sub: Option<&str>) -> Vec<u16> {
+    let mut request = serde_json::json!({ "method": "GET", "path": path });
+    if let Some(sub) = sub {
+        request["headers"] = serde_json::json!({ "x-auth-sub": sub });
+    }
+    let case: CaseRequest = serde_json::from_value(request).unwrap();
+    let threads: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let base = dev.url();
+            let case = case.clone();
+            std::thread::spawn(move || {
+                let agent = agent(Duration::from_secs(60));
+                (0..PER_CLIENT)
+                    .map(|_| send(&agent, &base, &case).unwrap().status)
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect()
+}
+
+#[test]
+fn workers_build_admits_a_tenant_exactly_its_override_under_64_concurrent_clients() {
+    let vars: BTreeMap<String, String> = [("POLICY".to_owned(), tenant_policy())].into();
+    let dev = WranglerDev::start("rate-limit", &vars, &secrets()).expect("wrangler dev");
+    for scope in ["FIXED", "SLIDING", "BUCKET", "GCRA"] {
+        let path = format!("/{scope}");
+        for (sub, limit) in [("tenant-a", TENANT_LIMIT), ("bob", LIMIT)] {
+            let statuses = workers_statuses(&dev, &path, Some(sub));
+            assert_eq!(
+                (count(&statuses, 200), count(&statuses, 429)),
+                (limit, CLIENTS * PER_CLIENT - limit),
+                "{scope} {sub}: {statuses:?}\n{}",
+                dev.log_tail()
+            );
+        }
     }
 }
 
