@@ -15,13 +15,34 @@ use bytes::Bytes;
 use serde_json::Value;
 use wasm_tests::host::{App, AppConfig, KvStore};
 use wasm_tests::origin::RecordingOrigin;
-use wasm_tests::workerd::{WranglerDev, agent};
+use wasm_tests::workerd::{DevRegistry, WranglerDev, agent};
 
 const SALT: &str = "queue-test-salt-0123456789";
 const ADMIN: &str = "queue-test-admin-token";
 const MESSAGES: usize = 10_000;
 /// The consumer's `max_retries` in wrangler.toml's `[env.anonymize]`.
 const MAX_RETRIES: u64 = 3;
+const INGEST_TOKEN: &str = "queue-test-ingest-token";
+/// The aggregator's policy: tokens only.
+const METRICS_POLICY: &str = "[metrics]\nretention = \"1h\"\nsummary_window = \"5m\"\n\
+    ingest_token_secret = \"METRICS_INGEST_TOKEN\"\nadmin_token_secret = \"METRICS_ADMIN_TOKEN\"\n";
+
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// GETs `path` from `base` as text.
+fn get(base: &str, path: &str) -> String {
+    let response = agent(Duration::from_secs(60))
+        .get(&format!("{base}{path}"))
+        .call()
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET {path}");
+    response.into_body().read_to_string().unwrap()
+}
 
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
@@ -145,12 +166,31 @@ fn ten_thousand_queued_records_are_anonymized_and_a_poisoned_one_is_dead_lettere
         "[anonymize.queue]\nsink = \"{0}/records\"\ndead_letter_sink = \"{0}/dead-letter\"\n",
         sink.url()
     );
-    let vars = BTreeMap::from([("POLICY".to_owned(), policy)]);
-    let secrets = BTreeMap::from([
-        ("GDPR_ANONYMIZATION_SALT".to_owned(), SALT.to_owned()),
-        ("ANONYMIZE_ADMIN_TOKEN".to_owned(), ADMIN.to_owned()),
-    ]);
-    let dev = WranglerDev::start("anonymize", &vars, &secrets).expect("wrangler dev");
+    // The anonymizer and the metrics worker it flushes to, on one registry
+    // (declared first, dropped last).
+    let registry = DevRegistry::new().unwrap();
+    let (dev, metrics) = std::thread::scope(|s| {
+        let metrics = s.spawn(|| {
+            let secrets = map(&[
+                ("METRICS_INGEST_TOKEN", INGEST_TOKEN),
+                ("METRICS_ADMIN_TOKEN", "queue-test-metrics-admin"),
+            ]);
+            let vars = map(&[("POLICY", METRICS_POLICY)]);
+            WranglerDev::start_in("metrics", &vars, &secrets, registry.path())
+                .expect("wrangler dev --env metrics")
+        });
+        let dev = s.spawn(|| {
+            let secrets = map(&[
+                ("GDPR_ANONYMIZATION_SALT", SALT),
+                ("ANONYMIZE_ADMIN_TOKEN", ADMIN),
+                ("METRICS_INGEST_TOKEN", INGEST_TOKEN),
+            ]);
+            let vars = map(&[("POLICY", &policy)]);
+            WranglerDev::start_in("anonymize", &vars, &secrets, registry.path())
+                .expect("wrangler dev --env anonymize")
+        });
+        (dev.join().unwrap(), metrics.join().unwrap())
+    });
     let http = agent(Duration::from_secs(60));
     let enqueue = format!("{}/_anonymize/enqueue", dev.url());
 
@@ -325,17 +365,75 @@ fn ten_thousand_queued_records_are_anonymized_and_a_poisoned_one_is_dead_lettere
     ] {
         assert!(!log.contains(value), "{value} in the worker's log");
     }
+
+    // The metrics: every message a record of its queue's route, by
+    // outcome, and the isolate's totals as gauges, at the aggregator after
+    // the cron's flush.
+    dev.scheduled().unwrap();
+    let route = |snapshot: &Value, route: &str| -> Value {
+        snapshot["routes"]
+            .as_array()
+            .and_then(|routes| {
+                routes
+                    .iter()
+                    .find(|r| r["function"] == "anonymize" && r["route"] == route)
+            })
+            .map_or(Value::Null, |r| r["statuses"].clone())
+    };
+    let expected = serde_json::json!({
+        "200": MESSAGES,
+        "422": poisoned,
+        "503": undelivered,
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let snapshot: Value =
+            serde_json::from_str(&get(&metrics.url(), "/_metrics/snapshot")).unwrap();
+        let records = route(&snapshot, "queue:edge-anonymize-records");
+        let dead = route(&snapshot, "queue:edge-anonymize-dlq");
+        if records == expected && dead == serde_json::json!({ "200": 1 }) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "at the aggregator: {records} and {dead}, expected {expected}\n{}",
+            dev.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let exposition = get(&metrics.url(), "/metrics");
+    let gauge = |name: &str| -> f64 {
+        let prefix = format!("edge_function_value{{function=\"anonymize\",name=\"{name}\"}} ");
+        exposition
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("{name} missing from the exposition"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(gauge("queue_acked"), MESSAGES as f64);
+    assert_eq!(gauge("queue_dead_lettered"), 1.0);
+    assert_eq!(gauge("queue_retried"), (poisoned + undelivered) as f64);
+    assert_eq!(
+        gauge("queue_messages"),
+        (MESSAGES as u64 + poisoned + undelivered + 1) as f64
+    );
+    let all_batches = gauge("queue_batches");
+
     eprintln!(
         "queue on workerd: {MESSAGES} records + 1 poisoned produced in {:.1} s (10 POSTs) \
          while the sink was down ({:.1} s); all {MESSAGES} at the sink once {:.1} s after \
          the first POST ({sink_requests} sink requests from {batches} batches, {:.0} \
          records/s), 0 raw values; {undelivered} message deliveries failed and were \
          retried; the poisoned message failed {poisoned} attempts (1 + max_retries \
-         {MAX_RETRIES}), then was dead-lettered and reported once",
+         {MAX_RETRIES}), then was dead-lettered and reported once; at the aggregator: {expected} \
+         on queue:edge-anonymize-records, 1 on the DLQ's route, gauges queue_batches \
+         {all_batches}, queue_acked {MESSAGES}, queue_retried {}, queue_dead_lettered 1",
         produce_time.as_secs_f64(),
         outage.as_secs_f64(),
         drained.as_secs_f64(),
         MESSAGES as f64 / drained.as_secs_f64(),
+        poisoned + undelivered,
     );
 }
 
