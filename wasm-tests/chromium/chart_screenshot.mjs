@@ -8,7 +8,7 @@
 //   {"ready":"true","status":"…","alerts":[…],"rows":[…],"by_requests":[…],
 //    "panels_before":[…],"panels":[{"route":"…","quantiles":{"p50":{…}},…}],…}
 // The assertions happen in Rust (wasm-tests/tests/all/metrics.rs).
-import { arg, launch } from "./launch.mjs";
+import { arg, launch, watch } from "./launch.mjs";
 
 const url = arg("--url");
 const out = arg("--out");
@@ -16,13 +16,7 @@ const pick = process.argv.includes("--pick") ? arg("--pick") : null;
 const { browser, deadline } = await launch("chart screenshot");
 try {
   const page = await browser.newPage({ viewport: { width: 1240, height: 900 } });
-  const errors = [];
-  const requests = [];
-  page.on("pageerror", (e) => errors.push(String(e)));
-  page.on("console", (m) => {
-    if (m.type() === "error") errors.push(m.text());
-  });
-  page.on("request", (r) => requests.push(r.url()));
+  const { errors, requests } = watch(page);
   const response = await page.goto(url, { waitUntil: "load", timeout: 30_000 });
   if (!response || !response.ok()) {
     throw new Error(`GET ${url} answered ${response ? response.status() : "nothing"}`);

@@ -1,7 +1,8 @@
-// What the Chromium scripts share: their command-line arguments, and
+// What the Chromium scripts share: their command-line arguments,
 // Debian's Chromium started headless by playwright-core (a fresh temporary
 // profile, nothing fetched in the background) with a deadline after which
-// the script exits with status 3 instead of hanging a test.
+// the script exits with status 3 instead of hanging a test, and a page's
+// errors and requests collected.
 import { chromium } from "playwright-core";
 
 export const arg = (name) => {
@@ -24,4 +25,17 @@ export async function launch(label) {
     process.exit(3);
   }, 120_000);
   return { browser, deadline };
+}
+
+/** Collects `page`'s errors (uncaught, and console errors) and the URL of
+ * every request it makes, for the Rust side to check. */
+export function watch(page) {
+  const errors = [];
+  const requests = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("request", (r) => requests.push(r.url()));
+  return { errors, requests };
 }

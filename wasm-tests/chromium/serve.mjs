@@ -1,6 +1,10 @@
 // Serves the browser builds (target/edge/browser/NAME/...) and a demo page
 // on 127.0.0.1. Used by `cargo xtask dev` and by the Chromium runner.
-//   node serve.mjs --port 8080 --root target/edge/browser
+// `--mount /PREFIX=DIR` (repeatable) serves DIR under /PREFIX/ as well
+// (a directory's index.html for a path ending in "/"): `cargo xtask dev`
+// mounts the local-first demo (packages/demo) and the npm package.
+//   node serve.mjs --port 8080 --root target/edge/browser \
+//     --mount /demo=packages/demo --mount /edge-functions=target/edge/npm/edge-functions
 import { createServer } from "node:http";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize, resolve } from "node:path";
@@ -13,17 +17,30 @@ const TYPES = {
   ".wasm": "application/wasm",
   ".ts": "text/plain; charset=utf-8",
   ".json": "application/json",
+  ".css": "text/css; charset=utf-8",
+  ".ndjson": "application/x-ndjson",
+  ".geojson": "application/geo+json",
 };
 const HERE = fileURLToPath(new URL(".", import.meta.url));
 
-/** Starts the server; resolves to { server, url }. */
-export function serve({ root, port = 0 }) {
-  const base = resolve(root);
+/** Starts the server; resolves to { server, url }. `mounts` maps a path
+ * prefix ("/demo") to a directory served under it. */
+export function serve({ root, port = 0, mounts = {} }) {
+  const bases = Object.entries(mounts).map(([prefix, dir]) => [prefix.replace(/\/+$/, ""), resolve(dir)]);
   const server = createServer(async (req, res) => {
     try {
       const path = decodeURIComponent(new URL(req.url, "http://x").pathname);
+      const mounted = bases.find(([prefix]) => path === prefix || path.startsWith(`${prefix}/`));
+      if (mounted && path === mounted[0]) {
+        res.writeHead(301, { location: `${path}/` }).end();
+        return;
+      }
+      const [prefix, base] = mounted ?? ["", resolve(root)];
+      const rest = path.slice(prefix.length);
       const file =
-        path === "/" ? join(HERE, "index.html") : normalize(join(base, path));
+        path === "/"
+          ? join(HERE, "index.html")
+          : normalize(join(base, rest.endsWith("/") ? `${rest}index.html` : rest));
       if (path !== "/" && !file.startsWith(base)) {
         res.writeHead(403).end("forbidden");
         return;
@@ -52,9 +69,18 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     const i = process.argv.indexOf(name);
     return i > 0 ? process.argv[i + 1] : fallback;
   };
+  const mounts = {};
+  process.argv.forEach((a, i) => {
+    if (a === "--mount") {
+      const spec = process.argv[i + 1];
+      const at = spec.indexOf("=");
+      mounts[spec.slice(0, at)] = spec.slice(at + 1);
+    }
+  });
   const { url } = await serve({
     root: arg("--root", "target/edge/browser"),
     port: Number(arg("--port", "8080")),
+    mounts,
   });
   console.log(`listening on ${url}`);
 }

@@ -3,7 +3,9 @@
 //! Spin builds under the wasmtime host first (built beside them in
 //! `target/host`), each Workers build under `wrangler dev` as it finishes,
 //! the browser builds' demo page once they are all done — and says when
-//! each one answers.
+//! each one answers. Beside the browser builds it serves the npm package
+//! (`/edge-functions/`, assembled from them) and the local-first demo that
+//! imports it (`packages/demo` at `/demo/`).
 //!
 //! On an unchanged tree that is cargo finding each build fresh, nothing
 //! more: the host takes the compiled components from wasmtime's cache
@@ -325,6 +327,9 @@ impl Runtime {
 
 const SPIN_HOST: &str = "edge-host";
 const DEMO_PAGE: &str = "browser demo";
+/// Where the local-first demo (`packages/demo`) is served, beside the npm
+/// package it imports (`/edge-functions/`).
+const DEMO_PATH: &str = "/demo/";
 const OIDC_PROVIDER: &str = "OIDC provider";
 const ECHO_ORIGIN: &str = "echo origin";
 
@@ -400,10 +405,14 @@ fn runtimes(registry: &Registry) -> Vec<Runtime> {
     }
     runtimes.push(Runtime {
         process: DEMO_PAGE.to_owned(),
-        describe: format!("browser builds (demo page) on {}/", local(dev.browser_port)),
+        describe: format!(
+            "browser builds (demo page) on {0}/, the local-first demo on {0}{DEMO_PATH}",
+            local(dev.browser_port)
+        ),
         probes: registry
             .names()
             .map(|name| (dev.browser_port, format!("/{name}/{name}.js")))
+            .chain([(dev.browser_port, DEMO_PATH.to_owned())])
             .collect(),
         ready: false,
     });
@@ -436,10 +445,12 @@ fn banner(
          \x20 Spin builds (wasmtime host):   {spin}{}\n\
          \x20 Workers builds (wrangler dev): {}\n\
          \x20 Browser builds (demo page):    {}/\n\
+         \x20 Local-first demo (npm package, nothing sent): {}{DEMO_PATH}\n\
          \x20 OIDC provider (RS256 tokens for {AUDIENCE}): {}/\n\
          \x20 Echo origin (answers with what it received): {}/\n",
         routes.join("  "),
         workers.join("  "),
+        local(dev.browser_port),
         local(dev.browser_port),
         issuer(),
         local(ORIGIN_PORT),
@@ -613,13 +624,20 @@ impl Ready for Servers<'_> {
     }
 
     fn browser(&self) -> Result<()> {
+        // The demo imports the npm package, made from these builds.
+        crate::npm::package(self.registry)?;
+        let package = artifacts().join("npm/edge-functions");
         self.spawn(
             DEMO_PAGE,
             node_cmd("node")
                 .args(["wasm-tests/chromium/serve.mjs", "--port"])
                 .arg(self.registry.dev.browser_port.to_string())
                 .arg("--root")
-                .arg(artifacts().join("browser")),
+                .arg(artifacts().join("browser"))
+                .arg("--mount")
+                .arg(format!("/demo={}", root().join("packages/demo").display()))
+                .arg("--mount")
+                .arg(format!("/edge-functions={}", package.display())),
         )
     }
 
@@ -730,6 +748,9 @@ mod tests {
         assert!(
             text.contains("Echo origin (answers with what it received): http://127.0.0.1:8901/")
         );
+        assert!(text.contains(
+            "Local-first demo (npm package, nothing sent): http://127.0.0.1:8080/demo/\n"
+        ));
         assert!(text.contains(&format!("\n  {}\n", token_command())));
         assert!(text.contains(&format!("  gateway: {}\n", policies["gateway"].source)));
         let all = registry.functions.len() + 4;
