@@ -4,9 +4,10 @@
 //! delivered to an HTTP sink (a recording server on 127.0.0.1), with no raw
 //! value among them, though the sink is down when the first batches come
 //! (their deliveries retried, none lost); a poisoned message retried and
-//! dead-lettered, its report at the dead-letter sink. And the same batch path on the Spin build
-//! in the wasmtime host (`POST /_anonymize/batch`), which has no queue
-//! trigger.
+//! dead-lettered, its report at the dead-letter sink; every message counted
+//! by outcome at a metrics worker. And the same batch path on the Spin
+//! build in the wasmtime host (`POST /_anonymize/batch`), which has no
+//! queue trigger.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
