@@ -2,8 +2,10 @@
 //! conformance suite has its own binary (`tests/conformance.rs`).
 #![allow(clippy::unwrap_used)] // a panic here is a failed test
 
+mod anomaly;
 mod anonymize;
 mod auth_check;
+mod demo;
 mod exactness;
 mod gateway;
 mod hostile;
@@ -11,6 +13,7 @@ mod metrics;
 mod npm_package;
 mod outbound;
 mod policy_store;
+mod queue;
 mod rate_limit;
 mod redis_store;
 mod registry;
