@@ -293,8 +293,10 @@ impl Anonymize {
         letters.iter().map(|_| sent.clone()).collect()
     }
 
-    /// `POST {admin_path}/batch`: NDJSON (one record per line) or a JSON
-    /// array of records, each anonymized on its own; the answer lists each
+    /// `POST {admin_path}/batch`: NDJSON (one record per line, read as
+    /// sent) or a JSON array of records (each written again from its
+    /// parsed value: integers beyond 64 bits become floats), each
+    /// anonymized on its own; the answer lists each
     /// record's outcome. With a sink in the policy the anonymized records
     /// are delivered there in one request (a failed delivery is a `502`:
     /// send the batch again) and not echoed.

@@ -263,10 +263,11 @@ pub async fn consume<F: QueueConsumer + 'static, T>(
 }
 
 /// A producer endpoint: each non-empty line of the request body becomes
-/// one message on the queue bound as `binding` — a line that parses as
-/// JSON as a `json` message, any other as `text` (so a malformed record
-/// reaches the consumer as it was sent). `authorize` checks the request
-/// first. Answers `202` with the count, a problem otherwise (`503` when
+/// one message on the queue bound as `binding`, as it was sent (`text`).
+/// With `?content=json` a line that parses as JSON goes as a `json`
+/// message (a JavaScript value: numbers beyond 2^53 lose digits), any
+/// other still as `text`, so a malformed record reaches the consumer as it
+/// was sent. `authorize` checks the request first. Answers `202` with the count, a problem otherwise (`503` when
 /// the binding is missing, `502` when the queue refuses, naming how many
 /// lines went in before).
 pub async fn produce(
@@ -299,17 +300,31 @@ pub async fn produce(
             .with_detail(format!("no queue is bound as {binding}"))
         })?;
         let (mut enqueued, mut as_json) = (0usize, 0usize);
+        let as_values = match edge_core::model::query_param(&request, "content") {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(Problem::bad_request(
+                    "invalid-parameter",
+                    format!(
+                        "content={:?} must be text or json",
+                        other.chars().take(20).collect::<String>()
+                    ),
+                ));
+            }
+        };
         let mut pending: Vec<SendMessage<JsValue>> = Vec::new();
         let mut pending_bytes = 0;
         let lines = body.lines().filter(|l| !l.trim().is_empty());
         let mut lines = lines.peekable();
         while let Some(line) = lines.next() {
-            let message = match js_sys::JSON::parse(line) {
-                Ok(value) => {
+            let parsed = as_values.then(|| js_sys::JSON::parse(line).ok()).flatten();
+            let message = match parsed {
+                Some(value) => {
                     as_json += 1;
                     RawMessageBuilder::new(value).build_with_content_type(QueueContentType::Json)
                 }
-                Err(_) => RawMessageBuilder::new(JsValue::from_str(line))
+                None => RawMessageBuilder::new(JsValue::from_str(line))
                     .build_with_content_type(QueueContentType::Text),
             };
             pending.push(message);

@@ -212,7 +212,7 @@ fn ten_thousand_queued_records_are_anonymized_and_a_poisoned_one_is_dead_lettere
     // so no message runs out of attempts however slow the machine).
     sink.stop();
     let started = Instant::now();
-    let mut produced = 0;
+    let (mut produced, mut as_json) = (0, 0);
     let mut outage = None;
     for (chunk_index, chunk) in people.chunks(1000).enumerate() {
         if chunk_index == 1 {
@@ -240,8 +240,11 @@ fn ten_thousand_queued_records_are_anonymized_and_a_poisoned_one_is_dead_lettere
                 body.push('\n');
             }
         }
+        // Half the records go as `json` messages (JavaScript values), half
+        // as `text` (NDJSON as sent); the poison, not JSON, as text either way.
+        let content = if chunk_index % 2 == 0 { "json" } else { "text" };
         let response = http
-            .post(&enqueue)
+            .post(&format!("{enqueue}?content={content}"))
             .header("authorization", format!("Bearer {ADMIN}"))
             .header("content-type", "application/x-ndjson")
             .send(&body)
@@ -251,7 +254,9 @@ fn ten_thousand_queued_records_are_anonymized_and_a_poisoned_one_is_dead_lettere
         assert_eq!(status, 202, "{text}\n{}", dev.log_tail());
         let answer: Value = serde_json::from_str(&text).unwrap();
         produced += answer["enqueued"].as_u64().unwrap();
+        as_json += answer["json"].as_u64().unwrap();
     }
+    assert_eq!(as_json, MESSAGES as u64 / 2);
     let produce_time = started.elapsed();
     let outage = outage.unwrap();
     assert_eq!(produced, MESSAGES as u64 + 1);
