@@ -79,7 +79,7 @@ fn cargo_tool(binary: &str, version: &str, install_args: &[&str]) -> Result<()> 
 fn npm() -> Result<()> {
     let bin = root().join("node_modules/.bin");
     let stamp = root().join("node_modules/.package-lock.json");
-    let fresh = ["wrangler", "node", "wasm-opt", "esbuild", "deno"]
+    let fresh = ["wrangler", "node", "wasm-opt", "esbuild", "deno", "tsc"]
         .iter()
         .all(|b| bin.join(b).exists())
         && ["oidc-provider", "jose"].iter().all(|p| {

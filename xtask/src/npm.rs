@@ -24,13 +24,14 @@ use crate::util::{cmd, root, run};
 /// The package's hand-written sources.
 const SOURCES: &str = "packages/edge-functions";
 /// The files copied from [`SOURCES`] as they are.
-const COPIED: [&str; 6] = [
+const COPIED: [&str; 7] = [
     "package.json",
     "README.md",
     "load.js",
     "index.js",
     "index.d.ts",
     "deno/serve.js",
+    "deno/serve.d.ts",
 ];
 /// The exports that are not a function's (`./NAME`).
 const NOT_FUNCTIONS: [&str; 2] = ["package.json", "deno/serve"];

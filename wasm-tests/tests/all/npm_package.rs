@@ -9,7 +9,9 @@
 //! side has an answer (problem types and details, an ingested sketch
 //! batch), against a haversine oracle for the spatial queries; in Chromium,
 //! also that the page asked nothing of any other origin and that each
-//! import fetched its own `.wasm` once.
+//! import fetched its own `.wasm` once. The declarations are held to
+//! `tsc --strict` (npm `typescript`) by a typed use of every export,
+//! `wasm-tests/npm/typed.ts`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,6 +111,44 @@ fn the_packed_package_imports_and_answers_under_node() {
     assert!(
         versions.iter().any(|v| v.starts_with("v20.")),
         "Node 20 ran: {versions:?}"
+    );
+    let _ = std::fs::remove_dir_all(&project);
+}
+
+/// The package's TypeScript declarations, as installed, checked by
+/// `tsc --strict` (npm `typescript`, a root devDependency) together with
+/// `wasm-tests/npm/typed.ts`, which uses every export and refuses misuses
+/// with `@ts-expect-error` (so a declaration that turned into `any`, lost
+/// a member or changed a type fails here); `skipLibCheck` off, so the
+/// package's own `.d.ts` files are checked as well.
+#[test]
+fn the_declarations_check_with_tsc_strict() {
+    let project = scratch_project("tsc");
+    for file in ["typed.ts", "tsconfig.json"] {
+        std::fs::copy(
+            workspace_root().join("wasm-tests/npm").join(file),
+            project.join(file),
+        )
+        .unwrap();
+    }
+    let tsc = workspace_root().join("node_modules/typescript/bin/tsc");
+    assert!(
+        tsc.exists(),
+        "{} is missing: run `cargo xtask install`",
+        tsc.display()
+    );
+    let output = Command::new(workspace_root().join("node_modules/.bin/node"))
+        .current_dir(&project)
+        .arg(&tsc)
+        .args(["--project", ".", "--strict", "--pretty", "false"])
+        .output()
+        .expect("running tsc");
+    assert!(
+        output.status.success(),
+        "tsc --strict over the package's declarations and typed.ts failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
     let _ = std::fs::remove_dir_all(&project);
 }
