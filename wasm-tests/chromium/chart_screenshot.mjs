@@ -40,6 +40,7 @@ try {
           alerting: tr.classList.contains("alerting"),
           picked: tr.classList.contains("picked"),
           error_rate: Number(tr.querySelector("td[data-value]")?.dataset.value ?? "0"),
+          rate: Number(tr.querySelector("td[data-rate]")?.dataset.rate ?? "NaN"),
           cells,
         };
       }),
@@ -56,6 +57,11 @@ try {
     })),
     banner: [...document.querySelectorAll("#alerts .banner")].map((b) => b.className),
     hidden: document.getElementById("hidden")?.textContent ?? "",
+    // The rate column's minutes (epoch seconds) and heading.
+    rate_column: (() => {
+      const th = document.querySelector('#overview th[data-key="rate"]');
+      return { from: Number(th?.dataset.from), to: Number(th?.dataset.to), heading: th?.textContent ?? "", title: th?.title ?? "" };
+    })(),
   }));
   drawn.rows = await rows();
   drawn.panels_before = await panelRoutes();

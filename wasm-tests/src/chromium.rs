@@ -57,6 +57,8 @@ pub struct ChartPage {
     pub rows: Vec<ChartRow>,
     /// The line under the table (how many routes are hidden as noise).
     pub hidden: String,
+    /// The rate column's minutes and heading.
+    pub rate_column: RateColumn,
     /// The rows' routes once sorted by requests (a click on the heading).
     pub by_requests: Vec<String>,
     /// The rows' routes after two more clicks (back to worst first).
@@ -95,6 +97,22 @@ pub struct ChartRow {
     pub error_rate: f64,
     /// The cells' text by column (`requests`, `rate`, `error_rate`, `p99`, …).
     pub cells: BTreeMap<String, String>,
+    /// The rate column's value (requests per second over the minutes of
+    /// [`ChartPage::rate_column`]); `None` if the cell had none.
+    pub rate: Option<f64>,
+}
+
+/// The overview's rate column: the minutes it covers and its heading.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct RateColumn {
+    /// The first minute's start, epoch seconds.
+    pub from: f64,
+    /// The end of the last minute, epoch seconds.
+    pub to: f64,
+    /// The heading's text.
+    pub heading: String,
+    /// The heading's tooltip.
+    pub title: String,
 }
 
 /// One route's panel: latency, request-rate and error charts.

@@ -317,14 +317,13 @@ const STRAY_PATHS: [&str; 5] = [
     "/phpmyadmin/index.php",
 ];
 
-/// A `shop` function's last five minutes, as its isolate would flush them:
-/// `/checkout/*` answers 1 in 12 with a 503 (the `CheckoutErrors` alert) and
-/// a long latency tail, `/search` is slow, `/cart/*` is fast.
-fn shop_batch() -> edge_core::metrics::MetricsBatch {
+/// A `shop` function's five minutes up to `now` (since the Unix epoch),
+/// as its isolate would flush them: each minute 60 requests to
+/// `/checkout/*`, answering 1 in 12 with a 503 (the `CheckoutErrors` alert)
+/// with a long latency tail, 30 to `/search` (slow) and 20 to `/cart/*`
+/// (fast); [`SHOP_PER_MINUTE`].
+fn shop_batch(now: Duration) -> edge_core::metrics::MetricsBatch {
     let recorder = edge_core::metrics::Recorder::new();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
     for minute in 0..5u32 {
         let at = edge_core::Timestamp(now - Duration::from_secs(60 * u64::from(4 - minute)));
         for i in 0..60u32 {
@@ -458,7 +457,10 @@ fn workers_merge_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
     for path in STRAY_PATHS {
         traffic(&c, 2, "GET", |_| path.to_owned(), |_| 404, &mut stray);
     }
-    let batch = serde_json::to_string(&shop_batch()).unwrap();
+    let shop_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let batch = serde_json::to_string(&shop_batch(shop_at)).unwrap();
     let bearer = format!("Bearer {INGEST_TOKEN}");
     let case: CaseRequest = serde_json::from_value(serde_json::json!({
         "method": "POST",
@@ -661,9 +663,77 @@ fn workers_merge_functions_at_the_aggregator_fire_alerts_and_draw_the_chart() {
         png.display()
     );
     check_chart_page(&page, &snapshot, picked);
+    check_rate_column(&page, shop_at);
     assert_png(&png);
     eprintln!("metrics e2e: screenshot saved to {}", png.display());
     eprintln!("metrics e2e: done in {:?}", began.elapsed());
+}
+
+/// Requests a minute of each route of [`shop_batch`].
+const SHOP_PER_MINUTE: [(&str, u64); 3] = [
+    ("shop /checkout/*", 60),
+    ("shop /search", 30),
+    ("shop /cart/*", 20),
+];
+
+/// The overview's rate column is the current rate: requests per second
+/// over the last five complete minutes before the page's now (not the
+/// window's average). The shop's batch, ingested at `shop_at` with a known
+/// count in each of five minutes, must show exactly the requests of those
+/// minutes that fall in the column's over its 300 s; every other route at
+/// most its count in the window over 300 s.
+fn check_rate_column(page: &wasm_tests::chromium::ChartPage, shop_at: Duration) {
+    let column = &page.rate_column;
+    assert_eq!(column.heading, "req/s (5 min)", "{column:?}");
+    assert!(
+        column.title.contains("last 5 complete minutes"),
+        "{column:?}"
+    );
+    assert_eq!(column.to - column.from, 300.0, "{column:?}");
+    assert_eq!(column.to % 60.0, 0.0, "{column:?}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!(
+        column.to <= now && column.to > now - 180.0,
+        "the column ends at the last complete minute: {column:?}, now {now}"
+    );
+    // The batch's five minute windows, and those the column covers.
+    let minutes = (0..5u64)
+        .map(|k| (shop_at.as_secs() - 60 * (4 - k)) / 60 * 60)
+        .filter(|start| (column.from..column.to).contains(&(*start as f64)))
+        .count() as u64;
+    let row = |route: &str| {
+        page.rows
+            .iter()
+            .find(|r| r.route == route)
+            .unwrap_or_else(|| panic!("no row {route}: {page:#?}"))
+    };
+    for (route, per_minute) in SHOP_PER_MINUTE {
+        let expected = (per_minute * minutes) as f64 / 300.0;
+        let rate = row(route).rate.unwrap_or(f64::NAN);
+        assert!(
+            (rate - expected).abs() < 1e-9,
+            "{route}: {rate} req/s, expected {expected} ({minutes} of its minutes in {column:?})"
+        );
+    }
+    eprintln!(
+        "metrics e2e: chart rate column {column:?}: shop /checkout/* {} ({minutes} of its 5 minutes in it)",
+        row("shop /checkout/*").cells["rate"]
+    );
+    // The same page's count over the window (exact below 10,000).
+    for r in &page.rows {
+        let Ok(count) = r.cells["requests"].parse::<f64>() else {
+            continue;
+        };
+        let rate = r.rate.unwrap_or(f64::NAN);
+        assert!(
+            rate >= 0.0 && rate * 300.0 <= count + 1e-6,
+            "{}: {rate} req/s over 300 s, {count} requests in the window",
+            r.route
+        );
+    }
 }
 
 /// The chart page as drawn: the alerts on top, the overview worst first
