@@ -15,6 +15,7 @@ mod outbound;
 mod policy_store;
 mod queue;
 mod rate_limit;
+mod redis_api_keys;
 mod redis_store;
 mod registry;
 mod spatial_query;
