@@ -36,8 +36,9 @@
 //! availability switch works on it too, in front of Redis.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
@@ -58,6 +59,8 @@ pub struct KvStore {
 
 struct Inner {
     available: AtomicBool,
+    /// Added to every call a component makes, in nanoseconds (a slow store).
+    delay_nanos: AtomicU64,
     backend: Backend,
 }
 
@@ -70,6 +73,7 @@ impl Default for Inner {
     fn default() -> Self {
         Self {
             available: AtomicBool::new(true),
+            delay_nanos: AtomicU64::new(0),
             backend: Backend::Memory(Mutex::new(Data::default())),
         }
     }
@@ -152,6 +156,7 @@ impl KvStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 available: AtomicBool::new(true),
+                delay_nanos: AtomicU64::new(0),
                 backend: Backend::Redis(RedisKv::connect(url)?),
             }),
         })
@@ -169,6 +174,14 @@ impl KvStore {
     /// component fails with `error::other("store unavailable")`.
     pub fn set_available(&self, up: bool) {
         self.inner.available.store(up, Ordering::SeqCst);
+    }
+
+    /// Makes every key-value call a component makes take `delay` longer
+    /// (the calling thread sleeps, as a blocking call to a distant store
+    /// would hold it); zero removes the delay.
+    pub fn set_delay(&self, delay: Duration) {
+        let nanos = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.delay_nanos.store(nanos, Ordering::SeqCst);
     }
 
     /// Whether the store currently accepts calls.
@@ -219,6 +232,10 @@ impl KvStore {
 
     /// The backend, if the store is available.
     fn checked(&self) -> Result<&Backend, store::Error> {
+        let delay = self.inner.delay_nanos.load(Ordering::SeqCst);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_nanos(delay));
+        }
         if self.is_available() {
             Ok(&self.inner.backend)
         } else {
@@ -299,7 +316,10 @@ macro_rules! backend_or_return {
 
 impl store::Host for KvCtx<'_> {
     fn open(&mut self, identifier: String) -> KvResult<Resource<BucketHandle>> {
-        backend_or_return!(self);
+        // Opening is local (no delay), but fails while the store is down.
+        if !self.store.is_available() {
+            return Ok(Err(store::Error::Other(UNAVAILABLE.to_owned())));
+        }
         let handle = self.table.push(BucketHandle { name: identifier })?;
         Ok(Ok(handle))
     }

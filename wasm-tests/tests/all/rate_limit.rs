@@ -90,8 +90,13 @@ fn spin_statuses(app: &Arc<App>, path: &str) -> Vec<u16> {
 
 /// The same, each request by the subject `sub`.
 fn spin_statuses_as(app: &Arc<App>, path: &str, sub: Option<&str>) -> Vec<u16> {
+    spin_statuses_on(app, path, sub, 2)
+}
+
+/// The same on `threads` worker threads (a slow store blocks one per call).
+fn spin_statuses_on(app: &Arc<App>, path: &str, sub: Option<&str>, threads: usize) -> Vec<u16> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()
         .unwrap();
@@ -134,6 +139,31 @@ fn spin_build_admits_exactly_the_limit_under_64_concurrent_clients() {
             (count(&statuses, 200), count(&statuses, 429)),
             (LIMIT, CLIENTS * PER_CLIENT - LIMIT),
             "{scope}: {statuses:?}"
+        );
+    }
+}
+
+/// A slow store (every key-value call 5 ms, the calling thread held, as a
+/// distant store would): 16 requests in flight at once against one key
+/// make compare-and-swap conflicts the rule, and still exactly the limit is
+/// admitted, every other request refused with 429, none failing.
+#[test]
+fn spin_build_admits_exactly_the_limit_on_a_slow_store() {
+    let kv = KvStore::new();
+    kv.set_delay(Duration::from_millis(5));
+    let app = Arc::new(spin_app(&policy(), &[], kv));
+    for scope in ["FIXED", "SLIDING", "BUCKET", "GCRA", "LEASED"] {
+        let started = std::time::Instant::now();
+        let statuses = spin_statuses_on(&app, &format!("/{scope}"), None, 16);
+        assert_eq!(
+            (count(&statuses, 200), count(&statuses, 429)),
+            (LIMIT, CLIENTS * PER_CLIENT - LIMIT),
+            "{scope}: {statuses:?}"
+        );
+        eprintln!(
+            "rate limit, slow store (5 ms a call): {scope} {} requests in {:.1} s",
+            statuses.len(),
+            started.elapsed().as_secs_f64()
         );
     }
 }
