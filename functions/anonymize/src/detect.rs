@@ -42,8 +42,11 @@
 //! run, 8–14 in two to five groups that do not read as thousands, a year
 //! range or a postcode) that the numbering plan of some region in
 //! libphonenumber's metadata takes (`plan`, `plans`), or a phone keyword
-//! (`tel`, `phone`, `call`, `mobile`, `Telefon`, …) just before it in the
-//! same sentence; and 7 to 15 digits. A bare run of a region named in
+//! (`tel`, `phone`, `call`, `mobile`, `Telefon`, `tlf`, `ring`, …) just
+//! before it in the same sentence or, for a JSON string, in its field's
+//! name ([`Detector::find_in_field`]: `"tlf": "21289693"`); and 7 to 15
+//! digits. A word or field name for another number (`order`, `invoice`,
+//! `"order_id"`) turns a national-format number away. A bare run of a region named in
 //! `phone_regions` that its plan takes is one too. Dates, times, version
 //! strings, dotted or comma-separated numbers and digits glued to letters
 //! are refused, and numbers that are shaped like a card or an IBAN but fail
@@ -236,6 +239,19 @@ impl Detector {
     /// Appends the findings in `text` to `out`: sorted by start, not
     /// overlapping, on char boundaries.
     pub fn find(&self, text: &str, out: &mut Vec<Span>) {
+        self.find_with(text, "", out);
+    }
+
+    /// [`find`](Self::find) in the value of a JSON field named `key` (for
+    /// an array element, the array's name): a name holding a phone word
+    /// (`phone`, `tlf`, `mobileNumber`…) counts as that word written just
+    /// before the value, so a bare national number (`"phone": "21289693"`)
+    /// is found as it would be after "Tel." in prose.
+    pub fn find_in_field(&self, key: &str, text: &str, out: &mut Vec<Span>) {
+        self.find_with(text, key, out);
+    }
+
+    fn find_with(&self, text: &str, field: &str, out: &mut Vec<Span>) {
         // Candidates go to the tail of `out`, which is then sorted and
         // resolved in place: no allocation beyond `out`'s growth.
         let base = out.len();
@@ -253,7 +269,11 @@ impl Detector {
         let claimed = base..out.len();
         out[claimed.clone()].sort_unstable_by_key(|s| s.start);
         if en.numeric() {
-            numeric::find(text, en, &self.phone_regions, out, claimed);
+            let phones = numeric::Phones {
+                regions: &self.phone_regions,
+                field,
+            };
+            numeric::find(text, en, phones, out, claimed);
         }
         if en.ipv6 {
             ipv6::find(text, out);

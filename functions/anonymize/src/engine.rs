@@ -8,7 +8,9 @@ use std::sync::Arc;
 use crate::body::Scratch;
 use crate::detect::{CustomPattern, Detector, DetectorConfig, Dictionary};
 use crate::entity::{Entity, Span};
-use crate::json::{Limits, Path, PathPattern, PathRules, Scalar, VisitError, write_json_string};
+use crate::json::{
+    Limits, Path, PathPattern, PathRules, Scalar, Segment, VisitError, write_json_string,
+};
 use crate::operators::{self, Keys, Operator, OperatorError};
 use crate::policy::{FieldAction, Section};
 
@@ -200,6 +202,7 @@ impl Engine {
     pub(crate) fn field(
         &self,
         operator: &Operator,
+        key: &str,
         value: &str,
         out: &mut String,
         spans: &mut Vec<Span>,
@@ -211,7 +214,7 @@ impl Engine {
         // that entity: normalized as in free text, so a person gets the same
         // pseudonym in a field and in a sentence.
         spans.clear();
-        self.detector.find(value, spans);
+        self.detector.find_in_field(key, value, spans);
         let name = match spans.as_slice() {
             [only] if only.start == 0 && only.end == value.len() => {
                 self.detector.entity_name(only.entity)
@@ -249,7 +252,8 @@ impl Engine {
                 };
                 scratch.text.clear();
                 let number = matches!(value, Scalar::Number(_));
-                match self.field(operator, text, &mut scratch.text, &mut scratch.spans) {
+                let key = field_name(path);
+                match self.field(operator, key, text, &mut scratch.text, &mut scratch.spans) {
                     Ok(Some(())) if number && numeric_output(operator, &scratch.text, out) => {}
                     Ok(Some(())) => write_json_string(&scratch.text, out),
                     // Redacted, or the operator does not fit the value
@@ -259,9 +263,9 @@ impl Engine {
                 scratch.findings.add("field");
                 Ok(true)
             }
-            (_, Scalar::String(s)) => self.scan(s, out, scratch),
+            (_, Scalar::String(s)) => self.scan(field_name(path), s, out, scratch),
             (_, Scalar::Number(n)) if self.section.scan_numbers && n.len() >= 7 => {
-                self.scan_number(n, out, scratch)
+                self.scan_number(field_name(path), n, out, scratch)
             }
             _ => Ok(false),
         }
@@ -273,17 +277,18 @@ impl Engine {
     /// it is scanned as a string.
     fn scan_number(
         &self,
+        key: &str,
         n: &str,
         out: &mut Vec<u8>,
         scratch: &mut Scratch,
     ) -> Result<bool, VisitError> {
         scratch.spans.clear();
-        self.detector.find(n, &mut scratch.spans);
+        self.detector.find_in_field(key, n, &mut scratch.spans);
         let [only] = scratch.spans.as_slice() else {
-            return self.scan(n, out, scratch);
+            return self.scan(key, n, out, scratch);
         };
         if only.start != 0 || only.end != n.len() {
-            return self.scan(n, out, scratch);
+            return self.scan(key, n, out, scratch);
         }
         let name = self.detector.entity_name(only.entity);
         let operator = self.operator(only.entity);
@@ -304,9 +309,16 @@ impl Engine {
         Ok(true)
     }
 
-    fn scan(&self, s: &str, out: &mut Vec<u8>, scratch: &mut Scratch) -> Result<bool, VisitError> {
+    /// The detectors over a JSON string in the field named `key`.
+    fn scan(
+        &self,
+        key: &str,
+        s: &str,
+        out: &mut Vec<u8>,
+        scratch: &mut Scratch,
+    ) -> Result<bool, VisitError> {
         scratch.spans.clear();
-        self.detector.find(s, &mut scratch.spans);
+        self.detector.find_in_field(key, s, &mut scratch.spans);
         if scratch.spans.is_empty() {
             return Ok(false);
         }
@@ -317,6 +329,19 @@ impl Engine {
         write_json_string(&scratch.text, out);
         Ok(true)
     }
+}
+
+/// The name of the field a value is in, the detectors' context: its key,
+/// or for an array element the key of the nearest member above it (`""`
+/// at the root).
+fn field_name<'a>(path: &Path<'a>) -> &'a str {
+    (0..path.len())
+        .rev()
+        .find_map(|i| match path.get(i) {
+            Some(Segment::Key(k)) => Some(k),
+            _ => None,
+        })
+        .unwrap_or("")
 }
 
 /// Writes an operator's output for a JSON number as a JSON number, where it

@@ -832,13 +832,15 @@ def mod97(s):
     return rem
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seed", type=int, default=7)
+def main(gen_class=None, doc=__doc__, seed=7):
+    """The command line of this generator, or of another built on its Gen
+    (phone_context.py)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=seed)
     ap.add_argument("--docs", type=int, default=3000)
     ap.add_argument("--out", default="-")
     args = ap.parse_args()
-    gen = Gen(args.seed)
+    gen = (gen_class or Gen)(args.seed)
     out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")
     with out:
         for i in range(args.docs):

@@ -366,3 +366,38 @@ phone = "redact"
         assert!(!raw.contains(digits), "{raw}");
     }
 }
+
+/// Issue 16: a JSON field's name is the context of its value, as a phone
+/// word is in prose — a bare Norwegian number under `"tlf"` or in a
+/// `"phones"` array is a phone number, under `"order_id"` it is not — in
+/// JSON and in NDJSON.
+#[test]
+fn a_json_field_name_announces_the_number_in_it() {
+    let f = instance("");
+    let body = json!({
+        "kunde": {"tlf": "21289693", "phones": ["85016753"], "mobileNumber": "41234567"},
+        "order_id": "0612345678",
+        "amount": "21289693",
+        "note": "Ring oss på 85016753."
+    })
+    .to_string();
+    for content_type in ["application/json", "application/x-ndjson"] {
+        let response = serve(&f, post("/", content_type, &body));
+        assert_eq!(response.status(), 200, "{}", text(&response));
+        let out: Value = serde_json::from_str(text(&response).trim()).unwrap();
+        for value in [
+            &out["kunde"]["tlf"],
+            &out["kunde"]["phones"][0],
+            &out["kunde"]["mobileNumber"],
+        ] {
+            let v = value.as_str().unwrap();
+            assert!(
+                !v.contains("21289693") && !v.contains("85016753") && !v.contains("41234567"),
+                "{out}"
+            );
+        }
+        assert!(!out["note"].as_str().unwrap().contains("85016753"), "{out}");
+        assert_eq!(out["order_id"], "0612345678");
+        assert_eq!(out["amount"], "21289693");
+    }
+}

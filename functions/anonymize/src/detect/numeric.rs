@@ -15,9 +15,10 @@
 //! (`x12`, `ext. 12`, `#12`). It is a phone number when it has the
 //! structure of one (see `phone::at`) or is a national number of some
 //! region's numbering plan (`plan`), or, short of that, a phone word just
-//! before it ("Tel.", "call", "Handy", "móvil"…); a national-format number
-//! right after "order", "invoice", "account"… (in the same sentence) is
-//! taken for that instead.
+//! before it ("Tel.", "call", "Handy", "móvil", "tlf", "Ring oss på"…) or
+//! in the name of the JSON field it is in; a national-format number right
+//! after "order", "invoice", "account"… (in the same sentence, or as the
+//! field's name) is taken for that instead.
 
 use std::ops::Range;
 
@@ -31,7 +32,7 @@ use crate::entity::{Entity, Span};
 pub(super) fn find(
     text: &str,
     en: Enabled,
-    regions: &[u16],
+    phones: Phones<'_>,
     out: &mut Vec<Span>,
     claimed: Range<usize>,
 ) {
@@ -50,7 +51,7 @@ pub(super) fn find(
         i = if p > 0 && b[p - 1].is_ascii_digit() {
             run_end
         } else {
-            candidate(text, p, run_end, en, regions, out).max(run_end)
+            candidate(text, p, run_end, en, phones, out).max(run_end)
         };
     }
 }
@@ -104,6 +105,17 @@ enum Found {
     No,
 }
 
+/// What the detector knows about phone numbers beyond the text.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Phones<'a> {
+    /// The plans of the policy's `phone_regions`.
+    pub(super) regions: &'a [u16],
+    /// The name of the JSON field whose value the text is ("" for prose):
+    /// a name holding a phone word (`"phone"`, `"tlf"`, `"mobileNumber"`)
+    /// counts as that word right before the value's start.
+    pub(super) field: &'a str,
+}
+
 fn push(out: &mut Vec<Span>, start: usize, end: usize, entity: Entity) {
     out.push(Span { start, end, entity });
 }
@@ -114,7 +126,7 @@ fn candidate(
     p: usize,
     run_end: usize,
     en: Enabled,
-    regions: &[u16],
+    phones: Phones<'_>,
     out: &mut Vec<Span>,
 ) -> usize {
     let b = text.as_bytes();
@@ -155,7 +167,7 @@ fn candidate(
             let starts = [p.checked_sub(2).filter(|_| prev2 == b'('), Some(p - 1)];
             if en.phone && !glued {
                 for start in starts.into_iter().flatten() {
-                    if let Some(end) = phone::at(text, start, regions) {
+                    if let Some(end) = phone::at(text, start, phones) {
                         push(out, start, end, Entity::Phone);
                         return end;
                     }
@@ -164,7 +176,7 @@ fn candidate(
             return run_end;
         }
         b'(' if en.phone && !word_before(text, p - 1) => {
-            if let Some(end) = phone::at(text, p - 1, regions) {
+            if let Some(end) = phone::at(text, p - 1, phones) {
                 push(out, p - 1, end, Entity::Phone);
                 return end;
             }
@@ -199,7 +211,7 @@ fn candidate(
     if en.phone
         && !mid_number
         && (run >= 7 || phone::continues(b, run_end))
-        && let Some(end) = phone::at(text, p, regions)
+        && let Some(end) = phone::at(text, p, phones)
     {
         push(out, p, end, Entity::Phone);
         return end;
@@ -364,7 +376,7 @@ fn iban_at(text: &str, s: usize) -> Found {
 mod phone {
     //! Phone numbers: see the module docs of `detect` for the rules.
 
-    use super::is_digit_at;
+    use super::{Phones, is_digit_at};
     use crate::detect::{plan, word_after};
 
     const MAX_GROUPS: usize = 10;
@@ -381,11 +393,33 @@ mod phone {
     }
 
     /// Words that announce a phone number (lower case; matched at a word
-    /// start in the bytes just before a candidate): `(word, whole)`, where a
-    /// whole word must not be followed by a letter ("tel" but not
-    /// "television").
+    /// start in the bytes just before a candidate, and in the name of the
+    /// JSON field that holds the text): `(word, whole)`, where a whole word
+    /// must not be followed by a letter, ASCII or not ("tel" but not
+    /// "television", "bel" but not "beløp").
+    ///
+    /// The one list of phone context words, in the corpus's languages (no
+    /// maintained multilingual list exists: Presidio's phone recognizer
+    /// carries English words only). It matters most where a national
+    /// number has no structure to tell it from other digits: a bare
+    /// Danish or Norwegian "21289693" is taken after one of these words
+    /// ("Ring oss på", "tlf.", `"phone": …`), not alone.
     const KEYWORDS: &[(&[u8], bool)] = &[
         (b"tel", true),
+        (b"telf", true),
+        (b"tlf", false),
+        (b"tfn", true),
+        (b"puh", false),
+        (b"mob", true),
+        (b"ph", true),
+        (b"cel", true),
+        (b"celular", true),
+        (b"fone", true),
+        (b"ring", true),
+        (b"ringe", true),
+        // Japanese "denwa" (telephone) and "keitai" (mobile).
+        ("\u{96fb}\u{8a71}".as_bytes(), false),
+        ("\u{643a}\u{5e2f}".as_bytes(), false),
         (b"telefon", false),
         (b"telephon", false),
         ("t\u{e9}l".as_bytes(), false),
@@ -542,10 +576,51 @@ mod phone {
                     let e = k + kw.len();
                     kw[0] == w[k]
                         && w[k..].starts_with(kw)
-                        && !(whole && w.get(e).is_some_and(u8::is_ascii_alphabetic))
+                        && !(whole
+                            && w.get(e)
+                                .is_some_and(|&c| c.is_ascii_alphabetic() || c >= 0x80))
                         && same_sentence(e)
                 })
         })
+    }
+
+    /// Whether the name of the field holding the text reaches a candidate
+    /// at `s`, as a phone word written just before the value would: within
+    /// [`CONTEXT`] of its start, no digit and no sentence end in between.
+    fn field_said(b: &[u8], s: usize) -> bool {
+        if s > CONTEXT || b[..s].iter().any(u8::is_ascii_digit) {
+            return false;
+        }
+        let mut lower = [0u8; CONTEXT];
+        let w = &mut lower[..s];
+        for (l, c) in w.iter_mut().zip(b) {
+            *l = c.to_ascii_lowercase();
+        }
+        !(0..s).any(|i| ends_sentence(w, i))
+    }
+
+    /// Whether a JSON field name holds one of `keywords` at the start of
+    /// one of its words, camelCase and `_`/`-` separated ones included:
+    /// `phone`, `phones`, `user_tlf`, `mobileNumber`, `TEL`; `orderId`.
+    fn names(key: &str, keywords: &[(&[u8], bool)]) -> bool {
+        let k = key.as_bytes();
+        (0..k.len()).any(|i| {
+            let word_start = i == 0
+                || !k[i - 1].is_ascii_alphabetic()
+                || k[i - 1].is_ascii_lowercase() && k[i].is_ascii_uppercase();
+            word_start
+                && keywords.iter().any(|&(kw, whole)| {
+                    let e = i + kw.len();
+                    k.get(i..e).is_some_and(|w| w.eq_ignore_ascii_case(kw))
+                        && !(whole && k.get(e).is_some_and(|&c| continues_word(k[e - 1], c)))
+                })
+        })
+    }
+
+    /// Whether `c` after `prev` continues a word of a field name (a letter,
+    /// but not an upper-case one after a lower-case one: `telNumber`).
+    fn continues_word(prev: u8, c: u8) -> bool {
+        c.is_ascii_lowercase() || c >= 0x80 || c.is_ascii_uppercase() && !prev.is_ascii_lowercase()
     }
 
     /// Abbreviations that a full stop follows inside a sentence (lower
@@ -669,7 +744,8 @@ mod phone {
     /// Without either a phone word must precede it, and it must have 7–15
     /// digits in groups or 8–12 without separators (not starting with 1
     /// unless it is `1` and a North American number).
-    pub(super) fn at(text: &str, s: usize, regions: &[u16]) -> Option<usize> {
+    pub(super) fn at(text: &str, s: usize, phones: Phones<'_>) -> Option<usize> {
+        let regions = phones.regions;
         let b = text.as_bytes();
         // "(+358) 9…": a country code in parentheses.
         let paren_plus = b[s] == b'(' && b.get(s + 1) == Some(&b'+');
@@ -888,10 +964,21 @@ mod phone {
         // A national number after "order", "invoice", "account"… is that
         // number; otherwise a phone word just before a number without the
         // structure of one must vouch for it.
-        let ok = if structured || planned {
-            international || !said(b, s, OTHER_KEYWORDS) || said(b, s, KEYWORDS)
+        // The field's name is context too: `"phone": "21289693"` as after
+        // "Tel.", `"order_id": "0612345678"` as after "order" (unless the
+        // name also has a phone word: `customer_phone`).
+        let (field_phone, field_other) = if phones.field.is_empty() || !field_said(b, s) {
+            (false, false)
         } else {
-            said(b, s, KEYWORDS) && !said(b, s, OTHER_KEYWORDS)
+            let phone = names(phones.field, KEYWORDS);
+            (phone, !phone && names(phones.field, OTHER_KEYWORDS))
+        };
+        let phone_word = field_phone || said(b, s, KEYWORDS);
+        let other_word = field_other || said(b, s, OTHER_KEYWORDS);
+        let ok = if structured || planned {
+            international || !other_word || phone_word
+        } else {
+            phone_word && !other_word
         };
         ok.then_some(fin)
     }

@@ -860,3 +860,100 @@ fn date_shaped_runs_with_long_groups_do_not_overflow() {
         let _ = found(text);
     }
 }
+
+/// The phones found in `text` as the value of the JSON field `key`.
+fn phones_in_field(key: &str, text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    detector().find_in_field(key, text, &mut out);
+    out.iter()
+        .filter(|s| s.entity == Entity::Phone)
+        .map(|s| text[s.start..s.end].to_owned())
+        .collect()
+}
+
+/// Issue 16: a bare Norwegian or Danish number ("21289693") is found with
+/// the default policy where a phone word announces it — in the sentence
+/// ("Ring oss på", "tlf.", "ph.") or as the name of the JSON field holding
+/// it — and not alone, nor after a word for another number.
+#[test]
+fn bare_national_numbers_by_their_context() {
+    for (text, number) in [
+        ("Ring oss på 85016753.", "85016753"),
+        ("ring 21289693 for avtale", "21289693"),
+        ("Tlf: 21230854", "21230854"),
+        ("tlf. 21230854", "21230854"),
+        ("Tfn 21230854", "21230854"),
+        ("ph. 24095161", "24095161"),
+        ("Puh. 0401234567", "0401234567"),
+        ("\u{96fb}\u{8a71} 0312345678", "0312345678"),
+    ] {
+        assert_eq!(
+            found(text),
+            vec![("phone", number.to_owned())],
+            "in {text:?}"
+        );
+    }
+    for text in [
+        "21289693",
+        "(24095161)",
+        "Beløp 94413243 kr",
+        "Ring oss. 21289693 er ordrenummeret.",
+        "Ordre 21289693, tlf. følger",
+    ] {
+        nothing(text);
+    }
+    for key in [
+        "phone",
+        "phones",
+        "tlf",
+        "telefon",
+        "mobile",
+        "phoneNumber",
+        "contact_phone",
+        "TEL",
+        "telNo",
+        "customer_phone",
+    ] {
+        assert_eq!(
+            phones_in_field(key, "21289693"),
+            ["21289693"],
+            "field {key:?}"
+        );
+        assert_eq!(
+            phones_in_field(key, "tlf 21289693"),
+            ["21289693"],
+            "field {key:?}"
+        );
+    }
+    for key in ["", "note", "television", "telemetry", "postcode", "amount"] {
+        assert!(phones_in_field(key, "21289693").is_empty(), "field {key:?}");
+    }
+    // The field's name reaches only the start of the value, as a word would.
+    assert!(phones_in_field("phone", "see order 12 then 21289693").is_empty());
+    assert!(phones_in_field("phone", "Closed. 21289693").is_empty());
+    // A field named for another number is that number, as after the word
+    // in prose: a national number there is not a phone.
+    assert_eq!(
+        found("0612345678"),
+        vec![("phone", "0612345678".to_owned())]
+    );
+    for key in [
+        "order_id",
+        "orderId",
+        "invoice",
+        "account",
+        "kundenummer",
+        "sku",
+        "tracking",
+    ] {
+        assert!(
+            phones_in_field(key, "0612345678").is_empty(),
+            "field {key:?}"
+        );
+        assert_eq!(
+            phones_in_field(key, "+47 21 28 96 93"),
+            ["+47 21 28 96 93"],
+            "field {key:?}"
+        );
+    }
+}
