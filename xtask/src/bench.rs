@@ -21,6 +21,10 @@
 //! (auth check → rate limit → anonymize) against pass-through, requests/s
 //! and latency through `wrangler dev`, µs per request in-process natively
 //! and in wasm (`bench/gateway`); see `gateway` below.
+//! `cargo xtask bench npm [--no-build] [--rounds N]`: the npm package's
+//! timings (anonymize 1 MiB of NDJSON, index 100,000 assets, radius
+//! queries) in Node 22, Deno and headless Chromium beside native, and each
+//! module's size (`bench/npm`, `xtask/src/npm_bench.rs`).
 //!
 //! It exists so that the native/wasm comparison is one command that builds
 //! what it measures: the `rate-limit-bench` program (`bench/decisions`)
@@ -62,7 +66,9 @@ const USAGE: &str = "usage: cargo xtask bench rate-limit [rate-limit-bench run o
                      --rounds N --seconds F --only ID,ID]\n       \
                      cargo xtask bench gateway [--no-wrangler] [--clients N (16)] \
                      [--turn-seconds F (3)] [--turns N (5)] [gateway-bench run options: \
-                     --rounds N --seconds F --only ID,ID]";
+                     --rounds N --seconds F --only ID,ID]\n       \
+                     cargo xtask bench npm [--no-build] [--rounds N (15)] \
+                     [--only native,node,deno,chromium]";
 
 /// The bench program's package, binary and wasm name.
 const PROGRAM: &str = "rate-limit-bench";
@@ -78,6 +84,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         Some("spatial-query") => spatial_query(&args[1..]),
         Some("metrics") => metrics(&args[1..]),
         Some("gateway") => gateway(&args[1..]),
+        Some("npm") => crate::npm_bench::run(&args[1..]),
         _ => bail!(USAGE),
     }
 }
@@ -181,13 +188,13 @@ fn wrangler_dev_table() -> Result<Option<String>> {
 }
 
 /// Runs `command` (its stderr shown) and writes its stdout to `to`.
-fn capture(command: &mut Command, to: &Path) -> Result<()> {
+pub(crate) fn capture(command: &mut Command, to: &Path) -> Result<()> {
     let stdout = stdout_of(command)?;
     std::fs::write(to, stdout).with_context(|| format!("writing {}", to.display()))
 }
 
 /// Runs `command` (its stderr shown) and returns its stdout.
-fn stdout_of(command: &mut Command) -> Result<String> {
+pub(crate) fn stdout_of(command: &mut Command) -> Result<String> {
     let program = PathBuf::from(command.get_program());
     let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy()).collect();
     eprintln!("xtask: $ {} {}", program.display(), args.join(" "));

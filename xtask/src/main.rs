@@ -10,7 +10,7 @@
 //! Other subcommands are the steps: `install`, `build`, `build-worker NAME`,
 //! `build-spin NAME...`, `sizes`, `sync` (what follows from
 //! `functions.toml`: wasm-tests' function lists, a new function's manifest
-//! entries), and `bench rate-limit|auth-check|anonymize|spatial-query|metrics`
+//! entries), and `bench rate-limit|auth-check|anonymize|spatial-query|metrics|gateway|npm`
 //! (the benchmark tables).
 //!
 //! The functions are the ones `functions.toml` lists (crate `edge-registry`).
@@ -21,6 +21,7 @@ mod dev;
 mod fuzz;
 mod install;
 mod npm;
+mod npm_bench;
 mod soak;
 mod sync;
 mod util;

@@ -162,7 +162,9 @@ pub(crate) fn package(registry: &Registry) -> Result<PathBuf> {
     if tarball.exists() {
         std::fs::remove_file(&tarball)?;
     }
+    // npm pack names the tarball on stdout: to stderr, with the log.
     run(cmd("npm")
+        .stdout(std::io::stderr())
         .current_dir(&out)
         .args(["pack", "--silent", "--pack-destination"])
         .arg(artifacts().join("npm")))?;
@@ -209,6 +211,21 @@ pub(crate) fn package_and_sizes(registry: &Registry) -> Result<()> {
     sizes(registry, &tarball)
 }
 
+/// Every function's browser build, as `cargo xtask build` makes it.
+pub(crate) fn browser_builds(registry: &Registry) -> Result<()> {
+    let names: Vec<&str> = registry.names().collect();
+    // Group by group (a function with `own_build` alone), each group's
+    // wasm-bindgen right after its cargo build.
+    for group in registry.build_groups(&names)? {
+        for (name, built) in
+            crate::build::release_builds(registry, &group, "wasm32-unknown-unknown", "browser")?
+        {
+            crate::build::browser_unless_fresh(name, &built)?;
+        }
+    }
+    Ok(())
+}
+
 /// `cargo xtask npm [--no-build]`: only what the package needs — every
 /// function's browser build (as `cargo xtask build` makes it; none with
 /// `--no-build`), then the package.
@@ -216,19 +233,7 @@ pub(crate) fn build(registry: &Registry, args: &[String]) -> Result<()> {
     match args {
         [] => {
             crate::install::all(crate::install::Needs::Build)?;
-            let names: Vec<&str> = registry.names().collect();
-            // Group by group (a function with `own_build` alone), each
-            // group's wasm-bindgen right after its cargo build.
-            for group in registry.build_groups(&names)? {
-                for (name, built) in crate::build::release_builds(
-                    registry,
-                    &group,
-                    "wasm32-unknown-unknown",
-                    "browser",
-                )? {
-                    crate::build::browser_unless_fresh(name, &built)?;
-                }
-            }
+            browser_builds(registry)?;
         }
         [flag] if flag == "--no-build" => {}
         _ => bail!("usage: cargo xtask npm [--no-build]"),
