@@ -336,7 +336,7 @@ impl BodyTransform for BodyAnonymizer {
     }
 }
 
-/// The transform reversing `ENC1_` tokens in one body (the de-anonymize
+/// The transform reversing the `encrypt` tokens in one body (the de-anonymize
 /// endpoint): in JSON, inside string values; in text, anywhere.
 pub struct Deanonymizer {
     anonymizer: Anonymizer,
@@ -344,6 +344,15 @@ pub struct Deanonymizer {
     reversed: u64,
     failed: u64,
     text: String,
+}
+
+/// A token inside a candidate that failed: the text's own `ENC2_…` glued
+/// before a real token (`ENC2_xENC2_…~`) makes one candidate of both; the
+/// real token is the later start that decrypts.
+fn inner_token(keys: &Keys, candidate: &str) -> Option<(usize, String)> {
+    memchr::memmem::find_iter(candidate.as_bytes(), operators::TOKEN_PREFIX.as_bytes())
+        .filter(|&at| at > 0)
+        .find_map(|at| Some((at, operators::decrypt_token(keys, &candidate[at..]).ok()?)))
 }
 
 impl Deanonymizer {
@@ -391,10 +400,18 @@ fn reverse_tokens(keys: &Keys, text: &str, out: &mut String, counts: (&mut u64, 
                 *counts.0 += 1;
                 any = true;
             }
-            Err(_) => {
-                out.push_str(&text[range.clone()]);
-                *counts.1 += 1;
-            }
+            Err(_) => match inner_token(keys, &text[range.clone()]) {
+                Some((at, plain)) => {
+                    out.push_str(&text[range.start..range.start + at]);
+                    out.push_str(&plain);
+                    *counts.0 += 1;
+                    any = true;
+                }
+                None => {
+                    out.push_str(&text[range.clone()]);
+                    *counts.1 += 1;
+                }
+            },
         }
         at = range.end;
     }
@@ -411,7 +428,7 @@ impl Deanonymizer {
                 let Scalar::String(s) = v else {
                     return Ok(false);
                 };
-                if !s.contains(operators::TOKEN_PREFIX) {
+                if !operators::may_hold_tokens(s) {
                     return Ok(false);
                 }
                 text.clear();

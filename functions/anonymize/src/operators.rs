@@ -17,7 +17,7 @@
 //! | [`Operator::GeneralizeDate`] | `generalize_date`, `month` | `2024-03` |
 //! | [`Operator::GeneralizeNumber`] | `range(10)` | the half-open interval `[30,40)`; see below |
 //! | [`Operator::GeneralizeCoordinate`] | `grid(0.01)` | `52.51`, or `52.51,-13.38` for a pair |
-//! | [`Operator::Encrypt`] | `encrypt` | `ENC1_` + unpadded base64url of (SIV tag ‖ ciphertext) |
+//! | [`Operator::Encrypt`] | `encrypt` | `ENC2_` + unpadded base64url of (SIV tag ‖ ciphertext) + `~` |
 //!
 //! ## Pseudonyms
 //!
@@ -93,7 +93,15 @@ use sha2::Sha256;
 pub const SIV_KEY_INFO: &[u8] = b"edge-anonymize aes-256-siv v1";
 
 /// The prefix of every reversible token.
-pub const TOKEN_PREFIX: &str = "ENC1_";
+pub const TOKEN_PREFIX: &str = "ENC2_";
+/// The end of every reversible token: a character outside base64url, so a
+/// token is found again whatever touches it — a letter, a digit, `-`, `_`
+/// or another token.
+pub const TOKEN_SUFFIX: char = '~';
+/// The prefix of the first token format (`ENC1_` and the base64url, with no
+/// end mark), still reversed where it stands apart from other word
+/// characters.
+pub const LEGACY_TOKEN_PREFIX: &str = "ENC1_";
 
 /// How many letters and digits `mask` leaves visible when the policy says
 /// just `mask`.
@@ -440,8 +448,9 @@ pub enum OperatorError {
         /// The operator's name.
         operator: &'static str,
     },
-    /// Not a token: no `ENC1_` prefix, not base64url, or too short.
-    #[error("not an ENC1_ token")]
+    /// Not a token: no `ENC2_` prefix and `~` end (or `ENC1_` prefix), not
+    /// base64url, or too short.
+    #[error("not an ENC2_ (or ENC1_) token")]
     MalformedToken,
     /// A well-formed token that fails authentication: altered, or made under
     /// another key.
@@ -1069,10 +1078,11 @@ fn encrypt(keys: &Keys, value: &str, out: &mut String) -> Result<(), OperatorErr
     tag_out.copy_from_slice(&tag);
     out.push_str(TOKEN_PREFIX);
     URL_SAFE_NO_PAD.encode_string(&*buf, out);
+    out.push(TOKEN_SUFFIX);
     Ok(())
 }
 
-/// The value an `ENC1_` token was made from.
+/// The value an `ENC2_…~` token (or an `ENC1_…` one) was made from.
 ///
 /// Errors: [`OperatorError::NoEncryptionKey`] without a key,
 /// [`OperatorError::MalformedToken`] for text that is not a token (also
@@ -1080,9 +1090,11 @@ fn encrypt(keys: &Keys, value: &str, out: &mut String) -> Result<(), OperatorErr
 /// fails authentication (altered, or made under another key).
 pub fn decrypt_token(keys: &Keys, token: &str) -> Result<String, OperatorError> {
     let siv = keys.siv()?;
-    let payload = token
-        .strip_prefix(TOKEN_PREFIX)
-        .ok_or(OperatorError::MalformedToken)?;
+    let payload = match token.strip_prefix(TOKEN_PREFIX) {
+        Some(rest) => rest.strip_suffix(TOKEN_SUFFIX),
+        None => token.strip_prefix(LEGACY_TOKEN_PREFIX),
+    }
+    .ok_or(OperatorError::MalformedToken)?;
     let mut bytes = URL_SAFE_NO_PAD
         .decode(payload)
         .map_err(|_| OperatorError::MalformedToken)?;
@@ -1101,25 +1113,65 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
 }
 
-/// The byte ranges of the `ENC1_` tokens in `text`, in order.
+/// Whether `text` may hold a token of either format (a cheap screen).
+pub fn may_hold_tokens(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    memchr::memmem::find_iter(bytes, b"ENC")
+        .any(|i| matches!(bytes.get(i + 3..i + 5), Some(b"2_" | b"1_")))
+}
+
+/// The byte ranges of the reversible tokens in `text`, in order.
 ///
-/// A token is `ENC1_` not preceded by a base64url character (`A-Z a-z 0-9 -
-/// _`), followed by the whole run of base64url characters after it, at least
-/// 22 of them (a 16-byte tag) and a length base64 can have. It is never
+/// A token is `ENC2_`, a run of base64url characters (`A-Z a-z 0-9 - _`)
+/// of a length base64 can have, at least 22 (a 16-byte tag), and `~`:
+/// found wherever it stands, glued to letters, digits, `-`, `_` or another
+/// token (`x-ENC2_…~ENC2_…~y`). The scan resumes after each token, so a
+/// token's own characters are never the start of another.
+///
+/// Tokens of the first format, `ENC1_` and base64url with no end mark, are
+/// found where they are unambiguous: not preceded by a base64url
+/// character, and taking the whole run of them after the prefix (never
 /// matched partially: `ENC1_…` followed directly by more letters, digits,
-/// `-` or `_` takes them in too (and then does not decrypt).
+/// `-` or `_` takes them in too, and then does not decrypt), unless the run
+/// holds a new token (`ENC1_ENC2_…~`), which is then taken alone.
 pub fn find_tokens(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
     let bytes = text.as_bytes();
-    memchr::memmem::find_iter(bytes, TOKEN_PREFIX.as_bytes()).filter_map(move |start| {
-        if start > 0 && is_token_byte(bytes[start - 1]) {
-            return None;
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while let Some(found) = memchr::memmem::find(&bytes[at..], b"ENC") {
+            let start = at + found;
+            let body = start + TOKEN_PREFIX.len();
+            at = start + 1;
+            let run = |from: usize| {
+                bytes.get(from..).map_or(0, |rest| {
+                    rest.iter().take_while(|&&b| is_token_byte(b)).count()
+                })
+            };
+            let valid_len = |len: usize| len >= 22 && len % 4 != 1;
+            let token = match bytes.get(start + 3..body) {
+                Some(b"2_") => {
+                    let len = run(body);
+                    (valid_len(len) && bytes.get(body + len) == Some(&(TOKEN_SUFFIX as u8)))
+                        .then(|| start..body + len + 1)
+                }
+                Some(b"1_") if start == 0 || !is_token_byte(bytes[start - 1]) => {
+                    let len = run(body);
+                    // "ENC1_" glued before a new token ("ENC1_ENC2_…~") is
+                    // the new token's neighbour, not an old token.
+                    let new_inside = bytes.get(body + len) == Some(&(TOKEN_SUFFIX as u8))
+                        && memchr::memmem::find(&bytes[body..body + len], TOKEN_PREFIX.as_bytes())
+                            .is_some();
+                    (valid_len(len) && !new_inside).then(|| start..body + len)
+                }
+                _ => None,
+            };
+            if let Some(token) = token {
+                at = token.end;
+                return Some(token);
+            }
         }
-        let body = start + TOKEN_PREFIX.len();
-        let len = bytes[body..]
-            .iter()
-            .take_while(|&&b| is_token_byte(b))
-            .count();
-        (len >= 22 && len % 4 != 1).then_some(start..body + len)
+        at = bytes.len();
+        None
     })
 }
 

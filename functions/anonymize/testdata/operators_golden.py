@@ -8,8 +8,11 @@ library (hmac, hashlib, ipaddress); tokens use `cryptography` (AESSIV, HKDF).
     /work/main/target/pyenv/bin/python functions/anonymize/testdata/operators_golden.py
 
 Pseudonym: hex(HMAC-SHA-256(key=salt, msg=normalize(entity, value)))[:32].
-Token: "ENC1_" + base64url-nopad(AES-256-SIV(key, value, no AD)), where
-key = HKDF-SHA-256(ikm=secret, salt=None, info=INFO, length=64).
+Token: "ENC2_" + base64url-nopad(AES-256-SIV(key, value, no AD)) + "~", where
+key = HKDF-SHA-256(ikm=secret, salt=None, info=INFO, length=64); the "~"
+ends it, so it is found again whatever touches it. Tokens of the first
+format ("ENC1_" + the same base64url, no end mark) are still reversed:
+"legacy_encrypt" holds some, for the Rust decryption to be checked against.
 """
 
 import base64
@@ -65,9 +68,17 @@ def siv_key() -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=64, salt=None, info=INFO).derive(SECRET)
 
 
-def token(value: str) -> str:
+def sealed_b64(value: str) -> str:
     sealed = AESSIV(siv_key()).encrypt(value.encode("utf-8"), None)
-    return "ENC1_" + base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+    return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
+
+
+def token(value: str) -> str:
+    return "ENC2_" + sealed_b64(value) + "~"
+
+
+def legacy_token(value: str) -> str:
+    return "ENC1_" + sealed_b64(value)
 
 
 HASH_CASES = [
@@ -131,11 +142,13 @@ def main() -> None:
             for entity, value in HASH_CASES
         ],
         "encrypt": [{"value": value, "token": token(value)} for value in ENCRYPT_CASES],
+        "legacy_encrypt": [{"value": value, "token": legacy_token(value)} for value in ENCRYPT_CASES[:4]],
     }
     # Round-trip check of the reference itself.
     siv = AESSIV(siv_key())
     for case in golden["encrypt"]:
-        payload = case["token"][len("ENC1_"):]
+        assert case["token"].startswith("ENC2_") and case["token"].endswith("~")
+        payload = case["token"][len("ENC2_"):-1]
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
         assert siv.decrypt(raw, None).decode("utf-8") == case["value"]
     path = pathlib.Path(__file__).with_name("operators_golden.json")

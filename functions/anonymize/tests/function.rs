@@ -180,7 +180,7 @@ fn encrypted_values_come_back_only_through_the_authorized_endpoint() {
     assert_eq!(first.body(), again.body(), "deterministic");
     let out = text(&first);
     assert!(
-        out.contains("ENC1_") && !out.contains("ann@example.com") && !out.contains("DE89"),
+        out.contains("ENC2_") && !out.contains("ann@example.com") && !out.contains("DE89"),
         "{out}"
     );
 
@@ -400,4 +400,62 @@ fn a_json_field_name_announces_the_number_in_it() {
         assert_eq!(out["order_id"], "0612345678");
         assert_eq!(out["amount"], "21289693");
     }
+}
+
+/// Issue 18: an encrypted value is found again by the de-anonymize
+/// endpoint whatever touches it — `-`, `_`, a letter, a digit, or another
+/// encrypted value — in text and in JSON strings, and a token of the first
+/// format (`ENC1_`, no end mark) is still reversed.
+#[test]
+fn encrypted_values_come_back_whatever_touches_them() {
+    let f = instance(
+        "[anonymize]\n[anonymize.entities]\nemail = \"encrypt\"\nipv4 = \"encrypt\"\nipv6 = \"encrypt\"\nphone = \"encrypt\"\napi_key = \"encrypt\"\n",
+    );
+    let admin = |content_type: &str, body: &str| {
+        let mut req = post("/_anonymize/deanonymize", content_type, body);
+        req.headers_mut()
+            .insert("authorization", format!("Bearer {ADMIN}").parse().unwrap());
+        serve(&f, req)
+    };
+    // Values whose tokens touch `-`, `_`, `%` or letters.
+    for original in [
+        "-13.51.100.23",
+        "203.0.113.7-198.51.100.2",
+        "ann@example.com_13.51.100.23",
+        "2001:db8::1-13.51.100.23",
+        "13.51.100.23-x",
+        "ann@example.com,bob@example.org",
+        "fe80::1%eth0",
+    ] {
+        for (content_type, body) in [
+            ("text/plain", original.to_owned()),
+            ("application/json", json!({ "v": original }).to_string()),
+        ] {
+            let out = text(&serve(&f, post("/", content_type, &body)));
+            assert!(out.contains("ENC2_"), "nothing encrypted in {out}");
+            let back = admin(content_type, &out);
+            assert_eq!(back.status(), 200);
+            assert_eq!(back.headers()["x-deanonymize-failed"], "0", "{out}");
+            assert_eq!(text(&back), body, "via {out}");
+        }
+    }
+    // Tokens glued to letters, digits and each other.
+    let token = text(&serve(&f, post("/", "text/plain", "ann@example.com")));
+    let other = text(&serve(&f, post("/", "text/plain", "-13.51.100.23")));
+    let other = &other[1..];
+    let glued = format!("x{token}{other}9_{token}y{other}{token}");
+    let back = admin("text/plain", &glued);
+    assert_eq!(back.headers()["x-deanonymized"], "5", "{glued}");
+    assert_eq!(
+        text(&back),
+        "xann@example.com13.51.100.239_ann@example.comy13.51.100.23ann@example.com"
+    );
+    // The text's own "ENC2_…" right before a token.
+    let back = admin("text/plain", &format!("ENC2_x{token}"));
+    assert_eq!(text(&back), "ENC2_xann@example.com");
+    // A token of the first format, from before the end mark.
+    let legacy = format!("ENC1_{}", &token[5..token.len() - 1]);
+    let back = admin("text/plain", &format!("({legacy}) and {token}"));
+    assert_eq!(back.headers()["x-deanonymized"], "2");
+    assert_eq!(text(&back), "(ann@example.com) and ann@example.com");
 }

@@ -454,6 +454,18 @@ fn encrypt_matches_python_reference() {
         assert_eq!(decrypt_token(&keys, token).unwrap(), value);
         assert_eq!(find_tokens(token).collect::<Vec<_>>(), vec![0..token.len()]);
     }
+    // Tokens of the first format (`ENC1_`, no end mark) still decrypt.
+    let legacy = g["legacy_encrypt"].as_array().unwrap();
+    assert!(!legacy.is_empty());
+    for case in legacy {
+        let token = case["token"].as_str().unwrap();
+        assert!(token.starts_with("ENC1_"), "{token}");
+        assert_eq!(
+            decrypt_token(&keys, token).unwrap(),
+            case["value"].as_str().unwrap()
+        );
+        assert_eq!(find_tokens(token).collect::<Vec<_>>(), vec![0..token.len()]);
+    }
 }
 
 #[test]
@@ -462,9 +474,9 @@ fn encrypt_is_deterministic_and_ignores_entity() {
     let a = run(&Operator::Encrypt, "email", "jane@example.org").unwrap();
     let b = run(&Operator::Encrypt, "field", "jane@example.org").unwrap();
     assert_eq!(a, b);
-    assert!(a.starts_with("ENC1_"));
+    assert!(a.starts_with("ENC2_") && a.ends_with('~'));
     // 16-byte tag + 16 bytes: 32 bytes, 43 base64url characters.
-    assert_eq!(a.len(), 5 + 43);
+    assert_eq!(a.len(), 5 + 43 + 1);
     // Not normalized: the exact value comes back.
     assert_ne!(
         a,
@@ -503,7 +515,7 @@ fn tampered_and_foreign_tokens_are_rejected() {
     );
     // Every single-character change of the payload fails.
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    for i in 5..token.len() {
+    for i in 5..token.len() - 1 {
         for &replacement in ALPHABET {
             if token.as_bytes()[i] == replacement {
                 continue;
@@ -530,15 +542,25 @@ fn tampered_and_foreign_tokens_are_rejected() {
     );
     // Shortened by three bytes (four characters): rejected.
     assert_eq!(
-        decrypt_token(&keys, &token[..token.len() - 4]),
+        decrypt_token(&keys, &format!("{}~", &token[..token.len() - 5])),
         Err(OperatorError::TokenRejected)
+    );
+    // Without its end mark, or in the first format's spelling: malformed,
+    // or not authentic.
+    assert_eq!(
+        decrypt_token(&keys, &token[..token.len() - 1]),
+        Err(OperatorError::MalformedToken)
     );
     for malformed in [
         "",
         "ENC1_",
         "ENC1_AAAA",
         "ENC2_AAAAAAAAAAAAAAAAAAAAAA",
+        "ENC2_AAAAAAAAAAAAAAAAAAAAAA~~",
+        "ENC2_AAAAAAAAAAAAAAAAAAAAA~",
+        "ENC1_AAAAAAAAAAAAAAAAAAAAAA~",
         "enc1_AAAAAAAAAAAAAAAAAAAAAA",
+        "enc2_AAAAAAAAAAAAAAAAAAAAAA~",
         "ENC1_AAAAAAAAAAAAAAAAAAAAAA==",
         "ENC1_AAAAAAAAAAAAAAAAAAAAA",
         "ENC1_AAAAAAAAAAAAAAAAAAAAA+",
@@ -556,6 +578,12 @@ fn tampered_and_foreign_tokens_are_rejected() {
     );
 }
 
+/// The first format's tokens, `ENC1_` and base64url: `body` of a new
+/// token as one.
+fn legacy(token: &str) -> String {
+    format!("ENC1_{}", &token[5..token.len() - 1])
+}
+
 #[test]
 fn find_tokens_matches_whole_tokens_only() {
     let a = run(&Operator::Encrypt, "x", "alice").unwrap();
@@ -564,20 +592,83 @@ fn find_tokens_matches_whole_tokens_only() {
     let text = format!(r#"{{"a":"{a}","b":"{b}"}} and {a}. ({b})"#);
     let found: Vec<&str> = find_tokens(&text).map(|r| &text[r]).collect();
     assert_eq!(found, [&a, &b, &a, &b]);
-    // Glued to a preceding word character: not a token.
-    assert!(ranges(&format!("x{a}")).is_empty());
-    assert!(ranges(&format!("_{a}")).is_empty());
-    // Followed by more token characters: taken in whole, and then it fails.
-    let glued = format!("{a}xyz");
-    assert_eq!(ranges(&glued), [0..glued.len()]);
-    assert!(decrypt_token(&keys(), &glued).is_err());
-    // Too short, or a length base64 cannot have.
-    assert!(ranges("ENC1_AAAAAAAAAAAAAAAAAAAAA").is_empty());
-    assert!(ranges("ENC1_AAAAAAAAAAAAAAAAAAAAAAAAA").is_empty());
-    assert!(ranges("ENC1_ nothing").is_empty());
+    // Too short, a length base64 cannot have, or no end mark.
+    assert!(ranges("ENC2_AAAAAAAAAAAAAAAAAAAAA~").is_empty());
+    assert!(ranges("ENC2_AAAAAAAAAAAAAAAAAAAAAAAAA~").is_empty());
+    assert!(ranges("ENC2_AAAAAAAAAAAAAAAAAAAAAA").is_empty());
+    assert!(ranges("ENC2_AAAAAAAAAAAAAAAAAAAAAA x~").is_empty());
+    assert!(ranges("ENC2_ nothing~").is_empty());
     // Non-ASCII neighbours are fine.
     let text = format!("é{a}ü");
     assert_eq!(ranges(&text), [2..2 + a.len()]);
+}
+
+/// Issue 18: a token is found again whatever touches it — a letter, a
+/// digit, `-`, `_`, `~`, or another token on either side.
+#[test]
+fn tokens_are_found_whatever_touches_them() {
+    let keys = keys();
+    let a = run(&Operator::Encrypt, "x", "13.51.100.23").unwrap();
+    let b = run(&Operator::Encrypt, "x", "+47 21 28 96 93").unwrap();
+    for (before, after) in [
+        ("-", ""),
+        ("_", ""),
+        ("x", ""),
+        ("9", ""),
+        ("", "x"),
+        ("", "7"),
+        ("", "-"),
+        ("", "_"),
+        ("", "~"),
+        ("ENC2", "ENC"),
+        ("ENC1_", ""),
+        ("a-", "_b"),
+    ] {
+        let text = format!("{before}{a}{after}");
+        let found: Vec<&str> = find_tokens(&text).map(|r| &text[r]).collect();
+        assert_eq!(found, [&a], "{text}");
+    }
+    for text in [format!("{a}{b}"), format!("{a}{b}{a}"), format!("x{a}{b}y")] {
+        let found: Vec<String> = find_tokens(&text)
+            .map(|r| decrypt_token(&keys, &text[r]).unwrap())
+            .collect();
+        assert!(found.len() >= 2, "{text}");
+        assert!(
+            found
+                .iter()
+                .all(|v| v == "13.51.100.23" || v == "+47 21 28 96 93")
+        );
+    }
+}
+
+/// Tokens of the first format (`ENC1_`, no end mark) are still found and
+/// reversed where that is unambiguous: apart from word characters, and
+/// beside tokens of the new format.
+#[test]
+fn first_format_tokens_are_read_where_unambiguous() {
+    let keys = keys();
+    let a = run(&Operator::Encrypt, "x", "alice").unwrap();
+    let b = run(&Operator::Encrypt, "x", "bob").unwrap();
+    let old = legacy(&a);
+    assert_eq!(decrypt_token(&keys, &old).unwrap(), "alice");
+    let ranges = |text: &str| find_tokens(text).collect::<Vec<_>>();
+    let text = format!("({old}) {b} {old}.");
+    let found: Vec<&str> = find_tokens(&text).map(|r| &text[r]).collect();
+    assert_eq!(found, [old.as_str(), &b, &old]);
+    // Right after a new token, whose `~` ends it: unambiguous.
+    let text = format!("{b}{old}");
+    let found: Vec<&str> = find_tokens(&text).map(|r| &text[r]).collect();
+    assert_eq!(found, [b.as_str(), &old]);
+    // Glued to a preceding word character: not a token.
+    assert!(ranges(&format!("x{old}")).is_empty());
+    assert!(ranges(&format!("_{old}")).is_empty());
+    // Followed by more token characters: taken in whole, and then it fails.
+    let glued = format!("{old}xyz");
+    assert_eq!(ranges(&glued), [0..glued.len()]);
+    assert!(decrypt_token(&keys, &glued).is_err());
+    assert!(ranges("ENC1_AAAAAAAAAAAAAAAAAAAAA").is_empty());
+    assert!(ranges("ENC1_AAAAAAAAAAAAAAAAAAAAAAAAA").is_empty());
+    assert!(ranges("ENC1_ nothing").is_empty());
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -586,11 +677,12 @@ fn hex(bytes: &[u8]) -> String {
 
 proptest! {
     #[test]
-    fn encrypt_round_trips(value in any::<String>(), before in "[ .,;:\"'(){}\\[\\]]?", after in "[ .,;:\"'(){}\\[\\]]?") {
+    fn encrypt_round_trips(value in any::<String>(), before in "[ .,;:\"'(){}\\[\\]a-zA-Z0-9_~-]{0,3}", after in "[ .,;:\"'(){}\\[\\]a-zA-Z0-9_~-]{0,3}") {
         let keys = keys();
         let mut token = String::new();
         apply(&Operator::Encrypt, "field", &value, &keys, &mut token).unwrap();
-        prop_assert!(token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        let body = token.strip_prefix("ENC2_").and_then(|t| t.strip_suffix('~')).unwrap();
+        prop_assert!(body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         prop_assert_eq!(decrypt_token(&keys, &token).unwrap(), value.clone());
         let text = format!("{before}{token}{after}");
         let found: Vec<_> = find_tokens(&text).collect();

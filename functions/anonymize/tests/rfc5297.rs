@@ -13,7 +13,7 @@
 use aes_siv::KeyInit;
 use aes_siv::siv::{Aes128Siv, Aes256Siv};
 use anonymize::operators::{
-    Keys, Operator, SIV_KEY_INFO, TOKEN_PREFIX, apply, decrypt_token, derive_siv_key,
+    Keys, Operator, SIV_KEY_INFO, TOKEN_PREFIX, TOKEN_SUFFIX, apply, decrypt_token, derive_siv_key,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -121,7 +121,7 @@ fn golden() -> Value {
 
 /// The operator's key derivation and token layout, against the Python
 /// reference: HKDF-SHA-256(secret, no salt, info) → 64 bytes → AES-256-SIV
-/// with no associated data → `ENC1_` + base64url(tag ‖ ciphertext).
+/// with no associated data → `ENC2_` + base64url(tag ‖ ciphertext) + `~`.
 #[test]
 fn derived_key_encrypt_matches_python_reference() {
     let g = golden();
@@ -136,7 +136,12 @@ fn derived_key_encrypt_matches_python_reference() {
         let value = case["value"].as_str().unwrap();
         let token = case["token"].as_str().unwrap();
         let sealed = URL_SAFE_NO_PAD
-            .decode(token.strip_prefix(TOKEN_PREFIX).unwrap())
+            .decode(
+                token
+                    .strip_prefix(TOKEN_PREFIX)
+                    .and_then(|t| t.strip_suffix(TOKEN_SUFFIX))
+                    .unwrap(),
+            )
             .unwrap();
         // The crate directly, with the reference's key and no headers.
         let no_headers: [&[u8]; 0] = [];
