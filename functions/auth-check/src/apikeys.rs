@@ -899,7 +899,14 @@ impl ApiKeys {
             "api-key store unavailable",
             json!({ "error": error.to_string() }),
         );
-        Problem::store_unavailable(self.retry_after_secs)
+        let problem = Problem::store_unavailable(self.retry_after_secs);
+        match error {
+            // Reachable, but other writers kept winning: say so.
+            StoreError::Contention(_) => problem.with_detail(
+                "other changes to the same records kept winning; nothing was changed, retry later",
+            ),
+            _ => problem,
+        }
     }
 
     async fn list(&self, req: &Request, ctx: &Context<'_>) -> Result<Response, Problem> {

@@ -2,9 +2,11 @@
 //! (the auth-check Spin build, each with its own connection pool to one
 //! throwaway `redis-server`) issue, verify and rotate keys together.
 //!
-//! - 32 keys created at once, spread over the four hosts (every admin
-//!   write contends for the one index record): each key created is listed
-//!   and passes on every host — compare-and-swap loses none.
+//! - 32 keys created at once, spread over the four hosts on stores slowed
+//!   to 2 ms a call (every admin write contends for the one index record):
+//!   a writer that keeps losing answers 503 with nothing changed, and sent
+//!   again it gets its key; each key created is listed and passes on every
+//!   host — compare-and-swap loses none.
 //! - A rotation with an overlap while the other hosts keep verifying: not
 //!   one request refused, the new key passing everywhere at once; a second
 //!   rotation with `"0s"` (a leak) refuses every earlier key on every host
@@ -17,6 +19,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
@@ -40,7 +43,7 @@ admin_token_secret = "AUTH_ADMIN_TOKEN"
 rotation_overlap = "1h"
 "#;
 
-fn host(redis: &str) -> App {
+fn host(redis: &str, logs: &GuestLogs) -> App {
     let variables = [
         ("policy", POLICY),
         ("auth_api_key_hash_key", "api-key-hash-key-for-tests"),
@@ -53,7 +56,7 @@ fn host(redis: &str) -> App {
             variables: variables.into_iter().collect(),
             kv: KvStore::redis(redis).expect("Redis"),
             route: "/auth-check".into(),
-            guest_stderr: Some(GuestLogs::new(1 << 20)),
+            guest_stderr: Some(logs.clone()),
         },
     )
     .expect("the Spin build of auth-check (run `cargo xtask build-spin auth-check`)")
@@ -118,19 +121,35 @@ async fn verify_everywhere(hosts: &[Arc<App>], keys: &[String]) -> Vec<u16> {
 fn api_keys_on_one_redis_are_issued_rotated_and_kept_across_hosts() {
     let mut redis = RedisServer::start_durable().expect("redis-server");
     let url = redis.url();
-    let hosts: Vec<Arc<App>> = (0..HOSTS).map(|_| Arc::new(host(&url))).collect();
+    let logs = GuestLogs::new(1 << 22);
+    let hosts: Vec<Arc<App>> = (0..HOSTS).map(|_| Arc::new(host(&url, &logs))).collect();
+    let logs = || String::from_utf8_lossy(&logs.contents()).into_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(8)
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        // 32 keys at once over four hosts, each request a task of its own.
+        // 32 keys at once over four hosts, each request a task of its own,
+        // on stores slowed to 2 ms a call so that the writes overlap.
+        for host in &hosts {
+            host.kv().set_delay(Duration::from_millis(2));
+        }
         let tasks: Vec<_> = (0..KEYS)
             .map(|i| {
                 let host = Arc::clone(&hosts[i % HOSTS]);
                 tokio::spawn(async move {
-                    admin(&host, "POST", "/keys", json!({ "id": format!("k{i}") })).await
+                    // As a client would: a 503 (other writers kept
+                    // winning; nothing changed) is sent again.
+                    let mut refused = 0;
+                    loop {
+                        let id = json!({ "id": format!("k{i}") });
+                        let answer = admin(&host, "POST", "/keys", id).await;
+                        if answer.0 != 503 || refused == 10 {
+                            return (answer, refused);
+                        }
+                        refused += 1;
+                    }
                 })
             })
             .collect();
@@ -138,9 +157,14 @@ fn api_keys_on_one_redis_are_issued_rotated_and_kept_across_hosts() {
         for task in tasks {
             created.push(task.await.unwrap());
         }
+        for host in &hosts {
+            host.kv().set_delay(Duration::ZERO);
+        }
+        let retried: usize = created.iter().map(|(_, refused)| refused).sum();
+        eprintln!("api keys on Redis: 32 keys created at once, {retried} answers 503 sent again");
         let mut keys = Vec::new();
-        for (status, body) in &created {
-            assert_eq!(*status, 201, "{body}");
+        for ((status, body), _) in &created {
+            assert_eq!(*status, 201, "{body}\n{}", logs());
             keys.push(body["key"].as_str().unwrap().to_owned());
         }
         let (status, listed) = admin(&hosts[3], "GET", "/keys?limit=100", Value::Null).await;
