@@ -6,11 +6,13 @@
 // token, a tampered and an expired one, records latencies, saves
 // screenshots to --out-dir (demo-*.png) and prints what the page showed as
 // JSON, with every request it made: demo-page.png is the page as it opens,
-// demo-final.png after the whole drive. The assertions are in Rust
-// (wasm-tests/tests/all/demo.rs).
+// demo-final.png after the whole drive. Then a page on another origin
+// imports the modules from the same server, as from a package server (CORS).
+// The assertions are in Rust (wasm-tests/tests/all/demo.rs).
 //   node demo.mjs --demo packages/demo --package target/edge/npm/edge-functions \
 //     --browser target/edge/browser --out-dir target/test-artefacts --input input.json
 import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { arg, launch, watch } from "./launch.mjs";
 import { serve } from "./serve.mjs";
@@ -174,9 +176,49 @@ try {
   out.errors = errors;
   out.origin = url;
   out.requests = requests;
+  out.crossOrigin = await crossOrigin(browser, url, input.text, out.salt);
   process.stdout.write(JSON.stringify(out));
 } finally {
   clearTimeout(deadline);
   await browser.close();
   server.close();
+}
+
+/** A page on another origin (a server of its own on another port) imports
+ * the package's anonymize module and a raw browser build from `base`, the
+ * way a page imports from unpkg, and sends a request that needs a preflight. */
+async function crossOrigin(browser, base, text, salt) {
+  const elsewhere = createServer((_, res) =>
+    res.writeHead(200, { "content-type": "text/html" }).end("<!doctype html><title>another origin</title>"),
+  );
+  await new Promise((ok) => elsewhere.listen(0, "127.0.0.1", ok));
+  try {
+    const page = await browser.newPage();
+    const { errors, requests } = watch(page);
+    await page.goto(`http://127.0.0.1:${elsewhere.address().port}/`, { waitUntil: "load" });
+    const result = await page.evaluate(
+      async ({ base, text, salt }) => {
+        const { Anonymizer } = await import(`${base}/edge-functions/anonymize.js`);
+        const anonymized = new Anonymizer({ secrets: { GDPR_ANONYMIZATION_SALT: salt } }).text(text);
+        const raw = await import(`${base}/counter/counter.js`);
+        await raw.default();
+        const counter = new raw.CounterFunction({ secrets: { COUNTER_ADMIN_TOKEN: "t" } });
+        const health = await counter.fetch(new Request("http://localhost/health"));
+        const preflighted = await fetch(`${base}/edge-functions/package.json`, { headers: { "x-probe": "1" } });
+        return {
+          origin: location.origin,
+          anonymized,
+          counterHealth: health.status,
+          preflighted: preflighted.status,
+          packageName: (await preflighted.json()).name,
+        };
+      },
+      { base, text, salt },
+    );
+    return { ...result, errors, requests };
+  } catch (e) {
+    return { error: String(e) };
+  } finally {
+    elsewhere.close();
+  }
 }

@@ -430,6 +430,39 @@ fn the_demo_runs_every_capability_in_the_page_and_sends_nothing() {
         page["network"]
     );
 
+    // Another origin imports the modules from the same server, as from a
+    // package server: the package's module and its .wasm, a raw browser
+    // build and its .wasm, and a request with a preflight.
+    let cross = &page["crossOrigin"];
+    assert!(cross["error"].is_null(), "cross-origin import: {cross}");
+    assert_ne!(cross["origin"].as_str().unwrap(), origin);
+    assert_eq!(cross["errors"], json!([]), "{cross}");
+    assert_eq!(
+        cross["anonymized"],
+        native_anonymized(TEXT, page["salt"].as_str().unwrap()),
+        "anonymized by the module imported cross-origin"
+    );
+    assert_eq!(cross["counterHealth"], 200, "{cross}");
+    assert_eq!(cross["preflighted"], 200, "{cross}");
+    assert_eq!(cross["packageName"], "edge-functions");
+    let fetched: Vec<&str> = cross["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    for wanted in [
+        "/edge-functions/anonymize.js",
+        "/edge-functions/wasm/anonymize_bg.wasm",
+        "/counter/counter.js",
+        "/counter/counter_bg.wasm",
+    ] {
+        assert!(
+            fetched.contains(&format!("{origin}{wanted}").as_str()),
+            "{wanted} fetched from {origin} by another origin: {fetched:?}"
+        );
+    }
+
     for shot in shots {
         let png = out_dir.join(format!("demo-{shot}.png"));
         let bytes = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
