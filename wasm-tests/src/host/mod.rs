@@ -40,7 +40,7 @@ use std::sync::OnceLock;
 pub use app::{App, AppConfig, GuestLogs};
 pub use kv::{KvStore, UNAVAILABLE as KV_UNAVAILABLE};
 pub use outbound::{AllowedHosts, BETWEEN_BYTES_TIMEOUT, CONNECT_TIMEOUT, FIRST_BYTE_TIMEOUT};
-pub use server::{MAX_HOST_BODY_BYTES, REQUEST_DEADLINE, serve};
+pub use server::{MAX_HOST_BODY_BYTES, REQUEST_DEADLINE, Timeouts, serve, serve_with};
 
 /// The process-wide wasmtime engine, configured for component-model async
 /// (needed by `wasi:http/handler@0.3.0`), with the compilation cache in

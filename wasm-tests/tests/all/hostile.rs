@@ -8,7 +8,7 @@
 //! the endpoint gives anyway, or a forwarding problem for an origin the
 //! test has not started), within a time bound, with no secret in it; the
 //! guest's linear memory stays bounded. Slow bodies are the HTTP server's
-//! to time out, not the function's, and are not driven here.
+//! to time out, not the function's: `slow_client.rs` drives the host's.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -18,6 +18,7 @@ mod rate_limit;
 mod redis_api_keys;
 mod redis_store;
 mod registry;
+mod slow_client;
 mod spatial_query;
 mod store_failure;
 
