@@ -37,7 +37,8 @@ pub const REQUEST_DEADLINE: std::time::Duration = std::time::Duration::from_secs
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
     /// From the connection (or the previous response) to the end of the
-    /// request's headers.
+    /// request's headers; so also how long an idle keep-alive connection
+    /// is kept.
     pub headers: Duration,
     /// The longest pause between two pieces of a request body.
     pub body_idle: Duration,
@@ -46,10 +47,12 @@ pub struct Timeouts {
 }
 
 impl Default for Timeouts {
-    /// 10 s for headers and between body pieces, 30 s for a whole body.
+    /// 20 s for headers (longer than clients keep idle connections:
+    /// ureq 15 s, Node 4 s, so a client never reuses one being closed),
+    /// 10 s between body pieces, 30 s for a whole body.
     fn default() -> Self {
         Timeouts {
-            headers: Duration::from_secs(10),
+            headers: Duration::from_secs(20),
             body_idle: Duration::from_secs(10),
             body_total: REQUEST_DEADLINE,
         }
