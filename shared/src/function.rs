@@ -163,8 +163,18 @@ pub trait EdgeFunction: Sized {
     /// Platform secrets the glue reads.
     const SECRETS: &'static [&'static str] = &[];
 
-    /// Builds the function from its validated configuration.
-    fn from_config(config: &Config) -> Result<Self, ConfigError>;
+    /// Builds the function from its configuration. Its errors may quote
+    /// the document; callers use [`from_config`](Self::from_config), which
+    /// takes every secret value out of them.
+    fn configure(config: &Config) -> Result<Self, ConfigError>;
+
+    /// Builds the function from its configuration: [`configure`](Self::configure)
+    /// with every secret value that an error quotes (a field, a value, a
+    /// rule) replaced by `[REDACTED]`, since a document can hold a secret's
+    /// value by mistake and errors reach logs and answers.
+    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        Self::configure(config).map_err(|e| config.scrub(e))
+    }
 
     /// Handles one request (paths are relative to the function's mount).
     async fn handle(&self, req: Request, ctx: &Context<'_>) -> Result<Response, Problem>;
@@ -608,7 +618,7 @@ mod tests {
     use super::*;
     use crate::memory::TestPlatform;
     use crate::platform::Timestamp;
-    use crate::policy::{Policy, Validator};
+    use crate::policy::{FieldError, Policy, Validator};
     use futures::executor::block_on;
 
     #[derive(serde::Deserialize)]
@@ -634,7 +644,7 @@ mod tests {
         const VERSION: &'static str = "1.2.3";
         const DEFAULT_POLICY: &'static str = "greeting = \"hi\"";
 
-        fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        fn configure(config: &Config) -> Result<Self, ConfigError> {
             Ok(Echo(config.policy::<EchoPolicy>()?.greeting))
         }
 
@@ -652,6 +662,56 @@ mod tests {
 
     fn platform() -> TestPlatform {
         TestPlatform::at(Timestamp::from_millis(1_795_305_600_000))
+    }
+
+    /// A function whose own checks quote what the document holds.
+    struct Quoting;
+
+    #[async_trait(?Send)]
+    impl EdgeFunction for Quoting {
+        const NAME: &'static str = "quoting";
+        const VERSION: &'static str = "0";
+        const DEFAULT_POLICY: &'static str = "";
+
+        fn configure(config: &Config) -> Result<Self, ConfigError> {
+            let quoted = config.var("QUOTED").unwrap_or_default().to_owned();
+            Err(match config.var("KIND") {
+                Some("missing") => ConfigError::MissingSecret {
+                    field: format!("a.{quoted}"),
+                    name: quoted,
+                },
+                Some("variable") => ConfigError::Variable {
+                    name: quoted.clone(),
+                    value: quoted.clone(),
+                    rule: quoted,
+                },
+                _ => ConfigError::Invalid(vec![FieldError {
+                    path: format!("fields.{quoted}"),
+                    value: quoted.clone(),
+                    rule: format!("unknown operator {quoted:?}"),
+                }]),
+            })
+        }
+
+        async fn handle(&self, _: Request, _: &Context<'_>) -> Result<Response, Problem> {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn from_config_takes_every_secret_value_out_of_the_functions_errors() {
+        for kind in ["invalid", "missing", "variable"] {
+            let config = Config::new("")
+                .with_secret("TOKEN", "s3cr3t-token-value")
+                .with_var("KIND", kind)
+                .with_var("QUOTED", "x-s3cr3t-token-value-y");
+            let raw = Quoting::configure(&config).err().unwrap().to_string();
+            assert!(raw.contains("s3cr3t-token-value"), "{raw}");
+            let error = Quoting::from_config(&config).err().unwrap();
+            let shown = format!("{error} {error:?}");
+            assert!(!shown.contains("s3cr3t-token-value"), "{kind}: {shown}");
+            assert!(shown.contains("x-[REDACTED]-y"), "{kind}: {shown}");
+        }
     }
 
     fn get(path: &str) -> Request {

@@ -367,24 +367,32 @@ impl Config {
         text
     }
 
-    fn scrub(&self, error: ConfigError) -> ConfigError {
+    /// `error` with every secret value it quotes (in a field, a value, a
+    /// rule, a name) replaced by `[REDACTED]`.
+    pub fn scrub(&self, error: ConfigError) -> ConfigError {
+        let fields = |errors: Vec<FieldError>| -> Vec<FieldError> {
+            errors
+                .into_iter()
+                .map(|e| FieldError {
+                    path: self.redact(&e.path),
+                    value: self.redact(&e.value),
+                    rule: self.redact(&e.rule),
+                })
+                .collect()
+        };
         match error {
             ConfigError::Parse(m) => ConfigError::Parse(self.redact(&m)),
-            ConfigError::Invalid(errors) => ConfigError::Invalid(
-                errors
-                    .into_iter()
-                    .map(|e| FieldError {
-                        value: self.redact(&e.value),
-                        ..e
-                    })
-                    .collect(),
-            ),
+            ConfigError::Invalid(errors) => ConfigError::Invalid(fields(errors)),
+            ConfigError::NotAllowed(errors) => ConfigError::NotAllowed(fields(errors)),
             ConfigError::Variable { name, value, rule } => ConfigError::Variable {
-                name,
+                name: self.redact(&name),
                 value: self.redact(&value),
-                rule,
+                rule: self.redact(&rule),
             },
-            other => other,
+            ConfigError::MissingSecret { field, name } => ConfigError::MissingSecret {
+                field: self.redact(&field),
+                name: self.redact(&name),
+            },
         }
     }
 }

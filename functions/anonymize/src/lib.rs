@@ -89,7 +89,7 @@ impl EdgeFunction for Anonymize {
     const DEFAULT_POLICY: &'static str = include_str!("../policy.toml");
     const SECRETS: &'static [&'static str] = &[SALT_SECRET, KEY_SECRET, ADMIN_SECRET];
 
-    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    fn configure(config: &Config) -> Result<Self, ConfigError> {
         let policy: AnonymizePolicy = config.policy()?;
         config.check_outbound(policy.outbound())?;
         let section = policy.anonymize;

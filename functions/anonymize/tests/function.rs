@@ -290,6 +290,25 @@ fn a_missing_or_short_salt_stops_the_function_naming_it() {
     );
 }
 
+/// Found by fuzz/ policy (AddressSanitizer run): an operator or a field
+/// that holds a secret's value by mistake was quoted in the error, which
+/// reaches logs and the policy endpoint's 422.
+#[test]
+fn a_policy_error_never_quotes_a_secret_held_in_the_document() {
+    for policy in [
+        format!("[anonymize.fields]\n\"$.user.password\" = \"restri{SALT}ted\"\n"),
+        format!("[anonymize.fields]\n\"$.{KEY}\" = \"hsah\"\n"),
+        format!("[anonymize.entities]\nemail = \"{ADMIN}\"\n"),
+    ] {
+        let error = Anonymize::from_config(&config(&policy)).err().unwrap();
+        let shown = format!("{error} {error:?}");
+        for secret in [SALT, KEY, ADMIN] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("[REDACTED]"), "{shown}");
+    }
+}
+
 /// Issue 16: a POST without a body is the client's mistake (400 naming it),
 /// not a wrong method; a GET still gets 405 with `Allow`. Nesting past
 /// `max_depth` is a 400 naming the limit, not a 413.

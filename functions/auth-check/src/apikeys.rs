@@ -1595,7 +1595,7 @@ mod tests {
         const VERSION: &'static str = "0";
         const DEFAULT_POLICY: &'static str = POLICY;
 
-        fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        fn configure(config: &Config) -> Result<Self, ConfigError> {
             let doc = config.policy::<Doc>()?;
             Ok(Harness(ApiKeys::from_section(&doc.auth.api_keys, config)?))
         }

@@ -92,7 +92,7 @@ impl EdgeFunction for AuthCheck {
         policy::HMAC_SECRET,
     ];
 
-    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    fn configure(config: &Config) -> Result<Self, ConfigError> {
         let policy: AuthPolicy = config.policy()?;
         config.check_outbound(policy.outbound())?;
         let section = policy.auth;

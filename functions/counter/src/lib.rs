@@ -100,7 +100,7 @@ impl EdgeFunction for Counter {
     const DEFAULT_POLICY: &'static str = include_str!("../policy.toml");
     const SECRETS: &'static [&'static str] = &[ADMIN_TOKEN_SECRET];
 
-    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    fn configure(config: &Config) -> Result<Self, ConfigError> {
         let policy = config.policy::<CounterPolicy>()?.counter;
         if let Some(name) = &policy.admin_token_secret {
             config.require_secret("counter.admin_token_secret", name)?;

@@ -84,7 +84,7 @@ impl EdgeFunction for Gateway {
     const VARIABLES: &'static [&'static str] = &composed::VARIABLES;
     const SECRETS: &'static [&'static str] = &composed::SECRETS;
 
-    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    fn configure(config: &Config) -> Result<Self, ConfigError> {
         let policy: GatewayPolicy = config.policy()?;
         config.check_outbound(policy.outbound())?;
         let mut instances = Instances::new(&policy, config);

@@ -128,7 +128,7 @@ impl EdgeFunction for Metrics {
         WEBHOOK_TOKEN_SECRET,
     ];
 
-    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    fn configure(config: &Config) -> Result<Self, ConfigError> {
         let policy = config.policy::<MetricsPolicy>()?;
         config.check_outbound(policy.outbound())?;
         let policy = policy.metrics;

@@ -520,7 +520,7 @@ impl EdgeFunction for Shop {
     const NAME: &'static str = "shop";
     const VERSION: &'static str = "0";
     const DEFAULT_POLICY: &'static str = "";
-    fn from_config(_config: &Config) -> Result<Self, edge_core::ConfigError> {
+    fn configure(_config: &Config) -> Result<Self, edge_core::ConfigError> {
         Ok(Shop)
     }
     async fn handle(

@@ -244,7 +244,7 @@ impl EdgeFunction for RateLimit {
     const VARIABLES: &'static [&'static str] = &[ENABLED_VARIABLE, FAIL_OPEN_VARIABLE];
     const SECRETS: &'static [&'static str] = &["RATE_LIMIT_HASH_KEY", "RATE_LIMIT_ADMIN_TOKEN"];
 
-    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    fn configure(config: &Config) -> Result<Self, ConfigError> {
         let policy = config.policy::<RateLimitPolicy>()?;
         config.check_outbound(policy.outbound())?;
         let policy = policy.rate_limit;

@@ -77,7 +77,7 @@ impl EdgeFunction for SpatialQuery {
         &[policy::MAX_DISTANCE_VAR, policy::MIN_CONFIDENCE_VAR];
     const SECRETS: &'static [&'static str] = &["SPATIAL_ADMIN_TOKEN"];
 
-    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    fn configure(config: &Config) -> Result<Self, ConfigError> {
         let policy = Section::from_config(config)?;
         let admin = AdminGuard::new(config, "spatial-query", Some(&policy.admin_token_secret));
         let dataset = DatasetCache::new(

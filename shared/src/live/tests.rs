@@ -42,7 +42,7 @@ impl EdgeFunction for Greet {
     const DEFAULT_POLICY: &'static str = "greeting = \"hello\"";
     const SECRETS: &'static [&'static str] = &["SIGNING_KEY"];
 
-    fn from_config(config: &Config) -> Result<Self, ConfigError> {
+    fn configure(config: &Config) -> Result<Self, ConfigError> {
         let policy = config.policy::<GreetPolicy>()?;
         if let Some(name) = &policy.signed_with {
             config.require_secret("signed_with", name)?;

@@ -32,7 +32,7 @@ impl EdgeFunction for Proxy {
     const VERSION: &'static str = "0.0.0";
     const DEFAULT_POLICY: &'static str = "";
 
-    fn from_config(_config: &Config) -> Result<Self, ConfigError> {
+    fn configure(_config: &Config) -> Result<Self, ConfigError> {
         let origin = Origin::parse(BASE).map_err(|e| ConfigError::Invalid(vec![e.at("origin")]))?;
         Ok(Proxy(OriginClient::new(origin, OriginSettings::default())))
     }
@@ -55,7 +55,7 @@ impl EdgeFunction for Legacy {
     const VERSION: &'static str = "0.0.0";
     const DEFAULT_POLICY: &'static str = "";
 
-    fn from_config(_config: &Config) -> Result<Self, ConfigError> {
+    fn configure(_config: &Config) -> Result<Self, ConfigError> {
         Ok(Legacy)
     }
 
