@@ -28,6 +28,7 @@ pub mod alerts;
 pub mod anomaly;
 pub mod exposition;
 pub mod policy;
+pub mod scenario;
 pub mod view;
 
 use std::time::Duration;

@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edge_core::Timestamp;
-use edge_core::metrics::{MetricsBatch, Recorder, WINDOW_SECONDS, window_start};
+use edge_core::metrics::{MetricsBatch, window_start};
+use metrics::scenario::{self, MINUTES};
 use serde_json::Value;
 use wasm_tests::conformance::CaseRequest;
 use wasm_tests::host::{App, AppConfig, GuestLogs, KvStore};
@@ -27,10 +28,6 @@ use wasm_tests::workerd::{WranglerDev, agent, send};
 
 const INGEST_TOKEN: &str = "anomaly-ingest-token";
 const ADMIN_TOKEN: &str = "anomaly-admin-token";
-/// Minutes of traffic ingested, the current one last.
-const MINUTES: u64 = 46;
-/// The last minutes whose `/checkout` latency is tripled.
-const SHIFTED: u64 = 8;
 
 /// One latency rule and one request-rate rule (both directions) on shop.
 const POLICY: &str = r#"
@@ -64,47 +61,12 @@ min_requests = 20
 severity = "info"
 "#;
 
-/// A seeded lognormal latency stream (median `median` s, σ 0.6).
-fn latencies(n: usize, seed: u64, median: f64) -> Vec<f64> {
-    let mut state = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut uniform = move || {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
-    (0..n)
-        .map(|_| {
-            let (u1, u2) = (uniform(), uniform());
-            let normal = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-            median * (0.6 * normal).exp()
-        })
-        .collect()
-}
-
-/// The shop's minutes up to the current one (`current`, a minute start),
-/// as batches of five windows (a recorder keeps no more).
+/// The shop's minutes up to `current`, `/checkout` tripled at the end.
 fn shop_batches(current: u64) -> Vec<MetricsBatch> {
-    let mut batches = Vec::new();
-    let mut recorder = Recorder::new();
-    for m in 0..MINUTES {
-        let start = current - (MINUTES - 1 - m) * WINDOW_SECONDS;
-        let at = Timestamp(Duration::from_secs(start + 1));
-        let median = if m >= MINUTES - SHIFTED { 0.120 } else { 0.040 };
-        for v in latencies(200, m, median) {
-            recorder.record("shop", "/checkout", "POST", 200, v, at);
-        }
-        for v in latencies(100, 1000 + m, 0.025) {
-            recorder.record("shop", "/steady", "GET", 200, v, at);
-        }
-        // A recorder keeps five windows at most: a batch every five.
-        if m % 5 == 4 || m == MINUTES - 1 {
-            let mut batch = recorder.take("shop-isolate").unwrap();
-            assert_eq!(batch.windows.len() as u64, m % 5 + 1);
-            batch.id = format!("anomaly-batch-{m}");
-            batches.push(batch);
-            recorder = Recorder::new();
-        }
+    let batches = scenario::shop_batches(current, 0.120, "anomaly-batch");
+    for (i, batch) in batches.iter().enumerate() {
+        let windows = (MINUTES - 5 * i as u64).min(5);
+        assert_eq!(batch.windows.len() as u64, windows);
     }
     batches
 }
