@@ -16,6 +16,10 @@
 //! stderr after the run and, with `--stats FILE`, written to FILE as JSON
 //! (`peak_linear_memory_bytes`, `memories`, `compile_s`, `run_s`), where
 //! the guest cannot see it.
+//!
+//! With `--perfmap` wasmtime writes `/tmp/perf-PID.map` naming the guest's
+//! compiled functions, so `perf record` / `perf report` on the runner show
+//! where the guest's time goes.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -23,12 +27,12 @@ use std::time::Instant;
 
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::error::Context as _;
-use wasmtime::{Config, Engine, OptLevel, ResourceLimiter, Result, Store, bail};
+use wasmtime::{Config, Engine, OptLevel, ProfilingStrategy, ResourceLimiter, Result, Store, bail};
 use wasmtime_wasi::p2::bindings::sync::Command;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 const USAGE: &str = "usage: bench-runner [--dir HOST_PATH::GUEST_PATH]... [--stats FILE] \
-                     COMPONENT.wasm [ARGS...]";
+                     [--perfmap] COMPONENT.wasm [ARGS...]";
 
 struct Host {
     ctx: WasiCtx,
@@ -82,6 +86,8 @@ impl ResourceLimiter for MemoryWatch {
 struct Options<'a> {
     dirs: Vec<(&'a str, &'a str)>,
     stats: Option<&'a str>,
+    /// Write a perf map of the guest's functions (`--perfmap`).
+    perfmap: bool,
     component: &'a str,
     guest_args: &'a [String],
 }
@@ -90,6 +96,7 @@ impl<'a> Options<'a> {
     fn parse(args: &'a [String]) -> Result<Options<'a>> {
         let mut dirs = Vec::new();
         let mut stats = None;
+        let mut perfmap = false;
         let mut rest = args;
         loop {
             match rest {
@@ -104,6 +111,10 @@ impl<'a> Options<'a> {
                     stats = Some(value.as_str());
                     rest = tail;
                 }
+                [flag, tail @ ..] if flag == "--perfmap" => {
+                    perfmap = true;
+                    rest = tail;
+                }
                 [flag, ..] if flag == "--dir" || flag == "--stats" => {
                     bail!("{flag} needs a value\n{USAGE}")
                 }
@@ -111,6 +122,7 @@ impl<'a> Options<'a> {
                     return Ok(Options {
                         dirs,
                         stats,
+                        perfmap,
                         component,
                         guest_args,
                     });
@@ -136,6 +148,9 @@ fn run(args: &[String]) -> Result<ExitCode> {
     let options = Options::parse(args)?;
     let mut config = Config::new();
     config.cranelift_opt_level(OptLevel::Speed);
+    if options.perfmap {
+        config.profiler(ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config)?;
     let started = Instant::now();
     let component = Component::from_file(&engine, options.component)
