@@ -125,6 +125,19 @@ impl TextSplitter {
     ) -> Result<(), Problem> {
         let mut rest = chunk;
         while !rest.is_empty() {
+            // Whole lines straight from the chunk when nothing is pending:
+            // the same pieces as through `pending`, without the copy.
+            if self.pending.is_empty() {
+                let window = &rest[..rest.len().min(self.limit)];
+                if let Some(i) = memchr::memrchr(b'\n', window) {
+                    let piece = std::str::from_utf8(&rest[..=i])
+                        .map_err(|e| invalid_utf8(self.offset + e.valid_up_to() as u64))?;
+                    f(piece)?;
+                    self.offset += piece.len() as u64;
+                    rest = &rest[i + 1..];
+                    continue;
+                }
+            }
             let room = self.limit.saturating_sub(self.pending.len()).max(1);
             let take = rest.len().min(room);
             self.pending.extend_from_slice(&rest[..take]);
@@ -149,7 +162,7 @@ impl TextSplitter {
                 }
                 None => continue,
             };
-            self.emit(cut, &mut f)?;
+            self.emit(cut, false, &mut f)?;
         }
         Ok(())
     }
@@ -160,17 +173,20 @@ impl TextSplitter {
         mut f: impl FnMut(&str) -> Result<(), Problem>,
     ) -> Result<(), Problem> {
         let all = self.pending.len();
-        self.emit(all, &mut f)
+        self.emit(all, true, &mut f)
     }
 
+    /// Emits `pending[..cut]`; before the end (`!last`) a character the
+    /// cut split is kept for the next piece.
     fn emit(
         &mut self,
         cut: usize,
+        last: bool,
         f: &mut impl FnMut(&str) -> Result<(), Problem>,
     ) -> Result<(), Problem> {
         let text = match std::str::from_utf8(&self.pending[..cut]) {
             Ok(text) => text,
-            Err(e) if e.error_len().is_none() && cut == self.pending.len() && cut > 0 => {
+            Err(e) if !last && e.error_len().is_none() && cut == self.pending.len() && cut > 0 => {
                 // A character split by the limit: emit what is whole.
                 let whole = e.valid_up_to();
                 let text = std::str::from_utf8(&self.pending[..whole]).unwrap_or_default();
@@ -179,21 +195,21 @@ impl TextSplitter {
                 self.pending.drain(..whole);
                 return Ok(());
             }
-            Err(e) => {
-                return Err(Problem::bad_request(
-                    "invalid-utf8",
-                    format!(
-                        "the text is not UTF-8 at byte {}",
-                        self.offset + e.valid_up_to() as u64
-                    ),
-                ));
-            }
+            Err(e) => return Err(invalid_utf8(self.offset + e.valid_up_to() as u64)),
         };
         f(text)?;
         self.offset += cut as u64;
         self.pending.drain(..cut);
         Ok(())
     }
+}
+
+/// The problem for text that is not UTF-8 at byte `offset` of the body.
+fn invalid_utf8(offset: u64) -> Problem {
+    Problem::bad_request(
+        "invalid-utf8",
+        format!("the text is not UTF-8 at byte {offset}"),
+    )
 }
 
 /// The anonymizing transform of one body.
@@ -488,5 +504,68 @@ pub fn records<'a>(
         Ok(serde_json::Value::Array(items)) => Ok(Box::new(items.into_iter().map(Ok))),
         Ok(_) => Err("expected a JSON array of records (or NDJSON)".into()),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::TextSplitter;
+    use proptest::prelude::*;
+
+    /// The pieces a splitter with `limit` gives for `text` pushed in
+    /// chunks of `size`, or the error's detail.
+    fn pieces(text: &[u8], limit: usize, size: usize) -> Result<Vec<String>, String> {
+        let mut splitter = TextSplitter::new(limit);
+        let mut pieces = Vec::new();
+        let mut emit = |piece: &str| {
+            pieces.push(piece.to_owned());
+            Ok(())
+        };
+        let detail = |p: edge_core::Problem| p.detail().unwrap_or_default().to_owned();
+        for chunk in text.chunks(size) {
+            splitter.push(chunk, &mut emit).map_err(detail)?;
+        }
+        splitter.finish(&mut emit).map_err(detail)?;
+        Ok(pieces)
+    }
+
+    /// A body that ends inside a character is not UTF-8: refused, not cut
+    /// short (its last bytes were once dropped without a word).
+    #[test]
+    fn a_character_cut_by_the_end_of_the_body_is_refused() {
+        for size in [1, 2, 3, 64] {
+            assert_eq!(
+                pieces(
+                    "caf\u{e9}\ncaf\u{e9}".as_bytes().split_last().unwrap().1,
+                    8,
+                    size
+                ),
+                Err("the text is not UTF-8 at byte 9".to_owned()),
+                "chunks of {size}"
+            );
+        }
+    }
+
+    proptest! {
+        /// Whatever the chunks, the same pieces (or the same error), each
+        /// within the limit, together the text.
+        #[test]
+        fn pieces_do_not_depend_on_the_chunks(
+            text in proptest::collection::vec(
+                prop_oneof![Just(b'\n'), Just(b' '), Just(b'a'), Just(0xC3), Just(0xA9)],
+                0..200,
+            ),
+            limit in 4usize..40,
+            size in 1usize..64,
+        ) {
+            let whole = pieces(&text, limit, text.len().max(1));
+            prop_assert_eq!(&pieces(&text, limit, size), &whole);
+            if let Ok(whole) = whole {
+                let joined = whole.concat();
+                prop_assert_eq!(joined.as_bytes(), &text[..]);
+                prop_assert!(whole.iter().all(|p| p.len() <= limit));
+            }
+        }
     }
 }

@@ -15,8 +15,9 @@
 //!   card number (issuer range and length from the IIN tables in `iin`,
 //!   Luhn), an IBAN when two letters
 //!   precede the digits (country length, mod-97), else a phone number;
-//! - a known prefix (one Aho-Corasick automaton: `eyJ`, `AKIA`, `ghp_`,
-//!   `-----BEGIN `, `Bearer `, …) → a JWT or an API key of that shape.
+//! - a run of token bytes (probed every tenth byte) starting with a known
+//!   prefix (`eyJ`, `AKIA`, `ghp_`, …), after `Bearer `, or being
+//!   `-----BEGIN ` → a JWT or an API key of that shape.
 //!
 //! User patterns run as `regex` (beyond a few, one [`regex::RegexSet`]
 //! decides which of them need a `find_iter`) and dictionaries as
@@ -67,6 +68,8 @@ mod tests;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex_automata::Span as PrefilterSpan;
+use regex_automata::util::prefilter::Prefilter;
 
 use crate::entity::{Entity, Span};
 
@@ -167,6 +170,11 @@ impl Enabled {
 #[derive(Debug, Clone)]
 struct Custom {
     regexes: Vec<Regex>,
+    /// Each pattern's literal prefilter, where its matches start with one
+    /// of a few literals (`EMP-` of `\bEMP-[0-9]{6}\b`): a text without one
+    /// is passed over without the regex's own search (most JSON strings,
+    /// for which that setup costs more than the scan).
+    screens: Vec<Option<Prefilter>>,
     set: Option<RegexSet>,
     /// Case-sensitive dictionary words, and the entity of each pattern.
     exact: Option<(AhoCorasick, Vec<u16>)>,
@@ -219,14 +227,7 @@ impl Detector {
                 ),
             })?);
         }
-        let secrets = if enabled.jwt || enabled.api_key {
-            Some(secrets::Secrets::new().map_err(|e| DetectorError {
-                field: "entities".into(),
-                message: format!("cannot build the secret detector: {e}"),
-            })?)
-        } else {
-            None
-        };
+        let secrets = (enabled.jwt || enabled.api_key).then_some(secrets::Secrets);
         Ok(Detector {
             config: config.clone(),
             enabled,
@@ -326,8 +327,14 @@ impl Detector {
             // prefilter, where the set (a `\b` makes it a PikeVM over every
             // byte) would be slower.
             None => {
-                for (i, regex) in custom.regexes.iter().enumerate() {
-                    push_matches(i, regex);
+                let whole = PrefilterSpan::from(0..text.len());
+                for (i, (regex, screen)) in custom.regexes.iter().zip(&custom.screens).enumerate() {
+                    if screen
+                        .as_ref()
+                        .is_none_or(|pre| pre.find(text.as_bytes(), whole).is_some())
+                    {
+                        push_matches(i, regex);
+                    }
                 }
             }
         }
@@ -353,6 +360,7 @@ fn custom_index(i: usize) -> u16 {
 
 fn compile_custom(config: &DetectorConfig) -> Result<Custom, DetectorError> {
     let mut regexes = Vec::with_capacity(config.patterns.len());
+    let mut screens = Vec::with_capacity(config.patterns.len());
     for (i, p) in config.patterns.iter().enumerate() {
         let regex = RegexBuilder::new(&p.regex)
             .size_limit(MAX_PATTERN_SIZE)
@@ -364,6 +372,7 @@ fn compile_custom(config: &DetectorConfig) -> Result<Custom, DetectorError> {
                 message: e.to_string(),
             })?;
         regexes.push(regex);
+        screens.push(screen(&p.regex));
     }
     let set = if regexes.len() <= DIRECT_PATTERNS {
         None
@@ -427,10 +436,22 @@ fn compile_custom(config: &DetectorConfig) -> Result<Custom, DetectorError> {
     };
     Ok(Custom {
         regexes,
+        screens,
         set,
         exact: build(exact, false)?,
         folded: build(folded, true)?,
     })
+}
+
+/// The prefilter of the literals every match of `pattern` (compiled as
+/// [`RegexBuilder`] compiles it) starts with, if it has one.
+fn screen(pattern: &str) -> Option<Prefilter> {
+    let hir = regex_syntax::ParserBuilder::new()
+        .nest_limit(PATTERN_NEST_LIMIT)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    Prefilter::from_hir_prefix(regex_automata::MatchKind::LeftmostFirst, &hir)
 }
 
 /// Each word with its first letter upper-cased and the rest lower-cased.

@@ -669,12 +669,16 @@ fn truncate_ip(
             operator: "truncate",
         });
     }
-    let ip: IpAddr = value
-        .trim()
-        .parse()
-        .map_err(|_| OperatorError::NotApplicable {
-            operator: "truncate",
-        })?;
+    let value = value.trim();
+    // A dotted quad, the common case, without the general parser and
+    // formatter.
+    if let Some(v4) = dotted_quad(value) {
+        write_v4(truncate_v4(v4, v4_prefix), out);
+        return Ok(());
+    }
+    let ip: IpAddr = value.parse().map_err(|_| OperatorError::NotApplicable {
+        operator: "truncate",
+    })?;
     // Infallible: writing to a String.
     let _ = match ip {
         IpAddr::V4(v4) => write!(out, "{}", truncate_v4(v4, v4_prefix)),
@@ -690,6 +694,45 @@ fn truncate_ip(
         },
     };
     Ok(())
+}
+
+/// `text` as an IPv4 address when it is four decimal octets (0–255, no
+/// leading zeros: what [`Ipv4Addr`]'s parser takes), else `None`.
+fn dotted_quad(text: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = text.split('.');
+    for octet in &mut octets {
+        let part = parts.next()?.as_bytes();
+        let leading_zero = part.len() > 1 && part[0] == b'0';
+        if part.is_empty() || part.len() > 3 || leading_zero {
+            return None;
+        }
+        let mut v = 0u16;
+        for &c in part {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u16::from(c - b'0');
+        }
+        *octet = u8::try_from(v).ok()?;
+    }
+    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+}
+
+/// Writes `ip` in dotted-quad form (as its `Display` does).
+fn write_v4(ip: Ipv4Addr, out: &mut String) {
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
 }
 
 fn truncate_v4(ip: Ipv4Addr, prefix: u8) -> Ipv4Addr {
@@ -1184,6 +1227,23 @@ mod tests {
         let keys = Keys::new(b"salt", Some(b"secret"));
         let mut out = String::from(">");
         apply(op, entity, value, &keys, &mut out).map(|()| out[1..].to_string())
+    }
+
+    proptest::proptest! {
+        /// The dotted-quad fast path takes exactly what the standard
+        /// parser takes, and writes what `Display` writes.
+        #[test]
+        fn dotted_quads_as_the_standard_parser(
+            text in "[0-9.a]{0,17}|(0|[1-9][0-9]{0,3})(\\.(0|0?[1-9][0-9]{0,2})){3}",
+        ) {
+            let std = text.parse::<Ipv4Addr>().ok();
+            proptest::prop_assert_eq!(dotted_quad(&text), std);
+            if let Some(ip) = std {
+                let mut out = String::new();
+                write_v4(ip, &mut out);
+                proptest::prop_assert_eq!(out, ip.to_string());
+            }
+        }
     }
 
     #[test]

@@ -550,9 +550,44 @@ mod phone {
         ((1..=6).contains(&(j - digits)) && !word_after(text, j)).then_some(j)
     }
 
-    /// Whether one of `keywords` stands in the few bytes before `s` (with
-    /// no digit between it and `s`: a number in between was the subject).
-    fn said(b: &[u8], s: usize, keywords: &[(&[u8], bool)]) -> bool {
+    /// The first bytes of a list's words, as a 256-bit set: most word
+    /// starts in a window are dismissed by one lookup.
+    const fn first_bytes(keywords: &[(&[u8], bool)]) -> [u64; 4] {
+        let mut set = [0u64; 4];
+        let mut i = 0;
+        while i < keywords.len() {
+            let c = keywords[i].0[0] as usize;
+            set[c / 64] |= 1 << (c % 64);
+            i += 1;
+        }
+        set
+    }
+
+    const KEYWORD_FIRST: [u64; 4] = first_bytes(KEYWORDS);
+    const OTHER_KEYWORD_FIRST: [u64; 4] = first_bytes(OTHER_KEYWORDS);
+
+    fn in_set(set: &[u64; 4], c: u8) -> bool {
+        set[usize::from(c / 64)] & (1 << (c % 64)) != 0
+    }
+
+    /// Whether one of `keywords` starts at `k` of the lower-cased window `w`.
+    fn keyword_at(w: &[u8], k: usize, keywords: &[(&[u8], bool)]) -> bool {
+        let c = w[k];
+        keywords.iter().any(|&(kw, whole)| {
+            let e = k + kw.len();
+            kw[0] == c
+                && w[k..].starts_with(kw)
+                && !(whole
+                    && w.get(e)
+                        .is_some_and(|&c| c.is_ascii_alphabetic() || c >= 0x80))
+        })
+    }
+
+    /// What the few bytes before `s` say (with no digit between them and
+    /// `s`: a number in between was the subject): whether a phone word
+    /// ([`KEYWORDS`]) and whether a word for another number
+    /// ([`OTHER_KEYWORDS`]) stands there.
+    fn said(b: &[u8], s: usize) -> (bool, bool) {
         let mut from = s.saturating_sub(CONTEXT);
         if let Some(last_digit) = b[from..s].iter().rposition(u8::is_ascii_digit) {
             from += last_digit + 1;
@@ -567,21 +602,25 @@ mod phone {
         // A keyword counts in the same sentence only: no sentence end
         // between it and the number (a full stop after an abbreviation —
         // "Tel. 030 …", "Order no. 12…" — is not one; after a word it is:
-        // "… commande. 06 12 …").
-        let same_sentence = |e: usize| !(e..w.len()).any(|i| ends_sentence(w, i));
-        (0..w.len()).any(|k| {
-            let at_word_start = k == 0 || !w[k - 1].is_ascii_alphabetic();
-            at_word_start
-                && keywords.iter().any(|&(kw, whole)| {
-                    let e = k + kw.len();
-                    kw[0] == w[k]
-                        && w[k..].starts_with(kw)
-                        && !(whole
-                            && w.get(e)
-                                .is_some_and(|&c| c.is_ascii_alphabetic() || c >= 0x80))
-                        && same_sentence(e)
-                })
-        })
+        // "… commande. 06 12 …"). No keyword holds a sentence end, so one
+        // that ends after the last sentence end also starts after it.
+        let from = (0..w.len())
+            .rev()
+            .find(|&i| ends_sentence(w, i))
+            .map_or(0, |i| i + 1);
+        let (mut phone, mut other) = (false, false);
+        for k in from..w.len() {
+            let c = w[k];
+            if k > 0 && w[k - 1].is_ascii_alphabetic() {
+                continue;
+            }
+            phone = phone || in_set(&KEYWORD_FIRST, c) && keyword_at(w, k, KEYWORDS);
+            other = other || in_set(&OTHER_KEYWORD_FIRST, c) && keyword_at(w, k, OTHER_KEYWORDS);
+            if phone && other {
+                break;
+            }
+        }
+        (phone, other)
     }
 
     /// Whether the name of the field holding the text reaches a candidate
@@ -973,8 +1012,9 @@ mod phone {
             let phone = names(phones.field, KEYWORDS);
             (phone, !phone && names(phones.field, OTHER_KEYWORDS))
         };
-        let phone_word = field_phone || said(b, s, KEYWORDS);
-        let other_word = field_other || said(b, s, OTHER_KEYWORDS);
+        let (said_phone, said_other) = said(b, s);
+        let phone_word = field_phone || said_phone;
+        let other_word = field_other || said_other;
         let ok = if structured || planned {
             international || !other_word || phone_word
         } else {

@@ -1,7 +1,18 @@
-//! JWTs and API keys, found from their prefixes by one Aho-Corasick
-//! automaton.
+//! JWTs and API keys, found from their prefixes (`eyJ`, `AKIA`, `ghp_`,
+//! `Bearer `, `-----BEGIN `, …).
+//!
+//! Every secret is, or ends in, a run of token bytes (base64, base64url,
+//! RFC 6750 b64token: [`RUN`]) that starts at its prefix or right after
+//! `Bearer `, of 15 bytes or more — or, for a PEM block, whose header holds
+//! spaces, is the run `-----BEGIN` (10 bytes) before its first space.
+//! Such runs are found without looking at most bytes: a run of
+//! [`PROBE`] bytes or more covers every `PROBE`-th position, so only those
+//! are probed, and words of prose fail the probe or end within a few
+//! bytes. The prefixes are matched only where a secret can start in a run:
+//! at its start and after a `-`, `.`, `~`, `+`, `/` or `=` (`token=eyJ…`).
+//! (An Aho-Corasick automaton over every byte did the same job at several
+//! times the cost in WebAssembly, where it has no SIMD prefilter.)
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, BuildError, MatchKind};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -39,101 +50,218 @@ enum Kind {
     Bearer,
 }
 
-const PREFIXES: &[(&str, Kind)] = &[
-    ("eyJ", Kind::Jwt),
-    ("AKIA", Kind::Aws),
-    ("ASIA", Kind::Aws),
-    ("ghp_", Kind::GitHub),
-    ("gho_", Kind::GitHub),
-    ("ghu_", Kind::GitHub),
-    ("ghs_", Kind::GitHub),
-    ("ghr_", Kind::GitHub),
-    ("github_pat_", Kind::GitHubPat),
-    ("glpat-", Kind::GitLab),
-    ("xoxa-", Kind::Slack),
-    ("xoxb-", Kind::Slack),
-    ("xoxp-", Kind::Slack),
-    ("xoxr-", Kind::Slack),
-    ("xoxs-", Kind::Slack),
-    ("sk_live_", Kind::Stripe),
-    ("sk_test_", Kind::Stripe),
-    ("rk_live_", Kind::Stripe),
-    ("rk_test_", Kind::Stripe),
-    ("pk_live_", Kind::Stripe),
-    ("pk_test_", Kind::Stripe),
-    ("AIza", Kind::Google),
-    ("sk-", Kind::SkDash),
-    ("npm_", Kind::Npm),
-    ("ak_dev_", Kind::Own),
-    ("ak_staging_", Kind::Own),
-    ("ak_prod_", Kind::Own),
-    ("-----BEGIN ", Kind::Pem),
-    ("Bearer ", Kind::Bearer),
-    ("bearer ", Kind::Bearer),
-    ("BEARER ", Kind::Bearer),
+/// The prefixes of the run-shaped secrets; at one position the first that
+/// matches counts.
+const PREFIXES: &[(&[u8], Kind)] = &[
+    (b"eyJ", Kind::Jwt),
+    (b"AKIA", Kind::Aws),
+    (b"ASIA", Kind::Aws),
+    (b"ghp_", Kind::GitHub),
+    (b"gho_", Kind::GitHub),
+    (b"ghu_", Kind::GitHub),
+    (b"ghs_", Kind::GitHub),
+    (b"ghr_", Kind::GitHub),
+    (b"github_pat_", Kind::GitHubPat),
+    (b"glpat-", Kind::GitLab),
+    (b"xoxa-", Kind::Slack),
+    (b"xoxb-", Kind::Slack),
+    (b"xoxp-", Kind::Slack),
+    (b"xoxr-", Kind::Slack),
+    (b"xoxs-", Kind::Slack),
+    (b"sk_live_", Kind::Stripe),
+    (b"sk_test_", Kind::Stripe),
+    (b"rk_live_", Kind::Stripe),
+    (b"rk_test_", Kind::Stripe),
+    (b"pk_live_", Kind::Stripe),
+    (b"pk_test_", Kind::Stripe),
+    (b"AIza", Kind::Google),
+    (b"sk-", Kind::SkDash),
+    (b"npm_", Kind::Npm),
+    (b"ak_dev_", Kind::Own),
+    (b"ak_staging_", Kind::Own),
+    (b"ak_prod_", Kind::Own),
 ];
+
+/// The words before a bearer token (a space or more follows).
+const BEARER: &[&[u8]] = &[b"Bearer", b"bearer", b"BEARER"];
+
+/// A PEM block's header up to its first space.
+const PEM: &[u8] = b"-----BEGIN";
 
 /// The shortest secret found (a Slack token: `xoxb-` and ten characters);
 /// shorter texts are not searched.
 pub(super) const MIN_LEN: usize = 15;
+/// The shortest run of [`RUN`] bytes a secret holds (a PEM header's
+/// `-----BEGIN`): runs are probed every `PROBE` bytes.
+const PROBE: usize = PEM.len();
 /// The longest PEM body taken.
 const MAX_PEM: usize = 64 * 1024;
 /// The longest JWT taken (a generous bound for headers with certificate
 /// chains).
 const MAX_JWT: usize = 64 * 1024;
 
-#[derive(Debug, Clone)]
-pub(super) struct Secrets {
-    prefixes: AhoCorasick,
+/// A byte of a secret's run: an ASCII letter or digit or one of
+/// `- _ . ~ + / =` (in [`CLASS`]).
+const RUN: u8 = 1;
+/// A run byte after which a secret may start: `- . ~ + / =`.
+const SEP: u8 = 2;
+/// The first byte of one of [`PREFIXES`].
+const FIRST: u8 = 4;
+
+/// [`RUN`], [`SEP`] and [`FIRST`] of every byte.
+const CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            class[c] = RUN;
+        } else if matches!(b, b'-' | b'.' | b'~' | b'+' | b'/' | b'=') {
+            class[c] = RUN | SEP;
+        }
+        c += 1;
+    }
+    let mut i = 0;
+    while i < PREFIXES.len() {
+        class[PREFIXES[i].0[0] as usize] |= FIRST;
+        i += 1;
+    }
+    class
+};
+
+fn class(c: u8) -> u8 {
+    CLASS[usize::from(c)]
 }
 
-impl Secrets {
-    pub(super) fn new() -> Result<Secrets, BuildError> {
-        let prefixes = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostFirst)
-            .kind(Some(AhoCorasickKind::DFA))
-            // Natively the SIMD prefilter (Teddy) finds candidates several
-            // times faster than the DFA; WebAssembly has no SIMD prefilter
-            // and its fallback is slower than the DFA alone.
-            .prefilter(!cfg!(target_family = "wasm"))
-            .build(PREFIXES.iter().map(|(p, _)| p))?;
-        Ok(Secrets { prefixes })
-    }
+/// Whether a byte before a prefix glues it to a word (then it is no
+/// secret's start).
+fn glues(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
 
+/// The prefix at `p`, if any: its kind and where the body after it starts.
+fn prefix_at(b: &[u8], p: usize) -> Option<(Kind, usize)> {
+    let rest = &b[p..];
+    let (&c0, &c1) = (rest.first()?, rest.get(1)?);
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| prefix[0] == c0 && prefix[1] == c1 && rest.starts_with(prefix))
+        .map(|&(prefix, kind)| (kind, p + prefix.len()))
+}
+
+#[derive(Debug, Clone, Default)]
+pub(super) struct Secrets;
+
+impl Secrets {
     pub(super) fn find(&self, text: &str, jwt: bool, api_key: bool, out: &mut Vec<Span>) {
         let b = text.as_bytes();
-        let mut resume = 0;
-        for m in self.prefixes.find_iter(text) {
-            let start = m.start();
-            if start < resume {
+        let mut found = Found {
+            text,
+            jwt,
+            api_key,
+            resume: 0,
+            out,
+        };
+        // Runs starting before `i` are done, and `b[i - 1]` is no run byte.
+        let mut i = 0;
+        while i + PROBE <= b.len() {
+            let probe = i + PROBE - 1;
+            if class(b[probe]) & RUN == 0 {
+                i = probe + 1;
                 continue;
             }
-            let kind = PREFIXES[m.pattern().as_usize()].1;
-            let body = m.end();
-            let prev = start.checked_sub(1).map(|i| b[i]);
-            let glued = prev.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_');
-            let found = match kind {
-                Kind::Jwt if jwt && !glued && !matches!(prev, Some(b'-' | b'.')) => {
-                    jwt_at(b, start).map(|end| (start, end, Entity::Jwt))
-                }
-                Kind::Jwt => None,
-                _ if !api_key || glued => None,
-                Kind::Pem if prev == Some(b'-') => None,
-                Kind::Pem => pem_at(text, start).map(|end| (start, end, Entity::ApiKey)),
-                Kind::Bearer => bearer_at(b, body).map(|(s, e)| (s, e, Entity::ApiKey)),
-                Kind::Own => own_at(b, body).map(|end| (start, end, Entity::ApiKey)),
-                _ => key_at(b, kind, body).map(|end| (start, end, Entity::ApiKey)),
-            };
-            if let Some((s, e, entity)) = found
-                && !word_after(text, e)
-            {
-                out.push(Span {
-                    start: s,
-                    end: e,
-                    entity,
-                });
-                resume = e;
+            let mut start = probe;
+            while start > i && class(b[start - 1]) & RUN != 0 {
+                start -= 1;
             }
+            // `Bearer` and spaces before the run.
+            let mut word_end = start;
+            while word_end > 0 && b[word_end - 1] == b' ' {
+                word_end -= 1;
+            }
+            if word_end < start
+                && let Some(word_start) = word_end.checked_sub(6)
+                && BEARER.contains(&&b[word_start..word_end])
+            {
+                found.at(word_start, Kind::Bearer, word_end + 1);
+            }
+            // The run, its candidates taken on the way (a prefix in a run
+            // too short for its secret fails its check), a secret found
+            // skipped.
+            let mut p = start;
+            let mut may_start = true;
+            while p < b.len() {
+                let c = class(b[p]);
+                if c & RUN == 0 {
+                    break;
+                }
+                if may_start
+                    && c & FIRST != 0
+                    && let Some((kind, body)) = prefix_at(b, p)
+                {
+                    found.at(p, kind, body);
+                    if found.resume > p {
+                        p = found.resume;
+                        may_start = !glues(b[p - 1]);
+                        continue;
+                    }
+                }
+                may_start = c & SEP != 0;
+                p += 1;
+            }
+            // A PEM header ends its run.
+            if b.get(p) == Some(&b' ')
+                && let Some(pem) = p.checked_sub(PEM.len())
+                && &b[pem..p] == PEM
+            {
+                found.at(pem, Kind::Pem, p + 1);
+            }
+            i = p + 1;
+        }
+    }
+}
+
+/// The secrets found so far in one text.
+struct Found<'t, 'o> {
+    text: &'t str,
+    jwt: bool,
+    api_key: bool,
+    /// Where the last secret ended: candidates before it are inside it.
+    resume: usize,
+    out: &'o mut Vec<Span>,
+}
+
+impl Found<'_, '_> {
+    /// The secret whose prefix of `kind` starts at `start`, its body at
+    /// `body`, if it is one.
+    fn at(&mut self, start: usize, kind: Kind, body: usize) {
+        if start < self.resume {
+            return;
+        }
+        let (text, b) = (self.text, self.text.as_bytes());
+        let prev = start.checked_sub(1).map(|i| b[i]);
+        let glued = prev.is_some_and(glues);
+        let found = match kind {
+            Kind::Jwt if self.jwt && !glued && !matches!(prev, Some(b'-' | b'.')) => {
+                jwt_at(b, start).map(|end| (start, end, Entity::Jwt))
+            }
+            Kind::Jwt => None,
+            _ if !self.api_key || glued => None,
+            Kind::Pem if prev == Some(b'-') => None,
+            Kind::Pem => pem_at(text, start).map(|end| (start, end, Entity::ApiKey)),
+            Kind::Bearer => bearer_at(b, body).map(|(s, e)| (s, e, Entity::ApiKey)),
+            Kind::Own => own_at(b, body).map(|end| (start, end, Entity::ApiKey)),
+            _ => key_at(b, kind, body).map(|end| (start, end, Entity::ApiKey)),
+        };
+        if let Some((s, e, entity)) = found
+            && !word_after(text, e)
+        {
+            self.out.push(Span {
+                start: s,
+                end: e,
+                entity,
+            });
+            self.resume = e;
         }
     }
 }
@@ -334,4 +462,19 @@ fn bearer_at(b: &[u8], body: usize) -> Option<(usize, usize)> {
         && t.iter().any(u8::is_ascii_digit)
         && t.iter().any(u8::is_ascii_alphabetic);
     ok.then_some((start, end))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pem_block_is_found_from_its_header() {
+        let block = "-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----";
+        assert_eq!(pem_at(block, 0), Some(block.len()));
+        let mut out = Vec::new();
+        Secrets.find(block, true, true, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].start, out[0].end), (0, block.len()));
+    }
 }

@@ -957,3 +957,59 @@ fn bare_national_numbers_by_their_context() {
         );
     }
 }
+
+proptest! {
+    /// A user pattern's literal screen never passes over a match: the
+    /// findings are the regex's own (non-empty, non-overlapping) matches.
+    #[test]
+    fn pattern_screens_never_skip_a_match(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                Just("EMP-".to_owned()), Just("emp-".to_owned()), Just("Secret-".to_owned()),
+                Just("foo".to_owned()), Just("BAR".to_owned()), Just(" ".to_owned()),
+                Just("é".to_owned()), Just("-".to_owned()), Just("_".to_owned()),
+                "[0-9]{1,7}", "[a-zA-Z]{1,4}",
+            ],
+            0..20,
+        )
+    ) {
+        const PATTERNS: &[&str] = &[
+            r"\bEMP-[0-9]{6}\b",
+            r"(?i)secret-[a-z]+",
+            r"(foo|bar)\d+",
+            r"[A-Z]{2}\d{4}",
+            r"\d{3}-\d{2}",
+            r"(?i:émp)?-\d",
+        ];
+        // One detector per pattern: each runs alone, behind its screen.
+        static CUSTOM: LazyLock<Vec<Detector>> = LazyLock::new(|| {
+            PATTERNS
+                .iter()
+                .map(|p| {
+                    let pattern = CustomPattern { name: "p".into(), regex: (*p).to_owned() };
+                    let config = DetectorConfig {
+                        entities: Vec::new(),
+                        patterns: vec![pattern],
+                        ..DetectorConfig::default()
+                    };
+                    Detector::new(&config).unwrap()
+                })
+                .collect()
+        });
+        let text = parts.concat();
+        for (pattern, detector) in PATTERNS.iter().zip(CUSTOM.iter()) {
+            // The default policy's pattern has one.
+            prop_assert!(detector.custom.screens[0].is_some() || !pattern.contains("EMP"));
+            let mut out = Vec::new();
+            detector.find_custom(&text, &mut out);
+            let found: Vec<(usize, usize)> = out.iter().map(|s| (s.start, s.end)).collect();
+            let expected: Vec<(usize, usize)> = Regex::new(pattern)
+                .unwrap()
+                .find_iter(&text)
+                .filter(|m| !m.is_empty())
+                .map(|m| (m.start(), m.end()))
+                .collect();
+            prop_assert_eq!(found, expected, "{} in {:?}", pattern, text);
+        }
+    }
+}
