@@ -37,9 +37,10 @@
 //! Builds: native and wasm in the `bench-o3` profile (release settings at
 //! opt-level 3, so the comparison is at equal optimization), the wasm once
 //! more in `release` (opt-level z, what the functions ship with), and the
-//! runner in the dev profile, where it shares the wasmtime that `wasm-tests`
-//! built (the guest's speed depends on Cranelift's optimization of the
-//! guest, not on how wasmtime itself was compiled).
+//! runner optimized ([`wasm_runner`]), as the hosts that run the functions
+//! are: a guest's `memory.copy` and `memory.fill` are calls into wasmtime,
+//! which an unoptimized wasmtime with its debug assertions made several
+//! percent of a guest's time.
 //!
 //! Arguments after `rate-limit` go to `rate-limit-bench run` on every
 //! runtime, e.g. `--rounds 3 --scale 0.2 --only gcra,governor_direct`.
@@ -103,7 +104,7 @@ fn rate_limit(options: &[String]) -> Result<()> {
     let targets = target_dir();
     let native = targets.join(format!("{PROFILE}/{PROGRAM}"));
     let native = || cmd(&native.to_string_lossy());
-    let runner = targets.join("debug/bench-runner");
+    let runner = wasm_runner()?;
     let wasm_run = |profile: &str| {
         let mut command = cmd(&runner.to_string_lossy());
         command.arg(targets.join(format!("wasm32-wasip2/{profile}/{PROGRAM}.wasm")));
@@ -160,7 +161,7 @@ fn rate_limit(options: &[String]) -> Result<()> {
 }
 
 /// Builds the program natively and for wasm (both `bench-o3`; the wasm
-/// also `release`), and the runner.
+/// also `release`).
 fn build() -> Result<()> {
     run_command(cmd("cargo").args(["build", "-p", PROGRAM, "--profile", PROFILE]))?;
     for profile in [PROFILE, "release"] {
@@ -174,7 +175,7 @@ fn build() -> Result<()> {
             profile,
         ]))?;
     }
-    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))
+    Ok(())
 }
 
 /// The second table: requests/s through `wrangler dev` with limiting off
@@ -236,7 +237,7 @@ fn auth_check(options: &[String]) -> Result<()> {
     let results = targets.join("bench-results/auth-check");
     let bin = results.join("bin");
     std::fs::create_dir_all(&bin)?;
-    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))?;
+    let runner = wasm_runner()?;
     // (file, runtime, without auth-check, crypto-bigint on 32-bit limbs)
     let builds = [
         ("native", "native", false, false),
@@ -280,7 +281,7 @@ fn auth_check(options: &[String]) -> Result<()> {
     for (file, runtime, _, _) in builds {
         let program = bin.join(file);
         let mut command = if runtime == "wasm" {
-            let mut c = cmd(&targets.join("debug/bench-runner").to_string_lossy());
+            let mut c = cmd(&runner.to_string_lossy());
             c.arg(&program);
             c
         } else {
@@ -607,10 +608,9 @@ fn anonymize(options: &[String]) -> Result<()> {
         }
         run_command(build.env("ANONYMIZE_BENCH_CORPUS", &corpus))?;
     }
-    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))?;
     let native = targets.join(format!("{PROFILE}/{ANONYMIZE_PROGRAM}"));
     let native = || cmd(&native.to_string_lossy());
-    let mut wasm = cmd(&targets.join("debug/bench-runner").to_string_lossy());
+    let mut wasm = cmd(&wasm_runner()?.to_string_lossy());
     wasm.arg(targets.join(format!("wasm32-wasip2/{PROFILE}/{ANONYMIZE_PROGRAM}.wasm")));
     let mut reports = Vec::new();
     for (runtime, mut command) in [("native", native()), ("wasm", wasm)] {
@@ -652,7 +652,8 @@ fn anonymize(options: &[String]) -> Result<()> {
          same strings, one pass. True values left: corpus spans whose exact text is still in \
          the anonymized document or record (the detectors' misses). MB = 10⁶ bytes. Ours: median of the timed rounds, \
          std::time::Instant inside the program; wasm32-wasip2 under wasmtime 48.0.8 \
-         (Cranelift, opt-level speed); both bench-o3 (opt-level 3, LTO)."
+         (Cranelift, opt-level speed; bench-runner optimized, as the hosts are); both \
+         bench-o3 (opt-level 3, LTO)."
     );
     println!("\n## Precision and recall per entity type\n");
     print!("{accuracy}");
@@ -676,8 +677,7 @@ fn anonymize(options: &[String]) -> Result<()> {
 // carry the counts). Every run then builds the tiles afresh with the release
 // `spatial-tiles build` (its `--json-summary` is the native CLI's ingest
 // rate and the tile bytes), runs `spatial-bench` (`bench/spatial`, bench-o3)
-// natively and for `wasm32-wasip2` under `bench-runner` (optimized here,
-// unlike the other benchmarks: see the build below) with the results
+// natively and for `wasm32-wasip2` under the optimized `bench-runner` with the results
 // directory preopened read-only at `/data` (`--stats` gives the guest's
 // peak linear memory, which it cannot see): the queries in one invocation,
 // the ingest of the first 200,000 assets in another, so each has its own
@@ -795,23 +795,14 @@ fn spatial_query(options: &[String]) -> Result<()> {
         }
         run_command(&mut build)?;
     }
-    // The runner optimized: the guest reads every tile through WASI, and a
-    // debug wasmtime copies a `list<u8>` into the guest byte by byte (some
-    // 10 ns a byte), which would be most of a cold query. Opt-level 3
-    // without LTO, in a target directory of its own (other profile settings).
-    let runner_dir = targets.join("bench-runner-o3");
-    run_command(
-        cmd("cargo")
-            .args(["build", "-p", "bench-runner", "--profile", PROFILE])
-            .env("CARGO_TARGET_DIR", &runner_dir)
-            .env("CARGO_PROFILE_BENCH_O3_LTO", "false")
-            .env("CARGO_PROFILE_BENCH_O3_CODEGEN_UNITS", "16"),
-    )?;
+    // (The runner optimized matters most here: the guest reads every tile
+    // through WASI, and a debug wasmtime copies a `list<u8>` into the guest
+    // byte by byte, some 10 ns a byte, which would be most of a cold query.)
+    let runner = wasm_runner()?;
     let tiles_cli = targets.join("release/spatial-tiles");
     let native = targets.join(format!("{PROFILE}/{SPATIAL_PROGRAM}"));
     let native = || cmd(&native.to_string_lossy());
     let wasm_program = targets.join(format!("wasm32-wasip2/{PROFILE}/{SPATIAL_PROGRAM}.wasm"));
-    let runner = runner_dir.join(format!("{PROFILE}/bench-runner"));
     // The wasm program with the results directory at /data, its memory
     // figures written to `stats`.
     let wasm = |stats: &Path| {
@@ -985,9 +976,8 @@ fn spatial_query(options: &[String]) -> Result<()> {
 // `cargo xtask bench metrics`
 //
 // `metrics-bench` (`bench/metrics`) is built natively and for
-// `wasm32-wasip2` in `bench-o3` and run on both, the wasm under the debug
-// `bench-runner` (it shares `wasm-tests`' wasmtime; the guest only computes,
-// so its speed depends on Cranelift's code, not on how wasmtime was built).
+// `wasm32-wasip2` in `bench-o3` and run on both, the wasm under the
+// optimized `bench-runner` ([`wasm_runner`]).
 // Each run prints a JSON report, kept in `target/bench-results/metrics/`;
 // the native program then sets them side by side (also saved as
 // `table.md`). Arguments after `metrics` go to `metrics-bench run` on both.
@@ -1001,7 +991,7 @@ fn metrics(options: &[String]) -> Result<()> {
     std::fs::create_dir_all(&results)?;
     let (native, wasm) = native_and_wasm(METRICS_PROGRAM)?;
     let native = || cmd(&native.to_string_lossy());
-    let wasm = under_runner(&wasm, &[]);
+    let wasm = under_runner(&wasm, &[])?;
     let mut reports = Vec::new();
     for (runtime, mut command) in [("native", native()), ("wasm", wasm)] {
         let report = results.join(format!("{runtime}.json"));
@@ -1026,9 +1016,7 @@ fn metrics(options: &[String]) -> Result<()> {
 }
 
 /// Builds bench program `program` natively and for `wasm32-wasip2` (both
-/// `bench-o3`) and the debug `bench-runner` (it shares `wasm-tests`'
-/// wasmtime; a guest that only computes runs as fast under it): the paths
-/// of the native and the wasm build.
+/// `bench-o3`): the paths of the native and the wasm build.
 fn native_and_wasm(program: &str) -> Result<(PathBuf, PathBuf)> {
     for wasm in [false, true] {
         let mut build = cmd("cargo");
@@ -1038,7 +1026,6 @@ fn native_and_wasm(program: &str) -> Result<(PathBuf, PathBuf)> {
         }
         run_command(&mut build)?;
     }
-    run_command(cmd("cargo").args(["build", "-p", "bench-runner"]))?;
     let targets = target_dir();
     Ok((
         targets.join(format!("{PROFILE}/{program}")),
@@ -1046,12 +1033,37 @@ fn native_and_wasm(program: &str) -> Result<(PathBuf, PathBuf)> {
     ))
 }
 
-/// A command running `wasm` under the debug `bench-runner` with the
-/// runner's own `options` (`--dir`, `--stats`) before it.
-fn under_runner(wasm: &Path, options: &[&str]) -> Command {
-    let mut command = cmd(&target_dir().join("debug/bench-runner").to_string_lossy());
+/// A command running `wasm` under [`wasm_runner`] with the runner's own
+/// `options` (`--dir`, `--stats`) before it.
+fn under_runner(wasm: &Path, options: &[&str]) -> Result<Command> {
+    let mut command = cmd(&wasm_runner()?.to_string_lossy());
     command.args(options).arg(wasm);
-    command
+    Ok(command)
+}
+
+/// Builds `bench-runner` optimized, once per run of the xtask, and returns
+/// its path: opt-level 3 without LTO, in a target directory of its own
+/// (other profile settings than the workspace's `bench-o3`, and the
+/// dev-profile wasmtime of `wasm-tests` stays as it is). The hosts that run
+/// the functions (wasmtime, Spin) are release builds; under a debug
+/// wasmtime every `memory.copy` a guest makes runs unoptimized host code
+/// with its debug assertions.
+fn wasm_runner() -> Result<PathBuf> {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(runner) = BUILT.get() {
+        return Ok(runner.clone());
+    }
+    let dir = target_dir().join("bench-runner-o3");
+    run_command(
+        cmd("cargo")
+            .args(["build", "-p", "bench-runner", "--profile", PROFILE])
+            .env("CARGO_TARGET_DIR", &dir)
+            .env("CARGO_PROFILE_BENCH_O3_LTO", "false")
+            .env("CARGO_PROFILE_BENCH_O3_CODEGEN_UNITS", "16"),
+    )?;
+    Ok(BUILT
+        .get_or_init(|| dir.join(format!("{PROFILE}/bench-runner")))
+        .clone())
 }
 
 // ---------------------------------------------------------------------------
@@ -1059,7 +1071,7 @@ fn under_runner(wasm: &Path, options: &[&str]) -> Command {
 //
 // `gateway-bench` (`bench/gateway`) is built natively and for
 // `wasm32-wasip2` in `bench-o3`. `run` times the pipeline in-process on
-// both (the wasm under the debug `bench-runner`: the guest only computes).
+// both (the wasm under the optimized `bench-runner`).
 // Then the gateway's Workers build is brought up to date (what
 // `cargo xtask build-worker gateway` does; wrangler's build command then
 // finds it fresh) and the native `live` starts a local origin and
@@ -1098,7 +1110,7 @@ fn gateway(options: &[String]) -> Result<()> {
     let report = |name: &str| results.join(format!("{name}.json"));
     // The guest reads its thread's CPU time from the runner's /proc entry
     // (the runner calls it on the thread that opened it).
-    let wasm = under_runner(&wasm, &["--dir", "/proc/thread-self::/thread"]);
+    let wasm = under_runner(&wasm, &["--dir", "/proc/thread-self::/thread"])?;
     for (runtime, mut command) in [("native", native()), ("wasm", wasm)] {
         command.args(["run", "--runtime", runtime]).args(&run);
         capture(&mut command, &report(runtime))?;
