@@ -174,6 +174,7 @@ impl Engine {
     ) {
         spans.clear();
         self.detector.find(text, spans);
+        out.reserve(text.len());
         self.replace(text, spans, out, findings);
     }
 

@@ -676,7 +676,14 @@ fn truncate_ip(
         write_v4(truncate_v4(v4, v4_prefix), out);
         return Ok(());
     }
-    let ip: IpAddr = value.parse().map_err(|_| OperatorError::NotApplicable {
+    // (An address with a colon is IPv6: parsed as one, not tried as IPv4
+    // first.)
+    let ip = if value.contains(':') {
+        value.parse::<Ipv6Addr>().map(IpAddr::V6)
+    } else {
+        value.parse::<IpAddr>()
+    };
+    let ip = ip.map_err(|_| OperatorError::NotApplicable {
         operator: "truncate",
     })?;
     // Infallible: writing to a String.
@@ -699,24 +706,29 @@ fn truncate_ip(
 /// `text` as an IPv4 address when it is four decimal octets (0–255, no
 /// leading zeros: what [`Ipv4Addr`]'s parser takes), else `None`.
 fn dotted_quad(text: &str) -> Option<Ipv4Addr> {
+    let b = text.as_bytes();
     let mut octets = [0u8; 4];
-    let mut parts = text.split('.');
-    for octet in &mut octets {
-        let part = parts.next()?.as_bytes();
-        let leading_zero = part.len() > 1 && part[0] == b'0';
-        if part.is_empty() || part.len() > 3 || leading_zero {
-            return None;
-        }
-        let mut v = 0u16;
-        for &c in part {
-            if !c.is_ascii_digit() {
+    let mut i = 0;
+    for (k, octet) in octets.iter_mut().enumerate() {
+        if k > 0 {
+            if b.get(i) != Some(&b'.') {
                 return None;
             }
-            v = v * 10 + u16::from(c - b'0');
+            i += 1;
+        }
+        let start = i;
+        let mut v = 0u16;
+        while i < b.len() && b[i].is_ascii_digit() && i - start < 3 {
+            v = v * 10 + u16::from(b[i] - b'0');
+            i += 1;
+        }
+        let len = i - start;
+        if len == 0 || len > 1 && b[start] == b'0' {
+            return None;
         }
         *octet = u8::try_from(v).ok()?;
     }
-    parts.next().is_none().then_some(Ipv4Addr::from(octets))
+    (i == b.len()).then_some(Ipv4Addr::from(octets))
 }
 
 /// Writes `ip` in dotted-quad form (as its `Display` does).

@@ -107,16 +107,20 @@ const RUN: u8 = 1;
 const SEP: u8 = 2;
 /// The first byte of one of [`PREFIXES`].
 const FIRST: u8 = 4;
+/// A base64url byte: an ASCII letter or digit, `-` or `_`.
+const B64URL: u8 = 8;
 
-/// [`RUN`], [`SEP`] and [`FIRST`] of every byte.
+/// [`RUN`], [`SEP`], [`FIRST`] and [`B64URL`] of every byte.
 const CLASS: [u8; 256] = {
     let mut class = [0u8; 256];
     let mut c = 0;
     while c < 256 {
         let b = c as u8;
         if b.is_ascii_alphanumeric() || b == b'_' {
-            class[c] = RUN;
-        } else if matches!(b, b'-' | b'.' | b'~' | b'+' | b'/' | b'=') {
+            class[c] = RUN | B64URL;
+        } else if b == b'-' {
+            class[c] = RUN | SEP | B64URL;
+        } else if matches!(b, b'.' | b'~' | b'+' | b'/' | b'=') {
             class[c] = RUN | SEP;
         }
         c += 1;
@@ -189,25 +193,30 @@ impl Secrets {
             // too short for its secret fails its check), a secret found
             // skipped.
             let mut p = start;
-            let mut may_start = true;
-            while p < b.len() {
-                let c = class(b[p]);
-                if c & RUN == 0 {
-                    break;
-                }
-                if may_start
-                    && c & FIRST != 0
+            let mut candidate = true;
+            loop {
+                if candidate
+                    && p < b.len()
+                    && class(b[p]) & FIRST != 0
                     && let Some((kind, body)) = prefix_at(b, p)
                 {
                     found.at(p, kind, body);
                     if found.resume > p {
                         p = found.resume;
-                        may_start = !glues(b[p - 1]);
+                        candidate = !glues(b[p - 1]);
                         continue;
                     }
                 }
-                may_start = c & SEP != 0;
-                p += 1;
+                // To the next separator (a candidate follows it) or the end.
+                while p < b.len() && class(b[p]) & (RUN | SEP) == RUN {
+                    p += 1;
+                }
+                if p < b.len() && class(b[p]) & SEP != 0 {
+                    p += 1;
+                    candidate = true;
+                } else {
+                    break;
+                }
             }
             // A PEM header ends its run.
             if b.get(p) == Some(&b' ')
@@ -267,7 +276,7 @@ impl Found<'_, '_> {
 }
 
 fn b64url(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
+    class(c) & B64URL != 0
 }
 
 fn run(b: &[u8], from: usize, allowed: impl Fn(u8) -> bool) -> usize {
