@@ -8,8 +8,8 @@
 //! kind has a cheap trigger and a hand-written parser that looks only at
 //! the bytes around it:
 //!
-//! - `@` (memchr) → an email: the local part backwards, the domain forwards;
-//! - `:` (memchr) → an IPv6 address: the run of hex digits, colons and dots
+//! - `@` → an email: the local part backwards, the domain forwards;
+//! - `:` → an IPv6 address: the run of hex digits, colons and dots
 //!   around it, parsed by [`std::net::Ipv6Addr`];
 //! - a digit (eight bytes at a time) → the numeric kinds: an IPv4 address, a
 //!   card number (issuer range and length from the IIN tables in `iin`,
@@ -53,6 +53,7 @@
 //! are refused, and numbers that are shaped like a card or an IBAN but fail
 //! the checksum are skipped whole rather than taken for a phone.
 
+mod bytes;
 mod email;
 mod iin;
 mod ipv6;

@@ -8,6 +8,7 @@
 //! domain of at least two letters or an `xn--` label. A trailing dot is
 //! not part of the address.
 
+use super::bytes::next_byte;
 use crate::entity::{Entity, Span};
 
 const MAX_LOCAL: usize = 64;
@@ -17,7 +18,9 @@ const MAX_LABEL: usize = 63;
 pub(super) fn find(text: &str, out: &mut Vec<Span>) {
     let b = text.as_bytes();
     let mut resume = 0;
-    for at in memchr::memchr_iter(b'@', b) {
+    let mut from = 0;
+    while let Some(at) = next_byte(b, b'@', from) {
+        from = at + 1;
         if at < resume {
             continue;
         }

@@ -3,6 +3,7 @@
 
 use std::net::Ipv6Addr;
 
+use super::bytes::next_byte;
 use super::{word_after, word_before};
 use crate::entity::{Entity, Span};
 
@@ -17,7 +18,9 @@ fn v6_byte(c: u8) -> bool {
 pub(super) fn find(text: &str, out: &mut Vec<Span>) {
     let b = text.as_bytes();
     let mut resume = 0;
-    for colon in memchr::memchr_iter(b':', b) {
+    let mut from = 0;
+    while let Some(colon) = next_byte(b, b':', from) {
+        from = colon + 1;
         if colon < resume {
             continue;
         }

@@ -22,6 +22,7 @@
 
 use std::ops::Range;
 
+use super::bytes::next_digit;
 use super::iin::issuer_ok;
 use super::validate::{iban_length_of, luhn, mod97};
 use super::{Enabled, word_after, word_before};
@@ -54,25 +55,6 @@ pub(super) fn find(
             candidate(text, p, run_end, en, phones, out).max(run_end)
         };
     }
-}
-
-/// The first ASCII digit at or after `i`.
-fn next_digit(b: &[u8], mut i: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    while let Some(chunk) = b.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        // Digits become 0..=9 and everything else >= 10; then the classic
-        // "has a byte less than n" test. The lowest flagged byte is exact.
-        let x = u64::from_le_bytes(word) ^ (ONES * 0x30);
-        let found = x.wrapping_sub(ONES * 10) & !x & HIGHS;
-        if found != 0 {
-            return Some(i + (found.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    (i..b.len()).find(|&j| b[j].is_ascii_digit())
 }
 
 fn digits_end(b: &[u8], mut i: usize) -> usize {
