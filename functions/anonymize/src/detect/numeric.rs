@@ -988,18 +988,25 @@ mod phone {
         // The field's name is context too: `"phone": "21289693"` as after
         // "Tel.", `"order_id": "0612345678"` as after "order" (unless the
         // name also has a phone word: `customer_phone`).
-        let (field_phone, field_other) = if phones.field.is_empty() || !field_said(b, s) {
-            (false, false)
-        } else {
-            let phone = names(phones.field, KEYWORDS);
-            (phone, !phone && names(phones.field, OTHER_KEYWORDS))
+        // (An international number needs neither: the words are read only
+        // when they decide.)
+        let words = || {
+            let (field_phone, field_other) = if phones.field.is_empty() || !field_said(b, s) {
+                (false, false)
+            } else {
+                let phone = names(phones.field, KEYWORDS);
+                (phone, !phone && names(phones.field, OTHER_KEYWORDS))
+            };
+            let (said_phone, said_other) = said(b, s);
+            (field_phone || said_phone, field_other || said_other)
         };
-        let (said_phone, said_other) = said(b, s);
-        let phone_word = field_phone || said_phone;
-        let other_word = field_other || said_other;
         let ok = if structured || planned {
-            international || !other_word || phone_word
+            international || {
+                let (phone_word, other_word) = words();
+                !other_word || phone_word
+            }
         } else {
+            let (phone_word, other_word) = words();
             phone_word && !other_word
         };
         ok.then_some(fin)
