@@ -61,6 +61,7 @@ mod numeric;
 mod plan;
 #[rustfmt::skip]
 mod plans;
+mod screen;
 mod secrets;
 mod validate;
 
@@ -69,8 +70,6 @@ mod tests;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
-use regex_automata::Span as PrefilterSpan;
-use regex_automata::util::prefilter::Prefilter;
 
 use crate::entity::{Entity, Span};
 
@@ -171,11 +170,9 @@ impl Enabled {
 #[derive(Debug, Clone)]
 struct Custom {
     regexes: Vec<Regex>,
-    /// Each pattern's literal prefilter, where its matches start with one
-    /// of a few literals (`EMP-` of `\bEMP-[0-9]{6}\b`): a text without one
-    /// is passed over without the regex's own search (most JSON strings,
-    /// for which that setup costs more than the scan).
-    screens: Vec<Option<Prefilter>>,
+    /// Each pattern's screen (`screen`), where its matches start with one
+    /// of a few literals: a text without one is passed over.
+    screens: Vec<Option<screen::Screen>>,
     set: Option<RegexSet>,
     /// Case-sensitive dictionary words, and the entity of each pattern.
     exact: Option<(AhoCorasick, Vec<u16>)>,
@@ -328,11 +325,10 @@ impl Detector {
             // prefilter, where the set (a `\b` makes it a PikeVM over every
             // byte) would be slower.
             None => {
-                let whole = PrefilterSpan::from(0..text.len());
                 for (i, (regex, screen)) in custom.regexes.iter().zip(&custom.screens).enumerate() {
                     if screen
                         .as_ref()
-                        .is_none_or(|pre| pre.find(text.as_bytes(), whole).is_some())
+                        .is_none_or(|screen| screen.may_match(text.as_bytes()))
                     {
                         push_matches(i, regex);
                     }
@@ -373,7 +369,7 @@ fn compile_custom(config: &DetectorConfig) -> Result<Custom, DetectorError> {
                 message: e.to_string(),
             })?;
         regexes.push(regex);
-        screens.push(screen(&p.regex));
+        screens.push(screen::Screen::new(&p.regex, PATTERN_NEST_LIMIT));
     }
     let set = if regexes.len() <= DIRECT_PATTERNS {
         None
@@ -442,17 +438,6 @@ fn compile_custom(config: &DetectorConfig) -> Result<Custom, DetectorError> {
         exact: build(exact, false)?,
         folded: build(folded, true)?,
     })
-}
-
-/// The prefilter of the literals every match of `pattern` (compiled as
-/// [`RegexBuilder`] compiles it) starts with, if it has one.
-fn screen(pattern: &str) -> Option<Prefilter> {
-    let hir = regex_syntax::ParserBuilder::new()
-        .nest_limit(PATTERN_NEST_LIMIT)
-        .build()
-        .parse(pattern)
-        .ok()?;
-    Prefilter::from_hir_prefix(regex_automata::MatchKind::LeftmostFirst, &hir)
 }
 
 /// Each word with its first letter upper-cased and the rest lower-cased.
