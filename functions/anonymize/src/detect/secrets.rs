@@ -56,6 +56,7 @@ const PREFIXES: &[(&[u8], Kind)] = &[
     (b"eyJ", Kind::Jwt),
     (b"AKIA", Kind::Aws),
     (b"ASIA", Kind::Aws),
+    (b"AIza", Kind::Google),
     (b"ghp_", Kind::GitHub),
     (b"gho_", Kind::GitHub),
     (b"ghu_", Kind::GitHub),
@@ -70,17 +71,39 @@ const PREFIXES: &[(&[u8], Kind)] = &[
     (b"xoxs-", Kind::Slack),
     (b"sk_live_", Kind::Stripe),
     (b"sk_test_", Kind::Stripe),
+    (b"sk-", Kind::SkDash),
     (b"rk_live_", Kind::Stripe),
     (b"rk_test_", Kind::Stripe),
     (b"pk_live_", Kind::Stripe),
     (b"pk_test_", Kind::Stripe),
-    (b"AIza", Kind::Google),
-    (b"sk-", Kind::SkDash),
     (b"npm_", Kind::Npm),
     (b"ak_dev_", Kind::Own),
     (b"ak_staging_", Kind::Own),
     (b"ak_prod_", Kind::Own),
 ];
+
+/// The [`PREFIXES`] starting with each byte, as a range of indices: they
+/// are grouped by first byte (the build fails if they are not), and none is
+/// a prefix of another, so their order within a group does not matter.
+const BY_FIRST: [(u8, u8); 256] = {
+    let mut ranges = [(0u8, 0u8); 256];
+    let mut i = 0;
+    while i < PREFIXES.len() {
+        let c = PREFIXES[i].0[0] as usize;
+        let (start, end) = ranges[c];
+        assert!(
+            start == end || end as usize == i,
+            "PREFIXES must be grouped by first byte"
+        );
+        ranges[c] = if start == end {
+            (i as u8, i as u8 + 1)
+        } else {
+            (start, end + 1)
+        };
+        i += 1;
+    }
+    ranges
+};
 
 /// The words before a bearer token (a space or more follows).
 const BEARER: &[&[u8]] = &[b"Bearer", b"bearer", b"BEARER"];
@@ -146,10 +169,10 @@ fn glues(c: u8) -> bool {
 /// The prefix at `p`, if any: its kind and where the body after it starts.
 fn prefix_at(b: &[u8], p: usize) -> Option<(Kind, usize)> {
     let rest = &b[p..];
-    let (&c0, &c1) = (rest.first()?, rest.get(1)?);
-    PREFIXES
+    let (start, end) = BY_FIRST[usize::from(*rest.first()?)];
+    PREFIXES[usize::from(start)..usize::from(end)]
         .iter()
-        .find(|(prefix, _)| prefix[0] == c0 && prefix[1] == c1 && rest.starts_with(prefix))
+        .find(|(prefix, _)| rest.starts_with(prefix))
         .map(|&(prefix, kind)| (kind, p + prefix.len()))
 }
 
@@ -185,6 +208,7 @@ impl Secrets {
             }
             if word_end < start
                 && let Some(word_start) = word_end.checked_sub(6)
+                && matches!(b[word_start], b'B' | b'b')
                 && BEARER.contains(&&b[word_start..word_end])
             {
                 found.at(word_start, Kind::Bearer, word_end + 1);
@@ -221,6 +245,7 @@ impl Secrets {
             // A PEM header ends its run.
             if b.get(p) == Some(&b' ')
                 && let Some(pem) = p.checked_sub(PEM.len())
+                && b[p - 1] == b'N'
                 && &b[pem..p] == PEM
             {
                 found.at(pem, Kind::Pem, p + 1);
@@ -476,6 +501,15 @@ fn bearer_at(b: &[u8], body: usize) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_prefix_starts_another() {
+        for (i, (a, _)) in PREFIXES.iter().enumerate() {
+            for (b, _) in &PREFIXES[i + 1..] {
+                assert!(!a.starts_with(b) && !b.starts_with(a), "{a:?} {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn a_pem_block_is_found_from_its_header() {
