@@ -59,6 +59,13 @@ pub(super) fn find(text: &str, out: &mut Vec<Span>) {
         if candidate == "::" || !candidate.bytes().any(|c| c.is_ascii_hexdigit()) {
             continue;
         }
+        // Without `::` an address has eight groups (seven colons), or six
+        // and a dotted quad: times and ratios ("12:30") need no parse.
+        let colons = candidate.bytes().filter(|&c| c == b':').count();
+        let full = colons == 7 || colons == 6 && candidate.contains('.');
+        if !full && !candidate.contains("::") {
+            continue;
+        }
         if candidate.parse::<Ipv6Addr>().is_ok() {
             out.push(Span {
                 start,

@@ -1020,3 +1020,22 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Every IPv6 address, compressed, in full and zero-padded, is found
+    /// whole (the colon count screens only what cannot parse).
+    #[test]
+    fn every_ipv6_form_is_found(bits in any::<u128>(), zeros in 0usize..8) {
+        // Some runs of zero groups, for `::`.
+        let bits = bits & !(u128::MAX >> (16 * zeros));
+        let ip = std::net::Ipv6Addr::from(bits.rotate_left(16 * (zeros as u32 % 3)));
+        // (`::` alone is not taken for an address.)
+        prop_assume!(!ip.is_unspecified());
+        let groups = ip.segments();
+        let full = groups.map(|g| format!("{g:x}")).join(":");
+        let padded = groups.map(|g| format!("{g:04x}")).join(":");
+        for form in [ip.to_string(), full, padded] {
+            only(&format!("from {form} today"), "ipv6", &form);
+        }
+    }
+}
