@@ -547,11 +547,27 @@ mod tests {
         }
     }
 
+    /// Pieces end at the last line break the splitter has: pushed a byte
+    /// at a time, a text is cut at each line; pushed whole, at the last.
+    #[test]
+    fn pieces_end_at_the_last_line_break_pushed() {
+        let text = "\n\u{e9}\n".as_bytes();
+        assert_eq!(
+            pieces(text, 4, 1),
+            Ok(vec!["\n".into(), "\u{e9}\n".into(), String::new()])
+        );
+        assert_eq!(
+            pieces(text, 4, 4),
+            Ok(vec!["\n\u{e9}\n".into(), String::new()])
+        );
+    }
+
     proptest! {
-        /// Whatever the chunks, the same pieces (or the same error), each
-        /// within the limit, together the text.
+        /// Whatever the chunks, the same text (or the same error) in
+        /// pieces within the limit, each but the last ending in white
+        /// space (a line break, or the last space of an overlong line).
         #[test]
-        fn pieces_do_not_depend_on_the_chunks(
+        fn the_text_does_not_depend_on_the_chunks(
             text in proptest::collection::vec(
                 prop_oneof![Just(b'\n'), Just(b' '), Just(b'a'), Just(0xC3), Just(0xA9)],
                 0..200,
@@ -560,11 +576,17 @@ mod tests {
             size in 1usize..64,
         ) {
             let whole = pieces(&text, limit, text.len().max(1));
-            prop_assert_eq!(&pieces(&text, limit, size), &whole);
-            if let Ok(whole) = whole {
-                let joined = whole.concat();
+            let chunked = pieces(&text, limit, size);
+            prop_assert_eq!(
+                chunked.as_ref().map(|p| p.concat()),
+                whole.as_ref().map(|p| p.concat())
+            );
+            for pieces in [whole, chunked].into_iter().flatten() {
+                let joined = pieces.concat();
                 prop_assert_eq!(joined.as_bytes(), &text[..]);
-                prop_assert!(whole.iter().all(|p| p.len() <= limit));
+                prop_assert!(pieces.iter().all(|p| p.len() <= limit));
+                let (_, cut) = pieces.split_last().unwrap();
+                prop_assert!(cut.iter().all(|p| p.ends_with(|c: char| c.is_ascii_whitespace())));
             }
         }
     }
