@@ -532,12 +532,7 @@ fn mask(value: &str, keep_last: usize, out: &mut String) {
 /// [`mask`] a char at a time: letters and digits of any script.
 fn mask_chars(value: &str, keep_last: usize, out: &mut String) {
     let total = value.chars().filter(|c| c.is_alphanumeric()).count();
-    // Masked count: all of a value that has no more than `keep_last`.
-    let hidden = if total > keep_last {
-        total - keep_last
-    } else {
-        total
-    };
+    let hidden = masked_count(total, keep_last);
     let mut seen = 0;
     out.reserve(value.len());
     for c in value.chars() {
@@ -550,15 +545,21 @@ fn mask_chars(value: &str, keep_last: usize, out: &mut String) {
     }
 }
 
+/// How many of `total` letters and digits [`mask`] hides: all but the
+/// last `keep_last`, or all of a value that has no more than `keep_last`.
+fn masked_count(total: usize, keep_last: usize) -> usize {
+    if total > keep_last {
+        total - keep_last
+    } else {
+        total
+    }
+}
+
 /// [`mask`] of an ASCII value (phone numbers, cards, IBANs), a byte at a
 /// time.
 fn mask_ascii(value: &str, keep_last: usize, out: &mut String) {
     let total = value.bytes().filter(u8::is_ascii_alphanumeric).count();
-    let hidden = if total > keep_last {
-        total - keep_last
-    } else {
-        total
-    };
+    let hidden = masked_count(total, keep_last);
     let mut seen = 0;
     out.reserve(value.len());
     for c in value.bytes() {
